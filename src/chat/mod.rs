@@ -1,0 +1,1 @@
+//! What users read: reply texts, help, card variables; zh-CN by default, English available.

@@ -1,0 +1,1 @@
+//! DingTalk adapter: everything that knows DingTalk's wire formats. Nothing here knows about orders.

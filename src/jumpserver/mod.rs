@@ -1,0 +1,1 @@
+//! JumpServer adapter: signed REST client and the composite `grant`. Nothing here knows about DingTalk.

@@ -1,0 +1,1 @@
+//! sled storage behind small typed functions (foundation, in progress).

@@ -1,0 +1,1 @@
+//! Background jobs: the outbox runner and the deadline scheduler.

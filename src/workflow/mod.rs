@@ -1,0 +1,1 @@
+//! The request → approval → grant workflow (application service over domain + store + adapters).

@@ -1,0 +1,1 @@
+//! The one integration-test binary (one binary keeps link time down); one module per area.
