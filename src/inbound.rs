@@ -11,7 +11,10 @@ pub enum Inbound {
     Approval(ApprovalEvent),
     Org(OrgEvent),
     /// A verified event we do not act on (e.g. `bpms_task_change`); acknowledged and logged.
-    Other { event_type: String, event_id: Option<String> },
+    Other {
+        event_type: String,
+        event_id: Option<String>,
+    },
 }
 
 impl Inbound {

@@ -3,6 +3,7 @@
 //! Module map (one line each; adapters never import the domain's IO-free rules the other way round):
 pub mod app; //        wiring: builds the state, starts the HTTP server and workers, shuts down cleanly
 pub mod chat; //       what users read: replies, help, cards, rendered in zh-CN / en
+pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, inbound parsing, OpenAPI client
 pub mod dispatch; //   routes each verified Inbound event to its handler
@@ -13,5 +14,5 @@ pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed cl
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
 pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit
-pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work
-pub mod worker; //     background jobs: outbox runner, scheduler
+pub mod worker;
+pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work //     background jobs: outbox runner, scheduler

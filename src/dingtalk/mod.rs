@@ -1,1 +1,3 @@
 //! DingTalk adapter: everything that knows DingTalk's wire formats. Nothing here knows about orders.
+pub mod config;
+pub use config::DingTalkConfig;

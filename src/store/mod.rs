@@ -1,1 +1,74 @@
-//! sled storage behind small typed functions (foundation, in progress).
+//! sled storage behind small typed functions. Every other module sees `Store` and the typed
+//! tree modules below it, never raw sled, so the storage engine stays one file away.
+//!
+//! Trees (one per concern; keys are UTF-8 strings, values JSON unless noted):
+//! - `dedupe`: delivery keys of DingTalk events already handled, with their expiry (see dedupe.rs)
+pub mod dedupe;
+
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("the data directory {path} is in use by another accessbot process (sled holds a lock on it); stop that process or choose another [storage] path")]
+    Locked { path: PathBuf },
+    #[error("cannot open the data directory {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("storage error: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage transaction aborted: {0}")]
+    Conflict(String),
+}
+
+/// The embedded database. Cheap to clone (sled handles are reference counted).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`. A second process on the same path gets
+    /// `StoreError::Locked` with a message that says what to do, not sled's raw io error.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        match sled::Config::new().path(path).open() {
+            Ok(db) => Ok(Self { db }),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
+            {
+                Err(StoreError::Locked {
+                    path: path.to_owned(),
+                })
+            }
+            Err(source) => Err(StoreError::Open {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// A throwaway in-memory-like database in a temp dir, for tests and the demo.
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new().temporary(true).open()?;
+        Ok(Self { db })
+    }
+
+    pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree(name)?)
+    }
+
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
