@@ -3,7 +3,7 @@ use crate::secret::Secret;
 use serde::Deserialize;
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct DingTalkConfig {
     /// Client ID of the enterprise-internal app; also the robot code and Stream clientId.
     pub app_key: String,
