@@ -1,1 +1,245 @@
-//! (foundation, in progress)
+//! The axum router DingTalk talks to: `/dingtalk/events` (encrypted event push), `/dingtalk/robot`
+//! (robot messages, HTTP mode), `/dingtalk/cards` (card callbacks) and `/healthz`.
+//!
+//! Order of work on every inbound route, and why:
+//! 1. verify the signature (and freshness) before looking inside the payload — a forged request
+//!    never reaches a parser;
+//! 2. decrypt / parse into `Inbound`;
+//! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
+//! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, the key is
+//!    forgotten and DingTalk gets a 500, so its redelivery is handled instead of dropped.
+use crate::clock::SharedClock;
+use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
+use crate::dingtalk::parse::{self, DecryptedEvent};
+use crate::dingtalk::sign;
+use crate::dispatch::{Dispatch, DispatchReply};
+use crate::inbound::Inbound;
+use crate::secret::Secret;
+use crate::store::dedupe::Dedupe;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Event pushes older or newer than this are refused as replays. DingTalk signs each push with a
+/// fresh timestamp, so a captured request stops working after the window; inside it, the
+/// dedupe key catches the copy.
+pub const EVENT_FRESHNESS_MS: i64 = 60 * 60 * 1000;
+
+/// Card callbacks carry a signed millisecond timestamp; the platform documents no window
+/// (reference §5.4, UNCONFIRMED), so we accept five minutes of clock skew.
+pub const CARD_FRESHNESS_MS: i64 = 5 * 60 * 1000;
+
+pub struct EdgeState {
+    pub crypto: CallbackCrypto,
+    /// Robot HTTP-mode `sign` key: the app secret.
+    pub robot_secret: Secret,
+    /// `apiSecret` registered for card callbacks; empty disables the card route.
+    pub card_secret: Secret,
+    pub dedupe: Dedupe,
+    pub dedupe_ttl_ms: i64,
+    pub clock: SharedClock,
+    pub dispatcher: Arc<dyn Dispatch>,
+}
+
+pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -> Router {
+    Router::new()
+        .route("/dingtalk/events", post(events))
+        .route("/dingtalk/robot", post(robot))
+        .route("/dingtalk/cards", post(cards))
+        .route("/healthz", get(healthz))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// A refusal: status plus a short reason DingTalk's console (or an attacker) can read.
+/// The reason never contains a secret or the payload.
+#[derive(Debug)]
+pub struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn bad_request(reason: impl Into<String>) -> Self {
+        Self(StatusCode::BAD_REQUEST, reason.into())
+    }
+    fn unauthorized(reason: impl Into<String>) -> Self {
+        Self(StatusCode::UNAUTHORIZED, reason.into())
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        tracing::info!(status = self.0.as_u16(), reason = %self.1, "refused inbound request");
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+#[derive(Deserialize)]
+struct EventBody {
+    encrypt: String,
+}
+
+/// Both spellings occur (reference §2.2): `msg_signature` before `signature`, `timeStamp`
+/// before `timestamp`.
+fn first<'a>(q: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|n| q.get(*n)).map(String::as_str)
+}
+
+async fn events(
+    State(st): State<Arc<EdgeState>>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let (Some(sig), Some(ts), Some(nonce)) = (
+        first(&q, &["msg_signature", "signature"]),
+        first(&q, &["timeStamp", "timestamp"]),
+        first(&q, &["nonce"]),
+    ) else {
+        return Err(Refusal::bad_request(
+            "missing query parameter: signature, timestamp and nonce are required",
+        ));
+    };
+    let body: EventBody = serde_json::from_slice(&body)
+        .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
+    st.crypto
+        .verify_signature(sig, ts, nonce, &body.encrypt)
+        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    check_fresh(ts, st.clock.now_ms(), EVENT_FRESHNESS_MS)?;
+    let plaintext = st.crypto.decrypt(&body.encrypt).map_err(|e| match e {
+        CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
+        other => Refusal::bad_request(other.to_string()),
+    })?;
+    let event = match parse::parse_event(&plaintext)
+        .map_err(|e| Refusal::bad_request(e.to_string()))?
+    {
+        DecryptedEvent::CheckUrl => {
+            tracing::info!("answered check_url");
+            return Ok(success(&st));
+        }
+        DecryptedEvent::Event(ev) => ev,
+    };
+    accept(&st, event).await?;
+    Ok(success(&st))
+}
+
+/// The encrypted `success` DingTalk requires (reference §2.4), with a fresh timestamp and nonce.
+fn success(st: &EdgeState) -> Response {
+    let nonce: String = {
+        use rand::distr::{Alphanumeric, SampleString};
+        Alphanumeric.sample_string(&mut rand::rng(), 16)
+    };
+    let reply = st
+        .crypto
+        .success_reply(&st.clock.now_ms().to_string(), &nonce);
+    Json(reply).into_response()
+}
+
+/// Parses the opaque DingTalk timestamp (10-digit seconds or 13-digit milliseconds) only to
+/// judge freshness; the signature is always computed over the exact string received.
+fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
+    let n: i64 = ts
+        .parse()
+        .map_err(|_| Refusal::bad_request("timestamp is not a number"))?;
+    let ms = if ts.len() <= 10 { n.saturating_mul(1000) } else { n };
+    if (now_ms - ms).abs() > window_ms {
+        return Err(Refusal::unauthorized(
+            "timestamp outside the accepted window (stale or replayed request)",
+        ));
+    }
+    Ok(())
+}
+
+async fn robot(
+    State(st): State<Arc<EdgeState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    sign::verify_robot_request(
+        header(&headers, "timestamp"),
+        header(&headers, "sign"),
+        st.robot_secret.expose(),
+        st.clock.now_ms(),
+    )
+    .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    let msg = parse::parse_robot_message(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    accept(&st, Inbound::Chat(msg)).await?;
+    // Replies go through the session webhook after the decision is recorded; an empty
+    // synchronous answer keeps DingTalk from waiting on us.
+    Ok(Json(json!({ "msgtype": "empty" })).into_response())
+}
+
+async fn cards(
+    State(st): State<Arc<EdgeState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    if st.card_secret.is_empty() {
+        // Without an apiSecret DingTalk sends unsigned callbacks, and an unsigned approve tap
+        // cannot be told from a forged one.
+        return Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "card callbacks are disabled: set dingtalk.card_callback_secret".into(),
+        ));
+    }
+    sign::verify_card_request(
+        header(&headers, "x-ddpaas-signature-timestamp"),
+        header(&headers, "x-ddpaas-signature"),
+        st.card_secret.expose(),
+        st.clock.now_ms(),
+        CARD_FRESHNESS_MS,
+    )
+    .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    let action =
+        parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    match accept(&st, Inbound::CardAction(action)).await? {
+        DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
+        DispatchReply::None => Ok(Json(json!({})).into_response()),
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again.
+async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
+    let key = event.dedupe_key();
+    if let Some(key) = &key {
+        let now = st.clock.now_ms();
+        let first = st
+            .dedupe
+            .first_seen(key, now, now + st.dedupe_ttl_ms)
+            .map_err(|e| {
+                tracing::error!(error = %e, "dedupe store failed");
+                Refusal(StatusCode::INTERNAL_SERVER_ERROR, "storage unavailable".into())
+            })?;
+        if !first {
+            tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
+            return Ok(DispatchReply::None);
+        }
+    }
+    match st.dispatcher.handle(event).await {
+        Ok(reply) => Ok(reply),
+        Err(e) => {
+            if let Some(key) = &key {
+                let _ = st.dedupe.forget(key);
+            }
+            tracing::warn!(error = %e, "dispatch failed; asking DingTalk to redeliver");
+            Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+    }
+}

@@ -1,1 +1,121 @@
-fn main() {}
+//! The `accessbot` command line: serve, demo, check-config, config example.
+use accessbot::config::{self, Sources};
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "accessbot", version, about = "JumpServer access through a DingTalk bot")]
+struct Cli {
+    /// Log format: human-readable lines or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the bot: the HTTP endpoints DingTalk calls, and the background workers.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file (with environment overrides); print every problem.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        what: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the commented example configuration (also config/accessbot.example.toml).
+    Example,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("accessbot: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config {
+            what: ConfigCommand::Example,
+        } => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config: path } => {
+            match config::load(&Sources::from_process(Some(&path))) {
+                Ok((_, warnings)) if warnings.is_empty() => {
+                    println!("{}: ok", path.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                // Warnings (unknown keys) fail the check: a misspelt key silently keeps its
+                // default, which is exactly what a check should catch.
+                Ok((_, problems)) | Err(problems) => {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    println!("{}: {} problem(s)", path.display(), problems.len());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Serve { config: path } => {
+            let config = match config::load(&Sources::from_process(Some(&path))) {
+                Ok((config, warnings)) => {
+                    for w in warnings {
+                        tracing::warn!(key = %w.key, "{}", w.message);
+                    }
+                    config
+                }
+                Err(problems) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    anyhow::bail!("{} configuration problem(s)", problems.len());
+                }
+            };
+            let rt = tokio::runtime::Runtime::new().context("while starting the runtime")?;
+            rt.block_on(accessbot::app::serve(config))
+                .context("while serving")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ACCESSBOT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,hyper=warn,reqwest=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
