@@ -1,0 +1,1 @@
+//! raw HTTP against the DingTalk simulator
