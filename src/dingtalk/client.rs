@@ -263,16 +263,24 @@ impl DingTalkClient {
         }
     }
 
-    /// Replaces the retry policy (tests use millisecond delays). Call before cloning.
+    /// The same client with another retry policy (tests use millisecond delays). The result
+    /// starts with an empty token cache and does not share it with `self`.
     pub fn with_retry_policy(self, retry: RetryPolicy) -> Self {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.retry = retry;
-                Self {
-                    inner: Arc::new(inner),
-                }
-            }
-            Err(shared) => Self { inner: shared },
+        let i = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                http: i.http.clone(),
+                app_key: i.app_key.clone(),
+                app_secret: i.app_secret.clone(),
+                api_base: i.api_base.clone(),
+                oapi_base: i.oapi_base.clone(),
+                robot_code: i.robot_code.clone(),
+                agent_id: i.agent_id,
+                clock: i.clock.clone(),
+                retry,
+                token: tokio::sync::Mutex::new(None),
+                token_fetches: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -469,6 +477,22 @@ impl DingTalkClient {
         }
     }
 
+    fn check_webhook_origin(&self, webhook_url: &str) -> Result<()> {
+        let url = url::Url::parse(webhook_url)
+            .map_err(|_| DingTalkError::Config("session webhook is not a valid URL".into()))?;
+        let official = url.scheme() == "https" && url.host_str() == Some("oapi.dingtalk.com");
+        let configured =
+            url::Url::parse(&self.inner.oapi_base).is_ok_and(|base| base.origin() == url.origin());
+        if official || configured {
+            Ok(())
+        } else {
+            Err(DingTalkError::Config(format!(
+                "session webhook host {:?} is neither oapi.dingtalk.com nor the configured oapi_base",
+                url.host_str().unwrap_or("")
+            )))
+        }
+    }
+
     fn api(&self, path: &str) -> String {
         format!("{}{}", self.inner.api_base, path)
     }
@@ -516,7 +540,11 @@ impl DingTalkClient {
 
     /// Replies through an inbound message's session webhook (§4.2b). Not retried on server
     /// errors: a retry could post the reply twice.
+    ///
+    /// The URL must point at DingTalk's oapi host (or the configured `oapi_base`): it arrives
+    /// inside an inbound message, and the bot must not be made to POST anywhere else.
     pub async fn reply_webhook(&self, webhook_url: &str, msg: &OutMessage) -> Result<()> {
+        self.check_webhook_origin(webhook_url)?;
         let body = msg.to_webhook_body()?;
         self.call(
             Style::Webhook,
@@ -1036,6 +1064,50 @@ mod tests {
             classify_legacy(200, json!({"ok":true})),
             Outcome::Fatal(DingTalkError::Decode(_))
         ));
+    }
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn client_futures_are_send() {
+        let cfg = DingTalkConfig::default();
+        let c = DingTalkClient::new(&cfg, Arc::new(crate::clock::SystemClock));
+        let u = DingUserId::new("u");
+        assert_send(&c.get_user(&u));
+        assert_send(&c.send_to_users(&[], &OutMessage::text("x")));
+        assert_send(&c.start_approval(ApprovalStart {
+            process_code: String::new(),
+            originator: u.clone(),
+            dept_id: -1,
+            approvers: vec![],
+            form: vec![],
+        }));
+    }
+
+    #[test]
+    fn webhook_urls_must_point_at_dingtalk() {
+        let cfg = DingTalkConfig {
+            oapi_base: "http://127.0.0.1:4000".into(),
+            ..DingTalkConfig::default()
+        };
+        let c = DingTalkClient::new(&cfg, Arc::new(crate::clock::SystemClock));
+        assert!(c
+            .check_webhook_origin("https://oapi.dingtalk.com/robot/sendBySession?session=x")
+            .is_ok());
+        assert!(c
+            .check_webhook_origin("http://127.0.0.1:4000/robot/sendBySession?session=x")
+            .is_ok());
+        for bad in [
+            "http://oapi.dingtalk.com/robot/sendBySession",
+            "https://evil.example/robot/sendBySession",
+            "http://127.0.0.1:4001/robot/sendBySession",
+            "not a url",
+        ] {
+            assert!(
+                matches!(c.check_webhook_origin(bad), Err(DingTalkError::Config(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
