@@ -51,6 +51,23 @@ pub enum DingTalkError {
     Decode(String),
 }
 
+impl DingTalkError {
+    /// Whether trying the same call again later may succeed (for the outbox's retry
+    /// decision). Auth, permission, validation and message errors need a human.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DingTalkError::Throttled { code } => {
+                // The monthly quota does not recover within minutes.
+                !code.starts_with("Forbidden.AccessDenied.ApiCount") && code != "90020"
+            }
+            DingTalkError::Http(_) => true,
+            DingTalkError::Api { status, .. } => *status >= 500,
+            DingTalkError::Legacy { errcode, .. } => *errcode == -1,
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = DingTalkError> = std::result::Result<T, E>;
 
 /// Retry knobs; the base delay is configurable so tests do not sleep a second per retry.
@@ -119,6 +136,9 @@ pub struct CardDelivery {
     /// means callbacks come over Stream mode.
     pub callback_route_key: Option<String>,
 }
+
+/// Per-user card variables: `privateData` keyed by userid (with `userIdType` 1).
+pub type PrivateCardData = BTreeMap<DingUserId, BTreeMap<String, String>>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApprovalStart {
@@ -629,12 +649,15 @@ impl DingTalkClient {
     }
 
     /// The JSON body of `card/instances/createAndDeliver` (§5.1).
-    pub fn card_delivery_body(&self, req: &CardDelivery) -> Value {
+    pub fn card_delivery_body(&self, req: &CardDelivery, private: &PrivateCardData) -> Value {
         let mut body = json!({
             "cardTemplateId": req.template_id,
             "outTrackId": req.out_track_id,
             "cardData": {"cardParamMap": req.params},
         });
+        if !private.is_empty() {
+            body["privateData"] = private_json(private);
+        }
         match &req.callback_route_key {
             Some(key) => {
                 body["callbackType"] = json!("HTTP");
@@ -669,7 +692,18 @@ impl DingTalkClient {
     /// Creates and delivers an interactive card. Delivering an `out_track_id` that already
     /// exists counts as success, so the outbox can retry freely.
     pub async fn create_and_deliver_card(&self, req: CardDelivery) -> Result<()> {
-        let body = self.card_delivery_body(&req);
+        self.create_and_deliver_card_with_private(req, &PrivateCardData::new())
+            .await
+    }
+
+    /// As `create_and_deliver_card`, with per-user overrides of the card variables (e.g.
+    /// `canApprove` only for the approvers).
+    pub async fn create_and_deliver_card_with_private(
+        &self,
+        req: CardDelivery,
+        private: &PrivateCardData,
+    ) -> Result<()> {
+        let body = self.card_delivery_body(&req, private);
         let res = self
             .call(
                 Style::New,
@@ -710,12 +744,30 @@ impl DingTalkClient {
         out_track_id: &str,
         params: BTreeMap<String, String>,
     ) -> Result<()> {
-        let body = json!({
+        self.update_card_with_private(out_track_id, params, &PrivateCardData::new())
+            .await
+    }
+
+    /// Merges `params` into the public data and each user's entry of `private` into that
+    /// user's private data.
+    pub async fn update_card_with_private(
+        &self,
+        out_track_id: &str,
+        params: BTreeMap<String, String>,
+        private: &PrivateCardData,
+    ) -> Result<()> {
+        let mut body = json!({
             "outTrackId": out_track_id,
             "cardData": {"cardParamMap": params},
-            "cardUpdateOptions": {"updateCardDataByKey": true, "updatePrivateDataByKey": false},
+            "cardUpdateOptions": {
+                "updateCardDataByKey": true,
+                "updatePrivateDataByKey": !private.is_empty(),
+            },
             "userIdType": 1,
         });
+        if !private.is_empty() {
+            body["privateData"] = private_json(private);
+        }
         self.call(
             Style::New,
             Method::PUT,
@@ -869,6 +921,15 @@ impl DingTalkClient {
         }
         Ok(tasks)
     }
+}
+
+fn private_json(private: &PrivateCardData) -> Value {
+    Value::Object(
+        private
+            .iter()
+            .map(|(u, m)| (u.as_str().to_owned(), json!({"cardParamMap": m})))
+            .collect(),
+    )
 }
 
 fn path_of(url: &str) -> String {
@@ -1108,6 +1169,41 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn transient_errors_are_the_retryable_ones() {
+        let api = |status| DingTalkError::Api {
+            status,
+            code: String::new(),
+            message: String::new(),
+        };
+        assert!(api(503).is_transient());
+        assert!(!api(400).is_transient());
+        assert!(DingTalkError::Http("reset".into()).is_transient());
+        assert!(DingTalkError::Throttled {
+            code: "Forbidden.AccessDenied.QpsLimitForApi".into()
+        }
+        .is_transient());
+        assert!(!DingTalkError::Throttled {
+            code: "Forbidden.AccessDenied.ApiCountLimitForOrg".into()
+        }
+        .is_transient());
+        assert!(DingTalkError::Legacy {
+            errcode: -1,
+            errmsg: String::new()
+        }
+        .is_transient());
+        assert!(!DingTalkError::Legacy {
+            errcode: 60121,
+            errmsg: String::new()
+        }
+        .is_transient());
+        assert!(!DingTalkError::Auth {
+            code: String::new(),
+            message: String::new()
+        }
+        .is_transient());
     }
 
     #[test]

@@ -21,6 +21,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Lifetime of a session webhook opened with `session_webhook` (sim-chosen: 90 minutes).
+pub const SESSION_WEBHOOK_TTL_MS: i64 = 90 * 60 * 1000;
+
 #[derive(Clone, Debug)]
 pub struct SimDingTalkOptions {
     pub app_key: String,
@@ -96,6 +99,8 @@ pub struct SimCard {
     pub template_id: String,
     pub open_space_id: String,
     pub params: BTreeMap<String, String>,
+    /// `privateData`: per-userid variables.
+    pub private: BTreeMap<String, BTreeMap<String, String>>,
     pub callback_type: Option<String>,
     pub callback_route_key: Option<String>,
     pub update_count: u32,
@@ -131,6 +136,7 @@ struct Sim {
     users: BTreeMap<String, DingUser>,
     groups: HashSet<String>,
     sessions: HashMap<String, Vec<Value>>,
+    session_expiry: HashMap<String, i64>,
     robot_msgs: BTreeMap<String, Vec<SimMessage>>,
     group_msgs: BTreeMap<String, Vec<SimMessage>>,
     cards: BTreeMap<String, SimCard>,
@@ -283,13 +289,27 @@ impl SimDingTalk {
             s.flow_controlled.remove(user.as_str());
         }
     }
-    /// Opens a session and returns its `sessionWebhook` URL.
+    /// Opens a session that never expires and returns its `sessionWebhook` URL.
     pub fn webhook_url_for(&self, session: &str) -> String {
-        self.shared
-            .lock()
-            .sessions
-            .entry(session.to_owned())
-            .or_default();
+        self.open_session(session, None)
+    }
+
+    /// Opens a session valid for `SESSION_WEBHOOK_TTL_MS` and returns the `sessionWebhook` URL
+    /// and the `sessionWebhookExpiredTime` (ms) an inbound message would carry.
+    pub fn session_webhook(&self, session: &str) -> (String, i64) {
+        let expires = self.now_ms() + SESSION_WEBHOOK_TTL_MS;
+        (self.open_session(session, Some(expires)), expires)
+    }
+
+    fn open_session(&self, session: &str, expires_ms: Option<i64>) -> String {
+        {
+            let mut s = self.shared.lock();
+            s.sessions.entry(session.to_owned()).or_default();
+            match expires_ms {
+                Some(e) => s.session_expiry.insert(session.to_owned(), e),
+                None => s.session_expiry.remove(session),
+            };
+        }
         let mut url = format!("{}/robot/sendBySession", self.base_url);
         url.push_str("?session=");
         url.push_str(
@@ -533,7 +553,7 @@ async fn handle(
     }
 
     if fam == Family::Webhook {
-        return webhook(&mut s, &query, &body);
+        return webhook(&mut s, &query, &body, now);
     }
 
     // Auth, as the gateway does it, before anything else is looked at.
@@ -641,8 +661,11 @@ fn user_get(s: &mut Sim, body: &Value) -> Response {
     ok(json!({"errcode": 0, "errmsg": "ok", "result": r, "request_id": rid}))
 }
 
-fn webhook(s: &mut Sim, query: &BTreeMap<String, String>, body: &Value) -> Response {
-    let Some(session) = query.get("session").filter(|x| s.sessions.contains_key(*x)) else {
+fn webhook(s: &mut Sim, query: &BTreeMap<String, String>, body: &Value, now: i64) -> Response {
+    let live = |x: &String| {
+        s.sessions.contains_key(x) && s.session_expiry.get(x).is_none_or(|exp| now < *exp)
+    };
+    let Some(session) = query.get("session").filter(|x| live(x)) else {
         // sim-chosen code for an unknown or expired session.
         return legacy_err(s, 300001, "session不存在或已过期");
     };
@@ -811,6 +834,18 @@ fn string_map(v: Option<&Value>) -> Option<BTreeMap<String, String>> {
         .collect()
 }
 
+/// `privateData` as `{userId: {cardParamMap: {k: "v"}}}`; absent is empty, wrong types are `None`.
+fn private_map(v: Option<&Value>) -> Option<BTreeMap<String, BTreeMap<String, String>>> {
+    match v {
+        None | Some(Value::Null) => Some(BTreeMap::new()),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(u, d)| string_map(d.get("cardParamMap")).map(|m| (u.clone(), m)))
+            .collect(),
+        Some(_) => None,
+    }
+}
+
 fn card_create(sh: &Shared, s: &mut Sim, body: &Value) -> Response {
     let Some(tpl) = str_of(body, "cardTemplateId").filter(|t| !t.is_empty()) else {
         return new_err(s, 400, "param.templateNotExist", "param.templateNotExist");
@@ -911,12 +946,21 @@ fn card_create(sh: &Shared, s: &mut Sim, body: &Value) -> Response {
             r
         })
         .collect();
+    let Some(private) = private_map(body.get("privateData")) else {
+        return new_err(
+            s,
+            400,
+            "param.cardDataInvalid",
+            "privateData 的值必须是字符串",
+        );
+    };
     s.cards.insert(
         track.to_owned(),
         SimCard {
             template_id: tpl.to_owned(),
             open_space_id: format!("dtv1.card//{space}"),
             params,
+            private,
             callback_type,
             callback_route_key: route_key,
             update_count: 0,
@@ -937,10 +981,20 @@ fn card_update(s: &mut Sim, body: &Value) -> Response {
             "cardParamMap 的值必须是字符串",
         );
     };
-    let by_key = body
-        .pointer("/cardUpdateOptions/updateCardDataByKey")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let Some(private) = private_map(body.get("privateData")) else {
+        return new_err(
+            s,
+            400,
+            "param.cardDataInvalid",
+            "privateData 的值必须是字符串",
+        );
+    };
+    let flag = |k: &str| {
+        body.pointer(&format!("/cardUpdateOptions/{k}"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let (by_key, private_by_key) = (flag("updateCardDataByKey"), flag("updatePrivateDataByKey"));
     let Some(card) = s.cards.get_mut(track) else {
         // sim-chosen code.
         return new_err(s, 400, "param.cardNotExist", "param.cardNotExist");
@@ -950,6 +1004,14 @@ fn card_update(s: &mut Sim, body: &Value) -> Response {
     } else {
         // Without updateCardDataByKey the public data is replaced (reference §5.2).
         card.params = params;
+    }
+    for (user, m) in private {
+        let slot = card.private.entry(user).or_default();
+        if private_by_key {
+            slot.extend(m);
+        } else {
+            *slot = m;
+        }
     }
     card.update_count += 1;
     ok(json!({"success": true, "result": true}))

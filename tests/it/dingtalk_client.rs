@@ -4,7 +4,7 @@
 use accessbot::clock::{ManualClock, SharedClock};
 use accessbot::dingtalk::client::{
     ApprovalResult, ApprovalStart, ApprovalStatus, CardDelivery, CardTarget, DingTalkClient,
-    DingTalkError, DingUser, RetryPolicy,
+    DingTalkError, DingUser, PrivateCardData, RetryPolicy,
 };
 use accessbot::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
 use accessbot::domain::ids::DingUserId;
@@ -362,24 +362,33 @@ async fn request_bodies_match_the_official_sdk() {
         normalise_msg_param(v["request"]["body"].clone())
     );
 
-    // card, 1:1 robot chat, HTTP callbacks (privateData is not produced by this client)
-    let v = vector("card_create_and_deliver_robot_1to1");
-    let mut want = v["request"]["body"].clone();
-    want.as_object_mut().unwrap().remove("privateData");
+    // card, 1:1 robot chat, HTTP callbacks, approver-only private data
+    let want = vector("card_create_and_deliver_robot_1to1")["request"]["body"].clone();
     let params: BTreeMap<String, String> =
         serde_json::from_value(want["cardData"]["cardParamMap"].clone()).unwrap();
+    let private: PrivateCardData = BTreeMap::from([(
+        DingUserId::new("boss01"),
+        BTreeMap::from([("canApprove".to_string(), "true".to_string())]),
+    )]);
     e.client
-        .create_and_deliver_card(CardDelivery {
-            template_id: "2c278d79-fc0b-41b4-b14e-8b8089dc08e8.schema".into(),
-            out_track_id: "req-20231115-0001".into(),
-            params,
-            to: CardTarget::User(DingUserId::new("manager7675")),
-            callback_route_key: Some("jmsbot_card".into()),
-        })
+        .create_and_deliver_card_with_private(
+            CardDelivery {
+                template_id: "2c278d79-fc0b-41b4-b14e-8b8089dc08e8.schema".into(),
+                out_track_id: "req-20231115-0001".into(),
+                params,
+                to: CardTarget::User(DingUserId::new("manager7675")),
+                callback_route_key: Some("jmsbot_card".into()),
+            },
+            &private,
+        )
         .await
         .unwrap();
     let got = &e.sim.calls_to("/v1.0/card/instances/createAndDeliver")[0];
     assert_eq!(got.body, want);
+    assert_eq!(
+        e.sim.card("req-20231115-0001").unwrap().private["boss01"]["canApprove"],
+        "true"
+    );
 
     // card, group, Stream callbacks (atUserIds is not produced by this client)
     let mut want = vector("card_create_and_deliver_group")["request"]["body"].clone();
@@ -604,6 +613,36 @@ async fn cards_are_idempotent_by_out_track_id() {
     assert_eq!(card.params["host"], "h1", "update merges by key");
     assert_eq!(card.open_space_id, "dtv1.card//IM_ROBOT.boss01");
     assert_eq!(card.callback_type.as_deref(), Some("STREAM"));
+
+    // private data: merged per user by key, other users untouched
+    let private = |u: &str, k: &str, v: &str| -> PrivateCardData {
+        BTreeMap::from([(
+            DingUserId::new(u),
+            BTreeMap::from([(k.to_string(), v.to_string())]),
+        )])
+    };
+    e.client
+        .update_card_with_private(
+            "A20261122-7K3F",
+            BTreeMap::new(),
+            &private("boss01", "canApprove", "true"),
+        )
+        .await
+        .unwrap();
+    e.client
+        .update_card_with_private(
+            "A20261122-7K3F",
+            BTreeMap::new(),
+            &private("boss01", "decided", "true"),
+        )
+        .await
+        .unwrap();
+    let card = e.sim.card("A20261122-7K3F").unwrap();
+    assert_eq!(card.private["boss01"].len(), 2);
+    assert_eq!(
+        card.params["status"], "approved",
+        "empty public update keeps data"
+    );
 
     // a recipient DingTalk cannot reach → deliverResults[0].success=false → typed error
     let err = e

@@ -269,7 +269,7 @@ async fn robot_send_limits_are_enforced() {
 
 #[tokio::test]
 async fn card_and_webhook_validation() {
-    let (sim, _clock, http) = sim(None).await;
+    let (sim, clock, http) = sim(None).await;
     let t = token(&sim, &http).await;
     let url = format!("{}/v1.0/card/instances/createAndDeliver", sim.base_url());
     let base = json!({"cardTemplateId": "x.schema", "outTrackId": "c1", "callbackType": "STREAM",
@@ -330,6 +330,17 @@ async fn card_and_webhook_validation() {
     .await;
     assert_eq!(v, json!({"errcode": 0, "errmsg": "ok"}));
     assert_eq!(sim.webhook_messages("s1").len(), 1);
+
+    // a session webhook stops working at its expiry time
+    let (hook, expires) = sim.session_webhook("s2");
+    assert!(expires > sim.now_ms());
+    let msg = json!({"msgtype": "text", "text": {"content": "hi"}});
+    let (_, v) = send(http.post(&hook).json(&msg)).await;
+    assert_eq!(v["errcode"], 0);
+    clock.advance(SignedDuration::from_millis(expires - sim.now_ms()));
+    let (_, v) = send(http.post(&hook).json(&msg)).await;
+    assert_ne!(v["errcode"], 0);
+    assert_eq!(sim.webhook_messages("s2").len(), 1);
 }
 
 #[tokio::test]
