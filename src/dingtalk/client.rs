@@ -414,7 +414,18 @@ impl DingTalkClient {
         loop {
             let token = match style {
                 Style::Webhook => None,
-                _ => Some(self.token().await?),
+                _ => match self.token().await {
+                    Ok(t) => Some(t),
+                    // Nothing was sent yet, so retrying the token fetch is safe for every call.
+                    Err(e) if e.is_transient() && server < retry.max_server_error_retries => {
+                        let delay = retry.server_error_base * 2u32.saturating_pow(server);
+                        server += 1;
+                        tracing::info!(attempt = server, "DingTalk token fetch failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
             };
             let outcome = self
                 .attempt(style, method.clone(), url, query, body, token.as_ref())
@@ -778,6 +789,52 @@ impl DingTalkClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Registers (or with `force_update`, replaces) the HTTP callback URL of a card route key
+    /// (§5.3). `api_secret` is what DingTalk signs callbacks with.
+    pub async fn register_card_callback(
+        &self,
+        route_key: &str,
+        callback_url: &str,
+        api_secret: &Secret,
+        force_update: bool,
+    ) -> Result<()> {
+        let body = json!({
+            "callbackRouteKey": route_key,
+            "callbackUrl": callback_url,
+            "apiSecret": api_secret.expose(),
+            "forceUpdate": force_update,
+        });
+        self.call(
+            Style::New,
+            Method::POST,
+            &self.api("/v1.0/card/callbacks/register"),
+            &[],
+            Some(&body),
+            true,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The `processCode` of an approval template, looked up by its name (§6.4).
+    pub async fn process_code_by_name(&self, name: &str) -> Result<String> {
+        let v = self
+            .call(
+                Style::New,
+                Method::GET,
+                &self.api("/v1.0/workflow/processCentres/schemaNames/processCodes"),
+                &[("name", name)],
+                None,
+                true,
+            )
+            .await?;
+        v.pointer("/result/processCode")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| DingTalkError::Decode("processCodes lookup without processCode".into()))
     }
 
     /// The JSON body of `workflow/processInstances` (§6.1).

@@ -145,6 +145,10 @@ struct Sim {
     faults: Vec<Fault>,
     qps: HashMap<String, (i64, u32)>,
     flow_controlled: HashSet<String>,
+    /// route key → (callback URL, apiSecret)
+    card_callbacks: BTreeMap<String, (String, Option<String>)>,
+    /// template name → processCode; when non-empty, only these codes can be started.
+    processes: BTreeMap<String, String>,
     seq: u64,
 }
 
@@ -325,6 +329,18 @@ impl SimDingTalk {
             remaining: n,
             kind,
         });
+    }
+
+    /// An approval template the org has; once any is added, unknown codes are refused.
+    pub fn add_process(&self, name: &str, process_code: &str) {
+        self.shared
+            .lock()
+            .processes
+            .insert(name.to_owned(), process_code.to_owned());
+    }
+    /// The URL and apiSecret registered for a card callback route key.
+    pub fn card_callback(&self, route_key: &str) -> Option<(String, Option<String>)> {
+        self.shared.lock().card_callbacks.get(route_key).cloned()
     }
 
     pub fn calls(&self) -> Vec<RecordedCall> {
@@ -585,7 +601,11 @@ async fn handle(
 
     if let Some(limit) = sh.opts.qps_limit {
         let second = now.div_euclid(1000);
-        let entry = s.qps.entry(path.clone()).or_insert((second, 0));
+        // One budget per API, and GET and POST on one path are different APIs.
+        let entry = s
+            .qps
+            .entry(format!("{method} {path}"))
+            .or_insert((second, 0));
         if entry.0 != second {
             *entry = (second, 0);
         }
@@ -601,6 +621,10 @@ async fn handle(
         ("POST", "/v1.0/robot/groupMessages/send") => group_send(&sh, &mut s, &body, now),
         ("POST", "/v1.0/card/instances/createAndDeliver") => card_create(&sh, &mut s, &body),
         ("PUT", "/v1.0/card/instances") => card_update(&mut s, &body),
+        ("POST", "/v1.0/card/callbacks/register") => card_register(&mut s, &body),
+        ("GET", "/v1.0/workflow/processCentres/schemaNames/processCodes") => {
+            process_code(&mut s, &query)
+        }
         ("POST", "/v1.0/workflow/processInstances") => approval_start(&sh, &mut s, &body, now),
         ("GET", "/v1.0/workflow/processInstances") => approval_get(&mut s, &query),
         ("POST", "/v1.0/workflow/processInstances/terminate") => {
@@ -1017,10 +1041,54 @@ fn card_update(s: &mut Sim, body: &Value) -> Response {
     ok(json!({"success": true, "result": true}))
 }
 
+fn card_register(s: &mut Sim, body: &Value) -> Response {
+    let (Some(key), Some(url)) = (
+        str_of(body, "callbackRouteKey").filter(|k| !k.is_empty()),
+        str_of(body, "callbackUrl").filter(|u| !u.is_empty()),
+    ) else {
+        return new_err(
+            s,
+            400,
+            "invalidParameter",
+            "callbackRouteKey 和 callbackUrl 必填",
+        );
+    };
+    let secret = str_of(body, "apiSecret").map(str::to_owned);
+    let force = body
+        .get("forceUpdate")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    // Without forceUpdate an existing registration wins (reference §5.3).
+    if force || !s.card_callbacks.contains_key(key) {
+        s.card_callbacks
+            .insert(key.to_owned(), (url.to_owned(), secret));
+    }
+    let (url, secret) = s.card_callbacks.get(key).cloned().unwrap_or_default();
+    let mut result = json!({"callbackUrl": url});
+    if let Some(sec) = secret {
+        result["apiSecret"] = json!(sec);
+    }
+    ok(json!({"success": true, "result": result}))
+}
+
+fn process_code(s: &mut Sim, query: &BTreeMap<String, String>) -> Response {
+    let name = query.get("name").map(String::as_str).unwrap_or("");
+    match s.processes.get(name).cloned() {
+        Some(code) => {
+            ok(json!({"result": {"processCode": code, "gmtModified": "2026-01-01T00:00Z"}}))
+        }
+        // sim-chosen code.
+        None => new_err(s, 400, "processCodeNotFound", "未找到该名称的审批模板"),
+    }
+}
+
 fn approval_start(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
     let Some(code) = str_of(body, "processCode").filter(|c| !c.is_empty()) else {
         return new_err(s, 400, "processCodeError", "processCode 不能为空");
     };
+    if !s.processes.is_empty() && !s.processes.values().any(|c| c == code) {
+        return new_err(s, 400, "processCodeError", "processCode 不存在");
+    }
     let Some(orig) = str_of(body, "originatorUserId").filter(|u| s.users.contains_key(*u)) else {
         return new_err(
             s,

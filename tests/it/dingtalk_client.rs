@@ -9,6 +9,7 @@ use accessbot::dingtalk::client::{
 use accessbot::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
 use accessbot::domain::ids::DingUserId;
 use accessbot::sandbox::dingtalk::{FaultKind, SimChannel, SimDingTalk, SimDingTalkOptions};
+use accessbot::secret::Secret;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -309,6 +310,20 @@ async fn server_errors_retried_only_for_idempotent_calls() {
         e.client.get_approval(&id).await.unwrap().status,
         ApprovalStatus::Running
     );
+    // a failed token fetch is retried even for a create: nothing was sent yet
+    e.sim.expire_tokens();
+    e.sim
+        .fail_next("/v1.0/oauth2/accessToken", 1, FaultKind::ServerError);
+    let before = e.sim.approvals().len();
+    let again = ApprovalStart {
+        process_code: "PROC-1".into(),
+        originator: DingUserId::new("manager7675"),
+        dept_id: -1,
+        approvers: vec![],
+        form: vec![("申请理由".into(), "再次".into())],
+    };
+    e.client.start_approval(again).await.unwrap();
+    assert_eq!(e.sim.approvals().len(), before + 1);
     // legacy -1 (system busy) on an idempotent read is retried too
     e.sim
         .fail_next("/topapi/v2/user/get", 1, FaultKind::ServerError);
@@ -475,6 +490,50 @@ async fn request_bodies_match_the_official_sdk() {
     let mut want = vector("terminate_process_instance")["request"]["body"].clone();
     want["processInstanceId"] = json!(id);
     assert_eq!(got.body, want);
+
+    // card callback registration
+    let want = vector("card_register_callback")["request"]["body"].clone();
+    e.client
+        .register_card_callback(
+            "jmsbot_card",
+            "https://bot.example.com/dingtalk/card",
+            &Secret::new("s3cr3t"),
+            true,
+        )
+        .await
+        .unwrap();
+    let got = &e.sim.calls_to("/v1.0/card/callbacks/register")[0];
+    assert_eq!(got.body, want);
+    assert_eq!(
+        e.sim.card_callback("jmsbot_card"),
+        Some((
+            "https://bot.example.com/dingtalk/card".into(),
+            Some("s3cr3t".into())
+        ))
+    );
+
+    // process code lookup: same path and (percent-encoded) query as the SDK
+    e.sim
+        .add_process("JumpServer访问申请", "PROC-JMS-ACCESS-01");
+    let code = e
+        .client
+        .process_code_by_name("JumpServer访问申请")
+        .await
+        .unwrap();
+    assert_eq!(code, "PROC-JMS-ACCESS-01");
+    let got = e
+        .sim
+        .calls_to("/v1.0/workflow/processCentres/schemaNames/processCodes")
+        .remove(0);
+    assert_eq!(got.method, "GET");
+    let sdk = vector("get_process_code_by_name")["request"]["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sdk_url = url::Url::parse(&format!("http://x{sdk}")).unwrap();
+    let sdk_query: BTreeMap<String, String> = sdk_url.query_pairs().into_owned().collect();
+    assert_eq!(sdk_url.path(), got.path);
+    assert_eq!(sdk_query, got.query);
 
     // every new-API call carried the token in the SDK's header
     for c in e.sim.calls() {
