@@ -428,6 +428,38 @@ mod tests {
         assert_eq!(card(0).to_webhook_body().unwrap()["msgtype"], "markdown");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn dtmd_link_round_trips(text in "\\PC{0,60}") {
+            let link = dtmd_send_link(&text);
+            let enc = link.strip_prefix("dtmd://dingtalkclient/sendMessage?content=").unwrap();
+            proptest::prop_assert!(enc.bytes().all(|b| b.is_ascii_alphanumeric() || b"%-_.~".contains(&b)));
+            let back = percent_encoding::percent_decode_str(enc).decode_utf8().unwrap();
+            proptest::prop_assert_eq!(back, text);
+        }
+
+        #[test]
+        fn any_card_renders_or_refuses_without_panic(
+            title in "\\PC{0,40}", text in "\\PC{0,80}",
+            buttons in proptest::collection::vec(("\\PC{0,30}", "\\PC{0,40}"), 0..8),
+        ) {
+            let n = buttons.len();
+            let m = OutMessage::ActionCard {
+                title: title.clone(), text,
+                buttons: buttons.into_iter().map(|(t, u)| CardButton::new(t, u)).collect(),
+            };
+            match m.to_robot_payload() {
+                Ok(p) => {
+                    proptest::prop_assert!(n <= MAX_BUTTONS);
+                    let v: Value = serde_json::from_str(&p.msg_param).unwrap();
+                    proptest::prop_assert_eq!(v["title"].as_str(), Some(title.as_str()));
+                }
+                Err(e) => proptest::prop_assert_eq!(e, MessageError::TooManyButtons { got: n, max: MAX_BUTTONS }),
+            }
+            proptest::prop_assert_eq!(m.to_webhook_body().is_ok(), n <= MAX_BUTTONS);
+        }
+    }
+
     #[test]
     fn work_notice_uses_snake_case_action_card() {
         let v = card(2).to_work_notice_msg().unwrap();
