@@ -1,3 +1,5 @@
 //! DingTalk adapter: everything that knows DingTalk's wire formats. Nothing here knows about orders.
 pub mod config;
 pub use config::DingTalkConfig;
+pub mod client;
+pub mod message;

@@ -1,1 +1,3 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
+mod dingtalk_client;
+mod dingtalk_sim;
