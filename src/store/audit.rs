@@ -3,7 +3,7 @@
 //! orders.rs), so the trail can never disagree with the orders.
 //!
 //! Trees: `audit` key = 8-byte big-endian time (ms, sign bit flipped so order is chronological)
-//! + 8-byte sled id (ties and uniqueness) → JSON `AuditRecord`; `audit_by_order` key =
+//! then 8-byte sled id (ties and uniqueness) → JSON `AuditRecord`; `audit_by_order` key =
 //! `<order id>/` + the audit key → empty, for `list_for_order`.
 use super::{Store, StoreError};
 use crate::domain::ids::{DingUserId, OrderId};

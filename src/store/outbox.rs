@@ -217,9 +217,20 @@ impl Outbox {
 
     /// The head job of each order (its oldest job that is not parked), if due by `now`, oldest
     /// first, at most `limit`. Later jobs of an order wait behind its head, so an order's jobs
-    /// run in order while different orders proceed independently. A head whose kind cannot be
-    /// decoded is parked and the next job of that order becomes the head.
+    /// run in order while different orders proceed independently.
     pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxJob>, StoreError> {
+        let mut out: Vec<OutboxJob> = self
+            .heads()?
+            .into_iter()
+            .filter(|j| j.not_before <= now)
+            .collect();
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The head job of every order, due or not, ordered by `not_before` then id. A head whose
+    /// kind cannot be decoded is parked and the next job of that order becomes the head.
+    pub fn heads(&self) -> Result<Vec<OutboxJob>, StoreError> {
         let mut out = Vec::new();
         let mut head_of: Option<OrderId> = None;
         for item in self.tree.iter() {
@@ -231,9 +242,7 @@ impl Outbox {
             match s.to_job() {
                 Ok(job) => {
                     head_of = Some(s.order_id.clone());
-                    if job.not_before <= now {
-                        out.push(job);
-                    }
+                    out.push(job);
                 }
                 Err(e) => {
                     tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
@@ -245,21 +254,7 @@ impl Outbox {
             }
         }
         out.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
-        out.truncate(limit);
         Ok(out)
-    }
-
-    /// Earliest `not_before` among runnable jobs (parked ones excluded), for the runner's sleep.
-    pub fn next_not_before(&self) -> Result<Option<Timestamp>, StoreError> {
-        let mut min: Option<Timestamp> = None;
-        for item in self.tree.iter() {
-            let (_, v) = item?;
-            let s = decode(&v)?;
-            if s.parked.is_none() && min.is_none_or(|m| s.not_before < m) {
-                min = Some(s.not_before);
-            }
-        }
-        Ok(min)
     }
 
     /// Removes a finished job. `false` if it was already gone.
