@@ -49,7 +49,8 @@ pub trait JobRunner: Send + Sync + 'static {
     fn run(&self, job: &OutboxJob) -> impl Future<Output = Result<(), JobError>> + Send;
 
     /// Called once when a job stops retrying (permanent error or deadline passed); the workflow
-    /// marks the order failed and tells admins. The job is already parked and audited.
+    /// marks the order failed (`Order::provisioning_failed` with no retry deadline) and queues
+    /// `NotifyAdmins`. The job is already parked and audited when this runs.
     fn gave_up(&self, job: &OutboxJob, reason: &str) -> impl Future<Output = ()> + Send {
         let _ = (job, reason);
         async {}

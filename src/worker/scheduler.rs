@@ -25,6 +25,9 @@ pub struct Deadline {
     pub order: OrderId,
 }
 
+/// Acts on a deadline. Reminders must be recorded on the order (`Order::mark_*_reminded`) in
+/// the same change that queues the message: deadlines are recomputed from the order on every
+/// change and at start, so an unrecorded reminder would be sent again.
 pub trait DeadlineHandler: Send + Sync + 'static {
     /// `Err` means "try again later" (after `SchedulerConfig::retry_after`).
     fn on_deadline(&self, deadline: &Deadline) -> impl Future<Output = Result<(), String>> + Send;

@@ -1418,3 +1418,69 @@ async fn the_scheduler_loop_wakes_for_an_earlier_deadline() {
         State::Cancelled
     );
 }
+
+// ---------------------------------------------------------------- properties
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn action() -> impl Strategy<Value = Action> {
+        proptest::sample::select(Action::ALL.to_vec())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Any sequence of actions through the store keeps the bookkeeping consistent: one audit
+        /// record per applied transition, the state index lists the order under its state only,
+        /// the version counts the commits, and nothing leaves a terminal state.
+        #[test]
+        fn random_action_sequences_keep_store_and_state_consistent(actions in proptest::collection::vec(action(), 1..24)) {
+            let db = db();
+            let o = create_pending(&db, "R261122-001");
+            let mut applied = 0u64;
+            let mut state = o.state;
+            for (i, a) in actions.into_iter().enumerate() {
+                let before = db.orders.get(&o.id).unwrap().unwrap();
+                let now = t0() + SignedDuration::from_hours(i as i64 * 3);
+                let r = db.orders.update(&o.id, |cur| {
+                    let t = match a {
+                        Action::Submit => cur.submit(now),
+                        Action::Approve => cur.approve(&u("bob"), now),
+                        Action::Reject => cur.reject(&u("bob"), now, None),
+                        Action::Cancel => cur.cancel(&u("alice"), now),
+                        Action::TimeOut => cur.time_out(now),
+                        Action::StartProvisioning => cur.start_provisioning(now),
+                        Action::Provisioned => cur.provisioned(grant(), now),
+                        Action::ProvisioningFailed => cur.provisioning_failed("x", Some(now + SignedDuration::from_hours(1)), now),
+                        Action::Expire => cur.expire(now),
+                        Action::Revoke => cur.revoke(None, None, now),
+                        Action::Renew => cur.renew(now + SignedDuration::from_hours(1), now),
+                    }?;
+                    Ok::<_, TransitionError>(Change::from_transition(t, Actor::System, "", vec![]))
+                });
+                match r {
+                    Ok(c) => {
+                        applied += 1;
+                        prop_assert!(!before.state.is_terminal());
+                        prop_assert!(a.allowed_from().contains(&before.state));
+                        state = c.order.state;
+                    }
+                    Err(CasError::Refused(_)) => {
+                        prop_assert_eq!(db.orders.get(&o.id).unwrap().unwrap(), before);
+                    }
+                    Err(e) => prop_assert!(false, "unexpected {}", e),
+                }
+            }
+            let stored = db.orders.get(&o.id).unwrap().unwrap();
+            prop_assert_eq!(stored.state, state);
+            prop_assert_eq!(stored.version, 1 + applied);
+            prop_assert_eq!(db.audit.list_for_order(&o.id).unwrap().len() as u64, 1 + applied);
+            for s in State::ALL {
+                let listed = db.orders.list_by_state(s).unwrap().len();
+                prop_assert_eq!(listed, usize::from(s == state), "index for {}", s);
+            }
+        }
+    }
+}
