@@ -157,6 +157,23 @@ fn encode(s: &Stored) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// The smallest key above every key of the order `key` belongs to; always above `key` itself,
+/// so the scan in `heads` makes progress even over a malformed key.
+fn next_order_start(key: &[u8]) -> Vec<u8> {
+    match key.iter().position(|b| *b == b'/') {
+        Some(i) => {
+            let mut s = key.get(..i).unwrap_or_default().to_vec();
+            s.push(b'0');
+            s
+        }
+        None => {
+            let mut s = key.to_vec();
+            s.push(0);
+            s
+        }
+    }
+}
+
 /// Inserts `job` inside a transaction unless a job with the same id exists.
 pub(crate) fn stage(
     tree: &TransactionalTree,
@@ -232,26 +249,33 @@ impl Outbox {
     /// kind cannot be decoded is parked and the next job of that order becomes the head.
     pub fn heads(&self) -> Result<Vec<OutboxJob>, StoreError> {
         let mut out = Vec::new();
-        let mut head_of: Option<OrderId> = None;
-        for item in self.tree.iter() {
-            let (k, v) = item?;
-            let s = decode(&v)?;
-            if s.parked.is_some() || head_of.as_ref() == Some(&s.order_id) {
-                continue;
-            }
-            match s.to_job() {
-                Ok(job) => {
-                    head_of = Some(s.order_id.clone());
-                    out.push(job);
+        // After an order's head is found, seek past the rest of that order: `<id>0` is the
+        // smallest key above every `<id>/...` ('0' follows '/'), so a backlog of many jobs per
+        // order costs one decode per order, not one per job.
+        let mut start: Vec<u8> = Vec::new();
+        'orders: loop {
+            for item in self.tree.range(start.as_slice()..) {
+                let (k, v) = item?;
+                let s = decode(&v)?;
+                if s.parked.is_some() {
+                    continue;
                 }
-                Err(e) => {
-                    tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
-                    let mut p = s.clone();
-                    p.parked = Some(ParkReason::UnknownKind);
-                    p.last_error = Some(format!("cannot decode job kind: {e}"));
-                    let _ = self.tree.compare_and_swap(&k, Some(v), Some(encode(&p)?))?;
+                match s.to_job() {
+                    Ok(job) => {
+                        start = next_order_start(&k);
+                        out.push(job);
+                        continue 'orders;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
+                        let mut p = s.clone();
+                        p.parked = Some(ParkReason::UnknownKind);
+                        p.last_error = Some(format!("cannot decode job kind: {e}"));
+                        let _ = self.tree.compare_and_swap(&k, Some(v), Some(encode(&p)?))?;
+                    }
                 }
             }
+            break;
         }
         out.sort_by(|a, b| (a.not_before, &a.id).cmp(&(b.not_before, &b.id)));
         Ok(out)
@@ -401,5 +425,55 @@ impl Outbox {
                 Err(e) => current = e.current,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_skip_each_orders_tail_and_survive_odd_keys() {
+        let store = Store::temporary().unwrap();
+        let ob = Outbox::new(&store).unwrap();
+        let t = Timestamp::UNIX_EPOCH;
+        let a = OrderId::new("A");
+        for i in 0..3 {
+            ob.enqueue(&OutboxJob::new(&a, 1, i, JobKind::UpdateCards, t))
+                .unwrap();
+        }
+        ob.enqueue(&OutboxJob::new(
+            &OrderId::new("A0"),
+            1,
+            0,
+            JobKind::Grant,
+            t,
+        ))
+        .unwrap();
+        // a key without '/' and one whose order id is not its prefix must not stall the scan
+        ob.insert_raw(
+            "zz",
+            &OrderId::new("aa"),
+            serde_json::json!({"kind": "grant"}),
+            t,
+        )
+        .unwrap();
+        ob.insert_raw(
+            "B/1",
+            &OrderId::new("Q"),
+            serde_json::json!({"kind": "revoke"}),
+            t,
+        )
+        .unwrap();
+        let ids: Vec<String> = ob.heads().unwrap().into_iter().map(|j| j.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "A/0000000001-00/update-cards",
+                "A0/0000000001-00/grant",
+                "B/1",
+                "zz"
+            ]
+        );
     }
 }
