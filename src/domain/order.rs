@@ -549,6 +549,26 @@ impl Order {
         }))
     }
 
+    /// Records the OA approval instance once it is created (not a state change; still versioned
+    /// so the store indexes it and an approval result event finds the order).
+    pub fn with_oa_instance(&self, instance_id: impl Into<String>, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        o.approval_refs.oa_instance_id = Some(instance_id.into());
+        o.updated_at = at;
+        o
+    }
+
+    /// Records a delivered card's outTrackId (idempotent: recording it twice keeps one entry).
+    pub fn with_card_track_id(&self, track_id: impl Into<String>, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        let t = track_id.into();
+        if !o.approval_refs.card_track_ids.contains(&t) {
+            o.approval_refs.card_track_ids.push(t);
+        }
+        o.updated_at = at;
+        o
+    }
+
     /// Records that the approvers were reminded (not a state change; still versioned).
     pub fn mark_approval_reminded(&self, at: Timestamp) -> Order {
         let mut o = self.clone();

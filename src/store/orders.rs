@@ -151,9 +151,6 @@ fn stage_err(e: ConflictableTransactionError<StoreError>) -> ConflictableTransac
         }
         ConflictableTransactionError::Conflict => ConflictableTransactionError::Conflict,
         ConflictableTransactionError::Storage(e) => ConflictableTransactionError::Storage(e),
-        // sled's enum is non_exhaustive in spirit; treat anything new as a retryable conflict.
-        #[allow(unreachable_patterns)]
-        _ => ConflictableTransactionError::Conflict,
     }
 }
 
@@ -494,6 +491,16 @@ impl Orders {
         let mut out = self.load_index(&self.by_state, &prefix)?;
         out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(out)
+    }
+
+    /// Orders waiting for `approver`'s decision, oldest first ("what do I have to approve").
+    pub fn list_pending_for_approver(
+        &self,
+        approver: &DingUserId,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut v = self.list_by_state(State::PendingApproval)?;
+        v.retain(|o| o.is_approver(approver));
+        Ok(v)
     }
 
     /// The order whose OA approval instance is `instance_id` (an approval result event).

@@ -429,9 +429,11 @@ fn repository_indexes_lookups_and_order_ids() {
     let c = db
         .orders
         .transition(&a.id, 1, |o| {
-            let mut n = o.clone();
-            n.approval_refs.card_track_ids = vec![o.card_track_id(&u("bob"))];
-            n.approval_refs.oa_instance_id = Some("proc-inst-77".into());
+            let n = o
+                .with_card_track_id(o.card_track_id(&u("bob")), t0())
+                .with_card_track_id(o.card_track_id(&u("bob")), t0())
+                .with_oa_instance("proc-inst-77", t0());
+            assert_eq!(n.approval_refs.card_track_ids.len(), 1);
             Ok::<_, TransitionError>(Change::new(n))
         })
         .unwrap();
@@ -464,6 +466,18 @@ fn repository_indexes_lookups_and_order_ids() {
         ["R261122-001"]
     );
     assert_eq!(db.orders.list_by_state(State::Draft).unwrap().len(), 1);
+    assert_eq!(
+        db.orders
+            .list_pending_for_approver(&u("carol"))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(db
+        .orders
+        .list_pending_for_approver(&u("alice"))
+        .unwrap()
+        .is_empty());
     approve(&db, &a.id, 2, "bob", t0()).unwrap();
     assert!(db
         .orders
