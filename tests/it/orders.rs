@@ -342,6 +342,22 @@ fn db_at(store: Store) -> Db {
     }
 }
 
+/// Opens the sled directory a previous (dropped) `Store` used. sled releases its file lock from
+/// a background flusher thread shortly after the last handle drops, so an in-process reopen
+/// can briefly see `Locked`; a restarted process never does. Bounded retry, not a timing check.
+fn reopen(path: &std::path::Path) -> Db {
+    for _ in 0..500 {
+        match Store::open(path) {
+            Ok(s) => return db_at(s),
+            Err(accessbot::store::StoreError::Locked { .. }) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("reopen failed: {e}"),
+        }
+    }
+    panic!("the store stayed locked after the previous handle was dropped")
+}
+
 fn db() -> Db {
     db_at(Store::temporary().unwrap())
 }
@@ -764,7 +780,7 @@ async fn crash_after_commit_the_reopened_store_runs_the_job() {
         approve(&db, &id, 1, "bob", t0()).unwrap();
         // process dies here: nothing ran
     }
-    let db = db_at(Store::open(dir.path()).unwrap());
+    let db = reopen(dir.path());
     assert_eq!(db.orders.get(&id).unwrap().unwrap().state, State::Approved);
     let clock = ManualClock::new(t0());
     let r = runner(&db, jms.clone(), &clock);
@@ -810,7 +826,7 @@ async fn a_job_that_ran_but_was_not_marked_done_runs_again_with_one_effect() {
         jms.run(&grant).await.unwrap();
         db.store.flush().await.unwrap();
     }
-    let db = db_at(Store::open(dir.path()).unwrap());
+    let db = reopen(dir.path());
     let clock = ManualClock::new(t0());
     let r = runner(&db, jms.clone(), &clock);
     let report = r.run_once().await.unwrap();
@@ -1216,7 +1232,7 @@ async fn deadlines_are_rebuilt_from_the_store_and_fire_in_time_order() {
             })
             .unwrap();
     }
-    let db = db_at(Store::open(dir.path()).unwrap());
+    let db = reopen(dir.path());
     let clock = ManualClock::new(t0());
     let s = scheduler(&db, &clock, None);
     assert_eq!(s.rebuild(&db.orders).unwrap(), 4);
