@@ -545,8 +545,10 @@ fn of_many_concurrent_approvers_exactly_one_wins_and_one_grant_is_queued() {
             std::thread::spawn(move || {
                 let by = format!("approver{i}");
                 let current = orders.get(&id).unwrap().unwrap();
-                barrier.wait();
                 let r = orders.transition(&id, current.version, |o| {
+                    // every thread has passed the version pre-check and decided before any
+                    // commits: only the check inside the transaction can stop the losers
+                    barrier.wait();
                     let t = o.approve(&u(&by), t0())?;
                     Ok::<_, TransitionError>(Change::from_transition(
                         t,
