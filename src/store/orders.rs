@@ -314,7 +314,7 @@ impl Orders {
             &self.orders,
             &self.by_state,
             &self.refs,
-            &self.outbox.tree().clone(),
+            self.outbox.tree(),
             &self.audit,
             &self.audit_by_order,
             &self.by_requester,
@@ -388,7 +388,7 @@ impl Orders {
             &self.orders,
             &self.by_state,
             &self.refs,
-            &self.outbox.tree().clone(),
+            self.outbox.tree(),
             &self.audit,
             &self.audit_by_order,
         )

@@ -1135,6 +1135,18 @@ async fn a_job_kind_from_a_newer_version_is_parked_not_lost() {
         .contains("teleport"));
     // still unknown to this version: reviving leaves it parked
     assert_eq!(db.outbox.revive_unknown_kinds(t0()).unwrap(), 0);
+    // a job an older version parked but this one understands runs again after revival
+    let known = OutboxJob::new(&a, 3, 0, JobKind::UpdateCards, t0());
+    db.outbox.enqueue(&known).unwrap();
+    db.outbox
+        .park(&known.id, ParkReason::UnknownKind, "unknown variant")
+        .unwrap();
+    assert_eq!(db.outbox.revive_unknown_kinds(t0()).unwrap(), 1);
+    assert_eq!(r.run_once().await.unwrap().completed, 1);
+    assert_eq!(
+        *jms.messages.lock().unwrap(),
+        ["R261122-001:revoke", "R261122-001:update-cards"]
+    );
 }
 
 // ---------------------------------------------------------------- scheduler
