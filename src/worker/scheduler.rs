@@ -121,6 +121,7 @@ impl<H: DeadlineHandler> Scheduler<H> {
 
     /// Replaces everything scheduled with the deadlines of the orders stored now (at start).
     /// Deadlines already past fire on the next tick, so downtime delays them, never drops them.
+    /// Register the scheduler with `Orders::observe` first, so no change falls in between.
     pub fn rebuild(&self, orders: &Orders) -> Result<usize, StoreError> {
         let mut fresh = Inner::default();
         for state in [State::PendingApproval, State::Active] {
