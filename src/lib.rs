@@ -14,5 +14,5 @@ pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed cl
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
 pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit
-pub mod worker;
-pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work //     background jobs: outbox runner, scheduler
+pub mod worker; //     background jobs: outbox runner, scheduler
+pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work

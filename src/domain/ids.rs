@@ -30,6 +30,6 @@ id_newtype!(
     JmsUserId
 );
 id_newtype!(
-    /// Our order id, e.g. `A20261122-7K3F`. Every side effect's identity derives from it.
+    /// Our order id, e.g. `R261122-007` (see `domain::order::format_order_id`). Every side effect's identity derives from it.
     OrderId
 );

@@ -3,7 +3,16 @@
 //!
 //! Trees (one per concern; keys are UTF-8 strings, values JSON unless noted):
 //! - `dedupe`: delivery keys of DingTalk events already handled, with their expiry (see dedupe.rs)
+//! - `orders`, `orders_by_requester`, `orders_by_state`, `order_refs`, `order_seq`: orders and
+//!   their indexes; every change is one CAS transaction with its outbox jobs and audit (orders.rs)
+//! - `outbox`: work caused by committed decisions, removed when done (outbox.rs)
+//! - `audit`, `audit_by_order`: append-only trail, time-ordered (audit.rs)
+//! - `dialogs`: per-user multi-turn dialog state with last activity (dialogs.rs)
+pub mod audit;
 pub mod dedupe;
+pub mod dialogs;
+pub mod orders;
+pub mod outbox;
 
 use std::path::{Path, PathBuf};
 use thiserror::Error;

@@ -1,3 +1,4 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
 mod dingtalk_client;
 mod dingtalk_sim;
+mod orders;
