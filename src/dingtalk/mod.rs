@@ -1,3 +1,7 @@
 //! DingTalk adapter: everything that knows DingTalk's wire formats. Nothing here knows about orders.
 pub mod config;
 pub use config::DingTalkConfig;
+pub mod crypto;
+pub mod parse;
+pub mod sign;
+pub mod stream_frame;
