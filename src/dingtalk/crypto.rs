@@ -217,7 +217,24 @@ impl CallbackCrypto {
     /// The reply that acknowledges a push: encrypted `success`, signed over what is sent.
     /// `timestamp`/`nonce` may be echoed from the request or fresh.
     pub fn success_reply(&self, timestamp: &str, nonce: &str) -> SuccessReply {
-        let encrypt = self.encrypt("success");
+        self.reply_with(timestamp, nonce, self.encrypt("success"))
+    }
+
+    /// [`success_reply`](Self::success_reply) with a fixed random prefix, for known-answer tests.
+    pub fn success_reply_with_random(
+        &self,
+        timestamp: &str,
+        nonce: &str,
+        random16: &[u8; 16],
+    ) -> SuccessReply {
+        self.reply_with(
+            timestamp,
+            nonce,
+            self.encrypt_with_random("success", random16),
+        )
+    }
+
+    fn reply_with(&self, timestamp: &str, nonce: &str, encrypt: String) -> SuccessReply {
         SuccessReply {
             msg_signature: self.signature(timestamp, nonce, &encrypt),
             time_stamp: timestamp.to_owned(),

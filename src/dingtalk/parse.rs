@@ -24,6 +24,8 @@ pub enum ParseError {
 }
 
 /// What a decrypted event push means for the HTTP handler.
+// Returned once per request and matched immediately; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum DecryptedEvent {
     /// URL validation (`check_url` and the ISV suite variants): answer with the success reply only.
