@@ -52,7 +52,14 @@ fn robot(c: &mut Criterion) {
     let sign = robot_sign(ts, secret);
     let now = 1_712_345_679_000;
     c.bench_function("robot/verify_sign", |b| {
-        b.iter(|| black_box(verify_robot_request(Some(ts), Some(black_box(&sign)), secret, now)))
+        b.iter(|| {
+            black_box(verify_robot_request(
+                Some(ts),
+                Some(black_box(&sign)),
+                secret,
+                now,
+            ))
+        })
     });
     c.bench_function("robot/verify_sign+parse_message", |b| {
         b.iter(|| {
