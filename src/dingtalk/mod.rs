@@ -3,3 +3,7 @@ pub mod config;
 pub use config::DingTalkConfig;
 pub mod client;
 pub mod message;
+pub mod crypto;
+pub mod parse;
+pub mod sign;
+pub mod stream_frame;

@@ -2,3 +2,5 @@
 mod dingtalk_client;
 mod dingtalk_sim;
 mod orders;
+mod dingtalk_props;
+mod dingtalk_vectors;

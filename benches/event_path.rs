@@ -1,0 +1,73 @@
+//! Criterion benches for the DingTalk edge: what one inbound push costs before it is queued.
+//! `event_push`: verify signature + decrypt + parse a `bpms_instance_change` + build the
+//! encrypted success reply. `robot_verify`: robot HTTP-mode header check.
+use accessbot::dingtalk::crypto::CallbackCrypto;
+use accessbot::dingtalk::parse::{parse_event, parse_robot_message};
+use accessbot::dingtalk::sign::{robot_sign, verify_robot_request};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+
+const BPMS: &str = r#"{"EventType":"bpms_instance_change","EventTime":1700000000123,"CorpId":"ding8f1e0c2a9b7d6e5f","BizId":"1700000000123","eventId":"c7c7120f2c07419aaaaebdba0318c8","processInstanceId":"9Qgx5QqjR7axMwAAAA","processCode":"PROC-JMS-ACCESS-01","bizCategoryId":"","businessId":"202311150001","type":"finish","result":"agree","title":"张三提交的JumpServer主机访问申请","createTime":1699990000000,"finishTime":1700000000000,"staffId":"manager7675","url":"https://aflow.dingtalk.com/dingtalk/mobile/homepage.htm"}"#;
+
+const ROBOT: &str = r#"{"conversationId":"cidAsXSBLnA==","chatbotCorpId":"ding9f50b15bxxxx16741","msgId":"msgLICYeHgY4JtMQw==","senderNick":"张三","isAdmin":false,"senderStaffId":"manager7675","sessionWebhookExpiredTime":1690367502152,"createAt":1690362101894,"conversationType":"1","isInAtList":true,"sessionWebhook":"https://oapi.dingtalk.com/robot/sendBySession?session=76da36b48f59e8","text":{"content":" 申请 jumpserver 10.0.0.5 7d"},"robotCode":"dingclientid","msgtype":"text"}"#;
+
+fn event_push(c: &mut Criterion) {
+    let crypto = match CallbackCrypto::new(
+        "jmsbotToken1",
+        "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA",
+        "dingjmsbotappkey01",
+    ) {
+        Ok(c) => c,
+        Err(e) => panic!("bench key: {e}"),
+    };
+    let (ts, nonce) = ("1700000000789", "xyzNONCE");
+    let encrypt = crypto.encrypt(BPMS);
+    let sig = crypto.signature(ts, nonce, &encrypt);
+
+    c.bench_function("event_push/verify+decrypt+parse+reply", |b| {
+        b.iter(|| {
+            let ok = crypto
+                .verify_signature(black_box(&sig), ts, nonce, black_box(&encrypt))
+                .and_then(|()| crypto.decrypt(black_box(&encrypt)));
+            let plain = match ok {
+                Ok(p) => p,
+                Err(e) => panic!("{e}"),
+            };
+            let ev = parse_event(&plain);
+            let reply = crypto.success_reply(ts, nonce);
+            black_box((ev, reply))
+        })
+    });
+    c.bench_function("event_push/decrypt_only", |b| {
+        b.iter(|| black_box(crypto.decrypt(black_box(&encrypt))))
+    });
+    c.bench_function("event_push/success_reply_only", |b| {
+        b.iter(|| black_box(crypto.success_reply(ts, nonce)))
+    });
+}
+
+fn robot(c: &mut Criterion) {
+    let secret = "q3Yv_kZ-4pW8sN0xLm2R7tB9cD1eF6gH5iJ3kA8oP0uQ2wE4rT6yU9iO1pA3sD5f";
+    let ts = "1712345678901";
+    let sign = robot_sign(ts, secret);
+    let now = 1_712_345_679_000;
+    c.bench_function("robot/verify_sign", |b| {
+        b.iter(|| {
+            black_box(verify_robot_request(
+                Some(ts),
+                Some(black_box(&sign)),
+                secret,
+                now,
+            ))
+        })
+    });
+    c.bench_function("robot/verify_sign+parse_message", |b| {
+        b.iter(|| {
+            let v = verify_robot_request(Some(ts), Some(black_box(&sign)), secret, now);
+            black_box((v, parse_robot_message(black_box(ROBOT.as_bytes()))))
+        })
+    });
+}
+
+criterion_group!(benches, event_push, robot);
+criterion_main!(benches);
