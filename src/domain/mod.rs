@@ -1,2 +1,8 @@
 //! Pure types and rules, no IO: ids, commands, durations, policy, the order state machine.
+pub mod command;
+pub mod dialog;
+pub mod duration;
+pub mod identity;
 pub mod ids;
+pub mod policy;
+pub mod target;
