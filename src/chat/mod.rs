@@ -1,1 +1,2 @@
 //! What users read: reply texts, help, card variables; zh-CN by default, English available.
+pub mod text;
