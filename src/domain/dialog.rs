@@ -97,6 +97,12 @@ pub fn step(state: Option<DialogState>, input: &str, policy: &Policy, now_ms: i6
     out
 }
 
+/// Starts (or restarts) the dialog from an already-filled draft, e.g. a submitted request form
+/// card: the same checks and the same "ask for what is missing" as a typed `/apply host`.
+pub fn from_draft(draft: ApplyDraft, policy: &Policy, now_ms: i64) -> DialogStep {
+    advance(draft, now_ms, now_ms, policy)
+}
+
 fn plain(reply: Reply, new_state: Option<DialogState>) -> DialogStep {
     DialogStep {
         new_state,
