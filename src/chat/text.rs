@@ -189,13 +189,14 @@ pub fn command_error(lang: Lang, e: &CommandError) -> String {
             Some(k) => pick(
                 lang,
                 format!(
-                    "不认识“{word}”。你是想用“{}”吗？\n例如：{}",
-                    display_word(*k, lang),
+                    "不认识“{word}”。你是想用“{}”（{}）吗？\n例如：{}",
+                    display_word(*k, Lang::ZhCn),
+                    display_word(*k, Lang::En),
                     example(lang, *k)
                 ),
                 format!(
                     "I don't know `{word}`. Did you mean {}?\nFor example: {}",
-                    display_word(*k, lang),
+                    display_word(*k, Lang::En),
                     example(lang, *k)
                 ),
             ),
@@ -391,6 +392,7 @@ fn problem(lang: Lang, p: &Problem) -> String {
             format!("The reason is too long; keep it under {max} characters."),
         ),
         Problem::Policy(v) => policy_violation(lang, v),
+        Problem::Input(e) => command_error(lang, e),
     }
 }
 

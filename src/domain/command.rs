@@ -711,14 +711,11 @@ pub fn help_text(lang: Lang, is_admin: bool) -> String {
                 s.about_en,
             ),
         };
-        let args = if args.is_empty() {
-            String::new()
-        } else {
-            format!(" {args}")
-        };
         match lang {
-            Lang::ZhCn => format!("• {word}{args}（{alias}）— {about}\n"),
-            Lang::En => format!("• {word}{args} ({alias}) — {about}\n"),
+            // The full-width bracket already separates the arguments visually.
+            Lang::ZhCn => format!("• {word}（{alias}）{args} — {about}\n"),
+            Lang::En if args.is_empty() => format!("• {word} ({alias}) — {about}\n"),
+            Lang::En => format!("• {word} ({alias}) {args} — {about}\n"),
         }
     };
     out.push_str(match lang {

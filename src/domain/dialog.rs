@@ -3,7 +3,7 @@
 //! message and the current time; the dialog asks for ONE missing thing at a time
 //! (targets → role → duration → reason when required), re-asks with the reason when an answer is
 //! not usable, ends on `取消`/`cancel`, and is forgotten after the configured idle time.
-use crate::domain::command::{self, ApplyDraft, Command, CommandError, CommandKind, Role};
+use crate::domain::command::{self, ApplyDraft, Command, CommandError, CommandKind};
 use crate::domain::duration::{self, AccessDuration, DurationError};
 use crate::domain::policy::{AccessRequest, Policy, PolicyViolation};
 use crate::domain::target::{self, TargetError};
@@ -40,8 +40,12 @@ pub enum Problem {
     Duration(DurationError),
     NotARole(String),
     ReasonEmpty,
-    ReasonTooLong { max: usize },
+    ReasonTooLong {
+        max: usize,
+    },
     Policy(PolicyViolation),
+    /// Any other unreadable answer (e.g. two roles at once).
+    Input(CommandError),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,9 +130,12 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
         return plain(Reply::Cancelled, None);
     }
     let text = command::normalize(input);
-    // Inside a dialog only slash commands and a bare `帮助` are commands; anything else is the
-    // answer, so a reason like "同步数据库" is not mistaken for `同步`.
-    if text.starts_with('/') || command::is_bare_word(&text, CommandKind::Help) {
+    // Inside a dialog only slash commands, a bare `帮助` and commands about an order are
+    // commands; anything else is the answer, so a reason like "同步数据库" is not taken for `同步`.
+    if text.starts_with('/')
+        || command::is_bare_word(&text, CommandKind::Help)
+        || refers_to_an_order(&text)
+    {
         st.last_activity_ms = now_ms;
         return match command::parse(&text) {
             Ok(Command::ApplyHost(draft)) => advance(draft, now_ms, now_ms, policy),
@@ -137,35 +144,34 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
         };
     }
     let mut draft = st.draft.clone();
-    let problem = match st.asking {
-        Field::Targets => match command::parse_apply_host(&text) {
-            Ok(d) if d.targets.is_empty() => Some(Problem::Target(TargetError::Empty)),
-            Ok(d) => {
-                draft.targets = d.targets;
-                draft.role = d.role.or(draft.role);
-                draft.duration = d.duration.or(draft.duration);
-                draft.reason = d.reason.or(draft.reason);
-                None
-            }
-            Err(CommandError::Target(e)) => Some(Problem::Target(e)),
-            Err(CommandError::Duration(e)) => Some(Problem::Duration(e)),
-            Err(_) => Some(Problem::Target(TargetError::BadHostname(text.clone()))),
-        },
-        Field::Role => match Role::from_word(text.trim()) {
-            Some(r) => {
-                draft.role = Some(r);
-                None
-            }
-            None => Some(Problem::NotARole(text.chars().take(40).collect())),
-        },
-        Field::Duration => match duration::parse(&text) {
-            Ok(d) => {
-                draft.duration = Some(d);
-                None
-            }
-            Err(e) => Some(Problem::Duration(e)),
-        },
-        Field::Reason => {
+    let parsed = command::parse_apply_host(&text);
+    let problem = match (st.asking, parsed) {
+        (Field::Targets, Ok(d)) if d.targets.is_empty() => {
+            Some(Problem::Target(TargetError::Empty))
+        }
+        (Field::Targets, Ok(d)) => {
+            draft.targets = d.targets.clone();
+            merge_later_fields(&mut draft, d);
+            None
+        }
+        // Role and duration answers may carry the later fields too (`运维 3天 原因：…`).
+        (Field::Role, Ok(d)) if d.role.is_some() => {
+            merge_later_fields(&mut draft, d);
+            None
+        }
+        (Field::Role, _) => Some(Problem::NotARole(text.chars().take(40).collect())),
+        (Field::Duration, Ok(d)) if d.duration.is_some() => {
+            merge_later_fields(&mut draft, d);
+            None
+        }
+        (Field::Duration, Err(CommandError::Duration(e))) => Some(Problem::Duration(e)),
+        (Field::Duration, _) => Some(Problem::Duration(duration::parse(&text).err().unwrap_or(
+            DurationError::Garbage {
+                text: text.chars().take(40).collect(),
+            },
+        ))),
+        (Field::Reason, _) => {
+            // The reason is free text: take it whole, whatever it looks like.
             if text.trim().is_empty() {
                 Some(Problem::ReasonEmpty)
             } else {
@@ -173,6 +179,9 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
                 None
             }
         }
+        (Field::Targets, Err(CommandError::Target(e))) => Some(Problem::Target(e)),
+        (Field::Targets, Err(CommandError::Duration(e))) => Some(Problem::Duration(e)),
+        (Field::Targets, Err(e)) => Some(Problem::Input(e)),
     };
     match problem {
         Some(p) => {
@@ -182,6 +191,28 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
         }
         None => advance(draft, st.started_ms, now_ms, policy),
     }
+}
+
+/// Copies role, duration and reason from an answer; targets are only taken when asked for.
+fn merge_later_fields(draft: &mut ApplyDraft, answer: ApplyDraft) {
+    draft.role = answer.role.or(draft.role);
+    draft.duration = answer.duration.or(draft.duration);
+    draft.reason = answer.reason.or(draft.reason.take());
+}
+
+/// `同意 A2026…`, `状态 A2026…`: commands about an order are never answers (an approver may be
+/// in the middle of their own request when a decision is due). Order ids need a digit, so
+/// ordinary answers do not match.
+fn refers_to_an_order(text: &str) -> bool {
+    matches!(
+        command::parse(text),
+        Ok(Command::Status(_)
+            | Command::Cancel(Some(_))
+            | Command::Approve(_)
+            | Command::Reject { .. }
+            | Command::Revoke(_)
+            | Command::Renew { .. })
+    )
 }
 
 fn ask(st: DialogState, field: Field, problem: Option<Problem>, policy: &Policy) -> DialogStep {

@@ -1076,3 +1076,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn dialog_role_answer_may_carry_duration_and_order_commands_pass_through() {
+    let p = policy();
+    let s = dialog::step(None, "申请主机 10.1.2.3", &p, T0);
+    let r = dialog::step(s.new_state.clone(), "运维 2小时 原因：查日志", &p, T0 + 1);
+    assert_eq!(r.reply, Reply::Complete);
+    assert!(r
+        .done
+        .is_some_and(|d| d.duration == dur("2h") && d.reason.as_deref() == Some("查日志")));
+    // An approver deciding someone else's order mid-dialog: handled as a command, dialog kept.
+    let a = dialog::step(s.new_state.clone(), "同意 A20261122-7K3F", &p, T0 + 2);
+    assert_eq!(
+        a.reply,
+        Reply::Command(Command::Approve(order("A20261122-7K3F")))
+    );
+    assert_eq!(a.new_state.map(|st| st.asking), Some(Field::Role));
+    // Two roles in one answer: the reason is said, the question repeated.
+    let s = dialog::step(None, "申请主机", &p, T0);
+    let t = dialog::step(s.new_state, "10.1.2.3 运维 只读", &p, T0 + 1);
+    assert_eq!(problem(&t), Some(&Problem::Input(CommandError::TwoRoles)));
+    let txt = text::dialog_reply(Lang::ZhCn, &t.reply, false).unwrap_or_default();
+    assert!(
+        txt.contains("只选一个") && txt.contains("哪些主机"),
+        "{txt}"
+    );
+}
+
+#[test]
+fn suggestion_names_both_spellings() {
+    let e = parse("/stauts A1").err().unwrap_or(CommandError::Empty);
+    let zh = text::command_error(Lang::ZhCn, &e);
+    assert!(zh.contains("“状态”（/status）"), "{zh}");
+    let help = help_text(Lang::ZhCn, false);
+    assert!(
+        help.contains("• 状态（/status）<单号> — 查看某个申请的进度"),
+        "{help}"
+    );
+}
