@@ -417,19 +417,23 @@ pub fn is_bare_word(text: &str, kind: CommandKind) -> bool {
 }
 
 /// All (pattern, kind) pairs, longest pattern first so `申请主机` wins over `申请`.
-fn patterns() -> Vec<(&'static str, CommandKind)> {
-    let mut v: Vec<_> = COMMANDS
-        .iter()
-        .flat_map(|s| s.en.iter().chain(s.zh.iter()).map(move |w| (*w, s.kind)))
-        .collect();
-    v.sort_by_key(|(w, _)| std::cmp::Reverse(w.chars().count()));
-    v
+fn patterns() -> &'static [(&'static str, CommandKind)] {
+    static PATTERNS: std::sync::OnceLock<Vec<(&'static str, CommandKind)>> =
+        std::sync::OnceLock::new();
+    PATTERNS.get_or_init(|| {
+        let mut v: Vec<_> = COMMANDS
+            .iter()
+            .flat_map(|s| s.en.iter().chain(s.zh.iter()).map(move |w| (*w, s.kind)))
+            .collect();
+        v.sort_by_key(|(w, _)| std::cmp::Reverse(w.chars().count()));
+        v
+    })
 }
 
 fn match_command(body: &str) -> Option<(CommandKind, &str)> {
     patterns()
-        .into_iter()
-        .find_map(|(p, kind)| strip_word(body, p).map(|rest| (kind, rest)))
+        .iter()
+        .find_map(|(p, kind)| strip_word(body, p).map(|rest| (*kind, rest)))
 }
 
 /// Strips `pattern` from the start of `text` (ASCII case-insensitive; a space in the pattern
@@ -635,7 +639,7 @@ pub fn suggest(body: &str) -> Option<CommandKind> {
         .take(32)
         .collect();
     let mut best: Option<(usize, CommandKind)> = None;
-    for (p, kind) in patterns() {
+    for &(p, kind) in patterns() {
         let pat: Vec<char> = p.chars().filter(|c| *c != ' ').collect();
         let (cand, limit) = if p.is_ascii() {
             let l = if pat.len() <= 4 { 1 } else { 2 };

@@ -130,12 +130,10 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
         return plain(Reply::Cancelled, None);
     }
     let text = command::normalize(input);
-    // Inside a dialog only slash commands, a bare `帮助` and commands about an order are
-    // commands; anything else is the answer, so a reason like "同步数据库" is not taken for `同步`.
-    if text.starts_with('/')
-        || command::is_bare_word(&text, CommandKind::Help)
-        || refers_to_an_order(&text)
-    {
+    // Inside a dialog only slash commands, a bare user command word (`帮助`, `我的权限`) and
+    // commands about an order are commands; anything else is the answer, so a reason like
+    // "同步数据库" is not taken for the admin command `同步`.
+    if text.starts_with('/') || is_bare_user_command(&text) || refers_to_an_order(&text) {
         st.last_activity_ms = now_ms;
         return match command::parse(&text) {
             Ok(Command::ApplyHost(draft)) => advance(draft, now_ms, now_ms, policy),
@@ -198,6 +196,17 @@ fn merge_later_fields(draft: &mut ApplyDraft, answer: ApplyDraft) {
     draft.role = answer.role.or(draft.role);
     draft.duration = answer.duration.or(draft.duration);
     draft.reason = answer.reason.or(draft.reason.take());
+}
+
+fn is_bare_user_command(text: &str) -> bool {
+    [
+        CommandKind::Help,
+        CommandKind::My,
+        CommandKind::ApplyAccount,
+        CommandKind::ApplyHost,
+    ]
+    .into_iter()
+    .any(|k| command::is_bare_word(text, k))
 }
 
 /// `同意 A2026…`, `状态 A2026…`: commands about an order are never answers (an approver may be

@@ -115,16 +115,13 @@ pub fn jms_username(cfg: &IdentityConfig, entry: &DirectoryEntry) -> Result<Stri
         }
         IdentityRule::JobNumber => present(&entry.job_number).ok_or_else(missing)?,
         IdentityRule::Mobile => {
-            // DingTalk may return `+86-13800000000`; keep the digits only.
+            // DingTalk may return `+86-13800000000`: drop the country code, keep the digits.
             let m = present(&entry.mobile).ok_or_else(missing)?;
-            let digits: String = m
-                .rsplit('-')
-                .next()
-                .unwrap_or(&m)
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
-            digits
+            let national = match m.strip_prefix('+') {
+                Some(rest) => rest.split_once('-').map_or(rest, |(_, n)| n),
+                None => m.as_str(),
+            };
+            national.chars().filter(char::is_ascii_digit).collect()
         }
     };
     sanitize(&raw).ok_or(IdentityError::Unusable { raw, field })
@@ -168,11 +165,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn mobile_numbers_lose_country_code_and_separators() {
+        let cfg = IdentityConfig {
+            rule: IdentityRule::Mobile,
+            ..Default::default()
+        };
+        let e = |m: &str| DirectoryEntry {
+            userid: DingUserId::new("u"),
+            name: String::new(),
+            email: None,
+            org_email: None,
+            job_number: None,
+            mobile: Some(m.into()),
+        };
+        assert_eq!(
+            jms_username(&cfg, &e("+86-13800000000")),
+            Ok("13800000000".into())
+        );
+        assert_eq!(
+            jms_username(&cfg, &e("138-0000-1111")),
+            Ok("13800001111".into())
+        );
+    }
+
+    #[test]
     fn sanitize_rules() {
         assert_eq!(sanitize("Alice.Zhang"), Some("alice.zhang".into()));
         assert_eq!(sanitize("a  b"), Some("a_b".into()));
         assert_eq!(sanitize("__x__"), Some("x".into()));
         assert_eq!(sanitize("张三"), None);
+        assert_eq!(sanitize("a@b"), Some("a_b".into()));
         assert_eq!(sanitize(&"a".repeat(300)).map(|s| s.len()), Some(128));
     }
 }

@@ -205,10 +205,16 @@ pub struct SystemPolicy {
 }
 
 impl SystemPolicy {
+    /// Name or alias, case-insensitive: an unresolved `Hostname("payments")` still routes.
+    fn is_named(&self, n: &str) -> bool {
+        self.name.eq_ignore_ascii_case(n) || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(n))
+    }
     fn covers(&self, t: &Target) -> bool {
         match t {
             Target::Address(ip) => self.blocks.iter().any(|b| b.contains(ip)),
-            Target::Hostname(h) => self.hostnames.iter().any(|x| x.eq_ignore_ascii_case(h)),
+            Target::Hostname(h) => {
+                self.hostnames.iter().any(|x| x.eq_ignore_ascii_case(h)) || self.is_named(h)
+            }
             Target::System(s) => self.name == *s,
         }
     }

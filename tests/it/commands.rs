@@ -1115,3 +1115,22 @@ fn suggestion_names_both_spellings() {
         "{help}"
     );
 }
+
+#[test]
+fn bare_user_commands_mid_dialog_and_unresolved_system_names_route() {
+    let p = policy();
+    let s = dialog::step(None, "申请主机 10.1.2.3", &p, T0);
+    let m = dialog::step(s.new_state.clone(), "我的权限", &p, T0 + 1);
+    assert_eq!(m.reply, Reply::Command(Command::My));
+    assert!(m.new_state.is_some());
+    let a = dialog::step(s.new_state.clone(), "申请账号", &p, T0 + 1);
+    assert_eq!(a.reply, Reply::Command(Command::ApplyAccount));
+    // `同步` is an admin command and a plausible answer: mid-dialog it is the answer.
+    let r = dialog::step(s.new_state, "同步", &p, T0 + 1);
+    assert_eq!(problem(&r), Some(&Problem::NotARole("同步".into())));
+
+    assert_eq!(
+        p.route_approvers(&[Target::Hostname("payments".into())]),
+        vec![uid("payboss"), uid("payboss2")]
+    );
+}
