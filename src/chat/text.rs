@@ -794,6 +794,109 @@ pub fn sync_started(lang: Lang) -> String {
     )
 }
 
+/// Where an order stands, as the user is told; the workflow maps its order states onto these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKind {
+    PendingApproval,
+    Approved,
+    Provisioning,
+    Active,
+    Expired,
+    Revoked,
+    Rejected,
+    Cancelled,
+    /// Granting failed and is being retried.
+    Retrying,
+}
+
+pub fn status_label(lang: Lang, k: StatusKind) -> &'static str {
+    match (lang, k) {
+        (Lang::ZhCn, StatusKind::PendingApproval) => "待审批",
+        (Lang::ZhCn, StatusKind::Approved) => "已同意",
+        (Lang::ZhCn, StatusKind::Provisioning) => "开通中",
+        (Lang::ZhCn, StatusKind::Active) => "生效中",
+        (Lang::ZhCn, StatusKind::Expired) => "已到期",
+        (Lang::ZhCn, StatusKind::Revoked) => "已收回",
+        (Lang::ZhCn, StatusKind::Rejected) => "已拒绝",
+        (Lang::ZhCn, StatusKind::Cancelled) => "已撤回",
+        (Lang::ZhCn, StatusKind::Retrying) => "开通失败，重试中",
+        (Lang::En, StatusKind::PendingApproval) => "waiting for approval",
+        (Lang::En, StatusKind::Approved) => "approved",
+        (Lang::En, StatusKind::Provisioning) => "being set up",
+        (Lang::En, StatusKind::Active) => "active",
+        (Lang::En, StatusKind::Expired) => "expired",
+        (Lang::En, StatusKind::Revoked) => "revoked",
+        (Lang::En, StatusKind::Rejected) => "rejected",
+        (Lang::En, StatusKind::Cancelled) => "withdrawn",
+        (Lang::En, StatusKind::Retrying) => "setup failed, retrying",
+    }
+}
+
+/// One order in `/status`, `/my` and `/who-has` answers.
+#[derive(Clone, Debug)]
+pub struct StatusView<'a> {
+    pub order: &'a OrderId,
+    pub status: StatusKind,
+    pub targets: &'a [Target],
+    pub role: Role,
+    /// Who holds or asked for the access (display name; used by `/who-has`).
+    pub holder: &'a str,
+    /// End of access for approved/active orders.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `A20261122-7K3F · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)`.
+pub fn status_line(lang: Lang, v: &StatusView<'_>, tz: &TimeZone) -> String {
+    let mut parts = vec![
+        v.order.to_string(),
+        status_label(lang, v.status).to_string(),
+        targets(lang, v.targets),
+        role(lang, v.role).to_string(),
+    ];
+    if let Some(t) = v.expires_at {
+        parts.push(pick(
+            lang,
+            format!("到期 {}", time(t, tz)),
+            format!("until {}", time(t, tz)),
+        ));
+    }
+    parts.join(" · ")
+}
+
+/// Answer to `/my`.
+pub fn my_orders(lang: Lang, orders: &[StatusView<'_>], tz: &TimeZone) -> String {
+    if orders.is_empty() {
+        return nothing_active(lang);
+    }
+    let head = pick(lang, "你的申请：".into(), "Your requests:".into());
+    let lines: Vec<String> = orders
+        .iter()
+        .map(|v| format!("• {}", status_line(lang, v, tz)))
+        .collect();
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+/// Answer to `/who-has <subject>`.
+pub fn who_has(lang: Lang, subject: &str, rows: &[StatusView<'_>], tz: &TimeZone) -> String {
+    if rows.is_empty() {
+        return pick(
+            lang,
+            format!("“{subject}”目前没有通过本机器人授予的有效权限。"),
+            format!("Nobody has access to `{subject}` through this bot right now."),
+        );
+    }
+    let head = pick(
+        lang,
+        format!("“{subject}”的有效权限："),
+        format!("Active access for `{subject}`:"),
+    );
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|v| format!("• {} · {}", v.holder, status_line(lang, v, tz)))
+        .collect();
+    format!("{head}\n{}", lines.join("\n"))
+}
+
 /// Things that can go wrong after a decision, in words a requester understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {

@@ -16,6 +16,58 @@ pub const JMS_ACTIONS: &[&str] = &[
     "all", "connect", "upload", "download", "copy", "paste", "delete", "share",
 ];
 
+/// Every policy key with its default or an example, for `config/accessbot.example.toml` and
+/// `print example config`; a test keeps it valid.
+pub const EXAMPLE_TOML: &str = r#"
+[approval]
+mode = "card"                     # "card": approval card from the bot; "oa": DingTalk OA approval
+# process_code = "PROC-XXXX"      # OA template code, required when mode = "oa"
+default_approvers = ["manager01"] # DingTalk userids; approve hosts no [[systems]] entry claims
+
+[policy]
+admins = ["ops-lead01"]           # DingTalk userids allowed to run /sync, /who-has, /revoke, /renew
+self_approval = false             # may an approver approve their own request?
+approvals_required = 1            # distinct approvals before access is granted
+reason_required = true            # every host request must say why
+auto_create_user = true           # create the JumpServer user on first grant
+max_addresses = 50                # most hosts/systems in one request
+requesters = []                   # when non-empty, only these userids may ask
+
+[roles.ops]
+accounts = ["@SPEC", "ops"]       # JumpServer account spec; ["@ALL"] for every account
+actions = ["connect", "upload", "download", "copy", "paste"]
+max_duration = "7d"
+label_zh = "运维"
+label_en = "ops"
+
+[roles.readonly]
+accounts = ["@SPEC", "readonly"]
+actions = ["connect"]
+max_duration = "30d"
+label_zh = "只读"
+label_en = "read-only"
+
+[[systems]]
+name = "支付系统"
+aliases = ["payments", "pay"]
+node = "/Default/Payments"        # JumpServer node granted when the whole system is asked for
+addresses = ["10.9.0.0/16"]       # addresses or CIDR blocks that belong to the system
+hostnames = ["pay-db-01"]
+approvers = ["pay-owner01"]
+max_duration = { ops = "1d", readonly = "7d" }
+
+[chat]
+language = "zh-CN"                # "zh-CN" or "en"
+timezone = "Asia/Shanghai"        # times are shown in this zone, stored in UTC
+dialog_idle_minutes = 10          # an unfinished request dialog is forgotten after this
+
+[identity]
+rule = "email_local_part"         # email_local_part | org_email_local_part | job_number | mobile | map
+
+[identity.map]                    # DingTalk userid → JumpServer username, applied first
+# "manager01" = "li.si"
+"#;
+
 // ---------------------------------------------------------------- config (serde) ----------
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -654,6 +706,38 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn example_is_valid_and_matches_the_defaults() {
+        let cfg: PolicyConfig = match toml::from_str(EXAMPLE_TOML) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(cfg.validate(), Vec::<String>::new());
+        let mut plain = PolicyConfig::default();
+        plain.approval.default_approvers = vec!["manager01".into()];
+        plain.policy.admins = vec!["ops-lead01".into()];
+        let (a, b) = (Policy::from_config(&cfg), Policy::from_config(&plain));
+        let (Ok(a), Ok(b)) = (a, b) else {
+            panic!("both must build")
+        };
+        // The example spells out the defaults: same roles and [policy] values.
+        assert_eq!((a.ops, a.readonly), (b.ops, b.readonly));
+        assert_eq!(
+            (
+                a.approvals_required,
+                a.reason_required,
+                a.max_addresses,
+                a.self_approval
+            ),
+            (
+                b.approvals_required,
+                b.reason_required,
+                b.max_addresses,
+                b.self_approval
+            )
+        );
+    }
 
     #[test]
     fn defaults_need_only_default_approvers() {

@@ -1134,3 +1134,37 @@ fn bare_user_commands_mid_dialog_and_unresolved_system_names_route() {
         vec![uid("payboss"), uid("payboss2")]
     );
 }
+
+#[test]
+fn status_my_and_who_has_texts() {
+    let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
+    let o = order("A20261122-7K3F");
+    let targets = [ip("10.1.2.3")];
+    let expires: jiff::Timestamp = "2026-11-25T02:00:00Z"
+        .parse()
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let v = text::StatusView {
+        order: &o,
+        status: text::StatusKind::Active,
+        targets: &targets,
+        role: Role::Ops,
+        holder: "张三",
+        expires_at: Some(expires),
+    };
+    assert_eq!(
+        text::status_line(Lang::ZhCn, &v, &tz),
+        "A20261122-7K3F · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)"
+    );
+    let my = text::my_orders(Lang::En, std::slice::from_ref(&v), &tz);
+    assert!(
+        my.starts_with("Your requests:\n• A20261122-7K3F · active"),
+        "{my}"
+    );
+    assert_eq!(
+        text::my_orders(Lang::ZhCn, &[], &tz),
+        text::nothing_active(Lang::ZhCn)
+    );
+    let who = text::who_has(Lang::ZhCn, "10.1.2.3", &[v], &tz);
+    assert!(who.contains("• 张三 · A20261122-7K3F"), "{who}");
+    assert!(text::who_has(Lang::En, "10.1.2.3", &[], &tz).contains("Nobody"));
+}
