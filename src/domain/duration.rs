@@ -1,6 +1,6 @@
-//! Access durations: parsing what people type (`4h`, `2h30m`, `3天`, `半小时` is not supported) into a
+//! Access durations: parsing what people type (`4h`, `2h30m`, `3 days`, `3天`, `两个小时`) into a
 //! whole number of minutes, and the typed errors for what cannot be read. Rendering lives in
-//! `chat::text`, which turns an `AccessDuration` into `3 天 4 小时` / `3 days 4 hours`.
+//! `chat::text`, which turns an `AccessDuration` into `3天4小时` / `3 days 4 hours`.
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -14,9 +14,24 @@ pub const WEEK: u64 = 7 * DAY;
 pub const MAX_MINUTES: u64 = 366 * DAY;
 
 /// A positive length of access, in whole minutes (JumpServer dates have minute-level meaning here).
+/// Deserialising goes through [`AccessDuration::from_minutes`], so a stored or hand-edited
+/// zero or oversized value is refused rather than trusted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "u64", try_from = "u64")]
 pub struct AccessDuration(u64);
+
+impl From<AccessDuration> for u64 {
+    fn from(d: AccessDuration) -> u64 {
+        d.0
+    }
+}
+
+impl TryFrom<u64> for AccessDuration {
+    type Error = DurationError;
+    fn try_from(minutes: u64) -> Result<Self, DurationError> {
+        Self::from_minutes(minutes)
+    }
+}
 
 impl AccessDuration {
     /// Builds from minutes; zero and values above [`MAX_MINUTES`] are refused.
@@ -236,12 +251,6 @@ fn take_number(s: &str) -> Option<(u64, &str)> {
     Some((tens.unwrap_or(0) + value.unwrap_or(0), &s[used..]))
 }
 
-/// True when the token plausibly means a duration (starts with a digit or Chinese numeral and is
-/// not an address), so the command parser can tell `3d` from a host name.
-pub fn looks_like_duration(token: &str) -> bool {
-    parse(token).is_ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +304,22 @@ mod tests {
         );
         assert!(matches!(parse("soon"), Err(DurationError::Garbage { .. })));
         assert!(matches!(parse("h3"), Err(DurationError::Garbage { .. })));
+    }
+
+    #[test]
+    fn serde_refuses_invalid_minutes() {
+        assert_eq!(
+            serde_json::to_string(&parse("2h").ok()).ok(),
+            Some("120".into())
+        );
+        assert!(serde_json::from_str::<AccessDuration>("0").is_err());
+        assert!(serde_json::from_str::<AccessDuration>("99999999").is_err());
+        assert_eq!(
+            serde_json::from_str::<AccessDuration>("90")
+                .ok()
+                .map(|d| d.minutes()),
+            Some(90)
+        );
     }
 
     #[test]
