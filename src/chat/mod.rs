@@ -1,1 +1,3 @@
 //! What users read: reply texts, help, card variables; zh-CN by default, English available.
+pub mod card;
+pub mod text;

@@ -4,3 +4,4 @@ mod dingtalk_sim;
 mod orders;
 mod dingtalk_props;
 mod dingtalk_vectors;
+mod commands;

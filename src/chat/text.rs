@@ -1,0 +1,984 @@
+//! Every sentence a user reads, in one place: zh-CN (default) and English, chosen by [`Lang`].
+//! Plain functions, no i18n crate: the two languages sit side by side in each `match`, which
+//! makes a missing translation a compile error rather than a blank message.
+pub use crate::domain::command::Lang;
+use crate::domain::command::{display_word, spec, CommandError, CommandKind, Role};
+use crate::domain::dialog::{Field, Problem, Reply};
+use crate::domain::duration::{AccessDuration, DurationError};
+use crate::domain::identity::IdentityError;
+use crate::domain::ids::OrderId;
+use crate::domain::policy::{Denied, PolicyViolation};
+use crate::domain::target::{Target, TargetError};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+fn pick(lang: Lang, zh: String, en: String) -> String {
+    match lang {
+        Lang::ZhCn => zh,
+        Lang::En => en,
+    }
+}
+
+/// `3天4小时` / `3 days 4 hours`.
+pub fn duration(lang: Lang, d: AccessDuration) -> String {
+    let p = d.parts();
+    let mut zh = String::new();
+    let mut en: Vec<String> = Vec::new();
+    for (n, z, e) in [
+        (p.weeks, "周", "week"),
+        (p.days, "天", "day"),
+        (p.hours, "小时", "hour"),
+        (p.minutes, "分钟", "minute"),
+    ] {
+        if n > 0 {
+            zh.push_str(&format!("{n}{z}"));
+            en.push(format!("{n} {e}{}", if n == 1 { "" } else { "s" }));
+        }
+    }
+    pick(lang, zh, en.join(" "))
+}
+
+/// Minutes as text (for limits that are not an `AccessDuration`).
+fn minutes(lang: Lang, m: u64) -> String {
+    match AccessDuration::from_minutes(m) {
+        Ok(d) => duration(lang, d),
+        Err(_) => m.to_string(),
+    }
+}
+
+/// A moment in the configured time zone: `2026-11-22 18:00 (Asia/Shanghai)`.
+pub fn time(ts: Timestamp, tz: &TimeZone) -> String {
+    let local = ts
+        .to_zoned(tz.clone())
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string();
+    match tz.iana_name() {
+        Some(name) => format!("{local} ({name})"),
+        None => local,
+    }
+}
+
+pub fn role(lang: Lang, r: Role) -> &'static str {
+    match (lang, r) {
+        (Lang::ZhCn, Role::Ops) => "运维",
+        (Lang::ZhCn, Role::Readonly) => "只读",
+        (Lang::En, Role::Ops) => "ops",
+        (Lang::En, Role::Readonly) => "read-only",
+    }
+}
+
+/// `10.1.2.3、web1、支付系统（系统）`.
+pub fn targets(lang: Lang, ts: &[Target]) -> String {
+    let items: Vec<String> = ts
+        .iter()
+        .map(|t| match t {
+            Target::System(s) => pick(lang, format!("{s}（系统）"), format!("{s} (system)")),
+            other => other.to_string(),
+        })
+        .collect();
+    items.join(if lang == Lang::ZhCn { "、" } else { ", " })
+}
+
+fn example(lang: Lang, kind: CommandKind) -> &'static str {
+    let s = spec(kind);
+    match lang {
+        Lang::ZhCn => s.example_zh,
+        Lang::En => s.example_en,
+    }
+}
+
+pub fn help(lang: Lang, is_admin: bool) -> String {
+    crate::domain::command::help_text(lang, is_admin)
+}
+
+// ------------------------------------------------------------------ errors ----------
+
+pub fn duration_error(lang: Lang, e: &DurationError) -> String {
+    match e {
+        DurationError::Empty => pick(lang, "没有填写时长。".into(), "No duration given.".into()),
+        DurationError::Zero => pick(
+            lang,
+            "时长必须大于 0。".into(),
+            "The duration must be longer than zero.".into(),
+        ),
+        DurationError::Negative => pick(
+            lang,
+            "时长不能是负数。".into(),
+            "The duration cannot be negative.".into(),
+        ),
+        DurationError::TooLong { max_minutes } => pick(
+            lang,
+            format!("时长太长，最多 {}。", minutes(lang, *max_minutes)),
+            format!("That is too long; at most {}.", minutes(lang, *max_minutes)),
+        ),
+        DurationError::UnknownUnit { unit } => pick(
+            lang,
+            format!("看不懂时间单位“{unit}”，请用 分钟/小时/天/周（或 m/h/d/w）。"),
+            format!("`{unit}` is not a unit of time; use m, h, d or w."),
+        ),
+        DurationError::MissingUnit { number } => pick(
+            lang,
+            format!("“{number}”缺少单位，例如 {number}小时 或 {number}天。"),
+            format!("`{number}` has no unit; write e.g. {number}h or {number}d."),
+        ),
+        DurationError::Garbage { text } => pick(
+            lang,
+            format!("“{text}”不是时长，例如 30分钟、4小时、3天、1周。"),
+            format!("`{text}` is not a duration; e.g. 30m, 4h, 3d, 1w."),
+        ),
+    }
+}
+
+pub fn target_error(lang: Lang, e: &TargetError) -> String {
+    match e {
+        TargetError::Empty => pick(
+            lang,
+            "没有填写主机。请发送 IP、主机名或系统名，多个用逗号或空格分隔。".into(),
+            "No host given. Send IP addresses, host names or a system name, separated by commas or spaces."
+                .into(),
+        ),
+        TargetError::BadAddress(a) => pick(
+            lang,
+            format!("“{a}”不是有效的 IP 地址（每段 0–255，例如 10.1.2.3）。"),
+            format!("`{a}` is not a valid IP address (each part 0–255, e.g. 10.1.2.3)."),
+        ),
+        TargetError::Range(r) => pick(
+            lang,
+            format!("“{r}”是地址段，不支持按网段申请。请逐个列出主机，或申请它们所属的系统。"),
+            format!("`{r}` is an address range, which cannot be requested. List the hosts one by one, or ask for their system."),
+        ),
+        TargetError::BadHostname(h) => pick(
+            lang,
+            format!("“{h}”不是有效的主机名（字母、数字、连字符和点）。"),
+            format!("`{h}` is not a valid host name (letters, digits, hyphens and dots)."),
+        ),
+        TargetError::UnknownSystem(s) => pick(
+            lang,
+            format!("没有名为“{s}”的系统。请检查名称，或直接填写 IP / 主机名。"),
+            format!("There is no system called `{s}`. Check the name, or give IP addresses / host names."),
+        ),
+        TargetError::TooMany { count, max } => pick(
+            lang,
+            format!("一次申请了 {count} 台主机，最多 {max} 台。请分批申请或申请整个系统。"),
+            format!("{count} hosts in one request; at most {max}. Split the request or ask for the whole system."),
+        ),
+    }
+}
+
+/// The answer to a message that is not a valid command: what was wrong, and an example.
+pub fn command_error(lang: Lang, e: &CommandError) -> String {
+    let with_example = |msg: String, kind: CommandKind| -> String {
+        pick(
+            lang,
+            format!("{msg}\n例如：{}", example(lang, kind)),
+            format!("{msg}\nFor example: {}", example(lang, kind)),
+        )
+    };
+    match e {
+        CommandError::Empty => pick(
+            lang,
+            "请发送命令，发送“帮助”查看全部命令。".into(),
+            "Send a command; send /help to see them all.".into(),
+        ),
+        CommandError::TooLong { max } => pick(
+            lang,
+            format!("消息太长（超过 {max} 字），请精简后再发。"),
+            format!("That message is too long (over {max} characters)."),
+        ),
+        CommandError::Unknown { word, suggestion } => match suggestion {
+            Some(k) => pick(
+                lang,
+                format!(
+                    "不认识“{word}”。你是想用“{}”（{}）吗？\n例如：{}",
+                    display_word(*k, Lang::ZhCn),
+                    display_word(*k, Lang::En),
+                    example(lang, *k)
+                ),
+                format!(
+                    "I don't know `{word}`. Did you mean {}?\nFor example: {}",
+                    display_word(*k, Lang::En),
+                    example(lang, *k)
+                ),
+            ),
+            None => pick(
+                lang,
+                format!("不认识“{word}”。发送“帮助”查看可用命令。"),
+                format!("I don't know `{word}`. Send /help to see the commands."),
+            ),
+        },
+        CommandError::ApplyWhat => pick(
+            lang,
+            format!(
+                "要申请什么？\n• 账号：{}\n• 主机：{}",
+                example(lang, CommandKind::ApplyAccount),
+                example(lang, CommandKind::ApplyHost)
+            ),
+            format!(
+                "Apply for what?\n• an account: {}\n• hosts: {}",
+                example(lang, CommandKind::ApplyAccount),
+                example(lang, CommandKind::ApplyHost)
+            ),
+        ),
+        CommandError::MissingOrderId { kind } => with_example(
+            pick(
+                lang,
+                "缺少单号。单号在提交申请时的回复里，也可以发送“我的权限”查看。".into(),
+                "The order id is missing. It is in the reply to your request; /my lists them."
+                    .into(),
+            ),
+            *kind,
+        ),
+        CommandError::BadOrderId { kind, given } => with_example(
+            pick(
+                lang,
+                format!("“{given}”不是单号（形如 A20261122-7K3F）。"),
+                format!("`{given}` is not an order id (they look like A20261122-7K3F)."),
+            ),
+            *kind,
+        ),
+        CommandError::MissingReason { kind } => with_example(
+            pick(
+                lang,
+                "请写明原因，申请人会看到。".into(),
+                "Please give a reason; the requester will see it.".into(),
+            ),
+            *kind,
+        ),
+        CommandError::MissingSubject { kind } => with_example(
+            pick(
+                lang,
+                "请写明要查询的主机或用户。".into(),
+                "Say which host or user to look up.".into(),
+            ),
+            *kind,
+        ),
+        CommandError::TwoRoles => with_example(
+            pick(
+                lang,
+                "同时写了“运维”和“只读”，请只选一个。".into(),
+                "Both ops and read-only were given; pick one.".into(),
+            ),
+            CommandKind::ApplyHost,
+        ),
+        CommandError::Target(t) => with_example(target_error(lang, t), CommandKind::ApplyHost),
+        CommandError::Duration(d) => with_example(duration_error(lang, d), CommandKind::ApplyHost),
+    }
+}
+
+pub fn policy_violation(lang: Lang, v: &PolicyViolation) -> String {
+    match v {
+        PolicyViolation::NotAllowedToRequest => pick(
+            lang,
+            "你不在可申请权限的名单中，请联系管理员。".into(),
+            "You are not on the list of people who may request access; ask an administrator."
+                .into(),
+        ),
+        PolicyViolation::NoTargets => target_error(lang, &TargetError::Empty),
+        PolicyViolation::TooManyAddresses { count, max } => target_error(
+            lang,
+            &TargetError::TooMany {
+                count: *count,
+                max: *max,
+            },
+        ),
+        PolicyViolation::DurationTooLong {
+            requested,
+            max,
+            role: r,
+            system,
+        } => {
+            let scope_zh = system
+                .as_ref()
+                .map(|s| format!("系统“{s}”的"))
+                .unwrap_or_default();
+            let scope_en = system
+                .as_ref()
+                .map(|s| format!(" on system `{s}`"))
+                .unwrap_or_default();
+            pick(
+                lang,
+                format!(
+                    "申请时长 {} 超过了{scope_zh}{}权限上限 {}。",
+                    duration(lang, *requested),
+                    role(lang, *r),
+                    duration(lang, *max)
+                ),
+                format!(
+                    "{} is longer than the {} allowed for {} access{scope_en}.",
+                    duration(lang, *requested),
+                    duration(lang, *max),
+                    role(lang, *r)
+                ),
+            )
+        }
+        PolicyViolation::ReasonMissing => pick(
+            lang,
+            "需要填写申请原因。".into(),
+            "A reason is required.".into(),
+        ),
+        PolicyViolation::UnknownSystem(s) => {
+            target_error(lang, &TargetError::UnknownSystem(s.clone()))
+        }
+    }
+}
+
+pub fn denied(lang: Lang, d: &Denied, order: &OrderId) -> String {
+    match d {
+        Denied::NotApprover => pick(
+            lang,
+            format!("你不是申请 {order} 的审批人，无法处理。"),
+            format!("You are not an approver of {order}."),
+        ),
+        Denied::SelfApproval => pick(
+            lang,
+            format!("不能审批自己的申请 {order}，请等待其他审批人处理。"),
+            format!("You cannot approve your own request {order}; another approver has to."),
+        ),
+        Denied::AlreadyDecided => pick(
+            lang,
+            format!("你已经同意过申请 {order}，正在等待其他审批人。"),
+            format!("You already approved {order}; waiting for the other approvers."),
+        ),
+    }
+}
+
+pub fn identity_error(lang: Lang, e: &IdentityError) -> String {
+    match e {
+        IdentityError::MissingField { field, .. } => pick(
+            lang,
+            format!("你的钉钉资料里没有 {field}，无法确定 JumpServer 用户名。请联系管理员补全资料或配置映射。"),
+            format!("Your DingTalk profile has no {field}, so your JumpServer username cannot be worked out. Ask an administrator to fill it in or add a mapping."),
+        ),
+        IdentityError::NotMapped { .. } => pick(
+            lang,
+            "管理员还没有为你配置 JumpServer 用户名，请联系管理员。".into(),
+            "No JumpServer username is configured for you yet; ask an administrator.".into(),
+        ),
+        IdentityError::Unusable { raw, field } => pick(
+            lang,
+            format!("无法从 {field}（“{raw}”）生成 JumpServer 用户名，请联系管理员配置映射。"),
+            format!("No JumpServer username can be made from {field} (`{raw}`); ask an administrator to add a mapping."),
+        ),
+    }
+}
+
+pub fn admin_only(lang: Lang) -> String {
+    pick(
+        lang,
+        "该命令仅限管理员使用。".into(),
+        "That command is for administrators only.".into(),
+    )
+}
+
+// ------------------------------------------------------------------ dialog ----------
+
+fn problem(lang: Lang, p: &Problem) -> String {
+    match p {
+        Problem::Target(e) => target_error(lang, e),
+        Problem::Duration(e) => duration_error(lang, e),
+        Problem::NotARole(w) => pick(
+            lang,
+            format!("“{w}”不是权限类型。"),
+            format!("`{w}` is not an access type."),
+        ),
+        Problem::ReasonEmpty => pick(
+            lang,
+            "原因不能为空。".into(),
+            "The reason cannot be empty.".into(),
+        ),
+        Problem::ReasonTooLong { max } => pick(
+            lang,
+            format!("原因太长，请控制在 {max} 字以内。"),
+            format!("The reason is too long; keep it under {max} characters."),
+        ),
+        Problem::Policy(v) => policy_violation(lang, v),
+        Problem::Input(e) => command_error(lang, e),
+    }
+}
+
+/// The question for one missing field.
+pub fn ask(lang: Lang, field: Field, max_duration: Option<AccessDuration>) -> String {
+    let q = match field {
+        Field::Targets => pick(
+            lang,
+            "要访问哪些主机？请发送 IP、主机名或系统名，多个用逗号或空格分隔。".into(),
+            "Which hosts? Send IP addresses, host names or a system name, separated by commas or spaces."
+                .into(),
+        ),
+        Field::Role => pick(
+            lang,
+            "需要什么权限？回复“运维”（可上传下载）或“只读”（仅终端）。".into(),
+            "What access? Reply `ops` (file transfer allowed) or `readonly` (terminal only).".into(),
+        ),
+        Field::Duration => {
+            let max_zh = max_duration
+                .map(|m| format!("，最长 {}", duration(lang, m)))
+                .unwrap_or_default();
+            let max_en = max_duration
+                .map(|m| format!("; at most {}", duration(lang, m)))
+                .unwrap_or_default();
+            pick(
+                lang,
+                format!("需要多长时间？例如 4小时、3天{max_zh}。"),
+                format!("For how long? e.g. 4h, 3d{max_en}."),
+            )
+        }
+        Field::Reason => pick(
+            lang,
+            "请说明申请原因（审批人会看到）。".into(),
+            "Why do you need it? (the approver will see this)".into(),
+        ),
+    };
+    let tail = pick(
+        lang,
+        "（发送“取消”结束）".into(),
+        " (send `cancel` to stop)".into(),
+    );
+    format!("{q}{tail}")
+}
+
+/// The text for a dialog reply; `None` for replies the caller renders itself (`Complete` → the
+/// submitted message with the order id; `Command` → that command's own answer).
+pub fn dialog_reply(lang: Lang, reply: &Reply, dropped_idle: bool) -> Option<String> {
+    let body = match reply {
+        Reply::Ask {
+            field,
+            problem: p,
+            max_duration,
+        } => {
+            let q = ask(lang, *field, *max_duration);
+            match p {
+                Some(p) => format!("{}\n{q}", problem(lang, p)),
+                None => q,
+            }
+        }
+        Reply::Cancelled => pick(
+            lang,
+            "好的，已取消本次申请。".into(),
+            "OK, request cancelled.".into(),
+        ),
+        Reply::NothingToCancel => pick(
+            lang,
+            "当前没有进行中的申请。要撤回已提交的申请，请发送“取消 <单号>”。".into(),
+            "Nothing in progress. To withdraw a submitted request, send /cancel <order>.".into(),
+        ),
+        Reply::Error(e) => command_error(lang, e),
+        Reply::Complete | Reply::Command(_) => return None,
+    };
+    if dropped_idle {
+        Some(format!("{}\n{body}", dialog_expired(lang)))
+    } else {
+        Some(body)
+    }
+}
+
+pub fn dialog_expired(lang: Lang) -> String {
+    pick(
+        lang,
+        "（上一次未完成的申请已超时，需要重新开始。）".into(),
+        "(Your unfinished request timed out; starting over.)".into(),
+    )
+}
+
+// ------------------------------------------------------------------ workflow ----------
+
+/// What a request is, as shown to the requester and the approvers.
+#[derive(Clone, Debug)]
+pub struct RequestView<'a> {
+    pub order: &'a OrderId,
+    pub requester_name: &'a str,
+    /// JumpServer username the grant goes to (shown to approvers, per design).
+    pub username: &'a str,
+    pub targets: &'a [Target],
+    pub role: Role,
+    pub duration: AccessDuration,
+    pub reason: Option<&'a str>,
+}
+
+fn request_lines(lang: Lang, r: &RequestView<'_>) -> String {
+    let reason = r.reason.unwrap_or("-");
+    pick(
+        lang,
+        format!(
+            "单号：{}\n申请人：{}（JumpServer 用户 {}）\n主机：{}\n权限：{}\n时长：{}\n原因：{reason}",
+            r.order,
+            r.requester_name,
+            r.username,
+            targets(lang, r.targets),
+            role(lang, r.role),
+            duration(lang, r.duration)
+        ),
+        format!(
+            "Order: {}\nRequester: {} (JumpServer user {})\nHosts: {}\nAccess: {}\nFor: {}\nReason: {reason}",
+            r.order,
+            r.requester_name,
+            r.username,
+            targets(lang, r.targets),
+            role(lang, r.role),
+            duration(lang, r.duration)
+        ),
+    )
+}
+
+pub fn request_submitted(lang: Lang, r: &RequestView<'_>, approver_names: &[&str]) -> String {
+    let who = approver_names.join(if lang == Lang::ZhCn { "、" } else { ", " });
+    pick(
+        lang,
+        format!(
+            "申请已提交，等待 {who} 审批。\n{}\n查询进度：状态 {}",
+            request_lines(lang, r),
+            r.order
+        ),
+        format!(
+            "Request submitted; waiting for {who} to approve.\n{}\nTrack it: /status {}",
+            request_lines(lang, r),
+            r.order
+        ),
+    )
+}
+
+/// Text for approvers (also the fallback when a card cannot be delivered).
+pub fn approval_request(lang: Lang, r: &RequestView<'_>) -> String {
+    pick(
+        lang,
+        format!(
+            "{} 申请主机访问权限，请审批：\n{}\n同意：同意 {}\n拒绝：拒绝 {} <原因>",
+            r.requester_name,
+            request_lines(lang, r),
+            r.order,
+            r.order
+        ),
+        format!(
+            "{} asks for host access:\n{}\nApprove: /approve {}\nReject: /reject {} <reason>",
+            r.requester_name,
+            request_lines(lang, r),
+            r.order,
+            r.order
+        ),
+    )
+}
+
+pub fn approval_reminder(
+    lang: Lang,
+    order: &OrderId,
+    requester_name: &str,
+    waiting: AccessDuration,
+) -> String {
+    pick(
+        lang,
+        format!(
+            "提醒：{requester_name} 的申请 {order} 已等待 {}，请尽快处理。",
+            duration(lang, waiting)
+        ),
+        format!(
+            "Reminder: {requester_name}'s request {order} has been waiting {}.",
+            duration(lang, waiting)
+        ),
+    )
+}
+
+pub fn approval_timed_out(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 长时间无人审批，已自动关闭。如仍需要，请重新申请。"),
+        format!(
+            "Nobody decided on {order} in time, so it was closed. Ask again if you still need it."
+        ),
+    )
+}
+
+/// What was granted and until when.
+#[derive(Clone, Debug)]
+pub struct GrantView<'a> {
+    pub order: &'a OrderId,
+    pub targets: &'a [Target],
+    /// JumpServer username to log in with.
+    pub username: &'a str,
+    pub role: Role,
+    pub expires_at: Timestamp,
+    /// JumpServer web address, when configured.
+    pub jms_url: Option<&'a str>,
+}
+
+pub fn granted(lang: Lang, g: &GrantView<'_>, approver_name: &str, tz: &TimeZone) -> String {
+    let url_zh = g
+        .jms_url
+        .map(|u| format!("\n登录：{u}"))
+        .unwrap_or_default();
+    let url_en = g
+        .jms_url
+        .map(|u| format!("\nLog in: {u}"))
+        .unwrap_or_default();
+    pick(
+        lang,
+        format!(
+            "✅ {approver_name} 已同意申请 {}，权限已开通。\n主机：{}\n账号：{}（{}）\n到期：{}{url_zh}",
+            g.order,
+            targets(lang, g.targets),
+            g.username,
+            role(lang, g.role),
+            time(g.expires_at, tz)
+        ),
+        format!(
+            "✅ {approver_name} approved {}; access is ready.\nHosts: {}\nAccount: {} ({})\nExpires: {}{url_en}",
+            g.order,
+            targets(lang, g.targets),
+            g.username,
+            role(lang, g.role),
+            time(g.expires_at, tz)
+        ),
+    )
+}
+
+pub fn approved_waiting_more(
+    lang: Lang,
+    order: &OrderId,
+    approver_name: &str,
+    remaining: u32,
+) -> String {
+    pick(
+        lang,
+        format!("{approver_name} 已同意申请 {order}，还需要 {remaining} 位审批人同意。"),
+        format!("{approver_name} approved {order}; {remaining} more approval(s) needed."),
+    )
+}
+
+pub fn approved_provisioning(lang: Lang, order: &OrderId, approver_name: &str) -> String {
+    pick(
+        lang,
+        format!("{approver_name} 已同意申请 {order}，正在开通权限，完成后通知你。"),
+        format!("{approver_name} approved {order}; setting up access now, I'll tell you when it is ready."),
+    )
+}
+
+pub fn rejected(lang: Lang, order: &OrderId, approver_name: &str, reason: &str) -> String {
+    pick(
+        lang,
+        format!("❌ {approver_name} 拒绝了申请 {order}。\n原因：{reason}"),
+        format!("❌ {approver_name} rejected {order}.\nReason: {reason}"),
+    )
+}
+
+pub fn decision_recorded(lang: Lang, order: &OrderId, approved: bool) -> String {
+    match (lang, approved) {
+        (Lang::ZhCn, true) => format!("已同意申请 {order}。"),
+        (Lang::ZhCn, false) => format!("已拒绝申请 {order}，申请人会收到原因。"),
+        (Lang::En, true) => format!("Approved {order}."),
+        (Lang::En, false) => format!("Rejected {order}; the requester will see your reason."),
+    }
+}
+
+pub fn already_decided(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 已经处理过了。"),
+        format!("{order} has already been decided."),
+    )
+}
+
+pub fn cancelled(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 已撤回。"),
+        format!("Request {order} withdrawn."),
+    )
+}
+
+pub fn order_not_found(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("找不到单号 {order}。发送“我的权限”查看你的申请。"),
+        format!("No order {order}. Send /my to list yours."),
+    )
+}
+
+pub fn expiry_reminder(
+    lang: Lang,
+    order: &OrderId,
+    ts: &[Target],
+    expires_at: Timestamp,
+    left: AccessDuration,
+    tz: &TimeZone,
+) -> String {
+    pick(
+        lang,
+        format!(
+            "⏰ 申请 {order} 的权限将在 {} 后到期（{}）。\n主机：{}\n需要延长请联系管理员续期，或重新申请。",
+            duration(lang, left),
+            time(expires_at, tz),
+            targets(lang, ts)
+        ),
+        format!(
+            "⏰ Access from {order} ends in {} ({}).\nHosts: {}\nAsk an administrator to renew it, or request again.",
+            duration(lang, left),
+            time(expires_at, tz),
+            targets(lang, ts)
+        ),
+    )
+}
+
+pub fn expired(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 的权限已到期并收回。"),
+        format!("Access from {order} has expired and was removed."),
+    )
+}
+
+pub fn revoked(lang: Lang, order: &OrderId, by_name: &str) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 的权限已被 {by_name} 提前收回。"),
+        format!("Access from {order} was revoked by {by_name}."),
+    )
+}
+
+pub fn renewed(lang: Lang, order: &OrderId, expires_at: Timestamp, tz: &TimeZone) -> String {
+    pick(
+        lang,
+        format!(
+            "申请 {order} 的权限已续期，新的到期时间：{}。",
+            time(expires_at, tz)
+        ),
+        format!(
+            "Access from {order} renewed; it now ends {}.",
+            time(expires_at, tz)
+        ),
+    )
+}
+
+pub fn account_ready(lang: Lang, username: &str, jms_url: Option<&str>) -> String {
+    let url = jms_url.unwrap_or("");
+    pick(
+        lang,
+        format!(
+            "JumpServer 账号已就绪：{username}。{}",
+            if url.is_empty() {
+                String::new()
+            } else {
+                format!("登录地址：{url}")
+            }
+        ),
+        format!(
+            "Your JumpServer account is ready: {username}.{}",
+            if url.is_empty() {
+                String::new()
+            } else {
+                format!(" Log in at {url}")
+            }
+        ),
+    )
+}
+
+pub fn account_exists(lang: Lang, username: &str) -> String {
+    pick(
+        lang,
+        format!("你已经有 JumpServer 账号：{username}。"),
+        format!("You already have a JumpServer account: {username}."),
+    )
+}
+
+pub fn nothing_active(lang: Lang) -> String {
+    pick(
+        lang,
+        "你目前没有申请或有效权限。".into(),
+        "You have no requests or active access.".into(),
+    )
+}
+
+pub fn sync_started(lang: Lang) -> String {
+    pick(
+        lang,
+        "已开始核对，完成后汇报结果。".into(),
+        "Reconciling now; I'll report when done.".into(),
+    )
+}
+
+/// Where an order stands, as the user is told; the workflow maps its order states onto these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusKind {
+    PendingApproval,
+    Approved,
+    Provisioning,
+    Active,
+    Expired,
+    Revoked,
+    Rejected,
+    Cancelled,
+    /// Granting failed and is being retried.
+    Retrying,
+}
+
+pub fn status_label(lang: Lang, k: StatusKind) -> &'static str {
+    match (lang, k) {
+        (Lang::ZhCn, StatusKind::PendingApproval) => "待审批",
+        (Lang::ZhCn, StatusKind::Approved) => "已同意",
+        (Lang::ZhCn, StatusKind::Provisioning) => "开通中",
+        (Lang::ZhCn, StatusKind::Active) => "生效中",
+        (Lang::ZhCn, StatusKind::Expired) => "已到期",
+        (Lang::ZhCn, StatusKind::Revoked) => "已收回",
+        (Lang::ZhCn, StatusKind::Rejected) => "已拒绝",
+        (Lang::ZhCn, StatusKind::Cancelled) => "已撤回",
+        (Lang::ZhCn, StatusKind::Retrying) => "开通失败，重试中",
+        (Lang::En, StatusKind::PendingApproval) => "waiting for approval",
+        (Lang::En, StatusKind::Approved) => "approved",
+        (Lang::En, StatusKind::Provisioning) => "being set up",
+        (Lang::En, StatusKind::Active) => "active",
+        (Lang::En, StatusKind::Expired) => "expired",
+        (Lang::En, StatusKind::Revoked) => "revoked",
+        (Lang::En, StatusKind::Rejected) => "rejected",
+        (Lang::En, StatusKind::Cancelled) => "withdrawn",
+        (Lang::En, StatusKind::Retrying) => "setup failed, retrying",
+    }
+}
+
+/// One order in `/status`, `/my` and `/who-has` answers.
+#[derive(Clone, Debug)]
+pub struct StatusView<'a> {
+    pub order: &'a OrderId,
+    pub status: StatusKind,
+    pub targets: &'a [Target],
+    pub role: Role,
+    /// Who holds or asked for the access (display name; used by `/who-has`).
+    pub holder: &'a str,
+    /// End of access for approved/active orders.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// `A20261122-7K3F · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)`.
+pub fn status_line(lang: Lang, v: &StatusView<'_>, tz: &TimeZone) -> String {
+    let mut parts = vec![
+        v.order.to_string(),
+        status_label(lang, v.status).to_string(),
+        targets(lang, v.targets),
+        role(lang, v.role).to_string(),
+    ];
+    if let Some(t) = v.expires_at {
+        parts.push(pick(
+            lang,
+            format!("到期 {}", time(t, tz)),
+            format!("until {}", time(t, tz)),
+        ));
+    }
+    parts.join(" · ")
+}
+
+/// Answer to `/my`.
+pub fn my_orders(lang: Lang, orders: &[StatusView<'_>], tz: &TimeZone) -> String {
+    if orders.is_empty() {
+        return nothing_active(lang);
+    }
+    let head = pick(lang, "你的申请：".into(), "Your requests:".into());
+    let lines: Vec<String> = orders
+        .iter()
+        .map(|v| format!("• {}", status_line(lang, v, tz)))
+        .collect();
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+/// Answer to `/who-has <subject>`.
+pub fn who_has(lang: Lang, subject: &str, rows: &[StatusView<'_>], tz: &TimeZone) -> String {
+    if rows.is_empty() {
+        return pick(
+            lang,
+            format!("“{subject}”目前没有通过本机器人授予的有效权限。"),
+            format!("Nobody has access to `{subject}` through this bot right now."),
+        );
+    }
+    let head = pick(
+        lang,
+        format!("“{subject}”的有效权限："),
+        format!("Active access for `{subject}`:"),
+    );
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|v| format!("• {} · {}", v.holder, status_line(lang, v, tz)))
+        .collect();
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+/// Things that can go wrong after a decision, in words a requester understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// JumpServer could not be reached or answered with a server error; we keep retrying.
+    JumpServerUnavailable,
+    /// JumpServer refused to create the user (e.g. e-mail already taken).
+    UserCreateFailed,
+    /// No JumpServer user and `auto_create_user = false`.
+    UserMissing,
+    /// A host in the request is not in JumpServer.
+    HostNotFound,
+    /// The grant itself was refused.
+    GrantFailed,
+    /// The OA approval could not be started.
+    ApprovalStartFailed,
+    /// A message to DingTalk could not be delivered.
+    NotifyFailed,
+    Internal,
+}
+
+pub fn failure(lang: Lang, order: &OrderId, f: Failure, detail: Option<&str>) -> String {
+    let (zh, en) = match f {
+        Failure::JumpServerUnavailable => (
+            "暂时连不上 JumpServer，正在自动重试，成功后通知你。",
+            "JumpServer cannot be reached right now; retrying automatically, I'll tell you when it works.",
+        ),
+        Failure::UserCreateFailed => (
+            "无法为你创建 JumpServer 用户，已通知管理员处理。",
+            "Your JumpServer user could not be created; the administrators have been told.",
+        ),
+        Failure::UserMissing => (
+            "你还没有 JumpServer 账号，请先发送“申请账号”或联系管理员。",
+            "You have no JumpServer account yet; send /apply account first or ask an administrator.",
+        ),
+        Failure::HostNotFound => (
+            "有主机在 JumpServer 中找不到，请确认地址是否正确。",
+            "Some hosts are not in JumpServer; check the addresses.",
+        ),
+        Failure::GrantFailed => (
+            "JumpServer 拒绝了授权，已通知管理员处理。",
+            "JumpServer refused the grant; the administrators have been told.",
+        ),
+        Failure::ApprovalStartFailed => (
+            "审批流程发起失败，正在重试。",
+            "The approval could not be started; retrying.",
+        ),
+        Failure::NotifyFailed => (
+            "消息发送失败，正在重试。",
+            "A message could not be delivered; retrying.",
+        ),
+        Failure::Internal => (
+            "处理时出了问题，已记录并通知管理员。",
+            "Something went wrong on our side; it is logged and the administrators were told.",
+        ),
+    };
+    let detail = detail.map(|d| format!("\n({d})")).unwrap_or_default();
+    pick(
+        lang,
+        format!("⚠️ 申请 {order}：{zh}{detail}"),
+        format!("⚠️ Request {order}: {en}{detail}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        let d = |m| AccessDuration::from_minutes(m).unwrap_or_else(|_| unreachable!());
+        assert_eq!(duration(Lang::ZhCn, d(3 * 24 * 60 + 240)), "3天4小时");
+        assert_eq!(duration(Lang::En, d(3 * 24 * 60 + 240)), "3 days 4 hours");
+        assert_eq!(duration(Lang::En, d(7 * 24 * 60)), "1 week");
+        assert_eq!(duration(Lang::ZhCn, d(30)), "30分钟");
+    }
+
+    #[test]
+    fn time_is_shown_in_the_configured_zone() {
+        let ts: Timestamp = "2026-11-22T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let tz = TimeZone::get("Asia/Shanghai").unwrap_or(TimeZone::UTC);
+        assert_eq!(time(ts, &tz), "2026-11-22 18:00 (Asia/Shanghai)");
+    }
+}
