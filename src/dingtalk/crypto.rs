@@ -55,6 +55,42 @@ pub struct SuccessReply {
     pub encrypt: String,
 }
 
+/// The query parameters of an event push (reference §2.2). DingTalk's docs and official samples
+/// disagree on spelling, so `msg_signature` is preferred over `signature` and `timeStamp` over
+/// `timestamp`. Values are kept exactly as received (they are signed as strings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushQuery {
+    pub signature: String,
+    pub timestamp: String,
+    pub nonce: String,
+}
+
+impl PushQuery {
+    /// Parses a raw (percent-encoded) query string; `None` when a parameter is missing or empty.
+    pub fn parse(query: &str) -> Option<Self> {
+        let mut sig = (None, None);
+        let mut ts = (None, None);
+        let mut nonce = None;
+        for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+            let v = v.into_owned();
+            match k.as_ref() {
+                "msg_signature" => sig.0 = Some(v),
+                "signature" => sig.1 = Some(v),
+                "timeStamp" => ts.0 = Some(v),
+                "timestamp" => ts.1 = Some(v),
+                "nonce" => nonce = Some(v),
+                _ => {}
+            }
+        }
+        let nonempty = |v: Option<String>| v.filter(|s| !s.is_empty());
+        Some(Self {
+            signature: nonempty(sig.0).or(nonempty(sig.1))?,
+            timestamp: nonempty(ts.0).or(nonempty(ts.1))?,
+            nonce: nonempty(nonce)?,
+        })
+    }
+}
+
 /// Callback crypto bound to one subscription's token, AES key and owner key.
 #[derive(Clone)]
 pub struct CallbackCrypto {

@@ -87,6 +87,12 @@ fn opt_millis(o: &Obj, keys: &[&str], field: &'static str) -> Result<Option<i64>
     }
 }
 
+/// Extracts `encrypt` from an event-push body `{"encrypt":"..."}` (reference §2.2).
+pub fn parse_push_body(body: &[u8]) -> Result<String, ParseError> {
+    let o = object_from_slice(body)?;
+    req_str(&o, &["encrypt"], "encrypt")
+}
+
 /// Parses the plaintext of a decrypted HTTP event push.
 pub fn parse_event(plaintext_json: &str) -> Result<DecryptedEvent, ParseError> {
     let o = object_from_str(plaintext_json)?;

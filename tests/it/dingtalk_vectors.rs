@@ -1,8 +1,9 @@
 //! Known-answer tests for the DingTalk wire core: every case of the callback-crypto, robot-sign,
 //! card-sign and Stream-frame vector files in tests/fixtures/ (copied from the shared reference).
-use accessbot::dingtalk::crypto::{CallbackCrypto, CryptoError};
+use accessbot::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use accessbot::dingtalk::parse::{
-    parse_card_callback, parse_event, parse_event_data, parse_robot_message, DecryptedEvent,
+    parse_card_callback, parse_event, parse_event_data, parse_push_body, parse_robot_message,
+    DecryptedEvent,
 };
 use accessbot::dingtalk::sign::{
     card_sign, robot_sign, verify_card_request, verify_robot_request, SignError, CARD_WINDOW_MS,
@@ -16,6 +17,7 @@ use accessbot::domain::ids::DingUserId;
 use accessbot::inbound::{
     ApprovalEventKind, ApprovalOutcome, ConversationKind, Inbound, OrgEventKind,
 };
+use accessbot::sandbox::dingtalk_driver::encrypted_event_request;
 use aes::Aes256;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -568,4 +570,63 @@ fn stream_frames_parse_and_ack() {
             other => panic!("unknown frame vector {other}: extend the tests"),
         }
     }
+}
+
+#[test]
+fn push_query_accepts_both_spellings_and_keeps_values_raw() {
+    let q = PushQuery::parse("signature=abc&timestamp=1783610513&nonce=380320111");
+    assert_eq!(
+        q,
+        Some(PushQuery {
+            signature: "abc".into(),
+            timestamp: "1783610513".into(),
+            nonce: "380320111".into()
+        })
+    );
+    let q = PushQuery::parse("signature=old&msg_signature=new&timestamp=1&timeStamp=2&nonce=n%2Bx")
+        .expect("complete query");
+    assert_eq!(
+        (q.signature.as_str(), q.timestamp.as_str(), q.nonce.as_str()),
+        ("new", "2", "n+x")
+    );
+    assert_eq!(PushQuery::parse("msg_signature=a&timestamp=1"), None);
+    assert_eq!(PushQuery::parse("msg_signature=&timestamp=1&nonce=n"), None);
+}
+
+#[test]
+fn driver_push_request_is_accepted_by_the_receiving_side() {
+    let v = crypto_vectors()
+        .into_iter()
+        .find(|v| s(v, "id") == "bpms_instance_change_finish_utf8")
+        .expect("vector present");
+    let c = crypto_for(&v);
+    let (query, body) = encrypted_event_request(&c, s(&v, "plaintext"), "1700000000789", "xyz");
+    let q = PushQuery::parse(&query).expect("query");
+    assert!(query.starts_with("msg_signature="), "{query}");
+    let encrypt = parse_push_body(body.as_bytes()).expect("body");
+    assert_eq!(
+        c.verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt),
+        Ok(())
+    );
+    assert_eq!(c.decrypt(&encrypt).as_deref(), Ok(s(&v, "plaintext")));
+    // The same request against a subscription with another token is refused.
+    let other =
+        CallbackCrypto::new("otherToken", s(&v, "aes_key"), s(&v, "owner_key")).expect("key");
+    assert_eq!(
+        other.verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt),
+        Err(CryptoError::SignatureMismatch)
+    );
+    assert!(matches!(
+        parse_push_body(b"{\"encrypt\":1}"),
+        Err(accessbot::dingtalk::parse::ParseError::InvalidField {
+            field: "encrypt",
+            ..
+        })
+    ));
+    assert_eq!(
+        parse_push_body(b"{}"),
+        Err(accessbot::dingtalk::parse::ParseError::MissingField(
+            "encrypt"
+        ))
+    );
 }
