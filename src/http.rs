@@ -9,7 +9,7 @@
 //! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, the key is
 //!    forgotten and DingTalk gets a 500, so its redelivery is handled instead of dropped.
 use crate::clock::SharedClock;
-use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
+use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use crate::dingtalk::parse::{self, DecryptedEvent};
 use crate::dingtalk::sign;
 use crate::dispatch::{Dispatch, DispatchReply};
@@ -17,14 +17,12 @@ use crate::inbound::Inbound;
 use crate::secret::Secret;
 use crate::store::dedupe::Dedupe;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,51 +86,33 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-#[derive(Deserialize)]
-struct EventBody {
-    encrypt: String,
-}
-
-/// Both spellings occur (reference §2.2): `msg_signature` before `signature`, `timeStamp`
-/// before `timestamp`.
-fn first<'a>(q: &'a HashMap<String, String>, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|n| q.get(*n)).map(String::as_str)
-}
-
 async fn events(
     State(st): State<Arc<EdgeState>>,
-    Query(q): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, Refusal> {
-    let (Some(sig), Some(ts), Some(nonce)) = (
-        first(&q, &["msg_signature", "signature"]),
-        first(&q, &["timeStamp", "timestamp"]),
-        first(&q, &["nonce"]),
-    ) else {
-        return Err(Refusal::bad_request(
-            "missing query parameter: signature, timestamp and nonce are required",
-        ));
-    };
-    let body: EventBody = serde_json::from_slice(&body)
+    let q = PushQuery::parse(query.as_deref().unwrap_or("")).ok_or_else(|| {
+        Refusal::bad_request("missing query parameter: signature, timestamp and nonce are required")
+    })?;
+    let encrypt = parse::parse_push_body(&body)
         .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
     st.crypto
-        .verify_signature(sig, ts, nonce, &body.encrypt)
+        .verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt)
         .map_err(|e| Refusal::unauthorized(e.to_string()))?;
-    check_fresh(ts, st.clock.now_ms(), EVENT_FRESHNESS_MS)?;
-    let plaintext = st.crypto.decrypt(&body.encrypt).map_err(|e| match e {
+    check_fresh(&q.timestamp, st.clock.now_ms(), EVENT_FRESHNESS_MS)?;
+    let plaintext = st.crypto.decrypt(&encrypt).map_err(|e| match e {
         CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
         other => Refusal::bad_request(other.to_string()),
     })?;
-    let event = match parse::parse_event(&plaintext)
-        .map_err(|e| Refusal::bad_request(e.to_string()))?
-    {
-        DecryptedEvent::CheckUrl => {
-            tracing::info!("answered check_url");
-            return Ok(success(&st));
+    match parse::parse_event(&plaintext) {
+        Ok(DecryptedEvent::CheckUrl) => tracing::info!("answered check_url"),
+        Ok(DecryptedEvent::Event(ev)) => {
+            accept(&st, ev).await?;
         }
-        DecryptedEvent::Event(ev) => ev,
-    };
-    accept(&st, event).await?;
+        // Authentic (signed and encrypted with our key) but not a shape we understand: refusing
+        // would make DingTalk redeliver it forever, so acknowledge, record nothing, and log.
+        Err(e) => tracing::warn!(error = %e, "authentic event we cannot parse; acknowledged"),
+    }
     Ok(success(&st))
 }
 
