@@ -1,1 +1,2 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
+mod jms_transcripts;

@@ -482,13 +482,13 @@ fn dispatch(
                 .filter(|s| qget(&q, "user_id").is_none_or(|x| x == s.user_id))
                 .filter(|s| qget(&q, "asset_id").is_none_or(|x| x == s.asset_id))
                 .filter(|s| bool_filter(&q, "is_finished").is_none_or(|x| x == s.is_finished))
-                .map(session_json)
+                .map(|s| session_json(s, true))
                 .collect();
             out(200, paginate(rows, &q, &base, true))
         }
         ("v1/terminal/sessions", Method::POST) => session_create(&mut st, &ctx, b),
         ("v1/terminal/sessions/*", Method::GET) => match st.sessions.iter().find(|s| s.id == id) {
-            Some(s) => out(200, session_json(s)),
+            Some(s) => out(200, session_json(s, true)),
             None => not_found_obj("Session"),
         },
         ("v1/terminal/tasks", Method::GET) => {
@@ -1716,7 +1716,7 @@ fn session_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
         date_start: c.now,
         date_end: None,
     };
-    let v = session_json(&sess);
+    let v = session_json(&sess, false);
     st.sessions.push(sess);
     out(201, v)
 }

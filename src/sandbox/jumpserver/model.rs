@@ -264,8 +264,8 @@ pub fn builtin_platforms() -> Vec<Platform> {
             type_label: "General",
             category: "device",
             protocols: vec![
-                proto(60, "telnet", 23, false, false),
-                proto(59, "ssh", 22, true, false),
+                proto(55, "telnet", 23, false, false),
+                proto(54, "ssh", 22, true, false),
             ],
         },
     ];
@@ -284,7 +284,16 @@ fn protocol_setting(name: &str) -> Value {
 }
 
 fn automation(p: &Platform) -> serde_json::Map<String, Value> {
-    let v = if p.is_windows() {
+    let v = if p.category == "device" {
+        json!({"id": p.id, "ansible_enabled": true, "ansible_config": {"ansible_connection": "local", "first_connect_delay": 0.5},
+            "ping_enabled": true, "ping_method": "ping_by_ssh", "ping_params": {},
+            "push_account_enabled": false, "push_account_method": null, "push_account_params": {},
+            "gather_facts_enabled": false, "gather_facts_method": null, "gather_facts_params": {},
+            "change_secret_enabled": true, "change_secret_method": "change_secret_by_ssh", "change_secret_params": {},
+            "verify_account_enabled": true, "verify_account_method": "verify_account_by_ssh", "verify_account_params": {},
+            "gather_accounts_enabled": false, "gather_accounts_method": null, "gather_accounts_params": {},
+            "remove_account_enabled": false, "remove_account_method": null, "remove_account_params": {}})
+    } else if p.is_windows() {
         json!({"id": p.id, "ansible_enabled": true, "ansible_config": {"ansible_connection": "ssh", "ansible_shell_type": "cmd"},
             "ping_enabled": true, "ping_method": "ping_by_rdp", "ping_params": {},
             "push_account_enabled": true, "push_account_method": "push_account_local_windows", "push_account_params": {"groups": "Users,Remote Desktop Users"},
@@ -334,7 +343,12 @@ pub fn platform_json(p: &Platform, assets_amount: usize) -> Value {
                 "setting": protocol_setting(x.name)})
         })
         .collect();
-    json!({"su_method": null, "type": {"value": p.type_value, "label": p.type_label},
+    let su_method = if p.category == "device" {
+        json!({"value": "enable", "label": "enable"})
+    } else {
+        Value::Null
+    };
+    json!({"su_method": su_method, "type": {"value": p.type_value, "label": p.type_label},
         "category": {"value": p.category, "label": if p.category == "host" { "Host" } else { "Device" }},
         "id": p.id, "protocols": protocols, "charset": {"value": "utf-8", "label": "UTF-8"},
         "custom_fields": [], "labels": [], "assets_amount": assets_amount, "automation": Value::Object(automation(p)),
@@ -541,14 +555,15 @@ pub struct Session {
     pub date_end: Option<Timestamp>,
 }
 
-pub fn session_json(s: &Session) -> Value {
+/// `with_commands`: list/detail carry `command_amount`; the create echo does not.
+pub fn session_json(s: &Session, with_commands: bool) -> Value {
     let login_from_label = match s.login_from.as_str() {
         "WT" => "Web Terminal",
         "DT" => "DB Terminal",
         "RT" => "RDP Terminal",
         _ => "SSH Terminal",
     };
-    json!({"id": s.id, "user": s.user, "asset": s.asset, "user_id": s.user_id, "asset_id": s.asset_id,
+    let mut v = json!({"id": s.id, "user": s.user, "asset": s.asset, "user_id": s.user_id, "asset_id": s.asset_id,
         "account": s.account, "account_id": s.account_id, "protocol": s.protocol,
         "type": {"value": "normal", "label": "Normal"},
         "login_from": {"value": s.login_from, "label": login_from_label}, "remote_addr": s.remote_addr,
@@ -557,7 +572,13 @@ pub fn session_json(s: &Session) -> Value {
         "org_id": DEFAULT_ORG_ID, "org_name": DEFAULT_ORG_NAME, "is_success": true,
         "is_finished": s.is_finished, "has_replay": false, "has_command": false, "can_replay": false,
         "can_terminate": !s.is_finished, "date_start": fmt_dt(s.date_start), "date_end": fmt_opt(s.date_end),
-        "comment": null})
+        "comment": null});
+    if with_commands {
+        if let Value::Object(m) = &mut v {
+            m.insert("command_amount".into(), json!(0));
+        }
+    }
+    v
 }
 
 #[derive(Debug, Clone)]
