@@ -265,7 +265,14 @@ fn dispatch(
                         "login_title": "JumpServer - An open-source PAM", "theme": "classic_green", "theme_info": {},
                         "footer_content": "", "vendor": "jumpserver"},
                     "LANGUAGES": [{"name": "English", "code": "en", "other_codes": ["en"]},
-                        {"name": "中文(简体)", "code": "zh-hans", "other_codes": ["zh-hans", "zh", "zh-cn"]}]}),
+                        {"name": "中文(简体)", "code": "zh-hans", "other_codes": ["zh-hans", "zh", "zh-cn"]},
+                        {"name": "中文(繁體)", "code": "zh-hant", "other_codes": ["zh-hant", "zh-tw", "zh-hk"]},
+                        {"name": "日本語", "code": "ja", "other_codes": ["ja"]},
+                        {"name": "Português (Brasil)", "code": "pt-br", "other_codes": ["pt-br"]},
+                        {"name": "Español", "code": "es", "other_codes": ["es"]},
+                        {"name": "Русский", "code": "ru", "other_codes": ["ru"]},
+                        {"name": "한국어", "code": "ko", "other_codes": ["ko"]},
+                        {"name": "Tiếng Việt", "code": "vi", "other_codes": ["vi"]}]}),
             )
         }
         "v1/authentication/auth" | "v1/authentication/tokens" => {
@@ -826,10 +833,12 @@ fn org_list_json(st: &State, org: Org) -> Value {
         Org::Default => (DEFAULT_ORG_ID, DEFAULT_ORG_NAME, true, false),
         Org::Root => (ROOT_ORG_ID, "GLOBAL", false, true),
     };
+    // The root org owns no resources of its own; everything lives in Default.
+    let n = |x: usize| if root { 0 } else { x };
     json!({"id": id, "name": name,
-        "resource_statistics": {"users_amount": st.users.iter().filter(|u| u.in_default_org).count(),
-            "groups_amount": 0, "assets_amount": st.hosts.len(), "nodes_amount": st.nodes.len(),
-            "zones_amount": 0, "asset_perms_amount": st.perms.len()},
+        "resource_statistics": {"users_amount": n(st.users.iter().filter(|u| u.in_default_org).count()),
+            "groups_amount": 0, "assets_amount": n(st.hosts.len()), "nodes_amount": n(st.nodes.len()),
+            "zones_amount": 0, "asset_perms_amount": n(st.perms.len())},
         "is_default": def, "is_root": root, "internal": true, "date_created": "2026/11/22 19:19:53 +0800",
         "created_by": "System", "comment": ""})
 }
@@ -1047,10 +1056,11 @@ fn nodes_list(st: &State, c: &Ctx) -> Out {
         .filter(|n| qget(c.q, "key").is_none_or(|x| x == n.key))
         .filter(|n| qget(c.q, "value").is_none_or(|x| x == n.value))
         .filter(|n| qget(c.q, "id").is_none_or(|x| x == n.id))
+        // Node search matches the whole path, so children of a hit are hits too [082].
         .filter(|n| {
             search
                 .as_ref()
-                .is_none_or(|s| n.value.to_lowercase().contains(s))
+                .is_none_or(|s| full_value(st, n).to_lowercase().contains(s))
         })
         .collect();
     rows.sort_by(|a, b| a.key.cmp(&b.key));

@@ -209,68 +209,167 @@ fn proto(id: u32, name: &'static str, port: u16, primary: bool, default: bool) -
     }
 }
 
-/// The built-in platforms a fresh v4.10.16 has, with the ids the recording showed for Linux (1),
-/// BSD (4), Windows (5), AIX (10) and Cisco (14). Others are a representative subset.
+/// The 25 built-in platforms of a fresh v4.10.16. Ids observed live: Linux 1, Unix 2, macOS 3,
+/// BSD 4, Windows 5, AIX 10, Cisco 14 (and 25 rows in total); the other ids follow the built-in
+/// creation order and are an inference, as are non-host protocol ids. Clients resolve by name.
 pub fn builtin_platforms() -> Vec<Platform> {
-    let unix = |id: u64, name: &'static str, base: u32| Platform {
-        id,
-        name,
-        type_value: "unix",
-        type_label: "Unix",
-        category: "host",
-        protocols: vec![
+    fn mk(
+        id: u64,
+        name: &'static str,
+        ty: (&'static str, &'static str),
+        category: &'static str,
+        protocols: Vec<PlatformProtocol>,
+    ) -> Platform {
+        Platform {
+            id,
+            name,
+            type_value: ty.0,
+            type_label: ty.1,
+            category,
+            protocols,
+        }
+    }
+    let unix_protos = |base: u32| {
+        vec![
             proto(base + 1, "telnet", 23, false, false),
             proto(base + 2, "vnc", 5900, false, false),
             proto(base + 3, "rdp", 3389, false, false),
             proto(base, "ssh", 22, true, false),
-        ],
+        ]
     };
+    let win_protos = |base: u32| {
+        vec![
+            proto(base + 1, "ssh", 22, false, false),
+            proto(base + 2, "vnc", 5900, false, false),
+            proto(base + 3, "winrm", 5985, false, false),
+            proto(base, "rdp", 3389, true, false),
+        ]
+    };
+    let single = |id: u32, name: &'static str, port: u16| vec![proto(id, name, port, true, false)];
+    const LINUX: (&str, &str) = ("linux", "Linux");
+    const UNIX: (&str, &str) = ("unix", "Unix");
+    const WIN: (&str, &str) = ("windows", "Windows");
+    const GENERAL: (&str, &str) = ("general", "General");
     let mut v = vec![
-        Platform {
-            id: 1,
-            name: "Linux",
-            type_value: "linux",
-            type_label: "Linux",
-            category: "host",
-            protocols: vec![
+        mk(
+            1,
+            "Linux",
+            LINUX,
+            "host",
+            vec![
                 proto(2, "telnet", 23, false, false),
                 proto(3, "vnc", 5900, false, false),
                 proto(4, "rdp", 3389, false, false),
                 proto(5, "sftp", 22, false, true),
                 proto(1, "ssh", 22, true, false),
             ],
-        },
-        unix(2, "Unix", 6),
-        unix(3, "macOS", 10),
-        unix(4, "BSD", 14),
-        Platform {
-            id: 5,
-            name: "Windows",
-            type_value: "windows",
-            type_label: "Windows",
-            category: "host",
-            protocols: vec![
-                proto(19, "ssh", 22, false, false),
-                proto(20, "vnc", 5900, false, false),
-                proto(21, "winrm", 5985, false, false),
-                proto(18, "rdp", 3389, true, false),
-            ],
-        },
-        unix(10, "AIX", 40),
-        Platform {
-            id: 14,
-            name: "Cisco",
-            type_value: "general",
-            type_label: "General",
-            category: "device",
-            protocols: vec![
+        ),
+        mk(2, "Unix", UNIX, "host", unix_protos(6)),
+        mk(3, "macOS", UNIX, "host", unix_protos(10)),
+        mk(4, "BSD", UNIX, "host", unix_protos(14)),
+        mk(5, "Windows", WIN, "host", win_protos(18)),
+        mk(6, "Windows2016", WIN, "host", win_protos(22)),
+        mk(
+            7,
+            "Other",
+            ("other", "Other"),
+            "host",
+            single(26, "ssh", 22),
+        ),
+        mk(8, "Windows-RDP", WIN, "host", win_protos(28)),
+        mk(9, "Windows-TLS", WIN, "host", win_protos(32)),
+        mk(10, "AIX", UNIX, "host", unix_protos(40)),
+        mk(11, "Gateway", LINUX, "host", single(44, "ssh", 22)),
+        mk(12, "RemoteAppHost", WIN, "host", win_protos(46)),
+        mk(13, "General", GENERAL, "device", single(52, "ssh", 22)),
+        mk(
+            14,
+            "Cisco",
+            GENERAL,
+            "device",
+            vec![
                 proto(55, "telnet", 23, false, false),
                 proto(54, "ssh", 22, true, false),
             ],
-        },
+        ),
+        mk(15, "Huawei", GENERAL, "device", single(56, "ssh", 22)),
+        mk(16, "H3C", GENERAL, "device", single(58, "ssh", 22)),
+        mk(
+            17,
+            "MySQL",
+            ("mysql", "MySQL"),
+            "database",
+            single(60, "mysql", 3306),
+        ),
+        mk(
+            18,
+            "MariaDB",
+            ("mariadb", "MariaDB"),
+            "database",
+            single(61, "mariadb", 3306),
+        ),
+        mk(
+            19,
+            "PostgreSQL",
+            ("postgresql", "PostgreSQL"),
+            "database",
+            single(62, "postgresql", 5432),
+        ),
+        mk(
+            20,
+            "Oracle",
+            ("oracle", "Oracle"),
+            "database",
+            single(63, "oracle", 1521),
+        ),
+        mk(
+            21,
+            "SQLServer",
+            ("sqlserver", "SQLServer"),
+            "database",
+            single(64, "sqlserver", 1433),
+        ),
+        mk(
+            22,
+            "ClickHouse",
+            ("clickhouse", "ClickHouse"),
+            "database",
+            single(65, "clickhouse", 9000),
+        ),
+        mk(
+            23,
+            "MongoDB",
+            ("mongodb", "MongoDB"),
+            "database",
+            single(66, "mongodb", 27017),
+        ),
+        mk(
+            24,
+            "Redis",
+            ("redis", "Redis"),
+            "database",
+            single(67, "redis", 6379),
+        ),
+        mk(
+            25,
+            "Website",
+            ("website", "Website"),
+            "web",
+            single(68, "http", 80),
+        ),
     ];
     v.sort_by(|a, b| a.name.cmp(b.name));
     v
+}
+
+fn category_label(c: &str) -> &'static str {
+    match c {
+        "host" => "Host",
+        "device" => "Device",
+        "database" => "Database",
+        "web" => "Web",
+        _ => "Custom",
+    }
 }
 
 fn protocol_setting(name: &str) -> Value {
@@ -284,7 +383,7 @@ fn protocol_setting(name: &str) -> Value {
 }
 
 fn automation(p: &Platform) -> serde_json::Map<String, Value> {
-    let v = if p.category == "device" {
+    let v = if p.category != "host" {
         json!({"id": p.id, "ansible_enabled": true, "ansible_config": {"ansible_connection": "local", "first_connect_delay": 0.5},
             "ping_enabled": true, "ping_method": "ping_by_ssh", "ping_params": {},
             "push_account_enabled": false, "push_account_method": null, "push_account_params": {},
@@ -349,7 +448,7 @@ pub fn platform_json(p: &Platform, assets_amount: usize) -> Value {
         Value::Null
     };
     json!({"su_method": su_method, "type": {"value": p.type_value, "label": p.type_label},
-        "category": {"value": p.category, "label": if p.category == "host" { "Host" } else { "Device" }},
+        "category": {"value": p.category, "label": category_label(p.category)},
         "id": p.id, "protocols": protocols, "charset": {"value": "utf-8", "label": "UTF-8"},
         "custom_fields": [], "labels": [], "assets_amount": assets_amount, "automation": Value::Object(automation(p)),
         "name": p.name, "ds_enabled": false, "su_enabled": true, "internal": true, "gateway_enabled": true,
