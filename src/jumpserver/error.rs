@@ -298,6 +298,18 @@ mod tests {
         assert!(e
             .user_message(true)
             .contains("actions: Invalid choice: read"));
+        let e = JmsError::from_status(403, br#"{"detail": "You do not have permission to perform this action.", "code": "permission_denied"}"#, None);
+        assert!(matches!(e, JmsError::Forbidden(_)));
+        let e = JmsError::from_status(
+            404,
+            br#"{"detail": "User object does not exist.", "code": "object_does_not_exist"}"#,
+            None,
+        );
+        assert!(matches!(e, JmsError::NotFound(_)));
+        let e = JmsError::from_status(429, b"{}", Some(Duration::from_secs(32)));
+        assert!(e.is_transient());
+        let e = JmsError::from_status(503, b"", None);
+        assert!(e.is_transient());
         let e = JmsError::from_status(500, b"<html>", None);
         assert!(matches!(e, JmsError::Server { status: 500 }));
         assert!(!e.is_transient());

@@ -178,6 +178,11 @@ fn pick<'a>(hosts: &'a [Host], address: &str, node_path: &str) -> Option<&'a Hos
     c.first().copied()
 }
 
+/// The server keeps whole seconds; a plan with sub-second precision is still "the same time".
+fn same_second(server: Option<Timestamp>, plan: Timestamp) -> bool {
+    server.is_some_and(|t| t.as_second() == plan.as_second())
+}
+
 impl JmsClient {
     async fn node_path(&self, node_name: &str) -> Result<String, JmsError> {
         let root = self.root_node().await?;
@@ -294,7 +299,7 @@ impl JmsClient {
         let (perm, created) = self.create_permission(&spec).await?;
         let permission = if created {
             PermissionResult::Created
-        } else if perm.date_expired != Some(plan.date_expired) {
+        } else if !same_second(perm.date_expired, plan.date_expired) {
             self.set_permission_expiry(&perm.id, plan.date_expired)
                 .await?;
             PermissionResult::ExpiryUpdated
@@ -372,7 +377,7 @@ impl JmsClient {
             .find_permission(permission_name)
             .await?
             .ok_or_else(|| JmsError::NotFound(format!("no permission named {permission_name}")))?;
-        if p.date_expired == Some(new_expiry) {
+        if same_second(p.date_expired, new_expiry) {
             return Ok(p);
         }
         self.set_permission_expiry(&p.id, new_expiry).await
