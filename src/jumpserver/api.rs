@@ -339,7 +339,7 @@ impl JmsClient {
     pub async fn set_user_active(&self, id: &JmsUserId, active: bool) -> Result<(), JmsError> {
         self.send_json(
             Method::PATCH,
-            format!("{USERS}{}/", id.as_str()),
+            format!("{USERS}{}/", seg(id.as_str())?),
             &json!({"is_active": active}),
             Retry::Idempotent,
         )
@@ -437,7 +437,7 @@ impl JmsClient {
         match self
             .send_json(
                 Method::POST,
-                format!("{NODES}{}/children/", root.id),
+                format!("{NODES}{}/children/", seg(&root.id)?),
                 &json!({"value": value}),
                 Retry::Idempotent,
             )
@@ -467,7 +467,7 @@ impl JmsClient {
         }
         self.send_json(
             Method::PUT,
-            format!("{NODES}{node_id}/assets/add/"),
+            format!("{NODES}{}/assets/add/", seg(node_id)?),
             &json!({"assets": host_ids}),
             Retry::Idempotent,
         )
@@ -629,7 +629,7 @@ impl JmsClient {
         let v = self
             .send_json(
                 Method::PATCH,
-                format!("{PERMS}{id}/"),
+                format!("{PERMS}{}/", seg(id)?),
                 &json!({"date_expired": fmt_jms_time(date_expired)}),
                 Retry::Idempotent,
             )
@@ -641,7 +641,7 @@ impl JmsClient {
     pub async fn deactivate_permission(&self, id: &str) -> Result<(), JmsError> {
         self.send_json(
             Method::PATCH,
-            format!("{PERMS}{id}/"),
+            format!("{PERMS}{}/", seg(id)?),
             &json!({"is_active": false}),
             Retry::Idempotent,
         )
@@ -654,7 +654,7 @@ impl JmsClient {
         match self
             .call(Req::new(
                 Method::DELETE,
-                format!("{PERMS}{id}/"),
+                format!("{PERMS}{}/", seg(id)?),
                 None,
                 Retry::Idempotent,
             ))
@@ -675,7 +675,7 @@ impl JmsClient {
     ) -> Result<Vec<GrantedAsset>, JmsError> {
         let rows = self
             .list_all(
-                &format!("/api/v1/perms/users/{}/assets/", user.as_str()),
+                &format!("/api/v1/perms/users/{}/assets/", seg(user.as_str())?),
                 &[],
                 None,
             )
@@ -716,7 +716,7 @@ impl JmsClient {
                 continue;
             }
             let users = self
-                .list_all(&format!("{PERMS}{}/users/all/", p.id), &[], None)
+                .list_all(&format!("{PERMS}{}/users/all/", seg(&p.id)?), &[], None)
                 .await?;
             for u in &users {
                 let uid = match u.get("user") {
@@ -811,6 +811,21 @@ pub fn permission_accounts(accounts: &[String]) -> Result<Vec<String>, JmsError>
     let mut v = vec!["@SPEC".to_owned()];
     v.extend(plain);
     Ok(v)
+}
+
+/// An id placed in a path. Ids are UUIDs (or small integers); anything else would be escaped
+/// by the URL layer and then rebuilt differently by Django, breaking the signature (§2.1).
+pub(crate) fn seg(id: &str) -> Result<&str, JmsError> {
+    if !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Ok(id)
+    } else {
+        Err(JmsError::Invalid(format!("{id:?} is not a JumpServer id")))
+    }
 }
 
 pub(crate) fn validate_node_value(value: &str) -> Result<(), JmsError> {

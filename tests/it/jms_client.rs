@@ -910,3 +910,43 @@ async fn add_hosts_to_node_sends_one_signed_put() {
         Ok(())
     );
 }
+
+/// Two workers running the same order at once still end with one permission and one host each.
+#[tokio::test]
+async fn concurrent_identical_grants_converge() {
+    let env = sim_with(|_| {}).await;
+    env.sim.add_user("alice", "Alice", "alice@example.com").unwrap();
+    let c = client(&env, ak_cfg(&env.sim.url()));
+    c.start().await.unwrap();
+    let p = plan(&["10.60.0.1", "10.60.0.2", "10.60.0.3"]);
+    let c2 = c.clone();
+    let (a, b) = tokio::join!(c.grant(&p), c2.grant(&p));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.permission_id, b.permission_id);
+    assert_eq!(env.sim.permissions().len(), 1);
+    assert_eq!(env.sim.hosts().len(), 3);
+    let nodes: Vec<_> = env
+        .sim
+        .nodes()
+        .into_iter()
+        .filter(|n| n.value == "PaymentSystem")
+        .collect();
+    assert_eq!(nodes.len(), 1);
+}
+
+#[tokio::test]
+async fn ids_that_would_break_the_signature_are_refused_before_sending() {
+    let env = sim_with(|_| {}).await;
+    let c = client(&env, ak_cfg(&env.sim.url()));
+    env.sim.reset_counts();
+    for bad in ["../users", "a b", "x%2D", ""] {
+        let e = c.delete_permission(bad).await.unwrap_err();
+        assert!(matches!(e, JmsError::Invalid(_)), "{bad}: {e:?}");
+        let e = c
+            .set_user_active(&JmsUserId::new(bad), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, JmsError::Invalid(_)), "{bad}: {e:?}");
+    }
+    assert_eq!(env.sim.total_calls(), 0);
+}

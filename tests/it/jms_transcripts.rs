@@ -819,3 +819,19 @@ async fn redirects_do_not_execute_and_kill_queues_a_task() {
     assert!(sim.finish_session(&sid));
     assert_eq!(c.call("GET", &list, None).await.1["count"], 0);
 }
+
+#[tokio::test]
+async fn anonymous_login_calls_are_throttled_separately() {
+    let clock = ManualClock::new(recording_time());
+    let mut o = options(&clock);
+    o.anon_rate_limit_per_minute = Some(2);
+    let sim = SimJumpServer::start(o).await.expect("sim starts");
+    let c = Client::new(&sim);
+    assert_eq!(c.login("fx-bot-pw", "Fx-Bot-Pass-2026!a").await.0, 201);
+    assert_eq!(c.login("fx-bot-pw", "Fx-Bot-Pass-2026!a").await.0, 201);
+    let (s, v) = c.login("fx-bot-pw", "Fx-Bot-Pass-2026!a").await;
+    assert_eq!((s, v["code"].as_str()), (429, Some("throttled")));
+    // Signed calls use the per-user bucket, which is off here.
+    assert_eq!(c.call("GET", "/api/v1/users/profile/", None).await.0, 200);
+    assert_eq!(sim.calls_to("POST", "/api/v1/authentication/"), 3);
+}

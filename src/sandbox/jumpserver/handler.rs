@@ -199,7 +199,9 @@ fn dispatch(
     let now = sh.now();
     {
         let mut st = sh.lock();
-        st.calls.push((method.as_str().to_owned(), path.to_owned()));
+        *st.calls
+            .entry((method.as_str().to_owned(), path.to_owned()))
+            .or_insert(0) += 1;
         if let Some((n, status)) = st.fail {
             st.fail = if n > 1 { Some((n - 1, status)) } else { None };
             if n > 0 {
@@ -276,10 +278,16 @@ fn dispatch(
             )
         }
         "v1/authentication/auth" | "v1/authentication/tokens" => {
-            return login(sh, method, headers, json_body.as_ref(), now)
+            if let Some(o) = throttle(sh, ANON, sh.opts.anon_rate_limit_per_minute, now) {
+                return o;
+            }
+            return login(sh, method, headers, json_body.as_ref(), now);
         }
         "v1/authentication/mfa/challenge" => {
-            return mfa_challenge(sh, method, headers, json_body.as_ref(), now)
+            if let Some(o) = throttle(sh, ANON, sh.opts.anon_rate_limit_per_minute, now) {
+                return o;
+            }
+            return mfa_challenge(sh, method, headers, json_body.as_ref(), now);
         }
         _ => {}
     }
@@ -288,7 +296,7 @@ fn dispatch(
         Ok(c) => c,
         Err(o) => return o,
     };
-    if let Some(o) = throttle(sh, &caller, now) {
+    if let Some(o) = throttle(sh, &caller.user_id, sh.opts.rate_limit_per_minute, now) {
         return o;
     }
     let org = match headers.get("x-jms-org").and_then(|v| v.to_str().ok()) {
@@ -619,14 +627,15 @@ fn authenticate(
     Err(not_authenticated())
 }
 
-fn throttle(sh: &Shared, caller: &Caller, now: Timestamp) -> Option<Out> {
-    let limit = sh.opts.rate_limit_per_minute?;
+/// Throttle bucket of unauthenticated calls (every client of the sim shares loopback).
+const ANON: &str = "anon";
+
+/// DRF-style fixed one-minute window per bucket; answers 429 with `Retry-After`.
+fn throttle(sh: &Shared, bucket: &str, limit: Option<u32>, now: Timestamp) -> Option<Out> {
+    let limit = limit?;
     let mut st = sh.lock();
     let window = now.as_second().div_euclid(60) * 60;
-    let entry = st
-        .throttle
-        .entry(caller.user_id.clone())
-        .or_insert((window, 0));
+    let entry = st.throttle.entry(bucket.to_owned()).or_insert((window, 0));
     if entry.0 != window {
         *entry = (window, 0);
     }
@@ -741,6 +750,8 @@ fn login(
             400,
             json!({"error": "password_failed", "msg": "The username or password you entered is incorrect, please enter it again. You can also try 7 times (The account will be temporarily locked for 30 minutes)"}),
         ),
+        // v4.10.16 cannot render "must change password" for the token API: HTTP 500.
+        Some(u) if u.need_update_password => internal(),
         Some(u) if u.otp_seed.is_some() => {
             st.pending.insert(
                 sid.clone(),

@@ -42,6 +42,8 @@ pub struct SimJmsOptions {
     pub login_users: Vec<SimLoginUser>,
     /// Requests per minute per authenticated user before 429 (v4.10.16 default was 180); `None` = off.
     pub rate_limit_per_minute: Option<u32>,
+    /// Anonymous requests per minute (login and MFA calls count; v4.10.16 default 60); `None` = off.
+    pub anon_rate_limit_per_minute: Option<u32>,
     /// Bearer token lifetime (server default 24 h).
     pub bearer_ttl: jiff::SignedDuration,
 }
@@ -56,6 +58,7 @@ impl SimJmsOptions {
             private_token: None,
             login_users: Vec::new(),
             rate_limit_per_minute: None,
+            anon_rate_limit_per_minute: None,
             bearer_ttl: jiff::SignedDuration::from_hours(24),
         }
     }
@@ -81,7 +84,8 @@ pub(crate) struct State {
     pub bearer: HashMap<String, (String, Timestamp)>,
     /// jms_sessionid -> pending login
     pub pending: HashMap<String, Pending>,
-    pub calls: Vec<(String, String)>,
+    /// (method, path) -> count; distinct paths only, so a long demo run stays small.
+    pub calls: std::collections::BTreeMap<(String, String), usize>,
     /// (remaining, status)
     pub fail: Option<(usize, u16)>,
     /// user id -> (minute window start, count)
@@ -225,11 +229,12 @@ impl SimJumpServer {
             .lock()
             .calls
             .iter()
-            .filter(|(m, p)| m.eq_ignore_ascii_case(method) && p.starts_with(path_prefix))
-            .count()
+            .filter(|((m, p), _)| m.eq_ignore_ascii_case(method) && p.starts_with(path_prefix))
+            .map(|(_, n)| n)
+            .sum()
     }
     pub fn total_calls(&self) -> usize {
-        self.shared.lock().calls.len()
+        self.shared.lock().calls.values().sum()
     }
     pub fn reset_counts(&self) {
         self.shared.lock().calls.clear();
