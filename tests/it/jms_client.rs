@@ -915,7 +915,9 @@ async fn add_hosts_to_node_sends_one_signed_put() {
 #[tokio::test]
 async fn concurrent_identical_grants_converge() {
     let env = sim_with(|_| {}).await;
-    env.sim.add_user("alice", "Alice", "alice@example.com").unwrap();
+    env.sim
+        .add_user("alice", "Alice", "alice@example.com")
+        .unwrap();
     let c = client(&env, ak_cfg(&env.sim.url()));
     c.start().await.unwrap();
     let p = plan(&["10.60.0.1", "10.60.0.2", "10.60.0.3"]);
