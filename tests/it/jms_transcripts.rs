@@ -835,3 +835,48 @@ async fn anonymous_login_calls_are_throttled_separately() {
     assert_eq!(c.call("GET", "/api/v1/users/profile/", None).await.0, 200);
     assert_eq!(sim.calls_to("POST", "/api/v1/authentication/"), 3);
 }
+
+#[tokio::test]
+async fn node_assets_add_and_remove() {
+    let clock = ManualClock::new(recording_time());
+    let sim = fresh(&clock, None).await;
+    let c = Client::new(&sim);
+    let node = sim.add_node_path("HRSystem/web");
+    let host = sim
+        .add_host(SeedHost {
+            name: "h2".into(),
+            address: "10.1.1.2".into(),
+            platform_id: 1,
+            node_ids: vec![],
+            accounts: vec![],
+        })
+        .expect("host");
+    let path = format!("/api/v1/assets/nodes/{node}/assets/add/");
+    let (s, v) = c
+        .call("PUT", &path, Some(serde_json::json!({"assets": [host]})))
+        .await;
+    assert_eq!((s, v["assets"][0].as_str()), (200, Some(host.as_str())));
+    let h = sim
+        .hosts()
+        .into_iter()
+        .find(|h| h.id == host)
+        .expect("host");
+    assert!(h.node_ids.contains(&node) && h.node_ids.len() == 2);
+    let (s, _) = c
+        .call("PUT", &path, Some(serde_json::json!({"assets": ["nope"]})))
+        .await;
+    assert_eq!(s, 400);
+    let path = format!("/api/v1/assets/nodes/{node}/assets/remove/");
+    assert_eq!(
+        c.call("PUT", &path, Some(serde_json::json!({"assets": [host]})))
+            .await
+            .0,
+        200
+    );
+    let h = sim
+        .hosts()
+        .into_iter()
+        .find(|h| h.id == host)
+        .expect("host");
+    assert!(!h.node_ids.contains(&node));
+}

@@ -119,6 +119,8 @@ const ROUTES: &[&str] = &[
     "v1/assets/nodes",
     "v1/assets/nodes/children",
     "v1/assets/nodes/*/children",
+    "v1/assets/nodes/*/assets/add",
+    "v1/assets/nodes/*/assets/remove",
     "v1/assets/hosts",
     "v1/assets/hosts/*",
     "v1/assets/assets/*/perm-users",
@@ -364,6 +366,12 @@ fn dispatch(
             out(200, Value::Array(rows))
         }
         ("v1/assets/nodes/*/children", Method::POST) => node_child_create(&mut st, &ctx, id, b),
+        ("v1/assets/nodes/*/assets/add", Method::PUT | Method::PATCH) => {
+            node_assets(&mut st, id, b, true)
+        }
+        ("v1/assets/nodes/*/assets/remove", Method::PUT | Method::PATCH) => {
+            node_assets(&mut st, id, b, false)
+        }
         ("v1/assets/hosts", Method::GET) => hosts_list(&st, &ctx),
         ("v1/assets/hosts", Method::POST) => hosts_create(&mut st, &ctx, b),
         ("v1/assets/hosts/*", Method::GET) => match st.hosts.iter().find(|h| h.id == id) {
@@ -1186,6 +1194,42 @@ fn node_child_create(st: &mut State, c: &Ctx, parent_id: &str, b: Option<&Value>
         },
         None => detail(400, "The same level node name cannot be the same", "error"),
     }
+}
+
+/// `PUT /nodes/{id}/assets/add|remove/ {"assets": [...]}`: not in the recording; answers the
+/// serializer echo the update view returns. A host never loses its last node (it falls back to root).
+fn node_assets(st: &mut State, node_id: &str, b: Option<&Value>, add: bool) -> Out {
+    if !st.nodes.iter().any(|n| n.id == node_id) {
+        return not_found_obj("Node");
+    }
+    let Some(list) = b.and_then(|v| v.get("assets")).and_then(Value::as_array) else {
+        return field_err("assets", "This field is required.");
+    };
+    let mut ids = Vec::new();
+    for x in list {
+        let id = x.as_str().unwrap_or("");
+        if !st.hosts.iter().any(|h| h.id == id) {
+            return field_err(
+                "assets",
+                &format!("Invalid pk \"{id}\" - object does not exist."),
+            );
+        }
+        ids.push(id.to_owned());
+    }
+    let root = if add { None } else { Some(ensure_root(st)) };
+    for h in st.hosts.iter_mut().filter(|h| ids.contains(&h.id)) {
+        if add {
+            if !h.node_ids.iter().any(|n| n == node_id) {
+                h.node_ids.push(node_id.to_owned());
+            }
+        } else {
+            h.node_ids.retain(|n| n != node_id);
+            if h.node_ids.is_empty() {
+                h.node_ids.extend(root.clone());
+            }
+        }
+    }
+    out(200, json!({ "assets": ids }))
 }
 
 fn node_refs(st: &State, ids: &[String]) -> NodeRefs {
