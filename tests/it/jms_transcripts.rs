@@ -698,6 +698,39 @@ async fn signature_edge_cases() {
         )
         .await;
     assert_eq!(s, 200, "pre-encoded query survives Django's rebuild");
+    // A keyId that is not a UUID breaks the server's key lookup: 500, not 401.
+    let raw = httpsig::authorization_header("not-a-uuid", all, "AAAA");
+    let r = c
+        .http
+        .get(format!("{}/api/v1/users/profile/", c.base))
+        .header("Authorization", raw)
+        .header("Date", "Sun, 22 Nov 2026 11:42:41 GMT")
+        .send()
+        .await
+        .expect("sim answers");
+    assert_eq!(r.status().as_u16(), 500);
+}
+
+#[tokio::test]
+async fn demo_seed_is_queryable() {
+    let clock = ManualClock::new(recording_time());
+    let sim = fresh(&clock, None).await;
+    let ids = sim.seed_demo().expect("seed");
+    assert_eq!(ids.len(), 3);
+    let c = Client::new(&sim);
+    let (s, v) = c
+        .call(
+            "GET",
+            "/api/v1/assets/hosts/?ips=10.10.1.11%2C10.10.1.21&limit=10",
+            None,
+        )
+        .await;
+    assert_eq!((s, v["count"].as_u64()), (200, Some(2)));
+    let (_, v) = c
+        .call("GET", "/api/v1/assets/nodes/?value=prod", None)
+        .await;
+    assert_eq!(v[0]["full_value"], "/DEFAULT/PaymentSystem/prod");
+    assert_eq!(sim.accounts().len(), 4);
 }
 
 #[tokio::test]

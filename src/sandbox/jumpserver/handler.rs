@@ -575,6 +575,10 @@ fn authenticate(
     if scheme.eq_ignore_ascii_case("signature") {
         let parsed =
             httpsig::parse_authorization(auth).map_err(|_| auth_failed("Invalid signature."))?;
+        // The key lookup is a UUID primary-key query: anything else raises -> HTML 500.
+        if !is_uuid(&parsed.key_id) {
+            return Err(html(500, HTML_500));
+        }
         if parsed.key_id != sh.opts.access_key_id {
             return Err(auth_failed("Invalid signature."));
         }
@@ -659,6 +663,14 @@ fn throttle(sh: &Shared, bucket: &str, limit: Option<u32>, now: Timestamp) -> Op
     }
     entry.1 += 1;
     None
+}
+
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts
+            .iter()
+            .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {

@@ -3,6 +3,11 @@
 //! client's own primitives, private token, password + TOTP login to a Bearer token, org header
 //! quirks, DRF pagination, throttling, and the user/node/host/permission/session model.
 //! Used by integration tests and `accessbot demo`; time comes from an injected clock.
+//!
+//! Simplifications (none of them visible in the recorded transcripts): one real org (Default;
+//! the root org reads the same data and refuses writes), no user groups, no login lock-out
+//! counters, one anonymous throttle bucket for all clients, sessions without replays/commands.
+//! Platform ids other than the ones the recording showed are inferred (clients resolve by name).
 mod handler;
 pub mod model;
 pub mod util;
@@ -333,6 +338,51 @@ impl SimJumpServer {
             });
         }
         Ok(id)
+    }
+
+    /// A small world for `accessbot demo`: nodes `PaymentSystem/prod` and `HRSystem/web`, hosts
+    /// 10.10.1.11 (root + readonly), 10.10.1.12 (readonly), win-10.10.1.21, users fx-alice and
+    /// fx-bob. Returns the host ids in that order.
+    pub fn seed_demo(&self) -> Result<Vec<String>, SimJmsError> {
+        let pay = self.add_node_path("PaymentSystem");
+        self.add_node_path("PaymentSystem/prod");
+        let web = self.add_node_path("HRSystem/web");
+        self.add_user("fx-alice", "Alice FX", "fx-alice@example.com")?;
+        self.add_user("fx-bob", "Bob FX", "fx-bob@example.com")?;
+        let acc = |n: &str, p: bool| (n.to_owned(), n.to_owned(), p);
+        let mut ids = Vec::new();
+        for (name, addr, platform, node, accounts) in [
+            (
+                "10.10.1.11",
+                "10.10.1.11",
+                1,
+                &pay,
+                vec![acc("root", true), acc("readonly", false)],
+            ),
+            (
+                "10.10.1.12",
+                "10.10.1.12",
+                1,
+                &pay,
+                vec![acc("readonly", false)],
+            ),
+            (
+                "win-10.10.1.21",
+                "10.10.1.21",
+                5,
+                &web,
+                vec![acc("Administrator", true)],
+            ),
+        ] {
+            ids.push(self.add_host(SeedHost {
+                name: name.into(),
+                address: addr.into(),
+                platform_id: platform,
+                node_ids: vec![node.clone()],
+                accounts,
+            })?);
+        }
+        Ok(ids)
     }
 
     /// Creates a node path under the root (like `full_value` create-or-get); returns the leaf id.
