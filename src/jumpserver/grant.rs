@@ -60,6 +60,9 @@ pub enum PermissionResult {
 pub struct GrantOutcome {
     pub user_id: JmsUserId,
     pub user_created: bool,
+    /// `false` when the JumpServer account is disabled: the grant exists but cannot be used
+    /// until someone enables the user (the bot does not do that on its own).
+    pub user_active: bool,
     /// Looked up only when a host had to be created.
     pub node: Option<Node>,
     pub node_created: bool,
@@ -86,6 +89,7 @@ impl GrantOutcome {
 pub struct GrantPreview {
     pub user_exists: bool,
     pub user_id: Option<JmsUserId>,
+    pub user_active: bool,
     pub node_exists: bool,
     pub hosts_existing: Vec<HostRef>,
     pub hosts_to_create: Vec<String>,
@@ -307,6 +311,7 @@ impl JmsClient {
             PermissionResult::AlreadyExisted
         };
         Ok(GrantOutcome {
+            user_active: user.is_active,
             user_id: user.id,
             user_created,
             node,
@@ -342,6 +347,7 @@ impl JmsClient {
         let permission_exists = self.find_permission(&plan.permission_name).await?.is_some();
         Ok(GrantPreview {
             user_exists: user.is_some(),
+            user_active: user.as_ref().is_some_and(|u| u.is_active),
             user_id: user.map(|u| u.id),
             node_exists: node.is_some(),
             hosts_existing,

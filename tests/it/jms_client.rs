@@ -486,6 +486,7 @@ async fn grant_budget_and_idempotence_one_existing_host() {
         env.sim.total_calls()
     );
     assert_eq!(out.permission, PermissionResult::Created);
+    assert!(out.user_active);
     assert_eq!(
         out.hosts_found,
         vec![HostRef {
@@ -602,6 +603,13 @@ async fn grant_refusals_are_typed() {
     np.platform = "NoSuchPlatform".into();
     let e = c.grant(&np).await.unwrap_err();
     assert_eq!(e.user_message(true), "no platform named NoSuchPlatform");
+    // A disabled account is reported, not silently granted to.
+    let alice = c.find_user_by_username("alice").await.unwrap().unwrap();
+    c.set_user_active(&alice.id, false).await.unwrap();
+    let pv = c.preview(&plan(&["10.0.0.1"])).await.unwrap();
+    assert!(pv.user_exists && !pv.user_active);
+    let out = c.grant(&plan(&["10.0.0.1"])).await.unwrap();
+    assert!(!out.user_active);
 }
 
 #[tokio::test]
