@@ -8,8 +8,14 @@
 //! the root org reads the same data and refuses writes), no user groups, no login lock-out
 //! counters, one anonymous throttle bucket for all clients, sessions without replays/commands.
 //! Platform ids other than the ones the recording showed are inferred (clients resolve by name).
+mod assets;
+mod auth;
 mod handler;
 pub mod model;
+mod perms;
+mod response;
+mod terminal;
+mod users;
 pub mod util;
 
 use crate::clock::SharedClock;
@@ -295,7 +301,7 @@ impl SimJumpServer {
             return Err(SimJmsError::Duplicate("host name"));
         }
         let node_ids = if h.node_ids.is_empty() {
-            vec![handler::ensure_root(&mut st)]
+            vec![assets::ensure_root(&mut st)]
         } else {
             if h.node_ids
                 .iter()
@@ -388,7 +394,7 @@ impl SimJumpServer {
     /// Creates a node path under the root (like `full_value` create-or-get); returns the leaf id.
     pub fn add_node_path(&self, full_value: &str) -> String {
         let mut st = self.shared.lock();
-        handler::node_by_full_value(&mut st, full_value)
+        assets::node_by_full_value(&mut st, full_value)
     }
 
     /// Registers a live session the way a terminal component would; returns its id.
