@@ -983,3 +983,95 @@ proptest::proptest! {
         let _ = httpsig::parse_authorization(&format!("Signature {s}"));
     }
 }
+
+/// The bodies `grant` sends have the shape of the recorded real requests (091 host create,
+/// 100 permission create, 074 child node create), checked on a recording server rather than
+/// through the simulator, so a lenient simulator cannot hide a wrong field.
+#[tokio::test]
+async fn grant_request_bodies_match_the_recorded_shapes() {
+    use axum::http::{Method, Uri};
+    use serde_json::json;
+    type Log = Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
+    let log: Log = Arc::default();
+    let l2 = log.clone();
+    let app = axum::Router::new().fallback(move |m: Method, u: Uri, body: String| {
+        let l = l2.clone();
+        async move {
+            let b: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let path = u.path().to_owned();
+            l.lock().unwrap().push((m.to_string(), path.clone(), b.clone()));
+            let page = |rows: Value| json!({"count": 0, "next": null, "previous": null, "results": rows});
+            let root = json!({"id": "r0", "key": "1", "value": "DEFAULT", "full_value": "/DEFAULT"});
+            let v = match (m.as_str(), path.as_str()) {
+                ("GET", "/api/v1/settings/i18n/koko/") => json!({}),
+                ("GET", "/api/v1/assets/nodes/children/") => json!([root]),
+                ("GET", "/api/v1/assets/platforms/") => page(json!([{"id": 1, "name": "Linux"}])),
+                ("GET", "/api/v1/users/users/") => page(json!([{"id": "u1", "username": "alice", "is_active": true}])),
+                ("GET", "/api/v1/assets/hosts/") => page(json!([])),
+                ("GET", "/api/v1/assets/nodes/") => page(json!([])),
+                ("POST", "/api/v1/assets/nodes/r0/children/") => json!({"id": "n1", "key": "1:0", "value": b["value"], "full_value": "/DEFAULT/PaymentSystem"}),
+                ("POST", "/api/v1/assets/hosts/") => json!({"id": format!("h-{}", b["address"].as_str().unwrap_or("")), "name": b["name"], "address": b["address"]}),
+                ("POST", "/api/v1/perms/asset-permissions/") => json!({"id": "p1", "name": b["name"], "date_expired": "2026/11/25 16:00:00 +0800"}),
+                _ => json!({}),
+            };
+            let status = if m == Method::POST { 201 } else { 200 };
+            (axum::http::StatusCode::from_u16(status).unwrap(), axum::Json(v))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let clock: SharedClock = Arc::new(ManualClock::new(t0()));
+    let c = JmsClient::new(ak_cfg(&format!("http://{addr}")), clock).unwrap();
+    let out = c.grant(&plan(&["10.70.0.1", "10.70.0.2"])).await.unwrap();
+    assert_eq!(out.hosts_created.len(), 2);
+    assert!(out.node_created);
+    let log = log.lock().unwrap().clone();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let rec_keys = |f: &str| keys(&fixture(&format!("jumpserver-v4.10.16/{f}"))["request"]["json"]);
+
+    let node_post = log
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p.ends_with("/children/"))
+        .unwrap();
+    assert_eq!(keys(&node_post.2), rec_keys("074-nodes-create-child.json"));
+
+    let hosts: Vec<&Value> = log
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/api/v1/assets/hosts/")
+        .map(|(_, _, b)| b)
+        .collect();
+    assert_eq!(hosts.len(), 2, "one host per request, never a bulk list");
+    for h in &hosts {
+        assert_eq!(keys(h), rec_keys("091-hosts-create.json"));
+        assert_eq!(h["platform"], json!(1), "platform must be the integer id");
+        assert_eq!(h["nodes"], json!(["n1"]));
+        assert_eq!(h["protocols"], json!([{"name": "ssh", "port": 22}]));
+        assert_eq!(
+            h["accounts"],
+            json!([{"name": "readonly", "username": "readonly", "secret_type": "password", "privileged": false}])
+        );
+    }
+    let perm = &log
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p == "/api/v1/perms/asset-permissions/")
+        .unwrap()
+        .2;
+    assert_eq!(keys(perm), rec_keys("100-perms-create-all-accounts.json"));
+    assert_eq!(perm["users"], json!(["u1"]));
+    assert_eq!(perm["assets"], json!(["h-10.70.0.1", "h-10.70.0.2"]));
+    assert_eq!(perm["accounts"], json!(["@SPEC", "readonly"]));
+    assert_eq!(perm["actions"], json!(["connect"]));
+    assert_eq!(perm["protocols"], json!(["ssh"]));
+    assert_eq!(perm["date_start"], json!("2026-11-22T08:00:00+00:00"));
+    assert_eq!(perm["date_expired"], json!("2026-11-25T08:00:00+00:00"));
+    // The recorded answer's expiry equals the plan's: nothing to PATCH.
+    assert_eq!(out.permission, PermissionResult::Created);
+    assert!(log.iter().all(|(m, _, _)| m != "PATCH"));
+}
