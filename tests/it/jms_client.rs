@@ -454,6 +454,12 @@ async fn nodes_hosts_and_pagination() {
         .unwrap();
     assert_eq!(h.node_ids, vec![n.id.clone()]);
     assert!(c.list_nodes().await.unwrap().len() >= 2);
+    let moved = found[0].id.clone();
+    c.add_hosts_to_node(&n.id, std::slice::from_ref(&moved))
+        .await
+        .unwrap();
+    let sim_host = env.sim.hosts().into_iter().find(|x| x.id == moved).unwrap();
+    assert!(sim_host.node_ids.contains(&n.id));
 }
 
 #[tokio::test]
