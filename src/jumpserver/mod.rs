@@ -1,1 +1,19 @@
 //! JumpServer adapter: signed REST client and the composite `grant`. Nothing here knows about DingTalk.
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod grant;
+pub mod httpsig;
+pub mod totp;
+
+pub use api::{
+    GrantedAsset, Host, JmsUser, NewHostSpec, NewPermissionSpec, NewUserSpec, Node, Permission,
+    Reacher,
+};
+pub use client::{JmsClient, ServerLine};
+pub use config::{AuthMode, JumpServerConfig};
+pub use error::{FieldProblem, JmsError, Problem};
+pub use grant::{
+    GrantOutcome, GrantPlan, GrantPreview, HostRef, NewUser, PermissionResult, RevokeOutcome,
+};

@@ -5,3 +5,5 @@ mod orders;
 mod dingtalk_props;
 mod dingtalk_vectors;
 mod commands;
+mod jms_client;
+mod jms_transcripts;
