@@ -1168,3 +1168,30 @@ fn status_my_and_who_has_texts() {
     assert!(who.contains("• 张三 · A20261122-7K3F"), "{who}");
     assert!(text::who_has(Lang::En, "10.1.2.3", &[], &tz).contains("Nobody"));
 }
+
+#[test]
+fn requesters_never_approve_themselves_through_routing() {
+    let p = policy();
+    let pay = [ip("10.9.0.1")];
+    // payboss asks for the system they approve: only the other system approver is asked.
+    assert_eq!(
+        p.approvers_for(&uid("payboss"), &pay),
+        vec![uid("payboss2")]
+    );
+    assert_eq!(
+        p.approvers_for(&uid("alice"), &pay),
+        vec![uid("payboss"), uid("payboss2")]
+    );
+    // The only default approver asks: the admins decide instead.
+    assert_eq!(
+        p.approvers_for(&uid("boss"), &[ip("10.1.2.3")]),
+        vec![uid("admin1")]
+    );
+    let mut cfg = config();
+    cfg.policy.self_approval = true;
+    let lenient = Policy::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        lenient.approvers_for(&uid("boss"), &[ip("10.1.2.3")]),
+        vec![uid("boss")]
+    );
+}
