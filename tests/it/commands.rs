@@ -1272,6 +1272,8 @@ fn card_callbacks_use_the_command_parsers() {
         read_approval(&m(&[("action", "reject"), ("order_id", "A1")])),
         Err(CardInputError::Missing("reject_reason"))
     );
+    let txt = text::card_input_error(Lang::ZhCn, &CardInputError::Missing("reject_reason"));
+    assert_eq!(txt, "拒绝时请填写原因。");
     assert!(matches!(
         read_approval(&m(&[("action", "approve"), ("order_id", "A1 /sync")])),
         Err(CardInputError::Command(CommandError::BadOrderId { .. }))
