@@ -215,6 +215,8 @@ pub enum CardInputError {
     Missing(&'static str),
     #[error("unknown card action `{0}`")]
     UnknownAction(String),
+    #[error("`{0}` is not a role (ops or readonly)")]
+    BadRole(String),
     #[error(transparent)]
     Command(#[from] CommandError),
 }
@@ -246,10 +248,8 @@ pub fn read_form(params: &BTreeMap<String, String>) -> Result<FormAction, CardIn
             .map_err(CommandError::Target)?;
     }
     if let Some(r) = get("role") {
-        draft.role = Some(Role::from_word(r).ok_or(CommandError::Unknown {
-            word: r.chars().take(32).collect(),
-            suggestion: None,
-        })?);
+        let bad = || CardInputError::BadRole(r.chars().take(32).collect());
+        draft.role = Some(Role::from_word(r).ok_or_else(bad)?);
     }
     if let Some(d) = get("duration") {
         draft.duration = Some(duration::parse(d).map_err(CommandError::Duration)?);

@@ -362,6 +362,29 @@ pub fn identity_error(lang: Lang, e: &IdentityError) -> String {
     }
 }
 
+/// Answer to a card submission that could not be read.
+pub fn card_input_error(lang: Lang, e: &crate::chat::card::CardInputError) -> String {
+    use crate::chat::card::CardInputError as E;
+    match e {
+        E::Command(c) => command_error(lang, c),
+        E::BadRole(r) => pick(
+            lang,
+            format!("“{r}”不是权限类型，请选择“运维”或“只读”。"),
+            format!("`{r}` is not an access type; choose ops or read-only."),
+        ),
+        E::Missing("reject_reason") => pick(
+            lang,
+            "拒绝时请填写原因。".into(),
+            "Please give a reason to reject.".into(),
+        ),
+        E::Missing(_) | E::UnknownAction(_) => pick(
+            lang,
+            "卡片数据不完整，请刷新后重试，或直接发送命令。".into(),
+            "The card sent incomplete data; reload it or send the command instead.".into(),
+        ),
+    }
+}
+
 pub fn admin_only(lang: Lang) -> String {
     pick(
         lang,

@@ -165,8 +165,9 @@ pub fn parse(input: &str) -> Result<AccessDuration, DurationError> {
     if text.starts_with('-') || text.starts_with('负') {
         return Err(DurationError::Negative);
     }
+    // Echo at most a short prefix of what was typed back to the user.
     let garbage = || DurationError::Garbage {
-        text: input.trim().to_string(),
+        text: input.trim().chars().take(40).collect(),
     };
     let mut rest = text.as_str();
     let mut total: u64 = 0;
@@ -174,7 +175,7 @@ pub fn parse(input: &str) -> Result<AccessDuration, DurationError> {
         let (number, after_number) = take_number(rest).ok_or_else(garbage)?;
         if after_number.is_empty() {
             return Err(DurationError::MissingUnit {
-                number: rest.to_string(),
+                number: rest.chars().take(20).collect(),
             });
         }
         let (unit, after_unit) = match UNITS.iter().find(|(w, _)| after_number.starts_with(w)) {
@@ -183,6 +184,7 @@ pub fn parse(input: &str) -> Result<AccessDuration, DurationError> {
                 let word: String = after_number
                     .chars()
                     .take_while(|c| !c.is_ascii_digit())
+                    .take(20)
                     .collect();
                 return Err(DurationError::UnknownUnit { unit: word });
             }

@@ -399,6 +399,27 @@ impl Policy {
         out
     }
 
+    /// Approvers to ask for `requester`'s request: [`Self::route_approvers`] without the
+    /// requester (unless self-approval is allowed); when that leaves nobody, the default
+    /// approvers, then the admins, again without the requester. Empty only when nobody else
+    /// exists to decide, which the caller must report instead of waiting forever.
+    pub fn approvers_for(&self, requester: &DingUserId, targets: &[Target]) -> Vec<DingUserId> {
+        let others = |v: Vec<DingUserId>| -> Vec<DingUserId> {
+            v.into_iter()
+                .filter(|u| self.self_approval || u != requester)
+                .collect()
+        };
+        let routed = others(self.route_approvers(targets));
+        if !routed.is_empty() {
+            return routed;
+        }
+        let defaults = others(self.default_approvers.clone());
+        if !defaults.is_empty() {
+            return defaults;
+        }
+        others(self.admins.iter().cloned().collect())
+    }
+
     /// The longest allowed duration for `role` on these targets and, when a system's limit is
     /// the binding one, that system's name.
     pub fn max_duration(&self, role: Role, targets: &[Target]) -> (AccessDuration, Option<String>) {

@@ -66,6 +66,15 @@ impl SystemLookup for () {
     }
 }
 
+/// Echoing user input back in an error is useful up to a point; a pasted page is not.
+fn echo(s: &str) -> String {
+    let mut out: String = s.chars().take(64).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
 /// Classifies one token (already split on spaces and commas).
 pub fn classify(token: &str) -> Result<Target, TargetError> {
     let t = token.trim().trim_matches(|c| c == '[' || c == ']');
@@ -73,7 +82,7 @@ pub fn classify(token: &str) -> Result<Target, TargetError> {
         return Err(TargetError::Empty);
     }
     if t.contains('/') || looks_like_v4_range(t) {
-        return Err(TargetError::Range(token.trim().to_string()));
+        return Err(TargetError::Range(echo(token.trim())));
     }
     if let Ok(ip) = t.parse::<IpAddr>() {
         return Ok(Target::Address(ip));
@@ -83,19 +92,19 @@ pub fn classify(token: &str) -> Result<Target, TargetError> {
             && t.chars()
                 .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.'))
     {
-        return Err(TargetError::BadAddress(t.to_string()));
+        return Err(TargetError::BadAddress(echo(t)));
     }
     if t.is_ascii() {
         let lower = t.to_ascii_lowercase();
         return if is_hostname(&lower) {
             Ok(Target::Hostname(lower))
         } else {
-            Err(TargetError::BadHostname(t.to_string()))
+            Err(TargetError::BadHostname(echo(t)))
         };
     }
     // Non-ASCII text (e.g. 支付系统) can only be a system name.
     if t.chars().any(|c| c.is_control() || c.is_whitespace()) || t.chars().count() > 64 {
-        return Err(TargetError::BadHostname(t.to_string()));
+        return Err(TargetError::BadHostname(echo(t)));
     }
     Ok(Target::System(t.to_string()))
 }
@@ -190,7 +199,7 @@ pub fn resolve(targets: &[Target], systems: &dyn SystemLookup) -> Result<Vec<Tar
             },
             Target::System(s) => match systems.system_named(s) {
                 Some(s) => Target::System(s),
-                None => return Err(TargetError::UnknownSystem(s.clone())),
+                None => return Err(TargetError::UnknownSystem(echo(s))),
             },
         };
         if seen.insert(r.clone()) {
@@ -291,6 +300,15 @@ mod tests {
             classify("gg::zz"),
             Err(TargetError::BadHostname("gg::zz".into()))
         );
+    }
+
+    #[test]
+    fn long_input_is_not_echoed_whole() {
+        let long = "x!".repeat(500);
+        match classify(&long) {
+            Err(TargetError::BadHostname(e)) => assert_eq!(e.chars().count(), 65),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

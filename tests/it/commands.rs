@@ -1066,6 +1066,16 @@ proptest! {
     }
 
     #[test]
+    fn card_readers_never_panic(targets in any::<String>(), role in any::<String>(), d in any::<String>(), action in "(submit|cancel|approve|reject|[a-z]{0,8})", order_id in any::<String>()) {
+        let params: std::collections::BTreeMap<String, String> = [
+            ("action", action), ("targets", targets), ("role", role), ("duration", d),
+            ("reason", "x".into()), ("order_id", order_id), ("reject_reason", "no".into()),
+        ].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let _ = accessbot::chat::card::read_form(&params);
+        let _ = accessbot::chat::card::read_approval(&params);
+    }
+
+    #[test]
     fn dialog_step_never_panics(inputs in prop::collection::vec(any::<String>(), 1..6), start in any::<bool>()) {
         let p = policy();
         let mut state = if start { dialog::step(None, "申请主机", &p, T0).new_state } else { None };
@@ -1167,4 +1177,109 @@ fn status_my_and_who_has_texts() {
     let who = text::who_has(Lang::ZhCn, "10.1.2.3", &[v], &tz);
     assert!(who.contains("• 张三 · A20261122-7K3F"), "{who}");
     assert!(text::who_has(Lang::En, "10.1.2.3", &[], &tz).contains("Nobody"));
+}
+
+#[test]
+fn requesters_never_approve_themselves_through_routing() {
+    let p = policy();
+    let pay = [ip("10.9.0.1")];
+    // payboss asks for the system they approve: only the other system approver is asked.
+    assert_eq!(
+        p.approvers_for(&uid("payboss"), &pay),
+        vec![uid("payboss2")]
+    );
+    assert_eq!(
+        p.approvers_for(&uid("alice"), &pay),
+        vec![uid("payboss"), uid("payboss2")]
+    );
+    // The only default approver asks: the admins decide instead.
+    assert_eq!(
+        p.approvers_for(&uid("boss"), &[ip("10.1.2.3")]),
+        vec![uid("admin1")]
+    );
+    let mut cfg = config();
+    cfg.policy.self_approval = true;
+    let lenient = Policy::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        lenient.approvers_for(&uid("boss"), &[ip("10.1.2.3")]),
+        vec![uid("boss")]
+    );
+}
+
+#[test]
+fn card_callbacks_use_the_command_parsers() {
+    use accessbot::chat::card::{
+        read_approval, read_form, ApprovalAction, CardInputError, FormAction,
+    };
+    let m = |kv: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let form = read_form(&m(&[
+        ("targets", "10.1.2.3，web-01"),
+        ("role", "只读"),
+        ("duration", "3天"),
+        ("reason", " "),
+    ]));
+    let Ok(FormAction::Submit(d)) = form else {
+        panic!("{form:?}")
+    };
+    assert_eq!(
+        d.targets,
+        vec![ip("10.1.2.3"), Target::Hostname("web-01".into())]
+    );
+    assert_eq!(
+        (d.role, d.duration, d.reason),
+        (Some(Role::Readonly), Some(dur("3d")), None)
+    );
+    // Empty inputs are left for the dialog to ask.
+    assert_eq!(
+        asks(&dialog::from_draft(
+            ApplyDraft { reason: None, ..d },
+            &policy(),
+            T0
+        )),
+        Some(Field::Reason)
+    );
+    assert_eq!(
+        read_form(&m(&[("targets", "10.1.2.300")])),
+        Err(CardInputError::Command(CommandError::Target(
+            TargetError::BadAddress("10.1.2.300".into())
+        )))
+    );
+    assert_eq!(
+        read_form(&m(&[("action", "cancel")])),
+        Ok(FormAction::Cancel)
+    );
+
+    assert_eq!(
+        read_approval(&m(&[("action", "approve"), ("order_id", "A20261122-7K3F")])),
+        Ok(ApprovalAction::Approve(order("A20261122-7K3F")))
+    );
+    assert_eq!(
+        read_approval(&m(&[
+            ("action", "reject"),
+            ("order_id", "A20261122-7K3F"),
+            ("reject_reason", "用测试环境")
+        ])),
+        Ok(ApprovalAction::Reject {
+            order: order("A20261122-7K3F"),
+            reason: "用测试环境".into()
+        })
+    );
+    assert_eq!(
+        read_approval(&m(&[("action", "reject"), ("order_id", "A1")])),
+        Err(CardInputError::Missing("reject_reason"))
+    );
+    let txt = text::card_input_error(Lang::ZhCn, &CardInputError::Missing("reject_reason"));
+    assert_eq!(txt, "拒绝时请填写原因。");
+    assert!(matches!(
+        read_approval(&m(&[("action", "approve"), ("order_id", "A1 /sync")])),
+        Err(CardInputError::Command(CommandError::BadOrderId { .. }))
+    ));
+    assert_eq!(
+        read_approval(&m(&[("action", "escalate"), ("order_id", "A1")])),
+        Err(CardInputError::UnknownAction("escalate".into()))
+    );
 }
