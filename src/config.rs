@@ -7,6 +7,7 @@ use crate::domain::identity::IdentityConfig;
 use crate::domain::policy::{
     ApprovalConfig, ChatConfig, PolicyConfig, PolicySection, RolesConfig, SystemConfig,
 };
+use crate::jumpserver::config::JumpServerConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,6 +26,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub dingtalk: DingTalkConfig,
+    pub jumpserver: JumpServerConfig,
     // The sections below are the access policy; `policy_config()` hands them to the domain.
     pub approval: ApprovalConfig,
     pub policy: PolicySection,
@@ -153,8 +155,9 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
     resolve_files(&mut doc, "", &mut problems);
 
     let mut unknown = Vec::new();
-    let parsed: Result<Config, _> =
-        serde_ignored::deserialize(toml::Value::Table(doc), |path| unknown.push(path.to_string()));
+    let parsed: Result<Config, _> = serde_ignored::deserialize(toml::Value::Table(doc), |path| {
+        unknown.push(path.to_string())
+    });
     for key in unknown {
         problems.push(Problem {
             key,
@@ -197,7 +200,10 @@ impl Config {
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(Problem::error(
                 "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
             ));
         }
         if self.server.max_body_bytes < 1024 {
@@ -207,13 +213,21 @@ impl Config {
             ));
         }
         if self.server.request_timeout_ms == 0 {
-            p.push(Problem::error("server.request_timeout_ms", "must be above 0"));
+            p.push(Problem::error(
+                "server.request_timeout_ms",
+                "must be above 0",
+            ));
         }
         if self.storage.path.as_os_str().is_empty() {
             p.push(Problem::error("storage.path", "must not be empty"));
         }
         // The domain reports `key: message`; keep the key apart so every problem reads alike.
-        for text in self.policy_config().validate() {
+        for text in self
+            .jumpserver
+            .validate()
+            .into_iter()
+            .chain(self.policy_config().validate())
+        {
             let (key, message) = text.split_once(": ").unwrap_or(("policy", text.as_str()));
             p.push(Problem::error(key, message));
         }
@@ -369,6 +383,12 @@ mod tests {
                 "ACCESSBOT_DINGTALK__CALLBACK_AES_KEY",
                 "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
             ),
+            ("ACCESSBOT_JUMPSERVER__URL", "http://127.0.0.1:1"),
+            (
+                "ACCESSBOT_JUMPSERVER__PRIVATE_TOKEN",
+                "0123456789abcdef0123456789abcdef01234567",
+            ),
+            ("ACCESSBOT_APPROVAL__DEFAULT_APPROVERS", "[\"boss01\"]"),
         ])
     }
 
@@ -377,11 +397,7 @@ mod tests {
         let mut e = minimal_env();
         e.insert("ACCESSBOT_SERVER__MAX_BODY_BYTES".into(), "4096".into());
         e.insert("ACCESSBOT_DINGTALK__APP_KEY".into(), "\"12345\"".into());
-        let (c, warnings) = load(&Sources {
-            file: None,
-            env: e,
-        })
-        .unwrap();
+        let (c, warnings) = load(&Sources { file: None, env: e }).unwrap();
         assert_eq!(c.server.max_body_bytes, 4096);
         assert_eq!(c.dingtalk.app_key, "12345");
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -396,7 +412,7 @@ mod tests {
         std::fs::write(
             &cfg,
             format!(
-                "[server]\nlisten = \"nope\"\n[dingtalk]\napp_secret_file = \"{}\"\ncallback_aes_key = \"short\"\nbogus = 1\n",
+                "[server]\nlisten = \"nope\"\n[dingtalk]\napp_secret_file = \"{}\"\ncallback_aes_key = \"short\"\nbogus = 1\n[jumpserver]\nbogus2 = 1\n",
                 secret.display()
             ),
         )
@@ -411,6 +427,8 @@ mod tests {
         assert!(keys.contains(&"dingtalk.app_key"), "{keys:?}");
         assert!(keys.contains(&"dingtalk.callback_aes_key"), "{keys:?}");
         assert!(keys.contains(&"dingtalk.bogus"), "{keys:?}");
+        assert!(keys.contains(&"jumpserver.bogus2"), "{keys:?}");
+        assert!(keys.contains(&"jumpserver.url"), "{keys:?}");
         assert!(!keys.contains(&"dingtalk.app_secret"), "{keys:?}");
         assert!(!problems.iter().any(|p| p.to_string().contains("from-file")));
     }

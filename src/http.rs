@@ -134,7 +134,11 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
     let n: i64 = ts
         .parse()
         .map_err(|_| Refusal::bad_request("timestamp is not a number"))?;
-    let ms = if ts.len() <= 10 { n.saturating_mul(1000) } else { n };
+    let ms = if ts.len() <= 10 {
+        n.saturating_mul(1000)
+    } else {
+        n
+    };
     if (now_ms - ms).abs() > window_ms {
         return Err(Refusal::unauthorized(
             "timestamp outside the accepted window (stale or replayed request)",
@@ -205,7 +209,10 @@ async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal
             .first_seen(key, now, now + st.dedupe_ttl_ms)
             .map_err(|e| {
                 tracing::error!(error = %e, "dedupe store failed");
-                Refusal(StatusCode::INTERNAL_SERVER_ERROR, "storage unavailable".into())
+                Refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage unavailable".into(),
+                )
             })?;
         if !first {
             tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "accessbot", version, about = "JumpServer access through a DingTalk bot")]
+#[command(
+    name = "accessbot",
+    version,
+    about = "JumpServer access through a DingTalk bot"
+)]
 struct Cli {
     /// Log format: human-readable lines or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]

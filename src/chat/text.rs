@@ -1010,6 +1010,9 @@ mod tests {
 pub fn text_only(lang: Lang) -> String {
     match lang {
         Lang::ZhCn => "目前只能读文字消息，请用文字告诉我你需要什么，发送「帮助」查看用法。".into(),
-        Lang::En => "I can only read text messages. Please type your request, or send `help` for usage.".into(),
+        Lang::En => {
+            "I can only read text messages. Please type your request, or send `help` for usage."
+                .into()
+        }
     }
 }

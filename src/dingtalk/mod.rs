@@ -2,8 +2,8 @@
 pub mod config;
 pub use config::DingTalkConfig;
 pub mod client;
-pub mod message;
 pub mod crypto;
+pub mod message;
 pub mod parse;
 pub mod sign;
 pub mod stream_frame;
