@@ -983,6 +983,17 @@ pub fn failure(lang: Lang, order: &OrderId, f: Failure, detail: Option<&str>) ->
     )
 }
 
+/// Answer to a picture, file or voice message: the bot reads text only.
+pub fn text_only(lang: Lang) -> String {
+    match lang {
+        Lang::ZhCn => "目前只能读文字消息，请用文字告诉我你需要什么，发送「帮助」查看用法。".into(),
+        Lang::En => {
+            "I can only read text messages. Please type your request, or send `help` for usage."
+                .into()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1003,16 +1014,5 @@ mod tests {
             .unwrap_or(Timestamp::UNIX_EPOCH);
         let tz = TimeZone::get("Asia/Shanghai").unwrap_or(TimeZone::UTC);
         assert_eq!(time(ts, &tz), "2026-11-22 18:00 (Asia/Shanghai)");
-    }
-}
-
-/// Answer to a picture, file or voice message: the bot reads text only.
-pub fn text_only(lang: Lang) -> String {
-    match lang {
-        Lang::ZhCn => "目前只能读文字消息，请用文字告诉我你需要什么，发送「帮助」查看用法。".into(),
-        Lang::En => {
-            "I can only read text messages. Please type your request, or send `help` for usage."
-                .into()
-        }
     }
 }
