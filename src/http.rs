@@ -64,7 +64,7 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -
 /// A refusal: status plus a short reason DingTalk's console (or an attacker) can read.
 /// The reason never contains a secret or the payload.
 #[derive(Debug)]
-pub struct Refusal(StatusCode, String);
+pub struct Refusal(pub StatusCode, pub String);
 
 impl Refusal {
     fn bad_request(reason: impl Into<String>) -> Self {
@@ -199,8 +199,9 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again.
-async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
+/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again. Shared by
+/// every listener (HTTP here, Stream mode in `dingtalk::stream`), so both behave alike.
+pub async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
     let key = event.dedupe_key();
     if let Some(key) = &key {
         let now = st.clock.now_ms();
