@@ -366,17 +366,11 @@ impl StreamListener {
         let mut last_heard = Instant::now();
         let mut frames: u64 = 0;
         let end = loop {
+            // Biased: frames already received are read before the silence check runs, so a
+            // late timer on a busy machine cannot mistake a pending pong for silence.
             tokio::select! {
+                biased;
                 _ = stopped(shutdown) => break SessionEnd::Shutdown,
-                _ = ticker.tick() => {
-                    if last_heard.elapsed() > keepalive.saturating_mul(2) {
-                        tracing::warn!("Stream connection silent for two keep-alive intervals; replacing it");
-                        break SessionEnd::Lost { healthy: frames > 0 };
-                    }
-                    if out_tx.send(Message::Ping(Default::default())).await.is_err() {
-                        break SessionEnd::Lost { healthy: frames > 0 };
-                    }
-                }
                 msg = source.next() => {
                     last_heard = Instant::now();
                     match msg {
@@ -400,6 +394,15 @@ impl StreamListener {
                         Some(Ok(Message::Binary(b))) => {
                             tracing::debug!(len = b.len(), "binary Stream frame ignored (only text frames carry messages)");
                         }
+                    }
+                }
+                _ = ticker.tick() => {
+                    if last_heard.elapsed() > keepalive.saturating_mul(2) {
+                        tracing::warn!("Stream connection silent for two keep-alive intervals; replacing it");
+                        break SessionEnd::Lost { healthy: frames > 0 };
+                    }
+                    if out_tx.send(Message::Ping(Default::default())).await.is_err() {
+                        break SessionEnd::Lost { healthy: frames > 0 };
                     }
                 }
             }

@@ -342,6 +342,16 @@ impl SimStreamGateway {
         .await
     }
 
+    /// Waits until connection `id` (see `connections`) is closed.
+    pub async fn wait_until_closed(&self, id: u64) -> Result<(), SimStreamError> {
+        self.wait_until("connection closed", |s| {
+            lock(&s.conns)
+                .iter()
+                .any(|c| c.info.id == id && !c.info.open)
+        })
+        .await
+    }
+
     pub async fn wait_for_ws_pings(&self, n: usize) -> Result<(), SimStreamError> {
         self.wait_until("keep-alive pings", |s| {
             s.ws_pings.load(Ordering::SeqCst) >= n
@@ -447,16 +457,6 @@ fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn open(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
-    if s.fail_opens
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        return api_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "systemError",
-            "系统繁忙,请稍后重试",
-        );
-    }
     let Ok(Value::Object(mut req)) = serde_json::from_slice::<Value>(&body) else {
         return api_error(
             StatusCode::BAD_REQUEST,
@@ -479,6 +479,16 @@ async fn open(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     lock(&s.open_requests).push(Value::Object(req.clone()));
     s.changed.notify_waiters();
+    if s.fail_opens
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return api_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "systemError",
+            "系统繁忙,请稍后重试",
+        );
+    }
     if client_id.is_empty() || client_secret.is_empty() {
         return api_error(
             StatusCode::BAD_REQUEST,
@@ -558,6 +568,8 @@ fn take_ticket(s: &Shared, path: &str, query: &str) -> Option<String> {
 
 async fn serve_socket(s: Arc<Shared>, tcp: tokio::net::TcpStream) {
     let mut accepted: Option<String> = None;
+    // The signature is tungstenite's `Callback`; the error type is theirs to size.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: WsResponse| -> Result<WsResponse, ErrorResponse> {
         let path = req.uri().path();
         let query = req.uri().query().unwrap_or("");
