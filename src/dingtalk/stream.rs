@@ -647,4 +647,30 @@ mod tests {
         assert_eq!(salvage_message_id("not json"), None);
         assert_eq!(salvage_message_id(r#"{"headers":{"messageId":""}}"#), None);
     }
+
+    /// `wss` endpoints need the rustls connector compiled in and a crypto provider that
+    /// rustls can pick on its own; a missing one panics inside tungstenite. A peer that drops
+    /// the TCP connection must give a plain error.
+    #[tokio::test]
+    async fn wss_endpoint_uses_tls_and_fails_cleanly() {
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = tcp.accept().await {
+                drop(s);
+            }
+        });
+        let t = Ticket {
+            endpoint: format!("wss://localhost:{port}/connect"),
+            ticket: Secret::new("7724109a-ea43-4aa2-b803-87d82c5aaee6"),
+        };
+        let url = t.ws_url().unwrap();
+        let err = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .err()
+            .map(|e| describe_ws_error(&e))
+            .unwrap_or_default();
+        assert!(err.starts_with("I/O") || err.starts_with("TLS"), "{err}");
+        assert!(!err.contains("7724109a"));
+    }
 }
