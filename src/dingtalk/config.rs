@@ -27,6 +27,9 @@ pub struct DingTalkConfig {
     pub api_base: String,
     /// Base of the legacy oapi host.
     pub oapi_base: String,
+    /// Stream mode's open-connection URL; empty means `{api_base}/v1.0/gateway/connections/open`.
+    /// Separate from `api_base` so a deployment can route only the Stream handshake via a proxy.
+    pub stream_open_url: String,
 }
 
 impl Default for DingTalkConfig {
@@ -43,6 +46,7 @@ impl Default for DingTalkConfig {
             card_callback_secret: Secret::default(),
             api_base: "https://api.dingtalk.com".into(),
             oapi_base: "https://oapi.dingtalk.com".into(),
+            stream_open_url: String::new(),
         }
     }
 }
@@ -53,6 +57,17 @@ impl DingTalkConfig {
             &self.app_key
         } else {
             &self.robot_code
+        }
+    }
+    /// Where Stream mode registers its connection (reference §3.1).
+    pub fn stream_open_url(&self) -> String {
+        if self.stream_open_url.is_empty() {
+            format!(
+                "{}/v1.0/gateway/connections/open",
+                self.api_base.trim_end_matches('/')
+            )
+        } else {
+            self.stream_open_url.clone()
         }
     }
     pub fn owner_key(&self) -> &str {

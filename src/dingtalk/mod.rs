@@ -6,4 +6,5 @@ pub mod crypto;
 pub mod message;
 pub mod parse;
 pub mod sign;
+pub mod stream;
 pub mod stream_frame;
