@@ -6,8 +6,9 @@
 //!    never reaches a parser;
 //! 2. decrypt / parse into `Inbound`;
 //! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
-//! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, the key is
-//!    forgotten and DingTalk gets a 500, so its redelivery is handled instead of dropped.
+//! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, or does not
+//!    finish before the request deadline (408), the key is forgotten, so DingTalk's redelivery is
+//!    handled instead of dropped as a duplicate.
 use crate::clock::SharedClock;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use crate::dingtalk::parse::{self, DecryptedEvent};
@@ -17,6 +18,7 @@ use crate::inbound::Inbound;
 use crate::secret::Secret;
 use crate::store::dedupe::Dedupe;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -30,10 +32,6 @@ use std::time::Duration;
 /// fresh timestamp, so a captured request stops working after the window; inside it, the
 /// dedupe key catches the copy.
 pub const EVENT_FRESHNESS_MS: i64 = 60 * 60 * 1000;
-
-/// Card callbacks carry a signed millisecond timestamp; the platform documents no window
-/// (reference §5.4, UNCONFIRMED), so we accept five minutes of clock skew.
-pub const CARD_FRESHNESS_MS: i64 = 5 * 60 * 1000;
 
 pub struct EdgeState {
     pub crypto: CallbackCrypto,
@@ -89,8 +87,9 @@ async fn healthz() -> impl IntoResponse {
 async fn events(
     State(st): State<Arc<EdgeState>>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let body = body_or_refusal(body)?;
     let q = PushQuery::parse(query.as_deref().unwrap_or("")).ok_or_else(|| {
         Refusal::bad_request("missing query parameter: signature, timestamp and nonce are required")
     })?;
@@ -150,8 +149,9 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
 async fn robot(
     State(st): State<Arc<EdgeState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let body = body_or_refusal(body)?;
     sign::verify_robot_request(
         header(&headers, "timestamp"),
         header(&headers, "sign"),
@@ -169,8 +169,9 @@ async fn robot(
 async fn cards(
     State(st): State<Arc<EdgeState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let body = body_or_refusal(body)?;
     if st.card_secret.is_empty() {
         // Without an apiSecret DingTalk sends unsigned callbacks, and an unsigned approve tap
         // cannot be told from a forged one.
@@ -184,7 +185,8 @@ async fn cards(
         header(&headers, "x-ddpaas-signature"),
         st.card_secret.expose(),
         st.clock.now_ms(),
-        CARD_FRESHNESS_MS,
+        // The platform documents no window (reference §5.4): five minutes of skew.
+        sign::CARD_WINDOW_MS,
     )
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let action =
@@ -193,6 +195,19 @@ async fn cards(
         DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
         DispatchReply::None => Ok(Json(json!({})).into_response()),
     }
+}
+
+/// The body, or the refusal that says why it could not be read: over `server.max_body_bytes`
+/// is 413 with the same JSON shape and log line as every other refusal.
+fn body_or_refusal(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal(status, "body larger than server.max_body_bytes".into())
+        } else {
+            Refusal(status, "could not read the request body".into())
+        }
+    })
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -219,14 +234,37 @@ async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal
             return Ok(DispatchReply::None);
         }
     }
+    // The request timeout drops this future mid-dispatch; the guard then forgets the key, so
+    // the timed-out delivery is not mistaken for a duplicate when DingTalk sends it again.
+    let mut guard = ForgetOnDrop {
+        dedupe: &st.dedupe,
+        key: key.as_deref(),
+    };
     match st.dispatcher.handle(event).await {
-        Ok(reply) => Ok(reply),
+        Ok(reply) => {
+            guard.key = None;
+            Ok(reply)
+        }
         Err(e) => {
-            if let Some(key) = &key {
-                let _ = st.dedupe.forget(key);
-            }
+            drop(guard);
             tracing::warn!(error = %e, "dispatch failed; asking DingTalk to redeliver");
             Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+    }
+}
+
+/// Forgets a delivery key unless disarmed (`key = None`) after a completed dispatch.
+struct ForgetOnDrop<'a> {
+    dedupe: &'a Dedupe,
+    key: Option<&'a str>,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            if let Err(e) = self.dedupe.forget(key) {
+                tracing::error!(error = %e, key, "could not forget the key of an unfinished delivery");
+            }
         }
     }
 }
