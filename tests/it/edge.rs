@@ -189,11 +189,13 @@ async fn start(setup: Setup) -> Edge {
     }
 }
 
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Everything that could change: every sled tree's contents, the dispatcher's log and the
 /// simulator's call log.
 #[derive(Debug, PartialEq)]
 struct Snapshot {
-    trees: Vec<(Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>)>,
+    trees: Vec<(Vec<u8>, Vec<KeyValue>)>,
     dispatched: usize,
     outbound: usize,
 }
