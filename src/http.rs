@@ -16,13 +16,15 @@ use crate::dingtalk::sign;
 use crate::dispatch::{Dispatch, DispatchReply};
 use crate::inbound::Inbound;
 use crate::secret::Secret;
-use crate::store::dedupe::Dedupe;
+use crate::store::dedupe::{Dedupe, Delivery};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
@@ -46,18 +48,36 @@ pub struct EdgeState {
 }
 
 pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -> Router {
+    // A delivery still marked in flight this long after it began was cut off without cleanup
+    // (the process died mid-dispatch); the request deadline cancels everything else sooner.
+    let abandon_after_ms = i64::try_from(timeout.as_millis().saturating_mul(2))
+        .unwrap_or(i64::MAX)
+        .max(1000);
     Router::new()
         .route("/dingtalk/events", post(events))
         .route("/dingtalk/robot", post(robot))
         .route("/dingtalk/cards", post(cards))
         .route("/healthz", get(healthz))
+        .layer(Extension(InFlightWindow(abandon_after_ms)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| async move {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(response) => response,
+                    Err(_) => Refusal(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request took longer than server.request_timeout_ms".into(),
+                    )
+                    .into_response(),
+                }
+            },
         ))
         .with_state(state)
 }
+
+/// Milliseconds after which an in-flight dedupe key counts as abandoned.
+#[derive(Clone, Copy)]
+struct InFlightWindow(i64);
 
 /// A refusal: status plus a short reason DingTalk's console (or an attacker) can read.
 /// The reason never contains a secret or the payload.
@@ -86,6 +106,7 @@ async fn healthz() -> impl IntoResponse {
 
 async fn events(
     State(st): State<Arc<EdgeState>>,
+    Extension(window): Extension<InFlightWindow>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
@@ -106,7 +127,7 @@ async fn events(
     match parse::parse_event(&plaintext) {
         Ok(DecryptedEvent::CheckUrl) => tracing::info!("answered check_url"),
         Ok(DecryptedEvent::Event(ev)) => {
-            accept(&st, ev).await?;
+            accept(&st, window, ev).await?;
         }
         // Authentic (signed and encrypted with our key) but not a shape we understand: refusing
         // would make DingTalk redeliver it forever, so acknowledge, record nothing, and log.
@@ -148,6 +169,7 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
 
 async fn robot(
     State(st): State<Arc<EdgeState>>,
+    Extension(window): Extension<InFlightWindow>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
@@ -160,7 +182,7 @@ async fn robot(
     )
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let msg = parse::parse_robot_message(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
-    accept(&st, Inbound::Chat(msg)).await?;
+    accept(&st, window, Inbound::Chat(msg)).await?;
     // Replies go through the session webhook after the decision is recorded; an empty
     // synchronous answer keeps DingTalk from waiting on us.
     Ok(Json(json!({ "msgtype": "empty" })).into_response())
@@ -168,6 +190,7 @@ async fn robot(
 
 async fn cards(
     State(st): State<Arc<EdgeState>>,
+    Extension(window): Extension<InFlightWindow>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
@@ -191,7 +214,7 @@ async fn cards(
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let action =
         parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
-    match accept(&st, Inbound::CardAction(action)).await? {
+    match accept(&st, window, Inbound::CardAction(action)).await? {
         DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
         DispatchReply::None => Ok(Json(json!({})).into_response()),
     }
@@ -214,24 +237,34 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again.
-async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
+/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again; a copy
+/// that arrives while the first is still being handled is asked to come back (409), because
+/// the first attempt may yet fail and its key be forgotten.
+async fn accept(
+    st: &EdgeState,
+    window: InFlightWindow,
+    event: Inbound,
+) -> Result<DispatchReply, Refusal> {
     let key = event.dedupe_key();
     if let Some(key) = &key {
         let now = st.clock.now_ms();
-        let first = st
+        let seen = st
             .dedupe
-            .first_seen(key, now, now + st.dedupe_ttl_ms)
-            .map_err(|e| {
-                tracing::error!(error = %e, "dedupe store failed");
-                Refusal(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage unavailable".into(),
-                )
-            })?;
-        if !first {
-            tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
-            return Ok(DispatchReply::None);
+            .begin(key, now, now.saturating_add(st.dedupe_ttl_ms), window.0)
+            .map_err(storage_failed)?;
+        match seen {
+            Delivery::First => {}
+            Delivery::Duplicate => {
+                tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
+                return Ok(DispatchReply::None);
+            }
+            Delivery::InFlight => {
+                tracing::info!(key = %key, "copy of a delivery still being handled; asked to retry");
+                return Err(Refusal(
+                    StatusCode::CONFLICT,
+                    "the same delivery is being handled; retry later".into(),
+                ));
+            }
         }
     }
     // The request timeout drops this future mid-dispatch; the guard then forgets the key, so
@@ -242,7 +275,13 @@ async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal
     };
     match st.dispatcher.handle(event).await {
         Ok(reply) => {
-            guard.key = None;
+            if let Some(key) = guard.key.take() {
+                // The event is handled; failing to mark it only risks handling a redelivery
+                // again, which the workflow's own state tolerates better than a lost reply.
+                if let Err(e) = st.dedupe.finish(key) {
+                    tracing::error!(error = %e, key, "could not mark a delivery handled");
+                }
+            }
             Ok(reply)
         }
         Err(e) => {
@@ -251,6 +290,14 @@ async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal
             Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
         }
     }
+}
+
+fn storage_failed(e: crate::store::StoreError) -> Refusal {
+    tracing::error!(error = %e, "dedupe store failed");
+    Refusal(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage unavailable".into(),
+    )
 }
 
 /// Forgets a delivery key unless disarmed (`key = None`) after a completed dispatch.

@@ -43,11 +43,13 @@ enum Behaviour {
     LookupSender,
 }
 
-/// A dispatcher that counts what it got. `hang_first` calls never finish (request-timeout test).
+/// A dispatcher that counts what it got. The first `hang_first` calls wait until `release`
+/// gets a permit (never, in the request-timeout test).
 struct Recorder {
     seen: Mutex<Vec<Inbound>>,
     behaviour: Behaviour,
     hang_first: AtomicUsize,
+    release: tokio::sync::Semaphore,
     client: OnceLock<DingTalkClient>,
     lookups_ok: AtomicUsize,
 }
@@ -58,6 +60,7 @@ impl Recorder {
             seen: Mutex::new(Vec::new()),
             behaviour,
             hang_first: AtomicUsize::new(0),
+            release: tokio::sync::Semaphore::new(0),
             client: OnceLock::new(),
             lookups_ok: AtomicUsize::new(0),
         })
@@ -79,7 +82,7 @@ impl Dispatch for Recorder {
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                 .is_ok();
             if hang {
-                std::future::pending::<()>().await;
+                let _ = self.release.acquire().await.map(|p| p.forget());
             }
             let client = self.client.get().cloned();
             match (self.behaviour, client) {
@@ -861,13 +864,49 @@ async fn slow_dispatch_times_out_with_408_and_the_redelivery_is_handled() {
     .await;
     let body = e.robot_body("msgSlow1", "帮助");
     let (s, r) = e.send_robot(&body).await;
-    assert_eq!(s, 408, "{r}");
+    assert_refused(s, &r, 408, "timeout");
     // The timed-out delivery left no key behind: DingTalk's retry is dispatched, not dropped.
     assert_eq!(e.dedupe_len(), 0);
     let (s, r) = e.send_robot(&body).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(e.rec.count(), 2);
     assert_eq!(e.dedupe_len(), 1);
+}
+
+#[tokio::test]
+async fn a_copy_arriving_while_the_first_is_handled_is_asked_to_retry() {
+    let e = Arc::new(
+        start(Setup {
+            hang_first: 1,
+            ..Setup::default()
+        })
+        .await,
+    );
+    let plain = r#"{"EventType":"user_leave_org","eventId":"evt-slow","userId":["u1"]}"#;
+    let first = tokio::spawn({
+        let e = e.clone();
+        async move { e.push(plain, "f1").await }
+    });
+    // The first delivery is inside the dispatcher now.
+    for _ in 0..1000 {
+        if e.rec.count() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(e.rec.count(), 1);
+    // DingTalk, tired of waiting, sends it again: not acknowledged (the first may still fail),
+    // not handled twice.
+    let (s, r) = e.push(plain, "f2").await;
+    assert_refused(s, &r, 409, "in flight");
+    assert_eq!(e.rec.count(), 1);
+    e.rec.release.add_permits(1);
+    let (s, r) = first.await.unwrap();
+    assert_success_reply(&e.crypto, s, &r);
+    // Once handled, a further copy is an ordinary duplicate.
+    let (s, r) = e.push(plain, "f3").await;
+    assert_success_reply(&e.crypto, s, &r);
+    assert_eq!(e.rec.count(), 1);
 }
 
 #[tokio::test]
