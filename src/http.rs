@@ -159,7 +159,8 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
     } else {
         n
     };
-    if (now_ms - ms).abs() > window_ms {
+    // i128: a signed but absurd timestamp (i64::MIN) must be refused, not overflow.
+    if (i128::from(now_ms) - i128::from(ms)).abs() > i128::from(window_ms) {
         return Err(Refusal::unauthorized(
             "timestamp outside the accepted window (stale or replayed request)",
         ));

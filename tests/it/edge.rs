@@ -407,7 +407,7 @@ async fn signed_text_message_is_answered_with_help_through_the_session_webhook()
 }
 
 #[tokio::test]
-async fn picture_message_gets_the_polite_text_only_reply() {
+async fn non_text_message_gets_the_polite_text_only_reply() {
     let e = start(Setup {
         behaviour: Behaviour::Help,
         ..Setup::default()
@@ -424,6 +424,16 @@ async fn picture_message_gets_the_polite_text_only_reply() {
     assert_eq!(
         replies[0]["markdown"]["text"],
         json!(accessbot::chat::text::text_only(Lang::ZhCn))
+    );
+    // A text message whose content DingTalk withheld (over quota, §3.4) is still text: help.
+    let mut body = e.robot_body("msgNoContent", "");
+    body.as_object_mut().unwrap().remove("text");
+    let (status, ack) = e.send_robot(&body).await;
+    assert_eq!(status, 200, "{ack}");
+    let replies = e.webhook_replies("msgNoContent", 1).await;
+    assert_eq!(
+        replies.first().map(|r| r["markdown"]["text"].clone()),
+        Some(json!(accessbot::chat::text::help(Lang::ZhCn, false)))
     );
 }
 
@@ -512,6 +522,15 @@ async fn event_push_refusals_change_nothing() {
     let old = (e.now() - 2 * 3_600_000).to_string();
     let (q, body) = encrypted_event_request(&e.crypto, plain, &old, "nn");
     refused(&e, &before, "stale", 401, e.post_event(&q, body).await).await;
+    // Signed, but with a timestamp no clock can be near.
+    for (absurd, status) in [
+        ("-9223372036854775808", 401),
+        ("9223372036854775807", 401),
+        ("99999999999999999999", 400),
+    ] {
+        let (q, body) = encrypted_event_request(&e.crypto, plain, absurd, "nn");
+        refused(&e, &before, absurd, status, e.post_event(&q, body).await).await;
+    }
     // Malformed: broken JSON, no query, missing nonce.
     refused(
         &e,
