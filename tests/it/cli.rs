@@ -421,3 +421,29 @@ async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn serve_refuses_a_broken_config_naming_each_key_in_json_logs() {
+    let files = Files::new();
+    let cfg = files.write(
+        "broken.toml",
+        "[server]\nlisten = \"everywhere\"\n[dingtalk]\napp_key = \"k\"\n",
+    );
+    let (ok, out, err) = run(&["--log-format", "json", "serve"], Some(&cfg), &[]);
+    assert!(!ok, "{out}{err}");
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let keys: Vec<&str> = lines.iter().filter_map(|l| l["key"].as_str()).collect();
+    for key in ["server.listen", "dingtalk.app_secret", "jumpserver.url"] {
+        assert!(keys.contains(&key), "{key}: {lines:?}");
+    }
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("configuration problem")),
+        "{lines:?}"
+    );
+}

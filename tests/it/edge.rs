@@ -947,9 +947,9 @@ fn serve_on_a_data_dir_held_by_another_process_fails_clearly() {
     let data = dir.path().join("data");
     let cfg = dir.path().join("accessbot.toml");
     std::fs::write(&cfg, accessbot::config::EXAMPLE).unwrap();
-    let spawn = || {
+    let spawn = |format: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_accessbot"))
-            .args(["serve", "--config"])
+            .args(["--log-format", format, "serve", "--config"])
             .arg(&cfg)
             .env("ACCESSBOT_STORAGE__PATH", &data)
             .env("ACCESSBOT_SERVER__LISTEN", "127.0.0.1:0")
@@ -960,7 +960,7 @@ fn serve_on_a_data_dir_held_by_another_process_fails_clearly() {
             .unwrap()
     };
     // The first server holds the directory once it says it is listening.
-    let mut first = spawn();
+    let mut first = spawn("human");
     let stderr = first.stderr.take().unwrap();
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
     let listening = lines
@@ -968,14 +968,29 @@ fn serve_on_a_data_dir_held_by_another_process_fails_clearly() {
         .map_while(Result::ok)
         .any(|l| l.contains("accessbot listening"));
     assert!(listening, "first serve did not start");
-    let second = spawn().wait_with_output().unwrap();
+    let human = spawn("human").wait_with_output().unwrap();
+    let json = spawn("json").wait_with_output().unwrap();
     let _ = first.kill();
     let _ = first.wait();
-    let err = String::from_utf8_lossy(&second.stderr);
-    assert!(!second.status.success(), "{err}");
+    let err = String::from_utf8_lossy(&human.stderr);
+    assert!(!human.status.success(), "{err}");
     assert!(
-        err.contains("is in use by another accessbot process"),
+        err.contains("accessbot: while serving: the data directory")
+            && err.contains("is in use by another accessbot process"),
         "{err}"
     );
-    assert!(err.contains(&data.display().to_string()), "{err}");
+    // In JSON mode the same error is one JSON log line, and nothing else is printed raw.
+    assert!(!json.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&json.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "{lines:?}");
+    let message = errors[0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("is in use by another accessbot process")
+            && message.contains(&data.display().to_string()),
+        "{message}"
+    );
 }
