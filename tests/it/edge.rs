@@ -50,6 +50,8 @@ struct Recorder {
     behaviour: Behaviour,
     hang_first: AtomicUsize,
     release: tokio::sync::Semaphore,
+    /// Returned for card actions: the card update of reference §5.5.
+    card_update: Mutex<Option<Value>>,
     client: OnceLock<DingTalkClient>,
     lookups_ok: AtomicUsize,
 }
@@ -61,6 +63,7 @@ impl Recorder {
             behaviour,
             hang_first: AtomicUsize::new(0),
             release: tokio::sync::Semaphore::new(0),
+            card_update: Mutex::new(None),
             client: OnceLock::new(),
             lookups_ok: AtomicUsize::new(0),
         })
@@ -99,7 +102,10 @@ impl Dispatch for Recorder {
                     }
                     Ok(DispatchReply::None)
                 }
-                _ => Ok(DispatchReply::None),
+                _ => match (&event, self.card_update.lock().unwrap().clone()) {
+                    (Inbound::CardAction(_), Some(v)) => Ok(DispatchReply::CardUpdate(v)),
+                    _ => Ok(DispatchReply::None),
+                },
             }
         })
     }
@@ -802,11 +808,17 @@ async fn card_refusals_change_nothing_and_a_signed_tap_is_dispatched_once() {
     .await;
     assert_eq!(e.snapshot(), before);
 
-    for _ in 0..2 {
+    let update = json!({
+        "cardUpdateOptions": {"updateCardDataByKey": true},
+        "cardData": {"cardParamMap": {"status": "approved"}},
+    });
+    *e.rec.card_update.lock().unwrap() = Some(update.clone());
+    // The first tap answers with the dispatcher's card update; the double tap changes nothing.
+    for expected in [update, json!({})] {
         let h = card_signature_headers(CARD_SECRET, e.now());
         let (s, r) = e.post_card(&h, body.clone()).await;
         assert_eq!(s, 200, "{r}");
-        assert_eq!(r, json!({}));
+        assert_eq!(r, expected);
         e.clock.advance(SignedDuration::from_secs(1));
     }
     let seen = e.rec.seen();
@@ -926,6 +938,19 @@ async fn a_copy_arriving_while_the_first_is_handled_is_asked_to_retry() {
     let (s, r) = e.push(plain, "f3").await;
     assert_success_reply(&e.crypto, s, &r);
     assert_eq!(e.rec.count(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_copies_of_one_message_are_dispatched_once() {
+    let e = start(Setup::default()).await;
+    let body = e.robot_body("msgRace", "帮助");
+    let results = futures::future::join_all((0..8).map(|_| e.send_robot(&body))).await;
+    for (s, r) in &results {
+        assert!(*s == 200 || *s == 409, "{s} {r}");
+    }
+    assert!(results.iter().any(|(s, _)| *s == 200));
+    assert_eq!(e.rec.count(), 1);
+    assert_eq!(e.dedupe_len(), 1);
 }
 
 #[tokio::test]
