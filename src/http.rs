@@ -8,7 +8,11 @@
 //! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
 //! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, or does not
 //!    finish before the request deadline (408), the key is forgotten, so DingTalk's redelivery is
-//!    handled instead of dropped as a duplicate.
+//!    handled instead of dropped as a duplicate. A copy arriving while the first is still being
+//!    dispatched gets 409 (come back later), not an acknowledgement that might turn out false.
+//!
+//! Every refusal is a 4xx with a short JSON reason `{"error": "..."}`, including 413 (body over
+//! `server.max_body_bytes`) and 408 (over `server.request_timeout_ms`).
 use crate::clock::SharedClock;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use crate::dingtalk::parse::{self, DecryptedEvent};
