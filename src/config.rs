@@ -154,10 +154,30 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
     apply_env(&mut doc, &sources.env, &mut problems);
     resolve_files(&mut doc, "", &mut problems);
 
-    let mut unknown = Vec::new();
-    let parsed: Result<Config, _> = serde_ignored::deserialize(toml::Value::Table(doc), |path| {
-        unknown.push(path.to_string())
-    });
+    // serde stops at the first ill-typed key; report it, drop it, and go on, so one run of
+    // `check-config` names every ill-typed key rather than one per run.
+    let mut unknown = std::collections::BTreeSet::new();
+    let mut ill_typed = Vec::new();
+    let parsed = loop {
+        let attempt: Result<Config, _> =
+            serde_ignored::deserialize(toml::Value::Table(doc.clone()), |path| {
+                unknown.insert(path.to_string());
+            });
+        match attempt {
+            Ok(c) => break Some(c),
+            Err(e) => {
+                let (key, message) = type_problem(&e);
+                let removed = key.as_deref().is_some_and(|k| remove_path(&mut doc, k));
+                ill_typed.push(Problem::error(
+                    key.unwrap_or_else(|| "config".into()),
+                    message,
+                ));
+                if !removed || ill_typed.len() > 100 {
+                    break None;
+                }
+            }
+        }
+    };
     for key in unknown {
         problems.push(Problem {
             key,
@@ -167,9 +187,19 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
         });
     }
     let config = match parsed {
-        Ok(c) => c,
-        Err(e) => {
-            problems.push(Problem::error("config", e.to_string()));
+        Some(c) if ill_typed.is_empty() => c,
+        Some(c) => {
+            // A dropped key would read as "is required"; its type problem says it better.
+            problems.extend(
+                c.validate()
+                    .into_iter()
+                    .filter(|p| !ill_typed.iter().any(|t| t.key == p.key)),
+            );
+            problems.extend(ill_typed);
+            return Err(problems);
+        }
+        None => {
+            problems.extend(ill_typed);
             return Err(problems);
         }
     };
@@ -281,7 +311,7 @@ fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>, problems: &m
             });
             continue;
         }
-        if let Err(seg) = set_path(doc, &path, env_value(raw)) {
+        if let Err(seg) = set_path(doc, &path, env_value_for(&path, raw)) {
             problems.push(Problem::error(
                 name.clone(),
                 format!("`{seg}` is not a section, cannot set a key inside it"),
@@ -307,6 +337,64 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
             _ => Err(first.clone()),
         },
     }
+}
+
+/// `env_value`, except that a value which only reads as a number or boolean is kept a string
+/// where the key holds a string: a numeric callback token or app secret is still a string.
+/// The schema is asked by deserializing a config holding only this key, both ways.
+fn env_value_for(path: &[String], raw: &str) -> toml::Value {
+    let typed = env_value(raw);
+    if typed.is_str() {
+        return typed;
+    }
+    let accepts = |v: toml::Value| {
+        let mut t = toml::Table::new();
+        set_path(&mut t, path, v).is_ok() && Config::deserialize(toml::Value::Table(t)).is_ok()
+    };
+    let string = toml::Value::String(raw.to_owned());
+    if !accepts(typed.clone()) && accepts(string.clone()) {
+        string
+    } else {
+        typed
+    }
+}
+
+/// Key and message of a deserialization error. The offending value is left out of the message:
+/// the key may hold a secret, and the key name is what the operator needs.
+fn type_problem(e: &toml::de::Error) -> (Option<String>, String) {
+    let text = e.to_string();
+    let key = text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("in `")?.strip_suffix('`'))
+        .map(str::to_owned);
+    let message = e.message();
+    // serde's "invalid type: integer `123`, expected a string": keep the kind, drop the value.
+    let redacted = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|prefix| {
+            let rest = message.strip_prefix(prefix)?;
+            let kind = rest.split([' ', ',']).next()?;
+            let (_, expected) = rest.rsplit_once(", expected ")?;
+            Some(format!("{prefix}{kind}, expected {expected}"))
+        });
+    (key, redacted.unwrap_or_else(|| message.to_owned()))
+}
+
+/// Removes the dotted `key` from `doc`; `false` when it is not there.
+fn remove_path(doc: &mut toml::Table, key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    let Some((last, sections)) = parts.split_last() else {
+        return false;
+    };
+    let mut t = doc;
+    for s in sections {
+        match t.get_mut(*s) {
+            Some(toml::Value::Table(inner)) => t = inner,
+            _ => return false,
+        }
+    }
+    t.remove(*last).is_some()
 }
 
 fn env_value(raw: &str) -> toml::Value {
@@ -445,5 +533,58 @@ mod tests {
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn numeric_looking_secrets_from_env_stay_strings() {
+        let mut e = minimal_env();
+        e.insert("ACCESSBOT_DINGTALK__APP_SECRET".into(), "12345678".into());
+        e.insert("ACCESSBOT_DINGTALK__CALLBACK_TOKEN".into(), "true".into());
+        e.insert("ACCESSBOT_DINGTALK__AGENT_ID".into(), "4000000001".into());
+        let (c, warnings) = load(&Sources { file: None, env: e }).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.dingtalk.app_secret.expose(), "12345678");
+        assert_eq!(c.dingtalk.callback_token.expose(), "true");
+        assert_eq!(c.dingtalk.agent_id, Some(4_000_000_001));
+    }
+
+    #[test]
+    fn every_ill_typed_key_is_named_without_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "[server]
+max_body_bytes = \"lots\"
+[dingtalk]
+app_secret = 918273645
+callback_token = 5.5
+",
+        )
+        .unwrap();
+        let problems = load(&Sources {
+            file: Some(&cfg),
+            env: minimal_env()
+                .into_iter()
+                .filter(|(k, _)| !k.ends_with("APP_SECRET") && !k.ends_with("CALLBACK_TOKEN"))
+                .collect(),
+        })
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "server.max_body_bytes",
+            "dingtalk.app_secret",
+            "dingtalk.callback_token",
+        ] {
+            assert_eq!(
+                keys.iter().filter(|k| **k == key).count(),
+                1,
+                "{key}: {keys:?}"
+            );
+        }
+        let all: String = problems.iter().map(|p| format!("{p}\n")).collect();
+        for value in ["918273645", "5.5", "lots"] {
+            assert!(!all.contains(value), "{all}");
+        }
     }
 }

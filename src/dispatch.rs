@@ -47,9 +47,12 @@ impl Dispatch for HelpOnly {
         Box::pin(async move {
             match event {
                 Inbound::Chat(msg) => {
-                    let text = match &msg.text {
-                        Some(_) => crate::chat::text::help(self.lang, false),
-                        None => crate::chat::text::text_only(self.lang),
+                    // A `text` message can arrive without content (over quota, reference
+                    // §3.4); it is still text, so it gets help rather than "text only".
+                    let text = if msg.msg_type == "text" {
+                        crate::chat::text::help(self.lang, false)
+                    } else {
+                        crate::chat::text::text_only(self.lang)
                     };
                     let Some(webhook) = msg.session_webhook.clone() else {
                         tracing::info!(msg_id = %msg.msg_id, "message without a session webhook; no reply possible");

@@ -6,8 +6,13 @@
 //!    never reaches a parser;
 //! 2. decrypt / parse into `Inbound`;
 //! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
-//! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, the key is
-//!    forgotten and DingTalk gets a 500, so its redelivery is handled instead of dropped.
+//! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, or does not
+//!    finish before the request deadline (408), the key is forgotten, so DingTalk's redelivery is
+//!    handled instead of dropped as a duplicate. A copy arriving while the first is still being
+//!    dispatched gets 409 (come back later), not an acknowledgement that might turn out false.
+//!
+//! Every refusal is a 4xx with a short JSON reason `{"error": "..."}`, including 413 (body over
+//! `server.max_body_bytes`) and 408 (over `server.request_timeout_ms`).
 use crate::clock::SharedClock;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use crate::dingtalk::parse::{self, DecryptedEvent};
@@ -15,12 +20,15 @@ use crate::dingtalk::sign;
 use crate::dispatch::{Dispatch, DispatchReply};
 use crate::inbound::Inbound;
 use crate::secret::Secret;
-use crate::store::dedupe::Dedupe;
+use crate::store::dedupe::{Dedupe, Delivery};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
@@ -30,10 +38,6 @@ use std::time::Duration;
 /// fresh timestamp, so a captured request stops working after the window; inside it, the
 /// dedupe key catches the copy.
 pub const EVENT_FRESHNESS_MS: i64 = 60 * 60 * 1000;
-
-/// Card callbacks carry a signed millisecond timestamp; the platform documents no window
-/// (reference §5.4, UNCONFIRMED), so we accept five minutes of clock skew.
-pub const CARD_FRESHNESS_MS: i64 = 5 * 60 * 1000;
 
 pub struct EdgeState {
     pub crypto: CallbackCrypto,
@@ -48,18 +52,36 @@ pub struct EdgeState {
 }
 
 pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -> Router {
+    // A delivery still marked in flight this long after it began was cut off without cleanup
+    // (the process died mid-dispatch); the request deadline cancels everything else sooner.
+    let abandon_after_ms = i64::try_from(timeout.as_millis().saturating_mul(2))
+        .unwrap_or(i64::MAX)
+        .max(1000);
     Router::new()
         .route("/dingtalk/events", post(events))
         .route("/dingtalk/robot", post(robot))
         .route("/dingtalk/cards", post(cards))
         .route("/healthz", get(healthz))
+        .layer(Extension(InFlightWindow(abandon_after_ms)))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| async move {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(response) => response,
+                    Err(_) => Refusal(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request took longer than server.request_timeout_ms".into(),
+                    )
+                    .into_response(),
+                }
+            },
         ))
         .with_state(state)
 }
+
+/// Milliseconds after which an in-flight dedupe key counts as abandoned.
+#[derive(Clone, Copy)]
+struct InFlightWindow(i64);
 
 /// A refusal: status plus a short reason DingTalk's console (or an attacker) can read.
 /// The reason never contains a secret or the payload.
@@ -88,9 +110,11 @@ async fn healthz() -> impl IntoResponse {
 
 async fn events(
     State(st): State<Arc<EdgeState>>,
+    Extension(window): Extension<InFlightWindow>,
     RawQuery(query): RawQuery,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let body = body_or_refusal(body)?;
     let q = PushQuery::parse(query.as_deref().unwrap_or("")).ok_or_else(|| {
         Refusal::bad_request("missing query parameter: signature, timestamp and nonce are required")
     })?;
@@ -107,7 +131,7 @@ async fn events(
     match parse::parse_event(&plaintext) {
         Ok(DecryptedEvent::CheckUrl) => tracing::info!("answered check_url"),
         Ok(DecryptedEvent::Event(ev)) => {
-            accept(&st, ev).await?;
+            accept_within(&st, window, ev).await?;
         }
         // Authentic (signed and encrypted with our key) but not a shape we understand: refusing
         // would make DingTalk redeliver it forever, so acknowledge, record nothing, and log.
@@ -139,7 +163,8 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
     } else {
         n
     };
-    if (now_ms - ms).abs() > window_ms {
+    // i128: a signed but absurd timestamp (i64::MIN) must be refused, not overflow.
+    if (i128::from(now_ms) - i128::from(ms)).abs() > i128::from(window_ms) {
         return Err(Refusal::unauthorized(
             "timestamp outside the accepted window (stale or replayed request)",
         ));
@@ -149,9 +174,11 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
 
 async fn robot(
     State(st): State<Arc<EdgeState>>,
+    Extension(window): Extension<InFlightWindow>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let body = body_or_refusal(body)?;
     sign::verify_robot_request(
         header(&headers, "timestamp"),
         header(&headers, "sign"),
@@ -160,7 +187,7 @@ async fn robot(
     )
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let msg = parse::parse_robot_message(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
-    accept(&st, Inbound::Chat(msg)).await?;
+    accept_within(&st, window, Inbound::Chat(msg)).await?;
     // Replies go through the session webhook after the decision is recorded; an empty
     // synchronous answer keeps DingTalk from waiting on us.
     Ok(Json(json!({ "msgtype": "empty" })).into_response())
@@ -168,9 +195,11 @@ async fn robot(
 
 async fn cards(
     State(st): State<Arc<EdgeState>>,
+    Extension(window): Extension<InFlightWindow>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
+    let body = body_or_refusal(body)?;
     if st.card_secret.is_empty() {
         // Without an apiSecret DingTalk sends unsigned callbacks, and an unsigned approve tap
         // cannot be told from a forged one.
@@ -184,50 +213,120 @@ async fn cards(
         header(&headers, "x-ddpaas-signature"),
         st.card_secret.expose(),
         st.clock.now_ms(),
-        CARD_FRESHNESS_MS,
+        // The platform documents no window (reference §5.4): five minutes of skew.
+        sign::CARD_WINDOW_MS,
     )
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let action =
         parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
-    match accept(&st, Inbound::CardAction(action)).await? {
+    match accept_within(&st, window, Inbound::CardAction(action)).await? {
         DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
         DispatchReply::None => Ok(Json(json!({})).into_response()),
     }
+}
+
+/// The body, or the refusal that says why it could not be read: over `server.max_body_bytes`
+/// is 413 with the same JSON shape and log line as every other refusal.
+fn body_or_refusal(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
+    body.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Refusal(status, "body larger than server.max_body_bytes".into())
+        } else {
+            Refusal(status, "could not read the request body".into())
+        }
+    })
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again. Shared by
-/// every listener (HTTP here, Stream mode in `dingtalk::stream`), so both behave alike.
+/// How long an in-flight delivery of a listener without its own request deadline (Stream mode)
+/// blocks its copies before it counts as abandoned.
+const DEFAULT_ABANDON_MS: i64 = 30_000;
+
+/// Dedupe, then dispatch: the step shared by every listener (HTTP here, Stream mode in
+/// `dingtalk::stream`), so both behave alike.
 pub async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
+    accept_within(st, InFlightWindow(DEFAULT_ABANDON_MS), event).await
+}
+
+/// Dedupe, then dispatch. A duplicate is acknowledged without being handled again; a copy
+/// that arrives while the first is still being handled is asked to come back (409), because
+/// the first attempt may yet fail and its key be forgotten.
+async fn accept_within(
+    st: &EdgeState,
+    window: InFlightWindow,
+    event: Inbound,
+) -> Result<DispatchReply, Refusal> {
     let key = event.dedupe_key();
     if let Some(key) = &key {
         let now = st.clock.now_ms();
-        let first = st
+        let seen = st
             .dedupe
-            .first_seen(key, now, now + st.dedupe_ttl_ms)
-            .map_err(|e| {
-                tracing::error!(error = %e, "dedupe store failed");
-                Refusal(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "storage unavailable".into(),
-                )
-            })?;
-        if !first {
-            tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
-            return Ok(DispatchReply::None);
+            .begin(key, now, now.saturating_add(st.dedupe_ttl_ms), window.0)
+            .map_err(storage_failed)?;
+        match seen {
+            Delivery::First => {}
+            Delivery::Duplicate => {
+                tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
+                return Ok(DispatchReply::None);
+            }
+            Delivery::InFlight => {
+                tracing::info!(key = %key, "copy of a delivery still being handled; asked to retry");
+                return Err(Refusal(
+                    StatusCode::CONFLICT,
+                    "the same delivery is being handled; retry later".into(),
+                ));
+            }
         }
     }
+    // The request timeout drops this future mid-dispatch; the guard then forgets the key, so
+    // the timed-out delivery is not mistaken for a duplicate when DingTalk sends it again.
+    let mut guard = ForgetOnDrop {
+        dedupe: &st.dedupe,
+        key: key.as_deref(),
+    };
     match st.dispatcher.handle(event).await {
-        Ok(reply) => Ok(reply),
-        Err(e) => {
-            if let Some(key) = &key {
-                let _ = st.dedupe.forget(key);
+        Ok(reply) => {
+            if let Some(key) = guard.key.take() {
+                // The event is handled; failing to mark it only risks handling a redelivery
+                // again, which the workflow's own state tolerates better than a lost reply.
+                if let Err(e) = st.dedupe.finish(key) {
+                    tracing::error!(error = %e, key, "could not mark a delivery handled");
+                }
             }
+            Ok(reply)
+        }
+        Err(e) => {
+            drop(guard);
             tracing::warn!(error = %e, "dispatch failed; asking DingTalk to redeliver");
             Err(Refusal(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+    }
+}
+
+fn storage_failed(e: crate::store::StoreError) -> Refusal {
+    tracing::error!(error = %e, "dedupe store failed");
+    Refusal(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "storage unavailable".into(),
+    )
+}
+
+/// Forgets a delivery key unless disarmed (`key = None`) after a completed dispatch.
+struct ForgetOnDrop<'a> {
+    dedupe: &'a Dedupe,
+    key: Option<&'a str>,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            if let Err(e) = self.dedupe.forget(key) {
+                tracing::error!(error = %e, key, "could not forget the key of an unfinished delivery");
+            }
         }
     }
 }

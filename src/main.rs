@@ -52,12 +52,16 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let format = cli.log_format;
+    init_logging(format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("accessbot: {e:#}");
+            // Once, in the chosen format: a JSON log stream stays one object per line.
+            match format {
+                LogFormat::Json => tracing::error!("{e:#}"),
+                LogFormat::Human => eprintln!("accessbot: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -98,7 +102,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Err(problems) => {
                     for p in &problems {
-                        eprintln!("{p}");
+                        if p.warning_only {
+                            tracing::warn!(key = %p.key, "{}", p.message);
+                        } else {
+                            tracing::error!(key = %p.key, "{}", p.message);
+                        }
                     }
                     anyhow::bail!("{} configuration problem(s)", problems.len());
                 }

@@ -1,42 +1,129 @@
 //! Dedupe keys: DingTalk redelivers events (reference §2.6, §3) and users double-tap, so every
 //! delivery's key is remembered for a while; a second delivery is acknowledged, not re-run.
-//! Value: the expiry as big-endian i64 milliseconds, so stale entries can be swept by value.
+//!
+//! A key is first *in flight* (being dispatched), then *done*. The difference matters when
+//! DingTalk gives up waiting and redelivers while the first delivery is still being handled:
+//! acknowledging that copy as a duplicate would lose the event if the first attempt then fails,
+//! so the copy is told to come back later instead.
+//!
+//! Value: the expiry as big-endian i64 milliseconds (done), followed for an in-flight key by
+//! the big-endian i64 millisecond after which the attempt counts as abandoned (a crash mid-dispatch
+//! must not block the key until it expires). Expired keys are swept by value, at most once per
+//! `SWEEP_EVERY_MS`, by the delivery that notices it is time.
 use super::{Store, StoreError};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 const TREE: &str = "dedupe";
+
+/// How often expired keys are removed: often enough to keep the tree at about one TTL of
+/// traffic, rarely enough that the walk costs nothing noticeable.
+pub const SWEEP_EVERY_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Clone, Debug)]
 pub struct Dedupe {
     tree: sled::Tree,
+    next_sweep_ms: Arc<AtomicI64>,
+}
+
+/// What a delivery is, seen from the dedupe tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Not seen (or expired, or abandoned): handle it; it is now in flight.
+    First,
+    /// Already handled: acknowledge and do nothing.
+    Duplicate,
+    /// Another copy is being handled right now: ask the sender to try again later.
+    InFlight,
+}
+
+#[derive(Clone, Copy)]
+enum State {
+    Done { expires: i64 },
+    InFlight { expires: i64, abandoned_at: i64 },
+}
+
+impl State {
+    fn decode(v: &[u8]) -> State {
+        let at = |i: usize| {
+            v.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(i64::from_be_bytes)
+        };
+        match (at(0), at(8)) {
+            (Some(expires), Some(abandoned_at)) if v.len() == 16 => State::InFlight {
+                expires,
+                abandoned_at,
+            },
+            (Some(expires), None) if v.len() == 8 => State::Done { expires },
+            // Unreadable: treat as expired so the key can be recorded afresh.
+            _ => State::Done { expires: 0 },
+        }
+    }
+    fn expires(self) -> i64 {
+        match self {
+            State::Done { expires } | State::InFlight { expires, .. } => expires,
+        }
+    }
 }
 
 impl Dedupe {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
             tree: store.tree(TREE)?,
+            next_sweep_ms: Arc::new(AtomicI64::new(i64::MIN)),
         })
     }
 
-    /// Records `key` until `expires_ms`. Returns `true` if this is the first delivery (or the
-    /// previous record has expired), `false` for a duplicate. Atomic under concurrency: of two
-    /// simultaneous deliveries exactly one gets `true`.
+    /// Records `key` as handled until `expires_ms`. Returns `true` if this is the first delivery
+    /// (or the previous record has expired), `false` for a duplicate. Atomic under concurrency:
+    /// of two simultaneous deliveries exactly one gets `true`.
     pub fn first_seen(&self, key: &str, now_ms: i64, expires_ms: i64) -> Result<bool, StoreError> {
-        let new = expires_ms.to_be_bytes();
-        let mut current = self.tree.get(key)?;
-        loop {
-            if let Some(v) = &current {
-                if decode(v) > now_ms {
-                    return Ok(false);
+        let first = self.cas_in(key, |current| match current {
+            Some(s) if s.expires() > now_ms => None,
+            _ => Some(expires_ms.to_be_bytes().to_vec()),
+        })?;
+        self.maybe_sweep(now_ms)?;
+        Ok(first)
+    }
+
+    /// Starts handling a delivery. On `First` the key is in flight until `finish` (handled),
+    /// `forget` (failed), or `abandon_after_ms` passes. Atomic under concurrency.
+    pub fn begin(
+        &self,
+        key: &str,
+        now_ms: i64,
+        expires_ms: i64,
+        abandon_after_ms: i64,
+    ) -> Result<Delivery, StoreError> {
+        let mut seen = Delivery::First;
+        let mut value = expires_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(&now_ms.saturating_add(abandon_after_ms).to_be_bytes());
+        self.cas_in(key, |current| {
+            match current {
+                Some(State::Done { expires }) if expires > now_ms => seen = Delivery::Duplicate,
+                Some(State::InFlight {
+                    expires,
+                    abandoned_at,
+                }) if expires > now_ms && abandoned_at > now_ms => seen = Delivery::InFlight,
+                _ => {
+                    seen = Delivery::First;
+                    return Some(value.clone());
                 }
             }
-            match self
-                .tree
-                .compare_and_swap(key, current.clone(), Some(&new[..]))?
-            {
-                Ok(()) => return Ok(true),
-                Err(e) => current = e.current,
-            }
-        }
+            None
+        })?;
+        self.maybe_sweep(now_ms)?;
+        Ok(seen)
+    }
+
+    /// Marks an in-flight key handled; later copies are duplicates until it expires.
+    pub fn finish(&self, key: &str) -> Result<(), StoreError> {
+        self.cas_in(key, |current| match current {
+            Some(State::InFlight { expires, .. }) => Some(expires.to_be_bytes().to_vec()),
+            _ => None,
+        })?;
+        Ok(())
     }
 
     /// Forgets `key`, so a delivery whose handling failed before any state changed can be retried.
@@ -45,12 +132,55 @@ impl Dedupe {
         Ok(())
     }
 
-    /// Removes expired keys; returns how many. Called periodically by the scheduler.
+    /// Compare-and-swap loop: `decide` sees the current state and returns the new value, or
+    /// `None` to leave it. Returns whether a value was written.
+    fn cas_in(
+        &self,
+        key: &str,
+        mut decide: impl FnMut(Option<State>) -> Option<Vec<u8>>,
+    ) -> Result<bool, StoreError> {
+        let mut current = self.tree.get(key)?;
+        loop {
+            let Some(new) = decide(current.as_deref().map(State::decode)) else {
+                return Ok(false);
+            };
+            match self
+                .tree
+                .compare_and_swap(key, current.clone(), Some(new))?
+            {
+                Ok(()) => return Ok(true),
+                Err(e) => current = e.current,
+            }
+        }
+    }
+
+    fn maybe_sweep(&self, now_ms: i64) -> Result<(), StoreError> {
+        let due = self.next_sweep_ms.load(Ordering::Relaxed);
+        if now_ms >= due
+            && self
+                .next_sweep_ms
+                .compare_exchange(
+                    due,
+                    now_ms.saturating_add(SWEEP_EVERY_MS),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            let n = self.sweep(now_ms)?;
+            if n > 0 {
+                tracing::debug!(removed = n, "expired dedupe keys swept");
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes expired keys; returns how many.
     pub fn sweep(&self, now_ms: i64) -> Result<usize, StoreError> {
         let mut n = 0;
         for item in self.tree.iter() {
             let (k, v) = item?;
-            if decode(&v) <= now_ms
+            if State::decode(&v).expires() <= now_ms
                 && self
                     .tree
                     .compare_and_swap(&k, Some(v), None::<&[u8]>)?
@@ -71,10 +201,6 @@ impl Dedupe {
     }
 }
 
-fn decode(v: &[u8]) -> i64 {
-    v.try_into().map(i64::from_be_bytes).unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +214,72 @@ mod tests {
         assert!(d.first_seen("msg:1", 2001, 3000).unwrap());
         assert_eq!(d.sweep(3001).unwrap(), 1);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn in_flight_then_done_then_expired() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        let ttl = 10_000;
+        assert_eq!(d.begin("k", 0, ttl, 100).unwrap(), Delivery::First);
+        assert_eq!(d.begin("k", 50, 50 + ttl, 100).unwrap(), Delivery::InFlight);
+        d.finish("k").unwrap();
+        assert_eq!(
+            d.begin("k", 60, 60 + ttl, 100).unwrap(),
+            Delivery::Duplicate
+        );
+        // Done keeps the first delivery's expiry.
+        assert_eq!(d.begin("k", ttl, 2 * ttl, 100).unwrap(), Delivery::First);
+    }
+
+    #[test]
+    fn abandoned_and_forgotten_attempts_can_be_retried() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        assert_eq!(d.begin("k", 0, 10_000, 100).unwrap(), Delivery::First);
+        // The attempt crashed: after the abandon window the key is free again.
+        assert_eq!(d.begin("k", 100, 10_100, 100).unwrap(), Delivery::First);
+        d.forget("k").unwrap();
+        assert_eq!(d.begin("k", 101, 10_101, 100).unwrap(), Delivery::First);
+        // finish on a forgotten key does not resurrect it.
+        d.forget("k").unwrap();
+        d.finish("k").unwrap();
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn expired_keys_are_swept_by_later_deliveries() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        for i in 0..5 {
+            assert!(d.first_seen(&format!("old:{i}"), 0, 1_000).unwrap());
+        }
+        assert_eq!(d.len(), 5);
+        // Within the sweep interval nothing is walked.
+        assert_eq!(
+            d.begin("new:1", 2_000, SWEEP_EVERY_MS * 2, 100).unwrap(),
+            Delivery::First
+        );
+        assert_eq!(d.len(), 6);
+        assert_eq!(
+            d.begin("new:2", SWEEP_EVERY_MS, SWEEP_EVERY_MS * 3, 100)
+                .unwrap(),
+            Delivery::First
+        );
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn one_of_many_concurrent_deliveries_is_first() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        let firsts: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| d.begin("k", 0, 1000, 100).unwrap() == Delivery::First))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap() as usize).sum()
+        });
+        assert_eq!(firsts, 1);
     }
 
     #[test]

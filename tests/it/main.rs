@@ -1,9 +1,11 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
+mod cli;
 mod commands;
 mod dingtalk_client;
 mod dingtalk_props;
 mod dingtalk_sim;
 mod dingtalk_vectors;
+mod edge;
 mod jms_client;
 mod jms_transcripts;
 mod orders;

@@ -1,0 +1,449 @@
+//! The `accessbot` binary as an operator runs it: `config example`, `check-config` (every
+//! problem with its key, environment overrides and `*_FILE` secrets) and a short `serve` run
+//! with JSON logs, driven over HTTP like DingTalk. No secret may appear in any of its output.
+use accessbot::config::{self, Sources};
+use accessbot::dingtalk::crypto::CallbackCrypto;
+use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
+use accessbot::sandbox::dingtalk_driver::{
+    card_callback_body, card_signature_headers, encrypted_event_request, robot_text_message,
+    signed_robot_headers, RobotSender,
+};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_accessbot");
+
+/// Distinct secret values, so any of them showing up in output is a leak, not a coincidence.
+const APP_SECRET: &str = "appSecret-L3ak-Canary-41";
+const CALLBACK_TOKEN: &str = "cbTokenCanary77";
+const AES_KEY: &str = "Zq8RmT3vXw5yA7bC9dEfGhJkLmNpQrStUvWxYz01234"; // 43 characters
+const CARD_SECRET: &str = "cardSecret-Canary-93";
+const JMS_SECRET: &str = "jmsAkSecret-Canary-58";
+const SECRETS: [&str; 5] = [APP_SECRET, CALLBACK_TOKEN, AES_KEY, CARD_SECRET, JMS_SECRET];
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// The binary with a clean `ACCESSBOT_*` environment plus `env`.
+fn accessbot(args: &[&str], config: Option<&Path>, env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    if let Some(p) = config {
+        c.arg("--config").arg(p);
+    }
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ACCESSBOT_") {
+            c.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(args: &[&str], config: Option<&Path>, env: &[(&str, &str)]) -> (bool, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = accessbot(args, config, env).output().unwrap();
+    (
+        status.success(),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+fn assert_no_secret(output: &str) {
+    for s in SECRETS {
+        assert!(!output.contains(s), "secret leaked: {output}");
+    }
+}
+
+/// The example with every secret coming from outside the file: the environment and `*_FILE`.
+fn secret_env(files: &Files) -> Vec<(String, String)> {
+    let app = files.write("app_secret", &format!("{APP_SECRET}\n"));
+    let aes = files.write("aes_key", AES_KEY);
+    vec![
+        (
+            "ACCESSBOT_DINGTALK__APP_SECRET_FILE".into(),
+            app.display().to_string(),
+        ),
+        (
+            "ACCESSBOT_DINGTALK__CALLBACK_AES_KEY_FILE".into(),
+            aes.display().to_string(),
+        ),
+        (
+            "ACCESSBOT_DINGTALK__CALLBACK_TOKEN".into(),
+            CALLBACK_TOKEN.into(),
+        ),
+        (
+            "ACCESSBOT_DINGTALK__CARD_CALLBACK_SECRET".into(),
+            CARD_SECRET.into(),
+        ),
+        (
+            "ACCESSBOT_JUMPSERVER__ACCESS_KEY_SECRET".into(),
+            JMS_SECRET.into(),
+        ),
+    ]
+}
+
+fn as_refs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+#[test]
+fn config_example_prints_the_example_file() {
+    let (ok, out, err) = run(&["config", "example"], None, &[]);
+    assert!(ok, "{err}");
+    let file = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/accessbot.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(out, file);
+}
+
+#[test]
+fn check_config_accepts_the_example() {
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    let (ok, out, err) = run(&["check-config"], Some(&cfg), &[]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), format!("{}: ok", cfg.display()));
+}
+
+#[test]
+fn check_config_prints_every_problem_with_its_key() {
+    let files = Files::new();
+    let cfg = files.write(
+        "broken.toml",
+        "[server]\nlisten = \"everywhere\"\nmax_body_bytes = 10\nrequest_timeout_ms = \"soon\"\n\
+         [dingtalk]\napp_key = \"dingk\"\ncallback_aes_key = \"short\"\napi_base = \"ftp://x\"\nspeling = 1\n",
+    );
+    let (ok, out, _) = run(&["check-config"], Some(&cfg), &[]);
+    assert!(!ok, "{out}");
+    let problems: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("error: ") || l.starts_with("warning: "))
+        .collect();
+    for key in [
+        "server.listen",
+        "server.max_body_bytes",
+        "server.request_timeout_ms",
+        "dingtalk.app_secret",
+        "dingtalk.callback_token",
+        "dingtalk.callback_aes_key",
+        "dingtalk.api_base",
+        "dingtalk.speling",
+        "jumpserver.url",
+        "approval.default_approvers",
+    ] {
+        assert!(
+            problems.iter().any(|l| l.contains(&format!(": {key}: "))),
+            "{key} missing from:\n{out}"
+        );
+    }
+    assert!(
+        out.contains(&format!("{} problem(s)", problems.len())),
+        "{out}"
+    );
+
+    // A file that is not TOML at all is one problem naming the file.
+    let junk = files.write("junk.toml", "[server\nlisten =");
+    let (ok, out, _) = run(&["check-config"], Some(&junk), &[]);
+    assert!(!ok);
+    assert!(out.contains(&junk.display().to_string()), "{out}");
+    // And a missing file.
+    let (ok, out, _) = run(&["check-config"], Some(&files.path("absent.toml")), &[]);
+    assert!(!ok);
+    assert!(out.contains("cannot read the config file"), "{out}");
+}
+
+#[test]
+fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    let base = secret_env(&files);
+    let (ok, out, err) = run(&["check-config"], Some(&cfg), &as_refs(&base));
+    assert!(ok, "{out}{err}");
+    assert_no_secret(&out);
+    assert_no_secret(&err);
+
+    // Env wins over the file: a bad override is reported under its key.
+    let mut bad = base.clone();
+    bad.push(("ACCESSBOT_SERVER__LISTEN".into(), "not-an-address".into()));
+    let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
+    assert!(!ok);
+    assert!(
+        out.contains("error: server.listen: `not-an-address`"),
+        "{out}"
+    );
+
+    // `_FILE` wins over the file's value: a 42-character key read from a file is refused by
+    // length, and the key itself is not printed.
+    let short = files.write("short_aes", &AES_KEY[..42]);
+    let mut bad = base.clone();
+    bad.push((
+        "ACCESSBOT_DINGTALK__CALLBACK_AES_KEY_FILE".into(),
+        short.display().to_string(),
+    ));
+    let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
+    assert!(!ok);
+    assert!(
+        out.contains("error: dingtalk.callback_aes_key: must be 43 characters")
+            && out.contains("got 42"),
+        "{out}"
+    );
+    assert!(!out.contains(&AES_KEY[..42]), "{out}");
+
+    // A `_FILE` that cannot be read names the key and the path, never a value.
+    let mut bad = base.clone();
+    bad.push((
+        "ACCESSBOT_DINGTALK__APP_SECRET_FILE".into(),
+        files.path("nope").display().to_string(),
+    ));
+    let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
+    assert!(!ok);
+    assert!(
+        out.contains("error: dingtalk.app_secret_file: cannot read"),
+        "{out}"
+    );
+
+    // A secret put where a number belongs, through the environment, is named but not shown.
+    let mut bad = base.clone();
+    bad.push(("ACCESSBOT_SERVER__MAX_BODY_BYTES".into(), APP_SECRET.into()));
+    let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
+    assert!(!ok);
+    assert!(out.contains("error: server.max_body_bytes:"), "{out}");
+    assert_no_secret(&out);
+
+    // The values really arrive: loaded the same way, they are the secrets, yet Debug hides them.
+    let env: BTreeMap<String, String> = base.into_iter().collect();
+    let (config, _) = config::load(&Sources {
+        file: Some(&cfg),
+        env,
+    })
+    .unwrap();
+    assert_eq!(config.dingtalk.app_secret.expose(), APP_SECRET);
+    assert_eq!(config.dingtalk.callback_aes_key.expose(), AES_KEY);
+    assert_eq!(config.dingtalk.callback_token.expose(), CALLBACK_TOKEN);
+    assert_no_secret(&format!("{config:?}"));
+    assert_no_secret(&format!("{config:#?}"));
+}
+
+/// `serve` with JSON logs at debug level: reached over HTTP with secrets that only came from
+/// the environment and files, stopped with SIGTERM; every log line is JSON and none holds a
+/// secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
+    let sim = SimDingTalk::start(SimDingTalkOptions {
+        app_secret: APP_SECRET.into(),
+        ..SimDingTalkOptions::default()
+    })
+    .await
+    .unwrap();
+    let app_key = sim.options().app_key.clone();
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    let mut env = secret_env(&files);
+    let data = files.path("data").display().to_string();
+    for (k, v) in [
+        ("ACCESSBOT_SERVER__LISTEN", "127.0.0.1:0"),
+        ("ACCESSBOT_STORAGE__PATH", data.as_str()),
+        ("ACCESSBOT_DINGTALK__APP_KEY", app_key.as_str()),
+        ("ACCESSBOT_DINGTALK__API_BASE", sim.base_url()),
+        ("ACCESSBOT_DINGTALK__OAPI_BASE", sim.base_url()),
+        ("ACCESSBOT_LOG", "debug"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let mut child = accessbot(
+        &["--log-format", "json", "serve"],
+        Some(&cfg),
+        &as_refs(&env),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let addr = loop {
+        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+            .await
+            .expect("serve did not start")
+            .expect("serve exited before listening");
+        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if v["message"] == "accessbot listening" {
+            break v["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    let url = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let now = || jiff::Timestamp::now().as_millisecond();
+
+    // check_url with the token and aes key that came from the environment and a file.
+    let crypto = CallbackCrypto::new(CALLBACK_TOKEN, AES_KEY, &app_key).unwrap();
+    let (q, body) = encrypted_event_request(
+        &crypto,
+        r#"{"EventType":"check_url"}"#,
+        &now().to_string(),
+        "nonce1",
+    );
+    let r = http
+        .post(format!("{url}/dingtalk/events?{q}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reply: Value = r.json().await.unwrap();
+    let s = |k: &str| reply[k].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        crypto.verify_signature(
+            &s("msg_signature"),
+            &s("timeStamp"),
+            &s("nonce"),
+            &s("encrypt")
+        ),
+        Ok(())
+    );
+    assert_eq!(crypto.decrypt(&s("encrypt")).as_deref(), Ok("success"));
+
+    // A robot message signed with the app secret read from a file is answered with help.
+    let sender = RobotSender {
+        staff_id: Some("u1"),
+        nick: "张三",
+        group: false,
+        conversation_id: "cid-cli",
+        session_webhook: "unused",
+        robot_code: &app_key,
+    };
+    let mut msg = robot_text_message(&sender, "msgCli1", "help", now());
+    let (hook, expires) = sim.session_webhook("msgCli1");
+    msg["sessionWebhook"] = json!(hook);
+    msg["sessionWebhookExpiredTime"] = json!(expires);
+    let post_robot = |headers: [(String, String); 2]| {
+        let mut req = http
+            .post(format!("{url}/dingtalk/robot"))
+            .body(msg.to_string());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let r = post_robot(signed_robot_headers(APP_SECRET, now()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = post_robot(signed_robot_headers("forged", now()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut replies = Vec::new();
+    for _ in 0..500 {
+        replies = sim.webhook_messages("msgCli1");
+        if !replies.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(replies.len(), 1, "{replies:?}");
+
+    // A card tap signed with the card secret from the environment.
+    let mut params = Map::new();
+    params.insert("requestId".into(), json!("REQ-1"));
+    let mut req = http
+        .post(format!("{url}/dingtalk/cards"))
+        .body(card_callback_body("REQ-1", "boss01", &["approve"], params).to_string());
+    for (k, v) in card_signature_headers(CARD_SECRET, now()) {
+        req = req.header(k, v);
+    }
+    assert_eq!(req.send().await.unwrap().status(), 200);
+
+    // Graceful stop on SIGTERM, as a container runtime does it.
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let lines = reader.join().unwrap();
+    assert!(lines.len() > 3, "{lines:?}");
+    for line in &lines {
+        let v: Result<Value, _> = serde_json::from_str(line);
+        assert!(
+            v.is_ok_and(|v| v.is_object()),
+            "not a JSON log line: {line}"
+        );
+        assert_no_secret(line);
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("refused inbound request")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_broken_config_naming_each_key_in_json_logs() {
+    let files = Files::new();
+    let cfg = files.write(
+        "broken.toml",
+        "[server]\nlisten = \"everywhere\"\n[dingtalk]\napp_key = \"k\"\n",
+    );
+    let (ok, out, err) = run(&["--log-format", "json", "serve"], Some(&cfg), &[]);
+    assert!(!ok, "{out}{err}");
+    let lines: Vec<Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let keys: Vec<&str> = lines.iter().filter_map(|l| l["key"].as_str()).collect();
+    for key in ["server.listen", "dingtalk.app_secret", "jumpserver.url"] {
+        assert!(keys.contains(&key), "{key}: {lines:?}");
+    }
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("configuration problem")),
+        "{lines:?}"
+    );
+}
