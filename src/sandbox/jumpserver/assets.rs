@@ -259,6 +259,45 @@ pub(super) fn hosts_list(st: &State, c: &Ctx) -> Out {
     out(200, paginate(rows, c.q, c.base, true))
 }
 
+/// `GET /accounts/accounts/`: one row per account, i.e. per (host, name) — the same username on
+/// two hosts is two rows [098]. Exact filters `asset`/`asset_id`, `username`, `name`, `address`,
+/// `asset_name`, `id`, plus case-insensitive `search` over username, name and the asset's name and
+/// address (§4.5). Ordered by asset name, then account name, so a limit/offset walk is stable.
+pub(super) fn accounts_list(st: &State, c: &Ctx) -> Out {
+    let exact = |key: &str, v: &str| qget(c.q, key).is_none_or(|x| x == v);
+    let search = qget(c.q, "search").map(str::to_lowercase);
+    let mut rows: Vec<(&Account, &Host)> = st
+        .accounts
+        .iter()
+        .filter_map(|a| Some((a, st.hosts.iter().find(|h| h.id == a.asset_id)?)))
+        .filter(|(a, h)| {
+            exact("asset", &h.id)
+                && exact("asset_id", &h.id)
+                && exact("username", &a.username)
+                && exact("name", &a.name)
+                && exact("address", &h.address)
+                && exact("asset_name", &h.name)
+                && exact("id", &a.id)
+        })
+        .filter(|(a, h)| {
+            search.as_ref().is_none_or(|s| {
+                [&a.username, &a.name, &h.name, &h.address]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(s))
+            })
+        })
+        .collect();
+    rows.sort_by(|(a, h), (b, g)| (&h.name, &a.name).cmp(&(&g.name, &b.name)));
+    let rows = rows
+        .into_iter()
+        .filter_map(|(a, h)| {
+            let p = st.platforms.iter().find(|p| p.id == h.platform_id)?;
+            Some(account_json(a, h, p))
+        })
+        .collect();
+    out(200, paginate(rows, c.q, c.base, true))
+}
+
 pub(super) fn hosts_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
     if c.org == Org::Root {
         return out(400, json!(["Please save in a org"]));
