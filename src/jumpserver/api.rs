@@ -42,6 +42,8 @@ pub struct Host {
     pub platform_id: Option<i64>,
     pub node_ids: Vec<String>,
     pub nodes_display: Vec<String>,
+    /// How many accounts (logins) the host has, when the server says (v3+ lists do).
+    pub accounts_amount: Option<u64>,
 }
 
 /// What to put on a new host.
@@ -96,6 +98,15 @@ pub struct GrantedAsset {
     pub id: String,
     pub name: String,
     pub address: String,
+}
+
+/// One login (account) on one host (§4.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostAccount {
+    pub id: String,
+    pub host_id: String,
+    pub name: String,
+    pub username: String,
 }
 
 /// One user reaching an address through one valid permission (§4.8 precise method).
@@ -208,6 +219,7 @@ fn host_from(v: &Value) -> Result<Host, JmsError> {
                     .collect()
             })
             .unwrap_or_default(),
+        accounts_amount: v.get("accounts_amount").and_then(Value::as_u64),
     })
 }
 
@@ -235,6 +247,7 @@ const NODES: &str = "/api/v1/assets/nodes/";
 const HOSTS: &str = "/api/v1/assets/hosts/";
 const PLATFORMS: &str = "/api/v1/assets/platforms/";
 const PERMS: &str = "/api/v1/perms/asset-permissions/";
+const ACCOUNTS: &str = "/api/v1/accounts/accounts/";
 
 impl JmsClient {
     async fn send_json(
@@ -247,8 +260,8 @@ impl JmsClient {
         self.call(Req::new(method, path, Some(body), retry)).await
     }
 
-    /// Version probe plus the caches every grant needs (root node, default platform), so that
-    /// grants spend their calls on the work itself.
+    /// Version probe plus the caches every grant needs (root node, default platform, the
+    /// root's direct children), so that grants spend their calls on the work itself.
     pub async fn start(&self) -> Result<ServerLine, JmsError> {
         let line = self.detect_version().await?;
         self.root_node().await?;
@@ -256,6 +269,7 @@ impl JmsClient {
             let p = self.inner.cfg.default_platform.clone();
             self.platform_id(&p).await?;
         }
+        self.load_child_nodes().await?;
         Ok(line)
     }
 
@@ -405,22 +419,55 @@ impl JmsClient {
             .collect()
     }
 
-    /// A direct child of the root whose value is exactly `value`.
+    /// A direct child of the root whose value is exactly `value` (asks the server; refreshes
+    /// the cache).
     pub async fn find_child_node(&self, value: &str) -> Result<Option<Node>, JmsError> {
         let root = self.root_node().await?;
         let rows = self.list_all(NODES, &[("value", value)], None).await?;
         for r in &rows {
             let n = node_from(r)?;
-            let direct = n
-                .key
-                .strip_prefix(&root.key)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains(':'));
-            if n.value == value && direct {
+            if n.value == value && is_direct_child(&root, &n) {
+                self.remember_child_node(&n);
                 return Ok(Some(n));
             }
         }
+        lock(&self.inner.child_nodes).remove(value);
         Ok(None)
+    }
+
+    /// Caches every direct child of the root (one paginated walk, large pages).
+    async fn load_child_nodes(&self) -> Result<(), JmsError> {
+        let root = self.root_node().await?;
+        let rows = self.list_all_by(NODES, &[], None, "1000").await?;
+        let mut cache = lock(&self.inner.child_nodes);
+        for r in &rows {
+            let n = node_from(r)?;
+            if is_direct_child(&root, &n) {
+                cache.insert(n.value.clone(), n);
+            }
+        }
+        Ok(())
+    }
+
+    fn remember_child_node(&self, n: &Node) {
+        lock(&self.inner.child_nodes).insert(n.value.clone(), n.clone());
+    }
+
+    pub(crate) fn forget_child_node(&self, value: &str) {
+        lock(&self.inner.child_nodes).remove(value);
+    }
+
+    /// Like `ensure_child_node`, but a cached node costs no call; `(node, created, from_cache)`.
+    pub(crate) async fn child_node_cached(
+        &self,
+        value: &str,
+    ) -> Result<(Node, bool, bool), JmsError> {
+        validate_node_value(value)?;
+        if let Some(n) = lock(&self.inner.child_nodes).get(value).cloned() {
+            return Ok((n, false, true));
+        }
+        let (n, created) = self.ensure_child_node(value).await?;
+        Ok((n, created, false))
     }
 
     /// Find-or-create a child of the root; `bool` = created now.
@@ -443,7 +490,11 @@ impl JmsClient {
             )
             .await
         {
-            Ok(v) => Ok((node_from(&v)?, true)),
+            Ok(v) => {
+                let n = node_from(&v)?;
+                self.remember_child_node(&n);
+                Ok((n, true))
+            }
             Err(JmsError::Rejected {
                 kind: Problem::NodeExists,
                 ..
@@ -559,6 +610,59 @@ impl JmsClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    // ---------- accounts ----------
+
+    /// Accounts with one of `usernames` on the hosts `host_ids`, in min(hosts, usernames)
+    /// calls: by `asset_id` when there are fewer hosts, else by `username` (rows of other hosts
+    /// dropped here). The username filter is exact and case-sensitive, as the grant's matching is.
+    pub async fn host_accounts(
+        &self,
+        host_ids: &[String],
+        usernames: &[String],
+    ) -> Result<Vec<HostAccount>, JmsError> {
+        if host_ids.is_empty() || usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.require_v3("accounts").await?;
+        let mut rows = Vec::new();
+        if host_ids.len() <= usernames.len() {
+            for h in host_ids {
+                rows.extend(
+                    self.list_all_by(ACCOUNTS, &[("asset_id", seg(h)?)], None, "1000")
+                        .await?,
+                );
+            }
+        } else {
+            for u in usernames {
+                rows.extend(
+                    self.list_all_by(ACCOUNTS, &[("username", u.as_str())], None, "1000")
+                        .await?,
+                );
+            }
+        }
+        let mut out: Vec<HostAccount> = Vec::new();
+        for r in &rows {
+            let host_id = match r.get("asset") {
+                Some(a @ Value::Object(_)) => s(a, "id"),
+                Some(Value::String(x)) => x.clone(),
+                _ => String::new(),
+            };
+            let a = HostAccount {
+                id: s(r, "id"),
+                host_id,
+                name: s(r, "name"),
+                username: s(r, "username"),
+            };
+            if host_ids.contains(&a.host_id)
+                && usernames.contains(&a.username)
+                && !out.iter().any(|x| x.id == a.id && !a.id.is_empty())
+            {
+                out.push(a);
+            }
+        }
+        Ok(out)
     }
 
     // ---------- permissions ----------
@@ -787,6 +891,31 @@ impl JmsClient {
             })
             .unwrap_or_default())
     }
+}
+
+fn is_direct_child(root: &Node, n: &Node) -> bool {
+    n.key
+        .strip_prefix(&root.key)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(':'))
+}
+
+/// The plain account usernames a grant names (what must exist on a host for `@SPEC` to give a
+/// usable login); empty for `@ALL` and for the other `@`/`!`/`%` forms, which need no account.
+pub fn granted_usernames(accounts: &[String]) -> Vec<String> {
+    let trimmed: Vec<&str> = accounts.iter().map(|a| a.trim()).collect();
+    if trimmed.contains(&"@ALL") {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = Vec::new();
+    for a in trimmed {
+        let special =
+            a.is_empty() || a.starts_with('@') || a.starts_with('!') || a.starts_with('%');
+        if !special && !v.iter().any(|x| x == a) {
+            v.push(a.to_owned());
+        }
+    }
+    v
 }
 
 /// `["@ALL"]` stays; plain usernames get the `@SPEC` marker the UI expects; empty is refused

@@ -72,6 +72,9 @@ pub(crate) struct Inner {
     pub(crate) version: Mutex<Option<ServerLine>>,
     pub(crate) platforms: Mutex<HashMap<String, i64>>,
     pub(crate) root_node: Mutex<Option<super::api::Node>>,
+    /// Direct children of the root by value (the systems grants name). Positive entries only:
+    /// a miss is looked up, and an entry the server no longer knows is dropped on first use.
+    pub(crate) child_nodes: Mutex<HashMap<String, super::api::Node>>,
 }
 
 /// Typed async client; cheap to clone (shared connection pool, caches and login).
@@ -199,6 +202,7 @@ impl JmsClient {
                 version: Mutex::new(None),
                 platforms: Mutex::new(HashMap::new()),
                 root_node: Mutex::new(None),
+                child_nodes: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -383,8 +387,21 @@ impl JmsClient {
         query: &[(&str, &str)],
         org: Option<&str>,
     ) -> Result<Vec<Value>, JmsError> {
+        self.list_all_by(path, query, org, "100").await
+    }
+
+    /// `list_all` with another page size. Servers clamp a larger `limit` to their cap silently
+    /// (100 before v3.10, 1000 on v4.10.8+, §1.1) and the walk follows `next` either way, so a
+    /// large page is safe where a list may be long and calls are counted.
+    pub(crate) async fn list_all_by(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        org: Option<&str>,
+        limit: &str,
+    ) -> Result<Vec<Value>, JmsError> {
         let mut q: Vec<(&str, &str)> = query.to_vec();
-        q.push(("limit", "100"));
+        q.push(("limit", limit));
         let mut next_target = Some(target(path, &q));
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();

@@ -486,11 +486,10 @@ async fn grant_budget_and_idempotence_one_existing_host() {
     // Sub-second precision is lost on the server; a re-run must still see "the same" expiry.
     p.date_expired += SignedDuration::from_millis(250);
     let out = c.grant(&p).await.unwrap();
-    assert!(
-        env.sim.total_calls() <= 4,
-        "calls {}",
-        env.sim.total_calls()
-    );
+    // User, hosts, accounts on the host, permission.
+    assert_eq!(env.sim.total_calls(), 4);
+    assert_eq!(env.sim.calls_to("GET", "/api/v1/accounts/accounts/"), 1);
+    assert!(out.accounts_missing.is_empty() && out.notices(true).is_empty());
     assert_eq!(out.permission, PermissionResult::Created);
     assert!(out.user_active);
     assert_eq!(
@@ -515,11 +514,9 @@ async fn grant_budget_and_idempotence_one_existing_host() {
     assert_eq!(again.creates(), 0);
     assert_eq!(again.permission, PermissionResult::AlreadyExisted);
     assert_eq!(again.permission_id, out.permission_id);
-    assert!(
-        env.sim.total_calls() <= 4,
-        "re-run calls {}",
-        env.sim.total_calls()
-    );
+    // The one case above 4: the "name exists" answer has no id, so one GET finds it.
+    assert_eq!(env.sim.total_calls(), 5, "re-run");
+    assert_eq!(env.sim.calls_to("GET", "/api/v1/perms/"), 1);
     assert_eq!(env.sim.calls_to("POST", "/api/v1/assets/"), 0);
 }
 
@@ -561,11 +558,9 @@ async fn grant_creates_three_hosts_user_and_node_then_nothing() {
     let again = c.grant(&p).await.unwrap();
     assert_eq!(again.creates(), 0);
     assert_eq!(again.hosts_found.len(), 3);
-    assert!(
-        env.sim.total_calls() <= 4,
-        "re-run calls {}",
-        env.sim.total_calls()
-    );
+    // User, hosts, accounts, permission POST ("name exists") and the GET that finds it.
+    assert_eq!(env.sim.total_calls(), 5, "re-run");
+    assert!(again.accounts_missing.is_empty(), "made inline on creation");
     assert_eq!(env.sim.hosts().len(), 3);
     assert_eq!(env.sim.permissions().len(), 1);
     // A later end date on the same order updates instead of duplicating.
@@ -579,11 +574,15 @@ async fn grant_creates_three_hosts_user_and_node_then_nothing() {
     env.sim.reset_counts();
     let o2 = c.grant(&q).await.unwrap();
     assert_eq!(o2.hosts_created.len(), 2);
-    assert!(
-        env.sim.total_calls() <= 2 + 4,
-        "calls {}",
-        env.sim.total_calls()
-    );
+    // The node is cached since the first grant made it: user, hosts, 2 creates, permission.
+    assert_eq!(env.sim.total_calls(), 2 + 3);
+    // Mixed: one existing host and one new, node cached: n + 4 with the accounts check.
+    let mut m = plan(&["10.40.0.1", "10.40.0.7"]);
+    m.permission_name = "dt-A20261122-0003".into();
+    env.sim.reset_counts();
+    let o3 = c.grant(&m).await.unwrap();
+    assert_eq!((o3.hosts_found.len(), o3.hosts_created.len()), (1, 1));
+    assert_eq!(env.sim.total_calls(), 1 + 4);
 }
 
 #[tokio::test]
@@ -1080,4 +1079,184 @@ async fn grant_request_bodies_match_the_recorded_shapes() {
     // The recorded answer's expiry equals the plan's: nothing to PATCH.
     assert_eq!(out.permission, PermissionResult::Created);
     assert!(log.iter().all(|(m, _, _)| m != "PATCH"));
+}
+
+#[tokio::test]
+async fn grant_reports_accounts_missing_on_existing_hosts() {
+    let env = sim_with(|_| {}).await;
+    env.sim
+        .add_user("alice", "Alice", "alice@example.com")
+        .unwrap();
+    let node = env.sim.add_node_path("PaymentSystem");
+    let acc = |u: &str| (u.to_owned(), u.to_owned(), u == "root");
+    for (addr, accounts) in [
+        ("10.50.0.1", vec![acc("readonly"), acc("root")]),
+        ("10.50.0.2", vec![acc("root")]),
+        ("10.50.0.3", vec![]),
+        // Same username on another host that is not granted: must not count for 10.50.0.2.
+        ("10.50.0.9", vec![acc("readonly")]),
+    ] {
+        env.sim
+            .add_host(SeedHost {
+                name: addr.into(),
+                address: addr.into(),
+                platform_id: 1,
+                node_ids: vec![node.clone()],
+                accounts,
+            })
+            .unwrap();
+    }
+    let c = client(&env, ak_cfg(&env.sim.url()));
+    c.start().await.unwrap();
+    let p = plan(&["10.50.0.1", "10.50.0.2", "10.50.0.3"]);
+    let pv = c.preview(&p).await.unwrap();
+    let want = vec![
+        MissingAccount {
+            address: "10.50.0.2".into(),
+            username: "readonly".into(),
+        },
+        MissingAccount {
+            address: "10.50.0.3".into(),
+            username: "readonly".into(),
+        },
+    ];
+    assert_eq!(pv.accounts_missing, want);
+    env.sim.reset_counts();
+    let out = c.grant(&p).await.unwrap();
+    assert_eq!(env.sim.total_calls(), 4);
+    assert_eq!(out.accounts_missing, want);
+    assert_eq!(out.permission, PermissionResult::Created);
+    assert!(env.sim.accounts().len() == 4, "nothing created on hosts");
+    let en = out.notices(true);
+    assert_eq!(en.len(), 1);
+    assert!(
+        en[0].contains("\"readonly\"") && en[0].contains("10.50.0.2, 10.50.0.3"),
+        "{en:?}"
+    );
+    let zh = out.notices(false);
+    assert!(zh[0].contains("10.50.0.2、10.50.0.3") && zh[0].contains("readonly"));
+    assert_eq!(pv.notices(true), en);
+
+    // Two usernames on one host: one call by asset id covers both.
+    let mut two = plan(&["10.50.0.2"]);
+    two.accounts = vec!["readonly".into(), "root".into()];
+    two.permission_name = "dt-two".into();
+    env.sim.reset_counts();
+    let o = c.grant(&two).await.unwrap();
+    assert_eq!(env.sim.total_calls(), 4);
+    assert_eq!(
+        o.accounts_missing,
+        vec![MissingAccount {
+            address: "10.50.0.2".into(),
+            username: "readonly".into()
+        }]
+    );
+    // A host whose list row says it has no accounts needs no lookup.
+    let mut empty = plan(&["10.50.0.3"]);
+    empty.permission_name = "dt-empty".into();
+    env.sim.reset_counts();
+    let o = c.grant(&empty).await.unwrap();
+    assert_eq!(env.sim.total_calls(), 3);
+    assert_eq!(o.accounts_missing.len(), 1);
+    // @ALL names no account, so there is nothing to check.
+    let mut all = plan(&["10.50.0.1", "10.50.0.2"]);
+    all.accounts = vec!["@ALL".into()];
+    all.permission_name = "dt-all".into();
+    env.sim.reset_counts();
+    let o = c.grant(&all).await.unwrap();
+    assert_eq!(env.sim.total_calls(), 3);
+    assert!(o.accounts_missing.is_empty());
+    // A disabled user is said in words too.
+    c.set_user_active(&o.user_id, false).await.unwrap();
+    let o = c.grant(&all).await.unwrap();
+    assert!(o.notices(true)[0].contains("disabled"));
+}
+
+#[tokio::test]
+async fn hosts_created_without_accounts_are_reported() {
+    let env = sim_with(|_| {}).await;
+    env.sim
+        .add_user("alice", "Alice", "alice@example.com")
+        .unwrap();
+    let mut cfg = ak_cfg(&env.sim.url());
+    cfg.create_host_accounts = false;
+    let c = client(&env, cfg);
+    c.start().await.unwrap();
+    let p = plan(&["10.60.0.1"]);
+    let pv = c.preview(&p).await.unwrap();
+    assert_eq!(pv.accounts_missing.len(), 1);
+    let out = c.grant(&p).await.unwrap();
+    assert_eq!(
+        out.accounts_missing,
+        vec![MissingAccount {
+            address: "10.60.0.1".into(),
+            username: "readonly".into()
+        }]
+    );
+    assert!(env.sim.accounts().is_empty());
+}
+
+#[tokio::test]
+async fn node_grant_finds_or_creates_the_node_and_names_it() {
+    let env = sim_with(|_| {}).await;
+    env.sim
+        .add_user("alice", "Alice", "alice@example.com")
+        .unwrap();
+    let c = client(&env, ak_cfg(&env.sim.url()));
+    c.start().await.unwrap();
+    let mut p = plan(&[]);
+    p.node_name = "HRSystem".into();
+    p.permission_name = "dt-node-1".into();
+    let pv = c.preview(&p).await.unwrap();
+    assert!(pv.node_grant && !pv.node_exists && pv.hosts_to_create.is_empty());
+    env.sim.reset_counts();
+    let out = c.grant(&p).await.unwrap();
+    // User, node lookup, node create, permission.
+    assert_eq!(env.sim.total_calls(), 4);
+    assert!(out.node_grant && out.node_created);
+    let node = out.node.clone().unwrap();
+    assert_eq!(node.value, "HRSystem");
+    let perm = env
+        .sim
+        .permissions()
+        .into_iter()
+        .find(|x| x.name == "dt-node-1")
+        .unwrap();
+    assert_eq!(perm.node_ids, vec![node.id.clone()]);
+    assert!(perm.asset_ids.is_empty());
+    assert_eq!(perm.accounts, vec!["@SPEC", "readonly"]);
+    // Again: nothing created; the node comes from the cache.
+    env.sim.reset_counts();
+    let again = c.grant(&p).await.unwrap();
+    assert_eq!(again.creates(), 0);
+    assert_eq!(again.permission, PermissionResult::AlreadyExisted);
+    assert_eq!(
+        env.sim.total_calls(),
+        3,
+        "user, permission POST, GET by name"
+    );
+    // An existing node (made by an admin, found by value) under another order: 2 calls warm,
+    // 3 when the node is not cached yet.
+    let pay = env.sim.add_node_path("PaymentSystem");
+    let mut q = plan(&[]);
+    q.permission_name = "dt-node-2".into();
+    env.sim.reset_counts();
+    let o = c.grant(&q).await.unwrap();
+    assert_eq!(env.sim.total_calls(), 3);
+    assert!(!o.node_created);
+    assert_eq!(o.node.unwrap().id, pay);
+    assert_eq!(env.sim.nodes().len(), 3, "root, HRSystem, PaymentSystem");
+    // The node the client cached was deleted: the refused POST leads to a fresh find-or-create.
+    assert!(env.sim.remove_node(&node.id));
+    let mut r = plan(&[]);
+    r.node_name = "HRSystem".into();
+    r.permission_name = "dt-node-3".into();
+    let o = c.grant(&r).await.unwrap();
+    assert!(o.node_created);
+    assert_ne!(o.node.unwrap().id, node.id);
+    // Neither hosts nor a node: refused before any call.
+    let mut bad = plan(&[]);
+    bad.node_name = " ".into();
+    let e = bad.validate().unwrap_err();
+    assert!(e.user_message(true).contains("system"), "{e}");
 }
