@@ -106,13 +106,16 @@ impl JmsError {
         }
     }
 
-    /// Whether retrying the same call may succeed.
+    /// Whether retrying the same call may succeed: throttling, transport failures and every
+    /// 5xx (a worker timeout or a lost database connection answers 500 too; the deterministic
+    /// 500s of §2.1/§4.4 come from requests this client never builds). Only idempotent calls
+    /// are retried, so a repeated 500 costs a few calls, never a duplicate.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             JmsError::Throttled { .. }
                 | JmsError::Transport(_)
-                | JmsError::Server { status: 502..=504 }
+                | JmsError::Server { status: 500..=599 }
         )
     }
 
@@ -312,6 +315,7 @@ mod tests {
         assert!(e.is_transient());
         let e = JmsError::from_status(500, b"<html>", None);
         assert!(matches!(e, JmsError::Server { status: 500 }));
-        assert!(!e.is_transient());
+        assert!(e.is_transient());
+        assert!(!JmsError::from_status(404, b"", None).is_transient());
     }
 }

@@ -707,12 +707,17 @@ async fn retries_only_what_is_safe() {
     assert!(matches!(e, JmsError::Server { status: 503 }), "{e:?}");
     assert_eq!(env.sim.total_calls(), 4);
     env.sim.fail_next(0, 503);
-    // A 500 is a bug on the server side, not weather: no retry.
+    // Any 5xx on an idempotent call is retried (issue 3: "5xx, timeouts and connection errors").
     env.sim.reset_counts();
     env.sim.fail_next(1, 500);
+    assert!(!c.list_users().await.unwrap().is_empty());
+    assert_eq!(env.sim.total_calls(), 2);
+    // A 4xx is an answer, not weather: no retry.
+    env.sim.reset_counts();
+    env.sim.fail_next(1, 400);
     assert!(matches!(
         c.list_users().await,
-        Err(JmsError::Server { status: 500 })
+        Err(JmsError::Rejected { status: 400, .. })
     ));
     assert_eq!(env.sim.total_calls(), 1);
     // 429 is retried after (capped) Retry-After.
@@ -866,7 +871,8 @@ fn bad_config_is_refused_by_the_constructor() {
     assert!(matches!(&e, JmsError::Config(m) if m.contains("jumpserver.url")));
 }
 
-/// `PUT /nodes/{id}/assets/add/` (the simulator has no such route yet): checked on a recorder.
+/// `PUT /nodes/{id}/assets/add/` on a recorder: the exact request and its signature (the
+/// simulator route is exercised in `node_grant_finds_or_creates_the_node_and_names_it`).
 #[tokio::test]
 async fn add_hosts_to_node_sends_one_signed_put() {
     use axum::http::{HeaderMap, Method, Uri};
@@ -1246,6 +1252,30 @@ async fn node_grant_finds_or_creates_the_node_and_names_it() {
     assert!(!o.node_created);
     assert_eq!(o.node.unwrap().id, pay);
     assert_eq!(env.sim.nodes().len(), 3, "root, HRSystem, PaymentSystem");
+    // A node grant reaches hosts put into the node later, for "who can reach" and the user.
+    let later = env
+        .sim
+        .add_host(SeedHost {
+            name: "10.70.0.1".into(),
+            address: "10.70.0.1".into(),
+            platform_id: 1,
+            node_ids: vec![],
+            accounts: vec![],
+        })
+        .unwrap();
+    assert!(c.who_can_reach("10.70.0.1").await.unwrap().is_empty());
+    c.add_hosts_to_node(&pay, std::slice::from_ref(&later))
+        .await
+        .unwrap();
+    let reach = c.who_can_reach("10.70.0.1").await.unwrap();
+    assert_eq!(reach.len(), 1);
+    assert_eq!(
+        (reach[0].user_id.clone(), reach[0].permission_name.as_str()),
+        (o.user_id.clone(), "dt-node-2")
+    );
+    let granted = c.user_granted_assets(&o.user_id).await.unwrap();
+    assert_eq!(granted.len(), 1);
+    assert_eq!(granted[0].id, later);
     // The node the client cached was deleted: the refused POST leads to a fresh find-or-create.
     assert!(env.sim.remove_node(&node.id));
     let mut r = plan(&[]);
@@ -1259,4 +1289,95 @@ async fn node_grant_finds_or_creates_the_node_and_names_it() {
     bad.node_name = " ".into();
     let e = bad.validate().unwrap_err();
     assert!(e.user_message(true).contains("system"), "{e}");
+}
+
+/// Every request carries the configured org in `X-JMS-ORG`, in every auth mode, login calls
+/// included (a recorder stands in for the server, since the simulator folds unknown orgs into
+/// Default like the community edition does).
+#[tokio::test]
+async fn configured_org_is_sent_on_every_call_in_every_auth_mode() {
+    use axum::http::{HeaderMap, Uri};
+    type Seen = Arc<std::sync::Mutex<Vec<(String, Option<String>, String)>>>;
+    let seen: Seen = Arc::default();
+    let s2 = seen.clone();
+    let app = axum::Router::new().fallback(move |u: Uri, h: HeaderMap| {
+        let s = s2.clone();
+        async move {
+            let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            s.lock().unwrap().push((
+                u.path().to_owned(),
+                get("x-jms-org"),
+                get("authorization").unwrap_or_default(),
+            ));
+            if u.path() == "/api/v1/authentication/auth/" {
+                return axum::Json(serde_json::json!({"token": "tok-123", "keyword": "Bearer"}));
+            }
+            axum::Json(
+                serde_json::json!({"count": 0, "next": null, "previous": null, "results": []}),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let url = format!("http://{addr}");
+    let org = "11111111-2222-3333-4444-555555555555";
+    let mut token = base_cfg(&url);
+    token.private_token = Secret::new("a".repeat(40));
+    let mut pw = base_cfg(&url);
+    pw.username = "bot".into();
+    pw.password = Secret::new("pw");
+    for (mode, mut cfg) in [("ak", ak_cfg(&url)), ("token", token), ("pw", pw)] {
+        cfg.org = org.into();
+        seen.lock().unwrap().clear();
+        let clock: SharedClock = Arc::new(ManualClock::new(t0()));
+        let c = JmsClient::new(cfg, clock).unwrap();
+        assert_eq!(c.detect_version().await.unwrap(), ServerLine::V4);
+        assert!(c.find_user_by_username("x").await.unwrap().is_none());
+        assert!(c.list_hosts().await.unwrap().is_empty());
+        assert!(c.who_can_reach("10.0.0.1").await.unwrap().is_empty());
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.len() >= 4, "{mode}: {seen:?}");
+        for (path, o, auth) in &seen {
+            assert_eq!(o.as_deref(), Some(org), "{mode} {path}");
+            let anonymous = path.contains("/settings/") || path.contains("/authentication/");
+            let want = match mode {
+                "ak" => "Signature ",
+                "token" => "Token ",
+                _ => "Bearer tok-123",
+            };
+            assert_eq!(anonymous, !auth.starts_with(want), "{mode} {path}: {auth}");
+        }
+    }
+}
+
+/// A timed-out GET is retried like a 5xx (a server that stalls only the first request).
+#[tokio::test]
+async fn timed_out_get_is_retried() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h2 = hits.clone();
+    let app = axum::Router::new().fallback(move || {
+        let h = h2.clone();
+        async move {
+            if h.fetch_add(1, Ordering::SeqCst) == 0 {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            }
+            axum::Json(
+                serde_json::json!({"count": 0, "next": null, "previous": null, "results": []}),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut cfg = ak_cfg(&format!("http://{addr}"));
+    cfg.request_timeout_secs = 1;
+    let c = JmsClient::new(cfg, Arc::new(ManualClock::new(t0()))).unwrap();
+    assert!(c.find_user_by_username("x").await.unwrap().is_none());
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    assert_eq!(c.calls_made(), 2);
 }
