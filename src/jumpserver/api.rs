@@ -3,7 +3,7 @@
 //! call finds what the earlier one made; exact filters are re-checked client-side (case-sensitive).
 use super::client::{fmt_jms_time, lock, parse_jms_time, JmsClient, Req, Retry, ServerLine};
 use super::config::ROOT_ORG;
-use super::error::{JmsError, Problem};
+use super::error::{JmsError, Problem, Words};
 use crate::domain::ids::JmsUserId;
 use jiff::Timestamp;
 use reqwest::Method;
@@ -303,14 +303,15 @@ impl JmsClient {
     /// taken outside our org (invisible to the first lookup), returns that user instead.
     pub async fn create_user(&self, spec: &NewUserSpec) -> Result<(JmsUser, bool), JmsError> {
         if spec.username.trim().is_empty() || spec.name.trim().is_empty() {
-            return Err(JmsError::Invalid(
-                "user name and username are required".into(),
-            ));
+            return Err(JmsError::Invalid(Words::new(
+                "user name and username are required",
+                "用户的姓名和用户名不能为空",
+            )));
         }
         if !spec.email.contains('@') {
-            return Err(JmsError::Invalid(format!(
-                "invalid e-mail {:?}",
-                spec.email
+            return Err(JmsError::Invalid(Words::new(
+                format!("invalid e-mail {:?}", spec.email),
+                format!("邮箱 {:?} 格式不正确", spec.email),
             )));
         }
         let cfg = &self.inner.cfg;
@@ -340,9 +341,9 @@ impl JmsClient {
                     .await?
                 {
                     Some(u) => Ok((u, false)),
-                    None => Err(JmsError::Invalid(format!(
-                        "username {} already exists",
-                        spec.username
+                    None => Err(JmsError::Invalid(Words::new(
+                        format!("username {} already exists", spec.username),
+                        format!("用户名 {} 已存在", spec.username),
                     ))),
                 }
             }
@@ -381,7 +382,12 @@ impl JmsClient {
             .iter()
             .find(|r| r.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|r| r.get("id").and_then(Value::as_i64))
-            .ok_or_else(|| JmsError::NotFound(format!("no platform named {name}")))?;
+            .ok_or_else(|| {
+                JmsError::NotFound(Words::new(
+                    format!("no platform named {name}"),
+                    format!("JumpServer 中没有名为 {name} 的平台"),
+                ))
+            })?;
         lock(&self.inner.platforms).insert(name.to_owned(), id);
         Ok(id)
     }
@@ -719,7 +725,10 @@ impl JmsClient {
                 .await?
                 .map(|p| (p, false))
                 .ok_or_else(|| {
-                    JmsError::Invalid(format!("permission name {} is already used", spec.name))
+                    JmsError::Invalid(Words::new(
+                        format!("permission name {} is already used", spec.name),
+                        format!("授权名称 {} 已被占用", spec.name),
+                    ))
                 }),
             Err(e) => Err(e),
         }
@@ -927,9 +936,10 @@ pub fn permission_accounts(accounts: &[String]) -> Result<Vec<String>, JmsError>
         .filter(|a| !a.is_empty() && a != "@SPEC")
         .collect();
     if plain.is_empty() {
-        return Err(JmsError::Invalid(
-            "a permission needs at least one account (e.g. readonly or @ALL)".into(),
-        ));
+        return Err(JmsError::Invalid(Words::new(
+            "a permission needs at least one account (e.g. readonly or @ALL)",
+            "授权至少需要一个账号（例如 readonly 或 @ALL）",
+        )));
     }
     if plain.iter().any(|a| a == "@ALL") {
         return Ok(vec!["@ALL".into()]);
@@ -953,14 +963,20 @@ pub(crate) fn seg(id: &str) -> Result<&str, JmsError> {
     {
         Ok(id)
     } else {
-        Err(JmsError::Invalid(format!("{id:?} is not a JumpServer id")))
+        Err(JmsError::Invalid(Words::new(
+            format!("{id:?} is not a JumpServer id"),
+            format!("{id:?} 不是有效的 JumpServer ID"),
+        )))
     }
 }
 
 pub(crate) fn validate_node_value(value: &str) -> Result<(), JmsError> {
     if value.trim().is_empty() || value.contains('/') || value.len() > 128 {
-        return Err(JmsError::Invalid(format!(
-            "node name {value:?} must be non-empty, without '/', at most 128 bytes"
+        return Err(JmsError::Invalid(Words::new(
+            format!(
+                "system (node) name {value:?} must be non-empty, without '/', at most 128 bytes"
+            ),
+            format!("系统（节点）名称 {value:?} 不能为空、不能包含“/”，且不超过 128 字节"),
         )));
     }
     Ok(())

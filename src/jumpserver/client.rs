@@ -2,7 +2,7 @@
 //! Date from the injected clock, the configured credentials), retries what is safe to retry,
 //! logs in with password + TOTP when configured, walks `next` links, and detects the server line.
 use super::config::{AuthMode, JumpServerConfig};
-use super::error::JmsError;
+use super::error::{JmsError, Words};
 use super::httpsig;
 use super::totp;
 use crate::clock::SharedClock;
@@ -219,7 +219,12 @@ impl JmsClient {
     fn url_for(&self, target: &str) -> Result<url::Url, JmsError> {
         let mut s = self.inner.base.as_str().trim_end_matches('/').to_owned();
         s.push_str(target);
-        url::Url::parse(&s).map_err(|e| JmsError::Invalid(format!("bad request target: {e}")))
+        url::Url::parse(&s).map_err(|e| {
+            JmsError::Invalid(Words::new(
+                format!("bad request target: {e}"),
+                format!("请求地址无效：{e}"),
+            ))
+        })
     }
 
     /// Sends once; `Err((e, executed))` says whether the server may have acted.
@@ -262,7 +267,13 @@ impl JmsClient {
                         &headers,
                         &httpsig::CLIENT_SIGNED_HEADERS,
                     )
-                    .map_err(|e| (JmsError::Invalid(e.to_string()), false))?;
+                    .map_err(|e| {
+                        let w = Words::new(
+                            format!("cannot sign the request: {e}"),
+                            format!("无法为请求签名：{e}"),
+                        );
+                        (JmsError::Invalid(w), false)
+                    })?;
                     let sig = httpsig::sign(secret.expose(), &ss);
                     httpsig::authorization_header(id, &httpsig::CLIENT_SIGNED_HEADERS, &sig)
                 }

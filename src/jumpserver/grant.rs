@@ -20,7 +20,7 @@ use super::api::{
     NewPermissionSpec, NewUserSpec, Node, Permission,
 };
 use super::client::JmsClient;
-use super::error::JmsError;
+use super::error::{JmsError, Words};
 use crate::domain::ids::JmsUserId;
 use jiff::Timestamp;
 
@@ -194,15 +194,21 @@ const ACTIONS: [&str; 8] = [
 impl GrantPlan {
     /// Every check that needs no server, with messages a chat user can read.
     pub fn validate(&self) -> Result<(), JmsError> {
-        let bad = |m: String| Err(JmsError::Invalid(m));
+        let bad = |en: String, zh: String| Err(JmsError::Invalid(Words::new(en, zh)));
         if self.username.trim().is_empty() {
-            return bad("username is empty".into());
+            return bad("username is empty".into(), "用户名为空".into());
         }
         if self.permission_name.trim().is_empty() || self.permission_name.len() > 128 {
-            return bad("permission name must be 1..128 characters".into());
+            return bad(
+                "permission name must be 1..128 characters".into(),
+                "授权名称长度须为 1 到 128 个字符".into(),
+            );
         }
         if self.addresses.is_empty() && self.node_name.trim().is_empty() {
-            return bad("name the hosts, or the system to grant as a whole".into());
+            return bad(
+                "name the hosts, or the system to grant as a whole".into(),
+                "请给出主机地址，或要整体授权的系统名称".into(),
+            );
         }
         validate_node_value(&self.node_name)?;
         for a in &self.addresses {
@@ -211,26 +217,38 @@ impl GrantPlan {
                 && a.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:_".contains(&b));
             if !ok {
-                return bad(format!("{a:?} is not an IP address or host name"));
+                return bad(
+                    format!("{a:?} is not an IP address or host name"),
+                    format!("{a:?} 不是 IP 地址或主机名"),
+                );
             }
         }
         if self.platform.trim().is_empty() {
-            return bad("platform is empty".into());
+            return bad("platform is empty".into(), "平台为空".into());
         }
         permission_accounts(&self.accounts)?;
         if self.actions.is_empty() {
-            return bad("no action given (e.g. connect)".into());
+            return bad(
+                "no action given (e.g. connect)".into(),
+                "没有给出操作（例如 connect）".into(),
+            );
         }
         if let Some(a) = self.actions.iter().find(|a| !ACTIONS.contains(&a.as_str())) {
-            return bad(format!("unknown action {a:?}"));
+            return bad(format!("unknown action {a:?}"), format!("未知操作 {a:?}"));
         }
         if self.date_expired <= self.date_start {
             // The server accepts this (transcript 103) and the grant would never be valid.
-            return bad("the end time must be after the start time".into());
+            return bad(
+                "the end time must be after the start time".into(),
+                "结束时间必须晚于开始时间".into(),
+            );
         }
         if let Some(nu) = &self.new_user {
             if nu.name.trim().is_empty() || !nu.email.contains('@') {
-                return bad("a new user needs a name and an e-mail".into());
+                return bad(
+                    "a new user needs a name and an e-mail".into(),
+                    "新用户需要姓名和邮箱".into(),
+                );
             }
         }
         Ok(())
@@ -339,9 +357,9 @@ impl JmsClient {
                     })
                     .await
                 }
-                None => Err(JmsError::NotFound(format!(
-                    "no JumpServer user named {}",
-                    plan.username
+                None => Err(JmsError::NotFound(Words::new(
+                    format!("no JumpServer user named {}", plan.username),
+                    format!("JumpServer 中没有用户 {}", plan.username),
                 ))),
             },
         }
@@ -616,7 +634,12 @@ impl JmsClient {
         let p = self
             .find_permission(permission_name)
             .await?
-            .ok_or_else(|| JmsError::NotFound(format!("no permission named {permission_name}")))?;
+            .ok_or_else(|| {
+                JmsError::NotFound(Words::new(
+                    format!("no permission named {permission_name}"),
+                    format!("没有名为 {permission_name} 的授权"),
+                ))
+            })?;
         if same_second(p.date_expired, new_expiry) {
             return Ok(p);
         }

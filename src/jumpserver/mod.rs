@@ -13,7 +13,7 @@ pub use api::{
 };
 pub use client::{JmsClient, ServerLine};
 pub use config::{AuthMode, JumpServerConfig};
-pub use error::{FieldProblem, JmsError, Problem};
+pub use error::{FieldProblem, JmsError, Problem, Words};
 pub use grant::{
     GrantOutcome, GrantPlan, GrantPreview, HostRef, MissingAccount, NewUser, PermissionResult,
     RevokeOutcome,

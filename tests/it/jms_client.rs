@@ -592,9 +592,16 @@ async fn grant_refusals_are_typed() {
     let p = plan(&["10.0.0.1"]);
     let e = c.grant(&p).await.unwrap_err();
     assert_eq!(e.user_message(true), "no JumpServer user named alice");
+    assert_eq!(e.user_message(false), "JumpServer 中没有用户 alice");
     let mut bad = plan(&["10.0.0.1"]);
     bad.date_expired = bad.date_start;
-    assert!(matches!(c.grant(&bad).await, Err(JmsError::Invalid(_))));
+    let e = c.grant(&bad).await.unwrap_err();
+    assert!(matches!(e, JmsError::Invalid(_)));
+    assert_eq!(e.user_message(false), "结束时间必须晚于开始时间");
+    assert_eq!(
+        e.user_message(true),
+        "the end time must be after the start time"
+    );
     let mut bad = plan(&["10.0.0.1|x"]);
     bad.accounts = vec![];
     assert!(matches!(bad.validate(), Err(JmsError::Invalid(_))));
@@ -608,6 +615,10 @@ async fn grant_refusals_are_typed() {
     np.platform = "NoSuchPlatform".into();
     let e = c.grant(&np).await.unwrap_err();
     assert_eq!(e.user_message(true), "no platform named NoSuchPlatform");
+    assert_eq!(
+        e.user_message(false),
+        "JumpServer 中没有名为 NoSuchPlatform 的平台"
+    );
     // A disabled account is reported, not silently granted to.
     let alice = c.find_user_by_username("alice").await.unwrap().unwrap();
     c.set_user_active(&alice.id, false).await.unwrap();
@@ -846,6 +857,10 @@ async fn v2_server_gets_unsupported() {
         other => panic!("{other:?}"),
     }
     assert!(e.user_message(true).contains("v2"));
+    assert_eq!(
+        e.user_message(false),
+        "JumpServer v2 不支持授权（需要 v3 或更高版本）"
+    );
 }
 
 #[tokio::test]
