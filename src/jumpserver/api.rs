@@ -620,13 +620,16 @@ impl JmsClient {
 
     // ---------- accounts ----------
 
-    /// Accounts with one of `usernames` on the hosts `host_ids`, in min(hosts, usernames)
-    /// calls: by `asset_id` when there are fewer hosts, else by `username` (rows of other hosts
-    /// dropped here). The username filter is exact and case-sensitive, as the grant's matching is.
+    /// Accounts with one of `usernames` on the hosts `host_ids`. By `asset_id`, one call per
+    /// host, when there are no more hosts than usernames; else one query per username, scoped
+    /// with `node_id` when the caller knows every host is in that node (so the rows scale with
+    /// the system, not the org). Rows of other hosts are dropped here, so a server that ignores
+    /// `node_id` costs pages, never correctness. Username matching is exact and case-sensitive.
     pub async fn host_accounts(
         &self,
         host_ids: &[String],
         usernames: &[String],
+        within_node: Option<&str>,
     ) -> Result<Vec<HostAccount>, JmsError> {
         if host_ids.is_empty() || usernames.is_empty() {
             return Ok(Vec::new());
@@ -642,10 +645,11 @@ impl JmsClient {
             }
         } else {
             for u in usernames {
-                rows.extend(
-                    self.list_all_by(ACCOUNTS, &[("username", u.as_str())], None, "1000")
-                        .await?,
-                );
+                let mut q = vec![("username", u.as_str())];
+                if let Some(n) = within_node {
+                    q.push(("node_id", seg(n)?));
+                }
+                rows.extend(self.list_all_by(ACCOUNTS, &q, None, "1000").await?);
             }
         }
         let mut out: Vec<HostAccount> = Vec::new();

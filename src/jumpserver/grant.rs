@@ -1,10 +1,19 @@
 //! The composite grant (recipe B, §5): user → hosts → node (only when a host must be created)
-//! → accounts check → permission, spending the fewest calls. With caches warmed by `start`
-//! (version, root node, platform, the root's children): ≤ 4 when every host exists (user, hosts,
-//! accounts, permission), ≤ n + 4 for n new hosts; +1 each when the user or the node must be
-//! created. One documented exception: a re-run of a plan whose permission already exists spends
-//! one GET more, because the "name exists" answer carries no id. An empty address list grants
-//! the node itself (a whole system): user → node → permission, ≤ 3 calls.
+//! → accounts check → permission, spending the fewest calls. With the caches `start` warms
+//! (version, root node, platform, the root's direct children):
+//! - every host exists: 4 (user, hosts, accounts, permission); 3 with `@ALL` or when no found
+//!   host has accounts;
+//! - n new hosts: n + 3, or n + 4 when some of the hosts exist too (their accounts are checked);
+//! - +1 each when the user or the node must be created, or when the node appeared after `start`
+//!   (one lookup, then cached);
+//! - a re-run whose permission exists spends one GET more (the "name exists" answer has no id);
+//! - an empty address list grants the node itself (a whole system): user → node → permission,
+//!   2 calls with the node cached.
+//!
+//! The accounts check asks by host when there are no more hosts than granted usernames (a
+//! single host is always one call), else once per username: one call while the org has ≤ 1000
+//! accounts of that username (the v4.10.8+ page cap), a page more per 1000 beyond.
+//!
 //! Every step looks before it creates and the permission name is the idempotency key, so
 //! replaying a plan creates nothing. Also the read-only preview for approval cards, renew, revoke.
 //!
@@ -345,6 +354,22 @@ impl JmsClient {
         Ok(format!("{}/{node_name}", root.full_value))
     }
 
+    /// The plan's node id from the cache (no call), when every found host sits in it.
+    fn cached_node_scope(
+        &self,
+        plan: &GrantPlan,
+        node_path: &str,
+        hosts_outside_node: &[String],
+    ) -> Option<String> {
+        if !hosts_outside_node.is_empty() {
+            return None;
+        }
+        super::client::lock(&self.inner.child_nodes)
+            .get(&plan.node_name)
+            .filter(|n| n.full_value == node_path)
+            .map(|n| n.id.clone())
+    }
+
     async fn grant_user(&self, plan: &GrantPlan) -> Result<(super::api::JmsUser, bool), JmsError> {
         match self.find_user_by_username(&plan.username).await? {
             Some(u) => Ok((u, false)),
@@ -471,8 +496,17 @@ impl JmsClient {
         }
 
         let found_ids: Vec<String> = hosts_found.iter().map(|h| h.id.clone()).collect();
+        let scope = match &node {
+            Some(n) if hosts_outside_node.is_empty() => Some(n.id.clone()),
+            Some(_) => None,
+            None => self.cached_node_scope(plan, &node_path, &hosts_outside_node),
+        };
         let present = self
-            .host_accounts(&with_accounts(&existing, &found_ids), &usernames)
+            .host_accounts(
+                &with_accounts(&existing, &found_ids),
+                &usernames,
+                scope.as_deref(),
+            )
             .await?;
         let mut missing_on_found = Vec::new();
         for h in &hosts_found {
@@ -569,8 +603,26 @@ impl JmsClient {
         }
         let usernames = granted_usernames(&plan.accounts);
         let ids: Vec<String> = hosts_existing.iter().map(|h| h.id.clone()).collect();
+        let outside: Vec<String> = hosts_existing
+            .iter()
+            .filter(|r| {
+                existing
+                    .iter()
+                    .find(|h| h.id == r.id)
+                    .is_none_or(|h| !h.nodes_display.iter().any(|d| d == &node_path))
+            })
+            .map(|r| r.address.clone())
+            .collect();
+        let scope = match &node {
+            Some(n) if outside.is_empty() && n.full_value == node_path => Some(n.id.clone()),
+            _ => None,
+        };
         let present = self
-            .host_accounts(&with_accounts(&existing, &ids), &usernames)
+            .host_accounts(
+                &with_accounts(&existing, &ids),
+                &usernames,
+                scope.as_deref(),
+            )
             .await?;
         let mut accounts_missing = Vec::new();
         for h in &hosts_existing {

@@ -1014,6 +1014,34 @@ async fn accounts_list_is_one_row_per_account_per_host() {
         )
         .await;
     assert_eq!(rows(&v), vec![(h3, "ops".to_owned())]);
+    // By node: hosts in the node or below it.
+    let pay = sim.add_node_path("PaymentSystem");
+    let prod = sim.add_node_path("PaymentSystem/prod");
+    let h4 = sim
+        .add_host(SeedHost {
+            name: "10.10.1.14".into(),
+            address: "10.10.1.14".into(),
+            platform_id: 1,
+            node_ids: vec![prod],
+            accounts: vec![("readonly".into(), "readonly".into(), false)],
+        })
+        .expect("host");
+    let (_, v) = c
+        .call(
+            "GET",
+            &format!("/api/v1/accounts/accounts/?username=readonly&node_id={pay}&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(rows(&v), vec![(h4, "readonly".to_owned())]);
+    let (_, v) = c
+        .call(
+            "GET",
+            "/api/v1/accounts/accounts/?node_id=00000000-0000-0000-0000-00000000dead&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(v["count"], 0);
     // Case-sensitive exact filter; no rows is an empty page, not an error.
     let (s, v) = c
         .call(
@@ -1025,5 +1053,5 @@ async fn accounts_list_is_one_row_per_account_per_host() {
     assert_eq!((s, v["count"].as_u64()), (200, Some(0)));
     // Without limit: a plain list, like every capped list view.
     let (_, plain) = c.call("GET", "/api/v1/accounts/accounts/", None).await;
-    assert_eq!(plain.as_array().map(Vec::len), Some(4));
+    assert_eq!(plain.as_array().map(Vec::len), Some(5));
 }

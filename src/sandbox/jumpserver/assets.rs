@@ -261,10 +261,24 @@ pub(super) fn hosts_list(st: &State, c: &Ctx) -> Out {
 
 /// `GET /accounts/accounts/`: one row per account, i.e. per (host, name) — the same username on
 /// two hosts is two rows [098]. Exact filters `asset`/`asset_id`, `username`, `name`, `address`,
-/// `asset_name`, `id`, plus case-insensitive `search` over username, name and the asset's name and
-/// address (§4.5). Ordered by asset name, then account name, so a limit/offset walk is stable.
+/// `asset_name`, `id`; `node_id`/`nodes` = hosts in that node or below it; case-insensitive
+/// `search` over username, name and the asset's name and address (§4.5). Ordered by asset name,
+/// then account name, so a limit/offset walk is stable.
 pub(super) fn accounts_list(st: &State, c: &Ctx) -> Out {
     let exact = |key: &str, v: &str| qget(c.q, key).is_none_or(|x| x == v);
+    let node_key: Option<Option<&str>> = qget(c.q, "node_id")
+        .or_else(|| qget(c.q, "nodes"))
+        .map(|id| st.nodes.iter().find(|n| n.id == id).map(|n| n.key.as_str()));
+    let in_node = |h: &Host| match node_key {
+        None => true,
+        Some(None) => false,
+        Some(Some(k)) => h.node_ids.iter().any(|id| {
+            st.nodes.iter().any(|n| {
+                &n.id == id
+                    && (n.key == k || n.key.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+            })
+        }),
+    };
     let search = qget(c.q, "search").map(str::to_lowercase);
     let mut rows: Vec<(&Account, &Host)> = st
         .accounts
@@ -278,6 +292,7 @@ pub(super) fn accounts_list(st: &State, c: &Ctx) -> Out {
                 && exact("address", &h.address)
                 && exact("asset_name", &h.name)
                 && exact("id", &a.id)
+                && in_node(h)
         })
         .filter(|(a, h)| {
             search.as_ref().is_none_or(|s| {
