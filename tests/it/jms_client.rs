@@ -1020,6 +1020,7 @@ async fn grant_request_bodies_match_the_recorded_shapes() {
     type Log = Arc<std::sync::Mutex<Vec<(String, String, Value)>>>;
     let log: Log = Arc::default();
     let l2 = log.clone();
+    let l3 = log.clone();
     let app = axum::Router::new().fallback(move |m: Method, u: Uri, body: String| {
         let l = l2.clone();
         async move {
@@ -1100,6 +1101,30 @@ async fn grant_request_bodies_match_the_recorded_shapes() {
     // The recorded answer's expiry equals the plan's: nothing to PATCH.
     assert_eq!(out.permission, PermissionResult::Created);
     assert!(log.iter().all(|(m, _, _)| m != "PATCH"));
+
+    // A whole-system grant: the recorded node permission's fields (105), nodes set, no assets.
+    let mut np = plan(&[]);
+    np.permission_name = "dt-node".into();
+    let before = log.len();
+    let out = c.grant(&np).await.unwrap();
+    assert!(out.node_grant);
+    let log2 = log_all(&l3);
+    let perm = &log2[before..]
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p == "/api/v1/perms/asset-permissions/")
+        .unwrap()
+        .2;
+    let rec = fixture("jumpserver-v4.10.16/105-perms-create-by-node.json");
+    for k in keys(&rec["request"]["json"]) {
+        assert!(perm.get(&k).is_some(), "{k}");
+    }
+    assert_eq!(perm["nodes"], json!(["n1"]));
+    assert_eq!(perm["assets"], json!([]));
+    assert_eq!(perm["accounts"], rec["request"]["json"]["accounts"]);
+}
+
+fn log_all<T: Clone>(l: &Arc<std::sync::Mutex<Vec<T>>>) -> Vec<T> {
+    l.lock().unwrap().clone()
 }
 
 #[tokio::test]
@@ -1395,4 +1420,102 @@ async fn timed_out_get_is_retried() {
     assert!(c.find_user_by_username("x").await.unwrap().is_none());
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert_eq!(c.calls_made(), 2);
+}
+
+/// The request targets of the read operations are the recorded ones, byte for byte (same
+/// filters, order and encoding), given the recorded ids; each is signed as sent.
+#[tokio::test]
+async fn read_operations_send_the_recorded_request_targets() {
+    use axum::http::{HeaderMap, Uri};
+    type Log = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+    let log: Log = Arc::default();
+    let l2 = log.clone();
+    let app = axum::Router::new().fallback(move |u: Uri, h: HeaderMap| {
+        let l = l2.clone();
+        async move {
+            let target = u
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("")
+                .to_owned();
+            let auth = h
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            l.lock().unwrap().push((target, auth));
+            axum::Json(
+                serde_json::json!({"count": 0, "next": null, "previous": null, "results": []}),
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let c = JmsClient::new(
+        ak_cfg(&format!("http://{addr}")),
+        Arc::new(ManualClock::new(t0())),
+    )
+    .unwrap();
+    c.detect_version().await.unwrap();
+    log.lock().unwrap().clear();
+    let user = JmsUserId::new("30e2729a-aa26-4fba-84ba-d2386997929f");
+    let asset = "f75c1bbf-64de-4163-9617-b81833faf948".to_owned();
+    let addrs: Vec<String> = ["10.10.1.11", "10.10.1.12", "10.10.1.99"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    c.who_can_reach("10.10.1.11").await.unwrap();
+    c.end_sessions(&user, &asset).await.unwrap();
+    c.user_granted_assets(&user).await.unwrap();
+    c.find_permission("dt-approval-1001").await.unwrap();
+    c.find_hosts(&addrs).await.unwrap();
+    c.host_accounts(std::slice::from_ref(&asset), &["readonly".into()], None)
+        .await
+        .unwrap();
+    let recorded = |f: &str| {
+        let v = fixture(&format!("jumpserver-v4.10.16/{f}"));
+        let r = v
+            .get("steps")
+            .and_then(|s| s.get(0))
+            .unwrap_or(&v)
+            .get("request")
+            .unwrap()
+            .clone();
+        format!("{}?{}", st(&r, "path"), st(&r, "query"))
+    };
+    let want = vec![
+        recorded("133-query-who-can-reach-ip.json"),
+        recorded("141-sessions-list-user-asset.json"),
+        recorded("130-query-user-granted-assets.json"),
+        recorded("110-perms-filter-name.json"),
+        recorded("093-hosts-filter-ips-batch.json"),
+        // Same filter; a larger page, since the accounts check counts against the call budget.
+        recorded("098-accounts-of-host.json").replace("limit=100", "limit=1000"),
+    ];
+    let log = log.lock().unwrap().clone();
+    let got: Vec<String> = log.iter().map(|(t, _)| t.clone()).collect();
+    assert_eq!(got, want);
+    let date = accessbot::jumpserver::client::http_date(t0());
+    let hdrs = [
+        ("date", date.as_str()),
+        ("accept", "application/json"),
+        ("x-jms-org", "00000000-0000-0000-0000-000000000002"),
+    ];
+    for (target, auth) in &log {
+        let parsed = httpsig::parse_authorization(auth).unwrap();
+        assert_eq!(
+            httpsig::verify_request(
+                VECTOR_KEY_SECRET,
+                "GET",
+                &httpsig::django_full_path(target),
+                &hdrs,
+                &parsed
+            ),
+            Ok(()),
+            "{target}"
+        );
+    }
 }
