@@ -367,8 +367,10 @@ impl JmsClient {
                 Err(pair) => pair,
             };
             let (err, executed) = outcome;
+            // Anonymous probes (version detection) expect 401 and never carry the token.
             if matches!(err, JmsError::Unauthorized(_))
                 && !relogged
+                && !req.anonymous
                 && matches!(self.inner.auth, Auth::Password { .. })
             {
                 // Tokens die early when the server's cache is flushed: log in once more.

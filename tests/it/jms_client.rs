@@ -1519,3 +1519,43 @@ async fn read_operations_send_the_recorded_request_targets() {
         );
     }
 }
+
+/// A v3 server answers the anonymous hosts probe with 401: that is the answer, not a reason to
+/// log in (password mode) or retry.
+#[tokio::test]
+async fn v3_probe_401_does_not_trigger_a_login() {
+    use axum::http::{StatusCode, Uri};
+    use axum::response::IntoResponse;
+    let logins = Arc::new(AtomicUsize::new(0));
+    let l2 = logins.clone();
+    let app = axum::Router::new().fallback(move |u: Uri| {
+        let l = l2.clone();
+        async move {
+            match u.path() {
+                "/api/v1/settings/i18n/koko/" => (StatusCode::NOT_FOUND, "<html>").into_response(),
+                "/api/v1/authentication/auth/" => {
+                    l.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(serde_json::json!({"token": "t", "keyword": "Bearer"}))
+                        .into_response()
+                }
+                _ => (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(serde_json::json!({"detail": "Authentication credentials were not provided.", "code": "not_authenticated"})),
+                )
+                    .into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let mut cfg = base_cfg(&format!("http://{addr}"));
+    cfg.username = "bot".into();
+    cfg.password = Secret::new("pw");
+    let c = JmsClient::new(cfg, Arc::new(ManualClock::new(t0()))).unwrap();
+    assert_eq!(c.detect_version().await.unwrap(), ServerLine::V3);
+    assert_eq!(logins.load(Ordering::SeqCst), 0);
+    assert_eq!(c.calls_made(), 2);
+}
