@@ -1,6 +1,7 @@
 //! Wall time and HTTP calls of `JmsClient::grant` against the simulated JumpServer on loopback,
 //! for 1, 10 and 50 hosts that are all new or all existing. Call counts are printed once per
-//! case (they are deterministic); criterion measures the time.
+//! case (they are deterministic); criterion measures the time. New hosts go to their own node,
+//! so the existing hosts' node (whose accounts each grant checks) keeps its size.
 use accessbot::clock::{ManualClock, SharedClock};
 use accessbot::jumpserver::{GrantPlan, JmsClient, JumpServerConfig};
 use accessbot::sandbox::jumpserver::{
@@ -13,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn plan(name: String, addresses: Vec<String>, t0: Timestamp) -> GrantPlan {
+fn plan(name: String, node: &str, addresses: Vec<String>, t0: Timestamp) -> GrantPlan {
     GrantPlan {
         username: "alice".into(),
         new_user: None,
-        node_name: "BenchSystem".into(),
+        node_name: node.into(),
         addresses,
         platform: "Linux".into(),
         accounts: vec!["readonly".into()],
@@ -44,6 +45,7 @@ fn bench_grant(c: &mut Criterion) {
     sim.add_user("alice", "Alice", "alice@example.com")
         .expect("user");
     let node = sim.add_node_path("BenchSystem");
+    sim.add_node_path("BenchNew");
     let cfg = JumpServerConfig {
         url: sim.url(),
         access_key_id: VECTOR_KEY_ID.into(),
@@ -72,7 +74,12 @@ fn bench_grant(c: &mut Criterion) {
             .expect("seed host");
         }
         let before = client.calls_made();
-        let p = plan(format!("bench-probe-existing-{n}"), existing.clone(), t0);
+        let p = plan(
+            format!("bench-probe-existing-{n}"),
+            "BenchSystem",
+            existing.clone(),
+            t0,
+        );
         rt.block_on(client.grant(&p)).expect("grant");
         eprintln!(
             "calls: existing hosts n={n}: {}",
@@ -81,7 +88,12 @@ fn bench_grant(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("existing", n), &n, |b, _| {
             b.iter(|| {
                 let k = seq.fetch_add(1, Ordering::Relaxed);
-                let p = plan(format!("bench-e-{n}-{k}"), existing.clone(), t0);
+                let p = plan(
+                    format!("bench-e-{n}-{k}"),
+                    "BenchSystem",
+                    existing.clone(),
+                    t0,
+                );
                 rt.block_on(client.grant(&p)).expect("grant")
             })
         });
@@ -94,13 +106,13 @@ fn bench_grant(c: &mut Criterion) {
         };
         let k = seq.fetch_add(1, Ordering::Relaxed);
         let before = client.calls_made();
-        let p = plan(format!("bench-probe-new-{n}"), fresh(k), t0);
+        let p = plan(format!("bench-probe-new-{n}"), "BenchNew", fresh(k), t0);
         rt.block_on(client.grant(&p)).expect("grant");
         eprintln!("calls: new hosts n={n}: {}", client.calls_made() - before);
         group.bench_with_input(BenchmarkId::new("new", n), &n, |b, _| {
             b.iter(|| {
                 let k = seq.fetch_add(1, Ordering::Relaxed);
-                let p = plan(format!("bench-n-{n}-{k}"), fresh(k), t0);
+                let p = plan(format!("bench-n-{n}-{k}"), "BenchNew", fresh(k), t0);
                 rt.block_on(client.grant(&p)).expect("grant")
             })
         });

@@ -3,7 +3,7 @@
 //! call finds what the earlier one made; exact filters are re-checked client-side (case-sensitive).
 use super::client::{fmt_jms_time, lock, parse_jms_time, JmsClient, Req, Retry, ServerLine};
 use super::config::ROOT_ORG;
-use super::error::{JmsError, Problem};
+use super::error::{JmsError, Problem, Words};
 use crate::domain::ids::JmsUserId;
 use jiff::Timestamp;
 use reqwest::Method;
@@ -42,6 +42,8 @@ pub struct Host {
     pub platform_id: Option<i64>,
     pub node_ids: Vec<String>,
     pub nodes_display: Vec<String>,
+    /// How many accounts (logins) the host has, when the server says (v3+ lists do).
+    pub accounts_amount: Option<u64>,
 }
 
 /// What to put on a new host.
@@ -96,6 +98,15 @@ pub struct GrantedAsset {
     pub id: String,
     pub name: String,
     pub address: String,
+}
+
+/// One login (account) on one host (§4.5).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostAccount {
+    pub id: String,
+    pub host_id: String,
+    pub name: String,
+    pub username: String,
 }
 
 /// One user reaching an address through one valid permission (§4.8 precise method).
@@ -208,6 +219,7 @@ fn host_from(v: &Value) -> Result<Host, JmsError> {
                     .collect()
             })
             .unwrap_or_default(),
+        accounts_amount: v.get("accounts_amount").and_then(Value::as_u64),
     })
 }
 
@@ -235,6 +247,7 @@ const NODES: &str = "/api/v1/assets/nodes/";
 const HOSTS: &str = "/api/v1/assets/hosts/";
 const PLATFORMS: &str = "/api/v1/assets/platforms/";
 const PERMS: &str = "/api/v1/perms/asset-permissions/";
+const ACCOUNTS: &str = "/api/v1/accounts/accounts/";
 
 impl JmsClient {
     async fn send_json(
@@ -247,8 +260,8 @@ impl JmsClient {
         self.call(Req::new(method, path, Some(body), retry)).await
     }
 
-    /// Version probe plus the caches every grant needs (root node, default platform), so that
-    /// grants spend their calls on the work itself.
+    /// Version probe plus the caches every grant needs (root node, default platform, the
+    /// root's direct children), so that grants spend their calls on the work itself.
     pub async fn start(&self) -> Result<ServerLine, JmsError> {
         let line = self.detect_version().await?;
         self.root_node().await?;
@@ -256,6 +269,7 @@ impl JmsClient {
             let p = self.inner.cfg.default_platform.clone();
             self.platform_id(&p).await?;
         }
+        self.load_child_nodes().await?;
         Ok(line)
     }
 
@@ -289,14 +303,15 @@ impl JmsClient {
     /// taken outside our org (invisible to the first lookup), returns that user instead.
     pub async fn create_user(&self, spec: &NewUserSpec) -> Result<(JmsUser, bool), JmsError> {
         if spec.username.trim().is_empty() || spec.name.trim().is_empty() {
-            return Err(JmsError::Invalid(
-                "user name and username are required".into(),
-            ));
+            return Err(JmsError::Invalid(Words::new(
+                "user name and username are required",
+                "用户的姓名和用户名不能为空",
+            )));
         }
         if !spec.email.contains('@') {
-            return Err(JmsError::Invalid(format!(
-                "invalid e-mail {:?}",
-                spec.email
+            return Err(JmsError::Invalid(Words::new(
+                format!("invalid e-mail {:?}", spec.email),
+                format!("邮箱 {:?} 格式不正确", spec.email),
             )));
         }
         let cfg = &self.inner.cfg;
@@ -326,9 +341,9 @@ impl JmsClient {
                     .await?
                 {
                     Some(u) => Ok((u, false)),
-                    None => Err(JmsError::Invalid(format!(
-                        "username {} already exists",
-                        spec.username
+                    None => Err(JmsError::Invalid(Words::new(
+                        format!("username {} already exists", spec.username),
+                        format!("用户名 {} 已存在", spec.username),
                     ))),
                 }
             }
@@ -367,7 +382,12 @@ impl JmsClient {
             .iter()
             .find(|r| r.get("name").and_then(Value::as_str) == Some(name))
             .and_then(|r| r.get("id").and_then(Value::as_i64))
-            .ok_or_else(|| JmsError::NotFound(format!("no platform named {name}")))?;
+            .ok_or_else(|| {
+                JmsError::NotFound(Words::new(
+                    format!("no platform named {name}"),
+                    format!("JumpServer 中没有名为 {name} 的平台"),
+                ))
+            })?;
         lock(&self.inner.platforms).insert(name.to_owned(), id);
         Ok(id)
     }
@@ -405,22 +425,55 @@ impl JmsClient {
             .collect()
     }
 
-    /// A direct child of the root whose value is exactly `value`.
+    /// A direct child of the root whose value is exactly `value` (asks the server; refreshes
+    /// the cache).
     pub async fn find_child_node(&self, value: &str) -> Result<Option<Node>, JmsError> {
         let root = self.root_node().await?;
         let rows = self.list_all(NODES, &[("value", value)], None).await?;
         for r in &rows {
             let n = node_from(r)?;
-            let direct = n
-                .key
-                .strip_prefix(&root.key)
-                .and_then(|rest| rest.strip_prefix(':'))
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains(':'));
-            if n.value == value && direct {
+            if n.value == value && is_direct_child(&root, &n) {
+                self.remember_child_node(&n);
                 return Ok(Some(n));
             }
         }
+        lock(&self.inner.child_nodes).remove(value);
         Ok(None)
+    }
+
+    /// Caches every direct child of the root (one paginated walk, large pages).
+    async fn load_child_nodes(&self) -> Result<(), JmsError> {
+        let root = self.root_node().await?;
+        let rows = self.list_all_by(NODES, &[], None, "1000").await?;
+        let mut cache = lock(&self.inner.child_nodes);
+        for r in &rows {
+            let n = node_from(r)?;
+            if is_direct_child(&root, &n) {
+                cache.insert(n.value.clone(), n);
+            }
+        }
+        Ok(())
+    }
+
+    fn remember_child_node(&self, n: &Node) {
+        lock(&self.inner.child_nodes).insert(n.value.clone(), n.clone());
+    }
+
+    pub(crate) fn forget_child_node(&self, value: &str) {
+        lock(&self.inner.child_nodes).remove(value);
+    }
+
+    /// Like `ensure_child_node`, but a cached node costs no call; `(node, created, from_cache)`.
+    pub(crate) async fn child_node_cached(
+        &self,
+        value: &str,
+    ) -> Result<(Node, bool, bool), JmsError> {
+        validate_node_value(value)?;
+        if let Some(n) = lock(&self.inner.child_nodes).get(value).cloned() {
+            return Ok((n, false, true));
+        }
+        let (n, created) = self.ensure_child_node(value).await?;
+        Ok((n, created, false))
     }
 
     /// Find-or-create a child of the root; `bool` = created now.
@@ -443,7 +496,11 @@ impl JmsClient {
             )
             .await
         {
-            Ok(v) => Ok((node_from(&v)?, true)),
+            Ok(v) => {
+                let n = node_from(&v)?;
+                self.remember_child_node(&n);
+                Ok((n, true))
+            }
             Err(JmsError::Rejected {
                 kind: Problem::NodeExists,
                 ..
@@ -561,6 +618,63 @@ impl JmsClient {
         }
     }
 
+    // ---------- accounts ----------
+
+    /// Accounts with one of `usernames` on the hosts `host_ids`. By `asset_id`, one call per
+    /// host, when there are no more hosts than usernames; else one query per username, scoped
+    /// with `node_id` when the caller knows every host is in that node (so the rows scale with
+    /// the system, not the org). Rows of other hosts are dropped here, so a server that ignores
+    /// `node_id` costs pages, never correctness. Username matching is exact and case-sensitive.
+    pub async fn host_accounts(
+        &self,
+        host_ids: &[String],
+        usernames: &[String],
+        within_node: Option<&str>,
+    ) -> Result<Vec<HostAccount>, JmsError> {
+        if host_ids.is_empty() || usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.require_v3("accounts").await?;
+        let mut rows = Vec::new();
+        if host_ids.len() <= usernames.len() {
+            for h in host_ids {
+                rows.extend(
+                    self.list_all_by(ACCOUNTS, &[("asset_id", seg(h)?)], None, "1000")
+                        .await?,
+                );
+            }
+        } else {
+            for u in usernames {
+                let mut q = vec![("username", u.as_str())];
+                if let Some(n) = within_node {
+                    q.push(("node_id", seg(n)?));
+                }
+                rows.extend(self.list_all_by(ACCOUNTS, &q, None, "1000").await?);
+            }
+        }
+        let mut out: Vec<HostAccount> = Vec::new();
+        for r in &rows {
+            let host_id = match r.get("asset") {
+                Some(a @ Value::Object(_)) => s(a, "id"),
+                Some(Value::String(x)) => x.clone(),
+                _ => String::new(),
+            };
+            let a = HostAccount {
+                id: s(r, "id"),
+                host_id,
+                name: s(r, "name"),
+                username: s(r, "username"),
+            };
+            if host_ids.contains(&a.host_id)
+                && usernames.contains(&a.username)
+                && !out.iter().any(|x| x.id == a.id && !a.id.is_empty())
+            {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
     // ---------- permissions ----------
 
     pub async fn find_permission(&self, name: &str) -> Result<Option<Permission>, JmsError> {
@@ -615,7 +729,10 @@ impl JmsClient {
                 .await?
                 .map(|p| (p, false))
                 .ok_or_else(|| {
-                    JmsError::Invalid(format!("permission name {} is already used", spec.name))
+                    JmsError::Invalid(Words::new(
+                        format!("permission name {} is already used", spec.name),
+                        format!("授权名称 {} 已被占用", spec.name),
+                    ))
                 }),
             Err(e) => Err(e),
         }
@@ -789,6 +906,31 @@ impl JmsClient {
     }
 }
 
+fn is_direct_child(root: &Node, n: &Node) -> bool {
+    n.key
+        .strip_prefix(&root.key)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(':'))
+}
+
+/// The plain account usernames a grant names (what must exist on a host for `@SPEC` to give a
+/// usable login); empty for `@ALL` and for the other `@`/`!`/`%` forms, which need no account.
+pub fn granted_usernames(accounts: &[String]) -> Vec<String> {
+    let trimmed: Vec<&str> = accounts.iter().map(|a| a.trim()).collect();
+    if trimmed.contains(&"@ALL") {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = Vec::new();
+    for a in trimmed {
+        let special =
+            a.is_empty() || a.starts_with('@') || a.starts_with('!') || a.starts_with('%');
+        if !special && !v.iter().any(|x| x == a) {
+            v.push(a.to_owned());
+        }
+    }
+    v
+}
+
 /// `["@ALL"]` stays; plain usernames get the `@SPEC` marker the UI expects; empty is refused
 /// because it would grant nothing usable (pitfall 6).
 pub fn permission_accounts(accounts: &[String]) -> Result<Vec<String>, JmsError> {
@@ -798,9 +940,10 @@ pub fn permission_accounts(accounts: &[String]) -> Result<Vec<String>, JmsError>
         .filter(|a| !a.is_empty() && a != "@SPEC")
         .collect();
     if plain.is_empty() {
-        return Err(JmsError::Invalid(
-            "a permission needs at least one account (e.g. readonly or @ALL)".into(),
-        ));
+        return Err(JmsError::Invalid(Words::new(
+            "a permission needs at least one account (e.g. readonly or @ALL)",
+            "授权至少需要一个账号（例如 readonly 或 @ALL）",
+        )));
     }
     if plain.iter().any(|a| a == "@ALL") {
         return Ok(vec!["@ALL".into()]);
@@ -824,14 +967,20 @@ pub(crate) fn seg(id: &str) -> Result<&str, JmsError> {
     {
         Ok(id)
     } else {
-        Err(JmsError::Invalid(format!("{id:?} is not a JumpServer id")))
+        Err(JmsError::Invalid(Words::new(
+            format!("{id:?} is not a JumpServer id"),
+            format!("{id:?} 不是有效的 JumpServer ID"),
+        )))
     }
 }
 
 pub(crate) fn validate_node_value(value: &str) -> Result<(), JmsError> {
     if value.trim().is_empty() || value.contains('/') || value.len() > 128 {
-        return Err(JmsError::Invalid(format!(
-            "node name {value:?} must be non-empty, without '/', at most 128 bytes"
+        return Err(JmsError::Invalid(Words::new(
+            format!(
+                "system (node) name {value:?} must be non-empty, without '/', at most 128 bytes"
+            ),
+            format!("系统（节点）名称 {value:?} 不能为空、不能包含“/”，且不超过 128 字节"),
         )));
     }
     Ok(())

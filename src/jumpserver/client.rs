@@ -2,7 +2,7 @@
 //! Date from the injected clock, the configured credentials), retries what is safe to retry,
 //! logs in with password + TOTP when configured, walks `next` links, and detects the server line.
 use super::config::{AuthMode, JumpServerConfig};
-use super::error::JmsError;
+use super::error::{JmsError, Words};
 use super::httpsig;
 use super::totp;
 use crate::clock::SharedClock;
@@ -72,6 +72,9 @@ pub(crate) struct Inner {
     pub(crate) version: Mutex<Option<ServerLine>>,
     pub(crate) platforms: Mutex<HashMap<String, i64>>,
     pub(crate) root_node: Mutex<Option<super::api::Node>>,
+    /// Direct children of the root by value (the systems grants name). Positive entries only:
+    /// a miss is looked up, and an entry the server no longer knows is dropped on first use.
+    pub(crate) child_nodes: Mutex<HashMap<String, super::api::Node>>,
 }
 
 /// Typed async client; cheap to clone (shared connection pool, caches and login).
@@ -199,6 +202,7 @@ impl JmsClient {
                 version: Mutex::new(None),
                 platforms: Mutex::new(HashMap::new()),
                 root_node: Mutex::new(None),
+                child_nodes: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -215,7 +219,12 @@ impl JmsClient {
     fn url_for(&self, target: &str) -> Result<url::Url, JmsError> {
         let mut s = self.inner.base.as_str().trim_end_matches('/').to_owned();
         s.push_str(target);
-        url::Url::parse(&s).map_err(|e| JmsError::Invalid(format!("bad request target: {e}")))
+        url::Url::parse(&s).map_err(|e| {
+            JmsError::Invalid(Words::new(
+                format!("bad request target: {e}"),
+                format!("请求地址无效：{e}"),
+            ))
+        })
     }
 
     /// Sends once; `Err((e, executed))` says whether the server may have acted.
@@ -258,7 +267,13 @@ impl JmsClient {
                         &headers,
                         &httpsig::CLIENT_SIGNED_HEADERS,
                     )
-                    .map_err(|e| (JmsError::Invalid(e.to_string()), false))?;
+                    .map_err(|e| {
+                        let w = Words::new(
+                            format!("cannot sign the request: {e}"),
+                            format!("无法为请求签名：{e}"),
+                        );
+                        (JmsError::Invalid(w), false)
+                    })?;
                     let sig = httpsig::sign(secret.expose(), &ss);
                     httpsig::authorization_header(id, &httpsig::CLIENT_SIGNED_HEADERS, &sig)
                 }
@@ -352,8 +367,10 @@ impl JmsClient {
                 Err(pair) => pair,
             };
             let (err, executed) = outcome;
+            // Anonymous probes (version detection) expect 401 and never carry the token.
             if matches!(err, JmsError::Unauthorized(_))
                 && !relogged
+                && !req.anonymous
                 && matches!(self.inner.auth, Auth::Password { .. })
             {
                 // Tokens die early when the server's cache is flushed: log in once more.
@@ -383,8 +400,21 @@ impl JmsClient {
         query: &[(&str, &str)],
         org: Option<&str>,
     ) -> Result<Vec<Value>, JmsError> {
+        self.list_all_by(path, query, org, "100").await
+    }
+
+    /// `list_all` with another page size. Servers clamp a larger `limit` to their cap silently
+    /// (100 before v3.10, 1000 on v4.10.8+, §1.1) and the walk follows `next` either way, so a
+    /// large page is safe where a list may be long and calls are counted.
+    pub(crate) async fn list_all_by(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        org: Option<&str>,
+        limit: &str,
+    ) -> Result<Vec<Value>, JmsError> {
         let mut q: Vec<(&str, &str)> = query.to_vec();
-        q.push(("limit", "100"));
+        q.push(("limit", limit));
         let mut next_target = Some(target(path, &q));
         let mut out = Vec::new();
         let mut seen = std::collections::HashSet::new();

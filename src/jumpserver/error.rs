@@ -12,6 +12,36 @@ pub struct FieldProblem {
     pub message: String,
 }
 
+/// A sentence in both languages the bot speaks; `Display` gives the English one (logs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Words {
+    pub en: String,
+    pub zh: String,
+}
+
+impl Words {
+    pub fn new(en: impl Into<String>, zh: impl Into<String>) -> Self {
+        Self {
+            en: en.into(),
+            zh: zh.into(),
+        }
+    }
+
+    pub fn get(&self, english: bool) -> &str {
+        if english {
+            &self.en
+        } else {
+            &self.zh
+        }
+    }
+}
+
+impl std::fmt::Display for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.en)
+    }
+}
+
 /// What a rejected write means, when we can tell.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
@@ -43,7 +73,7 @@ pub enum JmsError {
     #[error("the bot account lacks permission: {0}")]
     Forbidden(String),
     #[error("not found: {0}")]
-    NotFound(String),
+    NotFound(Words),
     #[error("JumpServer is throttling us (retry after {retry_after:?})")]
     Throttled { retry_after: Option<Duration> },
     #[error("JumpServer server error (HTTP {status})")]
@@ -58,7 +88,7 @@ pub enum JmsError {
         version: String,
     },
     #[error("invalid request: {0}")]
-    Invalid(String),
+    Invalid(Words),
     #[error("JumpServer config: {0}")]
     Config(String),
 }
@@ -96,23 +126,29 @@ impl JmsError {
             }
             401 => JmsError::Unauthorized(detail),
             403 => JmsError::Forbidden(detail),
-            404 => JmsError::NotFound(if detail.is_empty() {
-                "object does not exist".into()
-            } else {
-                detail
-            }),
+            404 => JmsError::NotFound(Words::new(
+                if detail.is_empty() {
+                    "object does not exist".to_owned()
+                } else {
+                    detail
+                },
+                "JumpServer 中找不到该对象",
+            )),
             429 => JmsError::Throttled { retry_after },
             s => JmsError::Server { status: s },
         }
     }
 
-    /// Whether retrying the same call may succeed.
+    /// Whether retrying the same call may succeed: throttling, transport failures and every
+    /// 5xx (a worker timeout or a lost database connection answers 500 too; the deterministic
+    /// 500s of §2.1/§4.4 come from requests this client never builds). Only idempotent calls
+    /// are retried, so a repeated 500 costs a few calls, never a duplicate.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
             JmsError::Throttled { .. }
                 | JmsError::Transport(_)
-                | JmsError::Server { status: 502..=504 }
+                | JmsError::Server { status: 500..=599 }
         )
     }
 
@@ -166,13 +202,7 @@ impl JmsError {
                 "机器人账号在 JumpServer 中没有该权限",
                 "the bot account lacks that permission in JumpServer",
             ),
-            JmsError::NotFound(what) => {
-                if english {
-                    what.clone()
-                } else {
-                    format!("未找到：{what}")
-                }
-            }
+            JmsError::NotFound(w) | JmsError::Invalid(w) => w.get(english).to_owned(),
             JmsError::Throttled { .. } => t(
                 "JumpServer 请求过于频繁，请稍后再试",
                 "JumpServer is busy (rate limited); try again shortly",
@@ -193,10 +223,18 @@ impl JmsError {
                 if english {
                     format!("{feature} is not supported by JumpServer {version}")
                 } else {
-                    format!("JumpServer {version} 不支持：{feature}")
+                    let zh = match *feature {
+                        "grant" => "授权",
+                        "listing hosts" => "列出主机",
+                        "creating hosts" => "创建主机",
+                        "accounts" => "账号",
+                        "account-based permissions" => "基于账号的授权",
+                        other => other,
+                    };
+                    format!("JumpServer {version} 不支持{zh}（需要 v3 或更高版本）")
                 }
             }
-            JmsError::Invalid(m) | JmsError::Config(m) => m.clone(),
+            JmsError::Config(m) => m.clone(),
         }
     }
 }
@@ -312,6 +350,7 @@ mod tests {
         assert!(e.is_transient());
         let e = JmsError::from_status(500, b"<html>", None);
         assert!(matches!(e, JmsError::Server { status: 500 }));
-        assert!(!e.is_transient());
+        assert!(e.is_transient());
+        assert!(!JmsError::from_status(404, b"", None).is_transient());
     }
 }

@@ -8,12 +8,13 @@ pub mod httpsig;
 pub mod totp;
 
 pub use api::{
-    GrantedAsset, Host, JmsUser, NewHostSpec, NewPermissionSpec, NewUserSpec, Node, Permission,
-    Reacher,
+    granted_usernames, GrantedAsset, Host, HostAccount, JmsUser, NewHostSpec, NewPermissionSpec,
+    NewUserSpec, Node, Permission, Reacher,
 };
 pub use client::{JmsClient, ServerLine};
 pub use config::{AuthMode, JumpServerConfig};
-pub use error::{FieldProblem, JmsError, Problem};
+pub use error::{FieldProblem, JmsError, Problem, Words};
 pub use grant::{
-    GrantOutcome, GrantPlan, GrantPreview, HostRef, NewUser, PermissionResult, RevokeOutcome,
+    GrantOutcome, GrantPlan, GrantPreview, HostRef, MissingAccount, NewUser, PermissionResult,
+    RevokeOutcome,
 };

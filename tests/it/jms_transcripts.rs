@@ -913,3 +913,145 @@ async fn node_assets_add_and_remove() {
         .expect("host");
     assert!(!h.node_ids.contains(&node));
 }
+
+#[tokio::test]
+async fn accounts_list_is_one_row_per_account_per_host() {
+    let rec: Value = serde_json::from_slice(
+        &std::fs::read(fixture_dir().join("098-accounts-of-host.json")).expect("fixture"),
+    )
+    .expect("json");
+    let clock = ManualClock::new(recording_time());
+    let sim = fresh(&clock, None).await;
+    let c = Client::new(&sim);
+    let seed = |name: &str, accounts: &[&str]| {
+        sim.add_host(SeedHost {
+            name: name.into(),
+            address: name.into(),
+            platform_id: 1,
+            node_ids: vec![],
+            accounts: accounts
+                .iter()
+                .map(|a| ((*a).to_owned(), (*a).to_owned(), *a == "root"))
+                .collect(),
+        })
+        .expect("host")
+    };
+    let h1 = seed("10.10.1.11", &["root", "readonly"]);
+    let h2 = seed("10.10.1.12", &["readonly"]);
+    let h3 = seed("10.10.1.13", &["ops"]);
+    let rows = |v: &Value| -> Vec<(String, String)> {
+        v["results"]
+            .as_array()
+            .expect("paginated")
+            .iter()
+            .map(|r| {
+                (
+                    r["asset"]["id"].as_str().unwrap_or("").to_owned(),
+                    r["username"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect()
+    };
+    // No asset filter: every account on every host, the shared username twice.
+    let (s, all) = c
+        .call("GET", "/api/v1/accounts/accounts/?limit=100", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(all["count"], 4);
+    assert_eq!(
+        rows(&all),
+        vec![
+            (h1.clone(), "readonly".to_owned()),
+            (h1.clone(), "root".to_owned()),
+            (h2.clone(), "readonly".to_owned()),
+            (h3.clone(), "ops".to_owned()),
+        ]
+    );
+    // Every row has the recorded shape of 098.
+    let rec_row = &rec["response"]["body"]["results"][0];
+    for row in all["results"].as_array().expect("rows") {
+        let mut d = Vec::new();
+        shape_diff(rec_row, row, "row", &mut d);
+        assert!(d.is_empty(), "{d:?}");
+    }
+    let (_, by_user) = c
+        .call(
+            "GET",
+            "/api/v1/accounts/accounts/?username=readonly&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(
+        rows(&by_user),
+        vec![
+            (h1.clone(), "readonly".to_owned()),
+            (h2.clone(), "readonly".to_owned())
+        ]
+    );
+    for key in ["asset_id", "asset"] {
+        let (_, v) = c
+            .call(
+                "GET",
+                &format!("/api/v1/accounts/accounts/?{key}={h1}&limit=100"),
+                None,
+            )
+            .await;
+        assert_eq!(v["count"], 2, "{key}");
+    }
+    let (_, v) = c
+        .call(
+            "GET",
+            &format!("/api/v1/accounts/accounts/?asset_id={h2}&name=readonly&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(rows(&v), vec![(h2.clone(), "readonly".to_owned())]);
+    let (_, v) = c
+        .call(
+            "GET",
+            "/api/v1/accounts/accounts/?address=10.10.1.13&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(rows(&v), vec![(h3, "ops".to_owned())]);
+    // By node: hosts in the node or below it.
+    let pay = sim.add_node_path("PaymentSystem");
+    let prod = sim.add_node_path("PaymentSystem/prod");
+    let h4 = sim
+        .add_host(SeedHost {
+            name: "10.10.1.14".into(),
+            address: "10.10.1.14".into(),
+            platform_id: 1,
+            node_ids: vec![prod],
+            accounts: vec![("readonly".into(), "readonly".into(), false)],
+        })
+        .expect("host");
+    let (_, v) = c
+        .call(
+            "GET",
+            &format!("/api/v1/accounts/accounts/?username=readonly&node_id={pay}&limit=100"),
+            None,
+        )
+        .await;
+    assert_eq!(rows(&v), vec![(h4, "readonly".to_owned())]);
+    let (_, v) = c
+        .call(
+            "GET",
+            "/api/v1/accounts/accounts/?node_id=00000000-0000-0000-0000-00000000dead&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!(v["count"], 0);
+    // Case-sensitive exact filter; no rows is an empty page, not an error.
+    let (s, v) = c
+        .call(
+            "GET",
+            "/api/v1/accounts/accounts/?username=READONLY&limit=100",
+            None,
+        )
+        .await;
+    assert_eq!((s, v["count"].as_u64()), (200, Some(0)));
+    // Without limit: a plain list, like every capped list view.
+    let (_, plain) = c.call("GET", "/api/v1/accounts/accounts/", None).await;
+    assert_eq!(plain.as_array().map(Vec::len), Some(5));
+}

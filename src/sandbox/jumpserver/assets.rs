@@ -259,6 +259,64 @@ pub(super) fn hosts_list(st: &State, c: &Ctx) -> Out {
     out(200, paginate(rows, c.q, c.base, true))
 }
 
+/// `GET /accounts/accounts/`: one row per account, i.e. per (host, name) — the same username on
+/// two hosts is two rows [098]. Exact filters `asset`/`asset_id`, `username`, `name`, `address`,
+/// `asset_name`, `id`; `node_id`/`nodes` = hosts in that node or below it; case-insensitive
+/// `search` over username, name and the asset's name and address (§4.5). Ordered by asset name,
+/// then account name, so a limit/offset walk is stable.
+pub(super) fn accounts_list(st: &State, c: &Ctx) -> Out {
+    let exact = |key: &str, v: &str| qget(c.q, key).is_none_or(|x| x == v);
+    let node_key: Option<Option<&str>> = qget(c.q, "node_id")
+        .or_else(|| qget(c.q, "nodes"))
+        .map(|id| st.nodes.iter().find(|n| n.id == id).map(|n| n.key.as_str()));
+    let in_node = |h: &Host| match node_key {
+        None => true,
+        Some(None) => false,
+        Some(Some(k)) => h.node_ids.iter().any(|id| {
+            st.nodes.iter().any(|n| {
+                &n.id == id
+                    && (n.key == k || n.key.strip_prefix(k).is_some_and(|r| r.starts_with(':')))
+            })
+        }),
+    };
+    let search = qget(c.q, "search").map(str::to_lowercase);
+    // Indexed once: the bench grows the org to thousands of hosts and accounts.
+    let hosts: std::collections::HashMap<&str, &Host> =
+        st.hosts.iter().map(|h| (h.id.as_str(), h)).collect();
+    let mut rows: Vec<(&Account, &Host)> = st
+        .accounts
+        .iter()
+        .filter(|a| exact("username", &a.username) && exact("asset_id", &a.asset_id))
+        .filter_map(|a| Some((a, *hosts.get(a.asset_id.as_str())?)))
+        .filter(|(a, h)| {
+            exact("asset", &h.id)
+                && exact("asset_id", &h.id)
+                && exact("username", &a.username)
+                && exact("name", &a.name)
+                && exact("address", &h.address)
+                && exact("asset_name", &h.name)
+                && exact("id", &a.id)
+                && in_node(h)
+        })
+        .filter(|(a, h)| {
+            search.as_ref().is_none_or(|s| {
+                [&a.username, &a.name, &h.name, &h.address]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(s))
+            })
+        })
+        .collect();
+    rows.sort_by(|(a, h), (b, g)| (&h.name, &a.name).cmp(&(&g.name, &b.name)));
+    let rows = rows
+        .into_iter()
+        .filter_map(|(a, h)| {
+            let p = st.platforms.iter().find(|p| p.id == h.platform_id)?;
+            Some(account_json(a, h, p))
+        })
+        .collect();
+    out(200, paginate(rows, c.q, c.base, true))
+}
+
 pub(super) fn hosts_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
     if c.org == Org::Root {
         return out(400, json!(["Please save in a org"]));

@@ -296,22 +296,7 @@ fn dispatch(
             }
             None => not_found_obj("Host"),
         },
-        ("v1/accounts/accounts", Method::GET) => {
-            let rows: Vec<Value> = st
-                .accounts
-                .iter()
-                .filter(|a| qget(&q, "asset_id").is_none_or(|x| x == a.asset_id))
-                .filter(|a| qget(&q, "username").is_none_or(|x| x == a.username))
-                .filter_map(|a| {
-                    let h = st.hosts.iter().find(|h| h.id == a.asset_id)?;
-                    let p = st.platforms.iter().find(|p| p.id == h.platform_id)?;
-                    Some((a.name.clone(), account_json(a, h, p)))
-                })
-                .collect::<std::collections::BTreeMap<_, _>>()
-                .into_values()
-                .collect();
-            out(200, paginate(rows, &q, &base, true))
-        }
+        ("v1/accounts/accounts", Method::GET) => accounts_list(&st, &ctx),
         ("v1/perms/asset-permissions", Method::GET) => perms_list(&st, &ctx),
         ("v1/perms/asset-permissions", Method::POST) => perms_create(&mut st, &ctx, b),
         ("v1/perms/asset-permissions/*", Method::GET) => {

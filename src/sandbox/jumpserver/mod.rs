@@ -397,6 +397,18 @@ impl SimJumpServer {
         assets::node_by_full_value(&mut st, full_value)
     }
 
+    /// Deletes a node that holds no host (what an administrator can do in the UI; the real
+    /// server refuses to delete a node with assets). `false` when absent or not empty.
+    pub fn remove_node(&self, id: &str) -> bool {
+        let mut st = self.shared.lock();
+        if st.hosts.iter().any(|h| h.node_ids.iter().any(|n| n == id)) {
+            return false;
+        }
+        let before = st.nodes.len();
+        st.nodes.retain(|n| n.id != id);
+        st.nodes.len() < before
+    }
+
     /// Registers a live session the way a terminal component would; returns its id.
     pub fn add_session(&self, s: SeedSession) -> Result<String, SimJmsError> {
         let now = self.shared.now();
