@@ -1,12 +1,14 @@
 //! The composite grant (recipe B, §5): user → hosts → node (only when a host must be created)
-//! → accounts check → permission, spending the fewest calls. With the caches `start` warms
+//! → permission → accounts check (only when the permission was created), spending the fewest
+//! calls. With the caches `start` warms
 //! (version, root node, platform, the root's direct children):
 //! - every host exists: 4 (user, hosts, accounts, permission); 3 with `@ALL` or when no found
 //!   host has accounts;
 //! - n new hosts: n + 3, or n + 4 when some of the hosts exist too (their accounts are checked);
 //! - +1 each when the user or the node must be created, or when the node appeared after `start`
 //!   (one lookup, then cached);
-//! - a re-run whose permission exists spends one GET more (the "name exists" answer has no id);
+//! - a re-run whose permission exists: user, hosts, create (refused: name exists) and one GET for
+//!   its id — 4; the accounts check is skipped, it ran when the permission was created;
 //! - an empty address list grants the node itself (a whole system): user → node → permission,
 //!   2 calls with the node cached.
 //!
@@ -496,39 +498,45 @@ impl JmsClient {
         }
 
         let found_ids: Vec<String> = hosts_found.iter().map(|h| h.id.clone()).collect();
-        let scope = match &node {
-            Some(n) if hosts_outside_node.is_empty() => Some(n.id.clone()),
-            Some(_) => None,
-            None => self.cached_node_scope(plan, &node_path, &hosts_outside_node),
-        };
-        let present = self
-            .host_accounts(
-                &with_accounts(&existing, &found_ids),
-                &usernames,
-                scope.as_deref(),
-            )
-            .await?;
-        let mut missing_on_found = Vec::new();
-        for h in &hosts_found {
-            for u in &usernames {
-                if !present
-                    .iter()
-                    .any(|x| x.host_id == h.id && &x.username == u)
-                {
-                    missing_on_found.push(MissingAccount {
-                        address: h.address.clone(),
-                        username: u.clone(),
-                    });
-                }
-            }
-        }
-        missing_on_found.extend(accounts_missing);
-        let accounts_missing = missing_on_found;
-
-        let mut asset_ids = found_ids;
+        let mut asset_ids = found_ids.clone();
         asset_ids.extend(hosts_created.iter().map(|h| h.id.clone()));
         let spec = plan.permission_spec(&user.id, asset_ids, Vec::new());
         let (perm, permission) = self.grant_permission(plan, &spec).await?;
+
+        // Missing accounts are reported, never created, so the check can follow the grant. It
+        // runs only when this call created the permission: a re-run of the same plan was checked
+        // the first time (and `preview` showed the approver), and skipping it keeps a re-run
+        // within the budget of 4 calls.
+        if permission == PermissionResult::Created {
+            let scope = match &node {
+                Some(n) if hosts_outside_node.is_empty() => Some(n.id.clone()),
+                Some(_) => None,
+                None => self.cached_node_scope(plan, &node_path, &hosts_outside_node),
+            };
+            let present = self
+                .host_accounts(
+                    &with_accounts(&existing, &found_ids),
+                    &usernames,
+                    scope.as_deref(),
+                )
+                .await?;
+            let mut missing_on_found = Vec::new();
+            for h in &hosts_found {
+                for u in &usernames {
+                    if !present
+                        .iter()
+                        .any(|x| x.host_id == h.id && &x.username == u)
+                    {
+                        missing_on_found.push(MissingAccount {
+                            address: h.address.clone(),
+                            username: u.clone(),
+                        });
+                    }
+                }
+            }
+            missing_on_found.append(&mut accounts_missing);
+            accounts_missing = missing_on_found;
+        }
         Ok(GrantOutcome {
             user_active: user.is_active,
             user_id: user.id,
