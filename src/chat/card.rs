@@ -17,6 +17,10 @@ pub const MAX_VALUE_BYTES: usize = 1024;
 pub type CardVars = BTreeMap<String, String>;
 
 /// Cuts a value to DingTalk's size limit on a character boundary, marking the cut.
+pub fn cap(s: &str) -> String {
+    fit(s)
+}
+
 fn fit(s: &str) -> String {
     if s.len() <= MAX_VALUE_BYTES {
         return s.to_string();
