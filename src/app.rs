@@ -13,7 +13,7 @@ use crate::jumpserver::client::JmsClient;
 use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
 use crate::store::dialogs::Dialogs;
-use crate::store::orders::Orders;
+use crate::store::orders::{OrderObserver, Orders};
 use crate::store::outbox::Outbox;
 use crate::store::{Store, StoreError};
 use crate::worker::outbox::{OutboxRunner, RunnerConfig, TickReport};
@@ -56,6 +56,16 @@ struct Engine {
     workflow: Arc<Workflow>,
     runner: Arc<OutboxRunner<Workflow>>,
     scheduler: Arc<Scheduler<Workflow>>,
+}
+
+struct WeakScheduler(std::sync::Weak<Scheduler<Workflow>>);
+
+impl OrderObserver for WeakScheduler {
+    fn order_changed(&self, order: &crate::domain::order::Order) {
+        if let Some(s) = self.0.upgrade() {
+            s.order_changed(order);
+        }
+    }
 }
 
 /// A running bot. Dropping it without `shutdown` aborts its tasks (what a crash looks like to
@@ -122,8 +132,10 @@ fn build_engine(
             ..SchedulerConfig::default()
         },
     ));
-    // Observe first, then rebuild: no order change can fall between the two.
-    orders.observe(scheduler.clone());
+    // Observe first, then rebuild: no order change can fall between the two. The observer is
+    // weak: the scheduler holds the workflow, which holds the orders, and a strong link back
+    // would keep the store open after the bot is gone.
+    orders.observe(Arc::new(WeakScheduler(Arc::downgrade(&scheduler))));
     let n = scheduler.rebuild(&orders)?;
     let revived = outbox.revive_unknown_kinds(opts.clock.now())?;
     tracing::info!(

@@ -7,3 +7,4 @@ mod dingtalk_vectors;
 mod jms_client;
 mod jms_transcripts;
 mod orders;
+mod workflow;
