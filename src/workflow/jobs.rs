@@ -107,7 +107,7 @@ impl Workflow {
                     self.deliver_requester_card(&o).await?;
                 }
                 match self.render(&o, template, params).await {
-                    Some(m) => self.send(&[o.requester.clone()], &m).await,
+                    Some(m) => self.send(std::slice::from_ref(&o.requester), &m).await,
                     None => Ok(()),
                 }
             }
