@@ -461,6 +461,11 @@ impl Shared {
         let a = a.clone();
         let event = actor::approval_event(&self.opts.corp_id, &a, "finish", Some(result), now);
         let approver = a.approvers.first().cloned().unwrap_or_default();
+        let approver = s
+            .users
+            .get(&approver)
+            .map(|u| u.name.clone())
+            .unwrap_or(approver);
         let text = match agree {
             true => format!("{approver} 在 OA 审批中同意了"),
             false => format!("{approver} 在 OA 审批中拒绝了"),

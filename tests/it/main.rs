@@ -4,6 +4,7 @@ mod dingtalk_client;
 mod dingtalk_props;
 mod dingtalk_sim;
 mod dingtalk_vectors;
+mod e2e;
 mod jms_client;
 mod jms_transcripts;
 mod orders;

@@ -178,7 +178,11 @@ impl Sim {
                     out_track_id: track.to_owned(),
                 }
             };
-            let text = render_card(&card, &chat);
+            let text = if created {
+                render_card(&card, &chat)
+            } else {
+                render_card_update(&card, &chat)
+            };
             self.log_entry(&chat, Speaker::Bot, kind, text, now);
         }
     }
@@ -222,6 +226,30 @@ pub fn render_card(card: &SimCard, reader: &str) -> String {
     }
     if get("buttons_visible") == Some("true") {
         out.push_str("\n  [同意] [拒绝]");
+    }
+    out
+}
+
+/// An updated card in one line: heading, status and who decided.
+pub fn render_card_update(card: &SimCard, reader: &str) -> String {
+    let mut vars = card.params.clone();
+    if let Some(p) = card.private.get(reader) {
+        vars.extend(p.clone());
+    }
+    let get = |k: &str| vars.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let mut out = format!(
+        "[卡片] {}",
+        get("title").unwrap_or(card.template_id.as_str())
+    );
+    for (key, label) in [
+        ("order_id", "单号"),
+        ("status_text", "状态"),
+        ("decided_by", "处理人"),
+        ("reject_reason", "拒绝原因"),
+    ] {
+        if let Some(v) = get(key) {
+            out.push_str(&format!(" · {label}：{v}"));
+        }
     }
     out
 }
@@ -666,15 +694,18 @@ impl SimDingTalk {
                 .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_owned)))
                 .collect::<Vec<_>>()
                 .join(", ");
-            s.log_entry(
-                user.as_str(),
-                Speaker::User(user.as_str().to_owned()),
-                ConvKind::CardTap {
-                    out_track_id: out_track_id.to_owned(),
-                },
-                format!("（点击卡片按钮：{what}）"),
-                now,
-            );
+            // A forged tap is not something the user did; only genuine taps join their chat.
+            if forgery.is_none() {
+                s.log_entry(
+                    user.as_str(),
+                    Speaker::User(user.as_str().to_owned()),
+                    ConvKind::CardTap {
+                        out_track_id: out_track_id.to_owned(),
+                    },
+                    format!("（点击卡片按钮：{what}）"),
+                    now,
+                );
+            }
             match registered {
                 Some((url, secret)) => (Some(url), secret),
                 None => (None, None),
