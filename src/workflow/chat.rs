@@ -3,7 +3,7 @@
 use super::{order_mode, retry, Workflow};
 use crate::chat::text;
 use crate::dispatch::DispatchError;
-use crate::domain::command::Command;
+use crate::domain::command::{self, Command};
 use crate::domain::dialog::{self, DialogState, Reply};
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::order::{NewOrder, Order, Request, State};
@@ -12,6 +12,7 @@ use crate::inbound::ChatMessage;
 use crate::store::audit::{Actor, AuditEvent, AuditRecord};
 use crate::store::orders::{CasError, Change};
 use crate::store::outbox::JobKind;
+use sha2::Digest;
 use std::collections::BTreeMap;
 
 pub(super) fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -67,6 +68,23 @@ impl Workflow {
                 self.dialogs.delete(&sender).map_err(retry)?;
             }
             None => {}
+        }
+        // A bare `/apply` (or `/apply host` with nothing yet) gets the request form card when
+        // a template is configured; typed answers keep working alongside it.
+        let wants_form = match &step.reply {
+            Reply::Error(command::CommandError::ApplyWhat) => true,
+            Reply::Ask {
+                field: dialog::Field::Targets,
+                problem: None,
+                ..
+            } => step
+                .new_state
+                .as_ref()
+                .is_some_and(|s| s.draft == command::ApplyDraft::default()),
+            _ => false,
+        };
+        if wants_form && self.settings.request_template().is_some() {
+            self.send_form_later(&sender, &msg.msg_id);
         }
         let answer = match step.reply {
             Reply::Complete => match step.done {
@@ -420,6 +438,90 @@ impl Workflow {
         })
     }
 
+    /// Delivers the request form card (an artifact of a read-only answer: nothing recorded).
+    fn send_form_later(&self, user: &DingUserId, msg_id: &str) {
+        let Some(tpl) = self.settings.request_template() else {
+            return;
+        };
+        let req = crate::dingtalk::client::CardDelivery {
+            template_id: tpl.to_string(),
+            out_track_id: form_track_id(user, msg_id),
+            params: crate::chat::card::request_form_vars(
+                self.lang(),
+                &command::ApplyDraft::default(),
+                &self.policy,
+            ),
+            to: crate::dingtalk::client::CardTarget::User(user.clone()),
+            callback_route_key: self.settings.route_key(),
+        };
+        let client = self.dingtalk.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.create_and_deliver_card(req).await {
+                tracing::warn!(error = %e, "request form card not delivered");
+            }
+        });
+    }
+
+    /// A tap on a request form card: the same parsers and checks as a typed request.
+    pub(super) fn on_form(
+        &self,
+        tapper: &DingUserId,
+        params: &BTreeMap<String, String>,
+    ) -> Result<crate::dispatch::DispatchReply, DispatchError> {
+        use crate::chat::card::{read_form, request_form_submitted_vars, FormAction};
+        let lang = self.lang();
+        let now = self.now();
+        let draft = match read_form(params) {
+            Ok(FormAction::Submit(d)) => d,
+            Ok(FormAction::Cancel) => {
+                self.dialogs.delete(tapper).map_err(retry)?;
+                self.tell_later(
+                    tapper.clone(),
+                    text::dialog_reply(lang, &Reply::Cancelled, false).unwrap_or_default(),
+                );
+                return Ok(crate::dispatch::DispatchReply::None);
+            }
+            Err(e) => {
+                self.tell_later(tapper.clone(), text::card_input_error(lang, &e));
+                return Ok(crate::dispatch::DispatchReply::None);
+            }
+        };
+        let step = dialog::from_draft(draft, &self.policy, now.as_millisecond());
+        match (step.reply, step.done) {
+            (Reply::Complete, Some(req)) => {
+                self.dialogs.delete(tapper).map_err(retry)?;
+                let before = self.orders.list_by_requester(tapper).map_err(retry)?.len();
+                let answer = self.submit_host(tapper, "", req)?;
+                let orders = self.orders.list_by_requester(tapper).map_err(retry)?;
+                self.tell_later(tapper.clone(), answer);
+                if orders.len() > before {
+                    if let Some(o) = orders.first() {
+                        let vars = request_form_submitted_vars(lang, &o.id);
+                        return Ok(crate::dispatch::DispatchReply::CardUpdate(
+                            serde_json::json!({
+                                "cardUpdateOptions": {"updateCardDataByKey": true},
+                                "cardData": {"cardParamMap": vars},
+                            }),
+                        ));
+                    }
+                }
+                Ok(crate::dispatch::DispatchReply::None)
+            }
+            (other, _) => {
+                if let Some(s) = step.new_state {
+                    let v = serde_json::to_value(&s)
+                        .map_err(|e| DispatchError::Retry(e.to_string()))?;
+                    self.dialogs.put(tapper, v, now).map_err(retry)?;
+                }
+                self.tell_later(
+                    tapper.clone(),
+                    text::dialog_reply(lang, &other, false).unwrap_or_default(),
+                );
+                Ok(crate::dispatch::DispatchReply::None)
+            }
+        }
+    }
+
     /// `/who-has`: asks JumpServer live, answers on the webhook when done.
     fn who_has_later(&self, subject: String, webhook: Option<String>) {
         let jms = self.jms.clone();
@@ -438,6 +540,18 @@ impl Workflow {
         });
     }
 }
+
+/// outTrackId of a request form card: per user and message, so each `/apply` has its own.
+pub(super) fn form_track_id(user: &DingUserId, msg_id: &str) -> String {
+    let digest = hex::encode(sha2::Sha256::digest(msg_id.as_bytes()));
+    format!(
+        "{FORM_PREFIX}{}-{}",
+        hex::encode(user.as_str().as_bytes()),
+        digest.get(..16).unwrap_or(&digest)
+    )
+}
+
+pub(super) const FORM_PREFIX: &str = "ab-form-";
 
 async fn who_has(
     jms: &crate::jumpserver::client::JmsClient,

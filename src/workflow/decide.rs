@@ -244,14 +244,6 @@ impl Workflow {
     pub(super) fn on_card(&self, a: CardAction) -> Result<DispatchReply, DispatchError> {
         let lang = self.lang();
         let tapper = a.user_id.clone();
-        let Some(order) = self
-            .orders
-            .find_by_card_track_id(&a.out_track_id)
-            .map_err(retry)?
-        else {
-            self.tell_later(tapper, text::card_unknown(lang));
-            return Ok(DispatchReply::None);
-        };
         let params: BTreeMap<String, String> = a
             .params
             .iter()
@@ -263,6 +255,23 @@ impl Workflow {
                 (k.clone(), s)
             })
             .collect();
+        if let Some(rest) = a.out_track_id.strip_prefix(super::chat::FORM_PREFIX) {
+            // A form card belongs to the user it was sent to; nobody else submits it.
+            let owner = format!("{}-", hex::encode(tapper.as_str().as_bytes()));
+            if !rest.starts_with(&owner) {
+                self.tell_later(tapper, text::card_unknown(lang));
+                return Ok(DispatchReply::None);
+            }
+            return self.on_form(&tapper, &params);
+        }
+        let Some(order) = self
+            .orders
+            .find_by_card_track_id(&a.out_track_id)
+            .map_err(retry)?
+        else {
+            self.tell_later(tapper, text::card_unknown(lang));
+            return Ok(DispatchReply::None);
+        };
         let action = match card::read_approval(&params) {
             Ok(x) => x,
             Err(e) => {

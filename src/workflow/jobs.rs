@@ -705,22 +705,25 @@ impl Workflow {
                     let t = cur
                         .provisioning_failed(reason.clone(), until, now)
                         .map_err(|_| "moved on")?;
-                    let jobs = if first {
-                        vec![notify(
-                            "failed",
-                            &[("kind", "unavailable"), ("detail", detail.as_str())],
-                        )]
-                    } else {
-                        Vec::new()
-                    };
                     Ok(Change::from_transition(
                         t,
                         Actor::System,
                         reason.clone(),
-                        jobs,
+                        vec![],
                     ))
                 });
                 cas_done(res)?;
+                if first {
+                    // This order's queued jobs wait behind the retrying grant, so the "we keep
+                    // trying" notice goes out directly, once: only the first recorded failure
+                    // sends it (at most once; a crash right here loses it, never doubles it).
+                    let p = params(&[("kind", "unavailable"), ("detail", detail.as_str())]);
+                    if let Some(m) = self.render(&o, "failed", &p).await {
+                        if let Err(e) = self.send(std::slice::from_ref(&o.requester), &m).await {
+                            tracing::warn!(order = %o.id, error = %e, "retry notice not sent");
+                        }
+                    }
+                }
                 Err(JobError::transient(e.to_string()))
             }
             Err(e) => {

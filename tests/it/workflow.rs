@@ -706,3 +706,70 @@ async fn expiry_reminds_then_revokes_and_leaver_is_disabled() {
         .unwrap();
     assert!(!alice.is_active);
 }
+
+#[tokio::test]
+async fn bare_apply_sends_the_request_form_card_and_its_submit_becomes_an_order() {
+    let mut env = Env::new(Mode::Cards).await;
+    env.cfg.cards.request_template_id = "tpl-request".into();
+    env.crash_and_restart().await;
+    let r = env.ask(ALICE, "申请主机").await;
+    assert!(!r.is_empty());
+    let mut track = None;
+    for _ in 0..500 {
+        track = env
+            .dt
+            .calls_to("/v1.0/card/instances/createAndDeliver")
+            .iter()
+            .find(|c| c.body["cardTemplateId"] == "tpl-request")
+            .and_then(|c| c.body["outTrackId"].as_str().map(str::to_string));
+        if track.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let track = track.expect("request form card delivered");
+    let form = env.dt.card(&track).unwrap();
+    assert_eq!(
+        form.params.get("submitted").map(String::as_str),
+        Some("false")
+    );
+    // Someone else cannot submit alice's form.
+    let submit = json!({"action": "submit", "targets": "10.10.1.12", "role": "readonly",
+        "duration": "2h", "reason": "检查日志"});
+    env.tap(&track, MALLORY, submit.clone()).await;
+    assert!(env.orders_of(MALLORY).is_empty() && env.orders_of(ALICE).is_empty());
+    let (st, body) = env.tap(&track, ALICE, submit).await;
+    assert_eq!(st, 200);
+    let orders = env.orders_of(ALICE);
+    assert_eq!(orders.len(), 1);
+    assert_eq!(body["cardData"]["cardParamMap"]["submitted"], "true");
+    assert_eq!(
+        body["cardData"]["cardParamMap"]["order_id"],
+        orders[0].id.as_str()
+    );
+    env.drain().await;
+    assert_eq!(env.order(&orders[0].id).state, State::PendingApproval);
+}
+
+#[tokio::test]
+async fn jumpserver_outage_is_retried_with_backoff_and_survives_a_restart() {
+    let mut env = Env::new(Mode::Text).await;
+    let id = env.alice_requests().await;
+    env.ask(BOSS1, &format!("同意 {id}")).await;
+    // JumpServer answers 502 to everything for a while.
+    env.jms.fail_next(1000, 502);
+    env.drain().await;
+    let o = env.order(&id);
+    assert_eq!(o.state, State::FailedRetrying, "{:?}", o.failure);
+    assert_eq!(env.count_to(ALICE, "暂时连不上 JumpServer"), 1);
+    env.jms.fail_next(0, 502);
+    env.crash_and_restart().await;
+    // Nothing runs before the backoff elapses; then the grant goes through.
+    assert_eq!(env.bot().run_outbox_once().await.unwrap().ran, 0);
+    env.clock.advance(SignedDuration::from_mins(30));
+    env.drain().await;
+    let o = env.order(&id);
+    assert_eq!(o.state, State::Active, "{:?}", o.failure);
+    assert_eq!(env.permissions_named(&o.permission_name()), 1);
+    assert_eq!(env.count_to(ALICE, GRANTED), 1);
+}
