@@ -773,3 +773,140 @@ async fn jumpserver_outage_is_retried_with_backoff_and_survives_a_restart() {
     assert_eq!(env.permissions_named(&o.permission_name()), 1);
     assert_eq!(env.count_to(ALICE, GRANTED), 1);
 }
+
+#[tokio::test]
+async fn two_approvals_required_each_approver_once() {
+    let mut env = Env::new(Mode::Text).await;
+    env.cfg.policy.approvals_required = 2;
+    env.crash_and_restart().await;
+    let id = env.alice_requests().await;
+    let r = env.ask(BOSS1, &format!("同意 {id}")).await;
+    assert!(r.contains("还需要 1 位"), "{r}");
+    assert_eq!(env.order(&id).state, State::PendingApproval);
+    let r = env.ask(BOSS1, &format!("/approve {id}")).await;
+    assert!(r.contains("已经同意过"), "{r}");
+    assert_eq!(env.order(&id).approvals.len(), 1);
+    env.ask(BOSS2, &format!("同意 {id}")).await;
+    assert_eq!(env.order(&id).state, State::Approved);
+    env.drain().await;
+    assert_eq!(env.order(&id).state, State::Active);
+    assert_eq!(env.count_to(ALICE, "还需要 1 位审批人"), 1);
+    assert_eq!(env.count_to(ALICE, GRANTED), 1);
+}
+
+#[tokio::test]
+async fn account_request_creates_the_user_and_identity_failures_are_explained() {
+    let env = Env::new(Mode::Text).await;
+    env.dt
+        .add_user(ding_user("newbie01", "新人", "newbie@example.com"));
+    let mut nomail = ding_user("nomail01", "无邮箱", "x@example.com");
+    nomail.email = None;
+    env.dt.add_user(nomail);
+
+    // Alice already has fx-alice: nothing to approve.
+    env.ask(ALICE, "申请账号").await;
+    env.drain().await;
+    assert_eq!(env.count_to(ALICE, "你已经有 JumpServer 账号：fx-alice"), 1);
+    assert_eq!(env.orders_of(ALICE)[0].state, State::Cancelled);
+
+    env.ask("newbie01", "申请账号").await;
+    env.drain().await;
+    let id = env.orders_of("newbie01")[0].id.clone();
+    assert_eq!(env.order(&id).state, State::PendingApproval);
+    env.ask(BOSS1, &format!("同意 {id}")).await;
+    env.drain().await;
+    assert_eq!(env.order(&id).state, State::Active);
+    assert!(env.jms.users().iter().any(|u| u.username == "newbie"));
+    assert_eq!(env.count_to("newbie01", "JumpServer 账号已就绪：newbie"), 1);
+
+    // No e-mail: the identity rule cannot map the person; they are told in plain words.
+    env.ask("nomail01", "申请主机 10.10.1.11 只读 1h 原因：看看")
+        .await;
+    env.drain().await;
+    let o = &env.orders_of("nomail01")[0];
+    assert_eq!(o.state, State::Cancelled);
+    assert_eq!(
+        env.count_to("nomail01", "无法办理"),
+        1,
+        "{:?}",
+        env.texts_to("nomail01")
+    );
+}
+
+#[tokio::test]
+async fn permanent_grant_failure_tells_requester_and_admins() {
+    let mut env = Env::new(Mode::Text).await;
+    env.cfg.policy.auto_create_user = false;
+    env.crash_and_restart().await;
+    env.dt
+        .add_user(ding_user("newbie01", "新人", "newbie@example.com"));
+    env.ask("newbie01", "申请主机 10.10.1.11 只读 1h 原因：看看")
+        .await;
+    env.drain().await;
+    let id = env.orders_of("newbie01")[0].id.clone();
+    let preview = env.order(&id).preview.unwrap();
+    assert!(!preview.user_exists);
+    env.ask(BOSS1, &format!("同意 {id}")).await;
+    env.drain().await;
+    let o = env.order(&id);
+    assert_eq!(o.state, State::Failed);
+    assert_eq!(env.permissions_named(&o.permission_name()), 0);
+    assert_eq!(env.count_to("newbie01", "你还没有 JumpServer 账号"), 1);
+    assert_eq!(env.count_to(ADMIN, "开通失败"), 1);
+    let r = env.ask("newbie01", &format!("状态 {id}")).await;
+    assert!(r.contains("开通失败"), "{r}");
+}
+
+#[tokio::test]
+async fn approval_timeout_closes_and_renew_and_who_has_work() {
+    let env = Env::new(Mode::Text).await;
+    let stale = env.alice_requests().await;
+    env.clock.advance(SignedDuration::from_hours(25));
+    env.bot().fire_deadlines().await;
+    env.drain().await;
+    assert_eq!(env.order(&stale).state, State::Cancelled);
+    assert_eq!(env.count_to(ALICE, "长时间无人审批"), 1);
+
+    let id = env.alice_requests().await;
+    env.ask(BOSS1, &format!("同意 {id}")).await;
+    env.drain().await;
+    // Renewal beyond the role's maximum is refused; within it, JumpServer follows.
+    let r = env.ask(ALICE, &format!("/renew {id} 60d")).await;
+    assert!(r.contains("不能续期"), "{r}");
+    env.ask(ALICE, &format!("/renew {id} 8h")).await;
+    env.drain().await;
+    let o = env.order(&id);
+    let end = o.window.unwrap().end;
+    assert_eq!(end, env.clock.now() + SignedDuration::from_hours(8));
+    let perm = env
+        .jms
+        .permissions()
+        .into_iter()
+        .find(|p| p.name == o.permission_name())
+        .unwrap();
+    assert_eq!(perm.date_expired.as_second(), end.as_second());
+    assert_eq!(env.count_to(ALICE, "已续期"), 1);
+
+    let r = env.ask(ADMIN, "/who-has 10.10.1.11").await;
+    assert!(r.contains(&o.permission_name()), "{r}");
+    let r = env.ask(ADMIN, "/who-has fx-alice").await;
+    assert!(r.contains("10.10.1.11"), "{r}");
+}
+
+#[tokio::test]
+async fn unidentified_sender_and_oa_withdrawal() {
+    let env = Env::new(Mode::Oa).await;
+    let r = env.ask("", "帮助").await;
+    assert!(r.contains("无法识别"), "{r}");
+    let id = env.alice_requests().await;
+    let inst = env.order(&id).approval_refs.oa_instance_id.clone().unwrap();
+    env.ask(ALICE, &format!("取消 {id}")).await;
+    assert_eq!(env.order(&id).state, State::Cancelled);
+    // The sim refuses a terminate within 15 s of the start: move past it.
+    env.clock.advance(SignedDuration::from_secs(20));
+    env.drain().await;
+    assert_eq!(
+        env.dt.approval(&inst).map(|a| a.status),
+        Some("TERMINATED".to_string())
+    );
+}
