@@ -333,6 +333,49 @@ async fn every_command_in_both_languages() {
         .await
         .unwrap());
     wait_state(&w, &acc2.id, State::Cancelled).await;
+    // the other halves: approve in English, reject in Chinese
+    let third = request(&w, ZHANGSAN, "申请主机 10.1.2.5 只读 2天 原因：巡检", 3).await;
+    let fourth = request(&w, ZHANGSAN, "申请主机 10.1.2.6 只读 2天 原因：巡检", 4).await;
+    ok(&dt
+        .user_says(&user(LISI), &format!("/approve {}", third.id))
+        .await
+        .unwrap());
+    wait_state(&w, &third.id, State::Active).await;
+    assert!(permission_for(&w.jms, "zhangsan", "10.1.2.5").is_some());
+    ok(&dt
+        .user_says(&user(LISI), &format!("拒绝 {} 请使用测试环境", fourth.id))
+        .await
+        .unwrap());
+    wait_state(&w, &fourth.id, State::Rejected).await;
+    bot_says(dt, ZHANGSAN, 0, |e| e.text.contains("请使用测试环境"))
+        .await
+        .expect("requester told why");
+    assert!(permission_for(&w.jms, "zhangsan", "10.1.2.6").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_chat_requests_are_answered_in_the_group() {
+    let w = world(ApprovalMode::Card, true).await;
+    let dt = &w.dingtalk;
+    let group = "cidGroupOps001";
+    dt.add_group(group);
+    let m = mark(dt);
+    ok(&dt
+        .user_says_in_group(&user(WANGWU), group, "帮助")
+        .await
+        .unwrap());
+    let r = bot_says(dt, group, m, |_| true)
+        .await
+        .expect("answered in the group");
+    assert!(r.text.contains("申请主机"), "{}", r.text);
+    assert!(dt.bot_said(WANGWU).is_empty(), "nothing in the 1:1 chat");
+    ok(&dt
+        .user_says_in_group(&user(ZHANGSAN), group, HOST_REQ_ZH)
+        .await
+        .unwrap());
+    let o = newest_order(&w, ZHANGSAN, 1).await;
+    assert_eq!(o.requester, user(ZHANGSAN));
+    card_for(&w, LISI, &o.id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,9 +453,7 @@ async fn non_approver_tap_is_refused_with_a_reply_and_changes_nothing() {
         .expect("the tapper is told they may not decide");
     settle(&w).await;
     assert_eq!(order(&w, &o.id).state, State::PendingApproval);
-    assert!(
-        w.jms.permissions().is_empty() || permission_for(&w.jms, "zhangsan", "10.1.2.3").is_none()
-    );
+    assert!(w.jms.permissions().is_empty());
     let card = w.dingtalk.card(&track).expect("card");
     assert_eq!(
         card.params.get("status").map(String::as_str),
@@ -624,6 +665,15 @@ async fn oa_agree_grants_once_even_when_the_event_is_redelivered() {
     });
     assert!(w.dingtalk.push_event(&again).await.unwrap().acknowledged);
     settle(&w).await;
+    // DingTalk's own `start` push (sent when the instance was created) was acknowledged too.
+    let start = w
+        .dingtalk
+        .wait_for(STEP_LIMIT, |d| {
+            d.pushes().into_iter().find(|p| p.event["type"] == "start")
+        })
+        .await
+        .expect("start pushed");
+    assert_eq!(start.outcome, Ok(true), "{start:?}");
     let perm = permission_for(&w.jms, "zhangsan", "10.1.2.3").expect("granted");
     assert_eq!(
         perm.date_expired,
@@ -638,13 +688,17 @@ async fn oa_refuse_and_withdraw_and_unknown_instances() {
     // refuse
     let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
     let id = oa_instance(&w, &o.id).await;
-    let ack = w
+    // The approver decides in DingTalk; DingTalk pushes the result on its own.
+    assert!(w.dingtalk.decide_approval(&id, false));
+    let pushed = w
         .dingtalk
-        .decide_approval_and_push(&id, false)
+        .wait_for(STEP_LIMIT, |d| {
+            d.pushes().into_iter().find(|p| p.event["type"] == "finish")
+        })
         .await
-        .unwrap()
-        .unwrap();
-    assert!(ack.acknowledged);
+        .expect("finish pushed");
+    assert_eq!(pushed.outcome, Ok(true), "{pushed:?}");
+    assert_eq!(pushed.event["result"], "refuse");
     wait_state(&w, &o.id, State::Rejected).await;
     bot_says(&w.dingtalk, ZHANGSAN, 0, |e| e.text.contains("拒绝"))
         .await
