@@ -47,6 +47,8 @@ pub const DIRECTORY: &[(&str, &str, &str)] = &[
 /// Template ids the demo configures; the simulated DingTalk accepts any.
 pub const APPROVAL_TEMPLATE: &str = "demo-approval-card.schema";
 pub const PROCESS_CODE: &str = "PROC-ACCESSBOT-DEMO";
+/// Route key of the HTTP card callback, registered with the simulated DingTalk at start.
+pub const CARD_ROUTE_KEY: &str = "accessbot-demo";
 pub const PROCESS_NAME: &str = "JumpServer 主机权限申请";
 
 /// How long one step may take before the demo calls it missing. The bot answers in
@@ -189,6 +191,7 @@ impl World {
         c.policy.admins = vec![ZHAOLIU.into()];
         if opts.card_template {
             c.cards.approval_template_id = APPROVAL_TEMPLATE.into();
+            c.cards.callback_route_key = CARD_ROUTE_KEY.into();
         }
         c
     }
@@ -229,6 +232,12 @@ impl World {
         )
         .await?;
         self.dingtalk.set_bot_base_url(bot.url());
+        // What the operator does once per deployment: point the card route key at the bot.
+        self.dingtalk.register_card_callback(
+            CARD_ROUTE_KEY,
+            &format!("{}/dingtalk/cards", bot.url()),
+            self.config.dingtalk.card_callback_secret.expose(),
+        );
         self.bot = Some(bot);
         Ok(())
     }

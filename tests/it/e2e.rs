@@ -179,6 +179,12 @@ async fn card_approval_grants_exactly_what_was_asked_from_the_approval_time() {
         card.params.get("jms_username").map(String::as_str),
         Some("zhangsan")
     );
+    // Taps come back over HTTP, through the route key the operator registered.
+    assert_eq!(card.callback_type.as_deref(), Some("HTTP"));
+    assert_eq!(
+        card.callback_route_key.as_deref(),
+        Some(demo::CARD_ROUTE_KEY)
+    );
     assert!(card
         .params
         .get("targets")

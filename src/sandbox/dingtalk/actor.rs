@@ -29,8 +29,8 @@ pub enum DriveError {
     NoBot,
     #[error("`{0}` is not a user in the simulated directory")]
     UnknownUser(String),
-    #[error("no card with outTrackId `{0}`")]
-    UnknownCard(String),
+    #[error("card `{card}` calls back through route key `{route_key}`, which nobody registered")]
+    NoCallbackRoute { card: String, route_key: String },
     #[error("request to the bot failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("callback crypto is misconfigured: {0}")]
@@ -684,11 +684,27 @@ impl SimDingTalk {
         let now = self.now_ms();
         let (url, secret) = {
             let mut s = self.shared.lock();
-            let registered = s
+            // An HTTP-callback card calls the URL registered for its route key, signed with
+            // that registration's apiSecret; unregistered, DingTalk has nowhere to send the tap.
+            // A Stream-mode card (or an unknown one, for forged taps) goes to the bot's
+            // `/dingtalk/cards`, since the bot under test listens over HTTP.
+            let route = s
                 .cards
                 .get(out_track_id)
-                .and_then(|c| c.callback_route_key.clone())
-                .and_then(|k| s.card_callbacks.get(&k).cloned());
+                .filter(|c| c.callback_type.as_deref() == Some("HTTP"))
+                .and_then(|c| c.callback_route_key.clone());
+            let registered = match route {
+                Some(k) => match s.card_callbacks.get(&k).cloned() {
+                    Some(r) => Some(r),
+                    None => {
+                        return Err(DriveError::NoCallbackRoute {
+                            card: out_track_id.to_owned(),
+                            route_key: k,
+                        })
+                    }
+                },
+                None => None,
+            };
             let what = params
                 .iter()
                 .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_owned)))
@@ -733,6 +749,15 @@ impl SimDingTalk {
             self.apply_callback_update(user, out_track_id, &r.body);
         }
         Ok(r)
+    }
+
+    /// The operator's one-time `card/callbacks/register` (with `forceUpdate`): taps on cards
+    /// created with `route_key` go to `url`, signed with `api_secret`.
+    pub fn register_card_callback(&self, route_key: &str, url: &str, api_secret: &str) {
+        self.shared.lock().card_callbacks.insert(
+            route_key.to_owned(),
+            (url.to_owned(), Some(api_secret.to_owned())),
+        );
     }
 
     /// A correctly signed card callback with an arbitrary body.
