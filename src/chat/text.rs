@@ -1450,3 +1450,119 @@ pub fn admin_failure(lang: Lang, order: &OrderId, requester: &str, detail: &str)
         format!("⚠️ Request {order} ({requester}) failed: {detail}"),
     )
 }
+
+pub fn no_window(lang: Lang) -> String {
+    pick(
+        lang,
+        "账号申请没有时间窗口".into(),
+        "an account request has no time window".into(),
+    )
+}
+
+pub fn not_in_directory(lang: Lang, detail: &str) -> String {
+    pick(
+        lang,
+        format!("在钉钉通讯录中查不到你（{detail}）"),
+        format!("you are not found in the DingTalk directory ({detail})"),
+    )
+}
+
+pub fn approval_title(lang: Lang, requester: &str, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("{requester} 的权限申请 {order}"),
+        format!("Access request {order} from {requester}"),
+    )
+}
+
+pub fn expiry_title(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("权限即将到期 {order}"),
+        format!("Access ending soon {order}"),
+    )
+}
+
+pub fn no_email_for_user(lang: Lang) -> String {
+    pick(
+        lang,
+        "钉钉资料中没有邮箱，无法创建 JumpServer 用户".into(),
+        "no e-mail in the DingTalk profile to create the user with".into(),
+    )
+}
+
+pub fn gave_up(lang: Lang, reason: &str) -> String {
+    pick(
+        lang,
+        format!("多次重试后仍失败：{reason}"),
+        format!("still failing after retries: {reason}"),
+    )
+}
+
+pub fn account_submitted(
+    lang: Lang,
+    order: &OrderId,
+    username: &str,
+    approvers: &[&str],
+) -> String {
+    pick(
+        lang,
+        format!(
+            "账号申请 {order} 已提交（JumpServer 用户 {username}），等待 {} 审批。",
+            approvers.join("、")
+        ),
+        format!(
+            "Account request {order} submitted (JumpServer user {username}); waiting for {}.",
+            approvers.join(", ")
+        ),
+    )
+}
+
+pub fn failed_label(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "开通失败",
+        Lang::En => "failed",
+    }
+}
+
+pub fn account_order_line(lang: Lang, order: &OrderId, status: &str, username: &str) -> String {
+    pick(
+        lang,
+        format!("{order} · {status} · JumpServer 账号 {username}"),
+        format!("{order} · {status} · JumpServer account {username}"),
+    )
+}
+
+/// Labels of the OA approval form's components; the OA template must use exactly these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OaField {
+    Order,
+    Requester,
+    JmsUser,
+    Hosts,
+    Access,
+    Duration,
+    Reason,
+    Change,
+}
+
+pub fn oa_label(lang: Lang, f: OaField) -> &'static str {
+    match (lang, f) {
+        (Lang::ZhCn, OaField::Order) => "申请单号",
+        (Lang::ZhCn, OaField::Requester) => "申请人",
+        (Lang::ZhCn, OaField::JmsUser) => "JumpServer 用户",
+        (Lang::ZhCn, OaField::Hosts) => "主机",
+        (Lang::ZhCn, OaField::Access) => "权限",
+        (Lang::ZhCn, OaField::Duration) => "时长",
+        (Lang::ZhCn, OaField::Reason) => "原因",
+        (Lang::ZhCn, OaField::Change) => "JumpServer 变更",
+        (Lang::En, OaField::Order) => "Order",
+        (Lang::En, OaField::Requester) => "Requester",
+        (Lang::En, OaField::JmsUser) => "JumpServer user",
+        (Lang::En, OaField::Hosts) => "Hosts",
+        (Lang::En, OaField::Access) => "Access",
+        (Lang::En, OaField::Duration) => "Duration",
+        (Lang::En, OaField::Reason) => "Reason",
+        (Lang::En, OaField::Change) => "JumpServer change",
+    }
+}

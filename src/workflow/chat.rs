@@ -394,10 +394,7 @@ impl Workflow {
                 return Err(Refusal::Text(text::renew_refused(
                     lang,
                     id,
-                    match lang {
-                        text::Lang::ZhCn => "账号申请没有时间窗口",
-                        text::Lang::En => "an account request has no time window",
-                    },
+                    &text::no_window(lang),
                 )));
             };
             let d = duration.unwrap_or(orig);

@@ -4,7 +4,7 @@
 //! instance recorded on the order before anything else happens.
 use super::chat::{notify, params};
 use super::Workflow;
-use crate::chat::text::{self, Lang};
+use crate::chat::text;
 use crate::dingtalk::client::{ApprovalStart, CardDelivery, CardTarget, DingTalkError};
 use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
 use crate::domain::command::{display_word, CommandKind, Role};
@@ -166,10 +166,7 @@ impl Workflow {
             Ok(u) => u,
             Err(e) if e.is_transient() => return Err(JobError::transient(e.to_string())),
             Err(e) => {
-                let detail = match self.lang() {
-                    Lang::ZhCn => format!("在钉钉通讯录中查不到你（{e}）"),
-                    Lang::En => format!("you are not found in the DingTalk directory ({e})"),
-                };
+                let detail = text::not_in_directory(self.lang(), &e.to_string());
                 return self.fail_prepare(o, &detail).await;
             }
         };
@@ -478,10 +475,7 @@ impl Workflow {
         let approve = format!("{} {}", display_word(CommandKind::Approve, lang), o.id);
         // The reason is typed after the prefilled text, so the link ends with a space.
         let reject = format!("{} {} ", display_word(CommandKind::Reject, lang), o.id);
-        let title = match lang {
-            Lang::ZhCn => format!("{} 的权限申请 {}", o.requester_name, o.id),
-            Lang::En => format!("Access request {} from {}", o.id, o.requester_name),
-        };
+        let title = text::approval_title(lang, &o.requester_name, &o.id);
         let msg = OutMessage::ActionCard {
             title,
             text: md(&self.request_text(o)),
@@ -549,26 +543,23 @@ impl Workflow {
         };
         let lang = self.lang();
         let targets = self.targets_of(o);
-        let label = |zh: &str, en: &str| match lang {
-            Lang::ZhCn => zh.to_string(),
-            Lang::En => en.to_string(),
-        };
+        let label = |f: text::OaField| text::oa_label(lang, f).to_string();
         let mut form = vec![
-            (label("申请单号", "Order"), o.id.to_string()),
-            (label("申请人", "Requester"), o.requester_name.clone()),
-            (
-                label("JumpServer 用户", "JumpServer user"),
-                o.jms_username.clone(),
-            ),
+            (label(text::OaField::Order), o.id.to_string()),
+            (label(text::OaField::Requester), o.requester_name.clone()),
+            (label(text::OaField::JmsUser), o.jms_username.clone()),
         ];
         if let (Some(role), Some(d)) = (Self::role_of(o), Self::duration_of(o)) {
-            form.push((label("主机", "Hosts"), text::targets(lang, &targets)));
-            form.push((label("权限", "Access"), text::role(lang, role).to_string()));
-            form.push((label("时长", "Duration"), text::duration(lang, d)));
+            form.push((label(text::OaField::Hosts), text::targets(lang, &targets)));
+            form.push((
+                label(text::OaField::Access),
+                text::role(lang, role).to_string(),
+            ));
+            form.push((label(text::OaField::Duration), text::duration(lang, d)));
         }
-        form.push((label("原因", "Reason"), o.request.reason().to_string()));
+        form.push((label(text::OaField::Reason), o.request.reason().to_string()));
         if let Some(c) = self.change_text(o) {
-            form.push((label("JumpServer 变更", "JumpServer change"), c));
+            form.push((label(text::OaField::Change), c));
         }
         let instance = self
             .dingtalk
@@ -737,10 +728,7 @@ impl Workflow {
         let username = o.jms_username.clone();
         if self.jms.find_user_by_username(&username).await?.is_none() {
             let Some(email) = o.requester_email.clone() else {
-                return Err(JmsError::Invalid(match self.lang() {
-                    Lang::ZhCn => "钉钉资料中没有邮箱，无法创建 JumpServer 用户".into(),
-                    Lang::En => "no e-mail in the DingTalk profile to create the user with".into(),
-                }));
+                return Err(JmsError::Invalid(text::no_email_for_user(self.lang())));
             };
             self.jms
                 .create_user(&NewUserSpec {
@@ -828,10 +816,7 @@ impl Workflow {
         let Ok(Some(o)) = self.orders.get(&job.order_id) else {
             return;
         };
-        let detail = match self.lang() {
-            Lang::ZhCn => format!("多次重试后仍失败：{reason}"),
-            Lang::En => format!("still failing after retries: {reason}"),
-        };
+        let detail = text::gave_up(self.lang(), &reason);
         let r = match job.kind {
             JobKind::Grant => self.grant_failed(&o, "unavailable", &detail).await,
             JobKind::Prepare => self.fail_prepare(&o, &detail).await,
@@ -878,20 +863,7 @@ impl Workflow {
                         },
                         &refs,
                     ),
-                    None => match lang {
-                        Lang::ZhCn => format!(
-                            "账号申请 {} 已提交（JumpServer 用户 {}），等待 {} 审批。",
-                            o.id,
-                            o.jms_username,
-                            refs.join("、")
-                        ),
-                        Lang::En => format!(
-                            "Account request {} submitted (JumpServer user {}); waiting for {}.",
-                            o.id,
-                            o.jms_username,
-                            refs.join(", ")
-                        ),
-                    },
+                    None => text::account_submitted(lang, &o.id, &o.jms_username, &refs),
                 };
                 match self.change_text(o) {
                     Some(c) => format!("{base}\n{c}"),
@@ -989,10 +961,7 @@ impl Workflow {
                 let body = text::expiry_reminder(lang, &o.id, &targets, w.end, left, tz);
                 let renew = format!("{} {}", display_word(CommandKind::Renew, lang), o.id);
                 return Some(OutMessage::ActionCard {
-                    title: match lang {
-                        Lang::ZhCn => format!("权限即将到期 {}", o.id),
-                        Lang::En => format!("Access ending soon {}", o.id),
-                    },
+                    title: text::expiry_title(lang, &o.id),
                     text: md(&body),
                     buttons: vec![CardButton::new(
                         text::renew_button(lang),

@@ -161,10 +161,7 @@ impl Workflow {
 
     fn status_label(&self, o: &Order) -> String {
         if o.state == State::Failed {
-            return match self.lang() {
-                Lang::ZhCn => "开通失败".into(),
-                Lang::En => "failed".into(),
-            };
+            return text::failed_label(self.lang()).to_string();
         }
         text::status_label(self.lang(), Self::status_kind(o)).to_string()
     }
@@ -180,11 +177,12 @@ impl Workflow {
             _ => None,
         };
         if let Request::Account { .. } = o.request {
-            let what = match self.lang() {
-                Lang::ZhCn => format!("JumpServer 账号 {}", o.jms_username),
-                Lang::En => format!("JumpServer account {}", o.jms_username),
-            };
-            return format!("{} · {} · {what}", o.id, self.status_label(o));
+            return text::account_order_line(
+                self.lang(),
+                &o.id,
+                &self.status_label(o),
+                &o.jms_username,
+            );
         }
         let line = text::status_line(
             self.lang(),
