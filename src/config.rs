@@ -273,6 +273,14 @@ impl Config {
                 "must be above 0",
             ));
         }
+        if !self.cards.callback_route_key.trim().is_empty()
+            && self.dingtalk.card_callback_secret.is_empty()
+        {
+            p.push(Problem::error(
+                "cards.callback_route_key",
+                "HTTP card callbacks need dingtalk.card_callback_secret (unsigned taps are refused)",
+            ));
+        }
         let w = &self.workflow;
         if crate::jumpserver::api::validate_node_value(&w.default_node).is_err() {
             p.push(Problem::error(

@@ -3,7 +3,9 @@
 //! that queues its messages, so a restart that rebuilds the deadlines does not repeat them.
 use super::chat::notify;
 use super::Workflow;
+use crate::dingtalk::client::{ApprovalResult, ApprovalStatus};
 use crate::domain::order::{ApprovalMode, DeadlineKind, State};
+use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
 use crate::store::audit::{Actor, AuditEvent, AuditRecord};
 use crate::store::orders::{CasError, Change};
 use crate::store::outbox::JobKind;
@@ -13,12 +15,69 @@ use std::future::Future;
 
 impl DeadlineHandler for Workflow {
     fn on_deadline(&self, d: &Deadline) -> impl Future<Output = Result<(), String>> + Send {
-        let r = self.deadline(d);
-        async move { r }
+        async move {
+            if matches!(
+                d.kind,
+                DeadlineKind::ApprovalReminder | DeadlineKind::ApprovalTimeout
+            ) && self.reconcile_oa(d).await
+            {
+                return Ok(());
+            }
+            self.deadline(d)
+        }
     }
 }
 
 impl Workflow {
+    /// Before reminding or timing out an OA order, ask DingTalk whether it was decided and the
+    /// event got lost (missed push, or it came before the instance was recorded). Returns true
+    /// when that settled the order.
+    async fn reconcile_oa(&self, d: &Deadline) -> bool {
+        let Ok(Some(o)) = self.orders.get(&d.order) else {
+            return false;
+        };
+        let (State::PendingApproval, ApprovalMode::Oa, Some(inst)) = (
+            o.state,
+            o.approval_mode,
+            o.approval_refs.oa_instance_id.clone(),
+        ) else {
+            return false;
+        };
+        let st = match self.dingtalk.get_approval(&inst).await {
+            Ok(st) => st,
+            Err(e) => {
+                tracing::info!(instance = %inst, error = %e, "OA status not available");
+                return false;
+            }
+        };
+        let (kind, result) = match (&st.status, &st.result) {
+            (ApprovalStatus::Completed, Some(ApprovalResult::Agree)) => {
+                (ApprovalEventKind::Finish, Some(ApprovalOutcome::Agree))
+            }
+            (ApprovalStatus::Completed, Some(ApprovalResult::Refuse)) => {
+                (ApprovalEventKind::Finish, Some(ApprovalOutcome::Refuse))
+            }
+            (ApprovalStatus::Terminated | ApprovalStatus::Canceled, _) => {
+                (ApprovalEventKind::Terminate, None)
+            }
+            _ => return false,
+        };
+        tracing::info!(order = %o.id, instance = %inst, "OA decision found by polling");
+        let ev = ApprovalEvent {
+            event_id: None,
+            process_instance_id: inst,
+            process_code: None,
+            kind,
+            result,
+            staff_id: None,
+            finish_time_ms: None,
+        };
+        if self.on_approval(ev).is_err() {
+            return false;
+        }
+        matches!(self.orders.get(&d.order), Ok(Some(o)) if o.state != State::PendingApproval)
+    }
+
     fn deadline(&self, d: &Deadline) -> Result<(), String> {
         let now = self.now();
         let cards = self.settings.approval_template().is_some();

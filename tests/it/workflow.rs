@@ -910,3 +910,26 @@ async fn unidentified_sender_and_oa_withdrawal() {
         Some("TERMINATED".to_string())
     );
 }
+
+#[tokio::test]
+async fn a_lost_oa_event_is_found_by_polling_at_the_reminder() {
+    let env = Env::new(Mode::Oa).await;
+    let id = env.alice_requests().await;
+    let inst = env.order(&id).approval_refs.oa_instance_id.clone().unwrap();
+    // Decided in DingTalk, but the push never reaches the bot.
+    assert!(env.dt.decide_approval(&inst, true));
+    env.clock.advance(SignedDuration::from_hours(3));
+    env.bot().fire_deadlines().await;
+    assert_eq!(env.order(&id).state, State::Approved);
+    env.drain().await;
+    let o = env.order(&id);
+    assert_eq!(o.state, State::Active);
+    assert_eq!(env.permissions_named(&o.permission_name()), 1);
+    // The late push changes nothing.
+    assert_eq!(
+        env.push_event(bpms(&inst, "finish", Some("agree"))).await,
+        200
+    );
+    env.drain().await;
+    assert_eq!(env.count_to(ALICE, GRANTED), 1);
+}
