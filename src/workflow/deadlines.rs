@@ -11,20 +11,17 @@ use crate::store::orders::{CasError, Change};
 use crate::store::outbox::JobKind;
 use crate::worker::scheduler::{Deadline, DeadlineHandler};
 use std::collections::BTreeMap;
-use std::future::Future;
 
 impl DeadlineHandler for Workflow {
-    fn on_deadline(&self, d: &Deadline) -> impl Future<Output = Result<(), String>> + Send {
-        async move {
-            if matches!(
-                d.kind,
-                DeadlineKind::ApprovalReminder | DeadlineKind::ApprovalTimeout
-            ) && self.reconcile_oa(d).await
-            {
-                return Ok(());
-            }
-            self.deadline(d)
+    async fn on_deadline(&self, d: &Deadline) -> Result<(), String> {
+        if matches!(
+            d.kind,
+            DeadlineKind::ApprovalReminder | DeadlineKind::ApprovalTimeout
+        ) && self.reconcile_oa(d).await
+        {
+            return Ok(());
         }
+        self.deadline(d)
     }
 }
 
