@@ -93,6 +93,8 @@ pub struct World {
     pub jms: SimJumpServer,
     pub bot: Option<Bot>,
     pub config: Config,
+    /// How long the scenario waits for one step (default [`STEP_LIMIT`]).
+    pub step_limit: Duration,
     dirs: Vec<PathBuf>,
 }
 
@@ -165,6 +167,7 @@ impl World {
             jms,
             bot: None,
             config,
+            step_limit: STEP_LIMIT,
             dirs: Vec::new(),
         };
         w.config = w.config_for(&opts);
@@ -346,7 +349,18 @@ pub async fn bot_says(
     after: u64,
     pred: impl Fn(&ConvEntry) -> bool,
 ) -> Option<ConvEntry> {
-    dt.wait_for(STEP_LIMIT, |d| {
+    bot_says_within(dt, STEP_LIMIT, chat, after, pred).await
+}
+
+/// [`bot_says`] with an explicit limit.
+pub async fn bot_says_within(
+    dt: &SimDingTalk,
+    limit: Duration,
+    chat: &str,
+    after: u64,
+    pred: impl Fn(&ConvEntry) -> bool,
+) -> Option<ConvEntry> {
+    dt.wait_for(limit, |d| {
         d.bot_said(chat)
             .into_iter()
             .find(|e| e.seq > after && pred(e))
@@ -361,7 +375,6 @@ pub fn mark(dt: &SimDingTalk) -> u64 {
 
 /// Runs the whole scenario, printing to `out`. `Ok` only when every step happened.
 pub async fn run<W: Write>(out: &mut W) -> Result<DemoReport, DemoFailure> {
-    let mut report = DemoReport::default();
     let mut p = Printer {
         out,
         seen: 0,
@@ -373,6 +386,24 @@ pub async fn run<W: Write>(out: &mut W) -> Result<DemoReport, DemoFailure> {
     let mut world = World::start(WorldOptions::default())
         .await
         .map_err(|e| fail("启动", e.to_string()))?;
+    play_on(&mut world, &mut p).await
+}
+
+/// Plays the scenario on a started world (card mode first; it is restarted in OA mode).
+pub async fn play<W: Write>(world: &mut World, out: &mut W) -> Result<DemoReport, DemoFailure> {
+    let mut p = Printer {
+        out,
+        seen: 0,
+        last_text: String::new(),
+    };
+    play_on(world, &mut p).await
+}
+
+async fn play_on<W: Write>(
+    world: &mut World,
+    p: &mut Printer<'_, W>,
+) -> Result<DemoReport, DemoFailure> {
+    let mut report = DemoReport::default();
     p.say(&format!(
         "模拟钉钉 {}，模拟 JumpServer {}，机器人 {}",
         world.dingtalk.base_url(),
@@ -380,8 +411,26 @@ pub async fn run<W: Write>(out: &mut W) -> Result<DemoReport, DemoFailure> {
         world.bot.as_ref().map(Bot::url).unwrap_or_default()
     ));
 
-    card_scenario(&world, &mut p, &mut report).await?;
+    if let Err(e) = all_scenarios(world, p, &mut report).await {
+        // Show everything said up to the failure, then what was missing.
+        p.flush_log(&world.dingtalk);
+        p.say(&format!("  ✗ {e}"));
+        return Err(e);
+    }
 
+    if let Some(bot) = world.bot.take() {
+        bot.shutdown().await;
+    }
+    p.say(&format!("\n全部 {} 步均按预期发生。", report.steps.len()));
+    Ok(report)
+}
+
+async fn all_scenarios<W: Write>(
+    world: &mut World,
+    p: &mut Printer<'_, W>,
+    report: &mut DemoReport,
+) -> Result<(), DemoFailure> {
+    card_scenario(world, p, report).await?;
     world.config = world.config_for(&WorldOptions {
         mode: ApprovalMode::Oa,
         card_template: false,
@@ -390,14 +439,8 @@ pub async fn run<W: Write>(out: &mut W) -> Result<DemoReport, DemoFailure> {
         .start_bot()
         .await
         .map_err(|e| fail("以 OA 审批模式重启机器人", e.to_string()))?;
-    oa_scenario(&world, &mut p, &mut report).await?;
-    forged_scenario(&world, &mut p, &mut report).await?;
-
-    if let Some(bot) = world.bot.take() {
-        bot.shutdown().await;
-    }
-    p.say(&format!("\n全部 {} 步均按预期发生。", report.steps.len()));
-    Ok(report)
+    oa_scenario(world, p, report).await?;
+    forged_scenario(world, p, report).await
 }
 
 fn ok_step<W: Write>(p: &mut Printer<'_, W>, report: &mut DemoReport, dt: &SimDingTalk, s: String) {
@@ -440,7 +483,9 @@ async fn card_scenario<W: Write>(
     }
     let step = "审批卡片发给李四";
     let (track, card) = dt
-        .wait_for(STEP_LIMIT, |d| d.cards_for(&user(LISI)).into_iter().next())
+        .wait_for(w.step_limit, |d| {
+            d.cards_for(&user(LISI)).into_iter().next()
+        })
         .await
         .ok_or_else(|| fail(step, "李四没有收到审批卡片"))?;
     if card.template_id != APPROVAL_TEMPLATE {
@@ -484,7 +529,7 @@ async fn card_scenario<W: Write>(
     }
     let step = "权限落到 JumpServer";
     let perm = dt
-        .wait_for(STEP_LIMIT, |_| {
+        .wait_for(w.step_limit, |_| {
             permission_for(&w.jms, "zhangsan", "10.1.2.3")
         })
         .await
@@ -524,13 +569,13 @@ async fn card_scenario<W: Write>(
         ),
     );
     let step = "张三收到开通通知";
-    bot_says(dt, ZHANGSAN, before, |e| {
+    bot_says_within(dt, w.step_limit, ZHANGSAN, before, |e| {
         e.text.contains("10.1.2.3") && e.kind != ConvKind::UserText
     })
     .await
     .ok_or_else(|| fail(step, "张三没有收到提到 10.1.2.3 的开通消息"))?;
     let step = "李四的卡片更新为已同意";
-    dt.wait_for(STEP_LIMIT, |d| {
+    dt.wait_for(w.step_limit, |d| {
         d.card(&track)
             .filter(|c| c.params.get("status").map(String::as_str) == Some("approved"))
     })
@@ -548,7 +593,7 @@ async fn card_scenario<W: Write>(
     dt.user_says(&user(ZHANGSAN), "我的权限")
         .await
         .map_err(drive(step))?;
-    bot_says(dt, ZHANGSAN, before, |e| {
+    bot_says_within(dt, w.step_limit, ZHANGSAN, before, |e| {
         e.kind == ConvKind::Reply && e.text.contains(&order_id)
     })
     .await
@@ -581,7 +626,7 @@ async fn oa_scenario<W: Write>(
     }
     let step = "机器人发起 OA 审批";
     let instance = dt
-        .wait_for(STEP_LIMIT, |d| {
+        .wait_for(w.step_limit, |d| {
             d.approvals()
                 .into_iter()
                 .find(|a| a.originator == ZHANGSAN && a.status == "RUNNING")
@@ -607,7 +652,7 @@ async fn oa_scenario<W: Write>(
     // approver never decides within that moment, so the demo waits for it too.
     let step = "机器人把 OA 审批单记在订单上";
     let instance_id = instance.instance_id.clone();
-    dt.wait_for(STEP_LIMIT, |_| {
+    dt.wait_for(w.step_limit, |_| {
         w.orders()?.find_by_oa_instance(&instance_id).ok().flatten()
     })
     .await
@@ -627,9 +672,11 @@ async fn oa_scenario<W: Write>(
         ));
     }
     let step = "张三被告知被拒绝";
-    bot_says(dt, ZHANGSAN, before, |e| e.text.contains("拒绝"))
-        .await
-        .ok_or_else(|| fail(step, "张三没有收到“已拒绝”的消息"))?;
+    bot_says_within(dt, w.step_limit, ZHANGSAN, before, |e| {
+        e.text.contains("拒绝")
+    })
+    .await
+    .ok_or_else(|| fail(step, "张三没有收到“已拒绝”的消息"))?;
     let step = "没有任何授权";
     if w.jms.permissions().len() != perms_before
         || permission_for(&w.jms, "zhangsan", "10.10.1.12").is_some()
@@ -667,7 +714,7 @@ async fn forged_scenario<W: Write>(
         ));
     }
     let instance = dt
-        .wait_for(STEP_LIMIT, |d| {
+        .wait_for(w.step_limit, |d| {
             d.approvals()
                 .into_iter()
                 .find(|a| a.originator == ZHANGSAN && a.status == "RUNNING")
@@ -676,7 +723,7 @@ async fn forged_scenario<W: Write>(
         .ok_or_else(|| fail(step, "没有发起新的 OA 审批"))?;
     let instance_id = instance.instance_id.clone();
     let order = dt
-        .wait_for(STEP_LIMIT, |_| {
+        .wait_for(w.step_limit, |_| {
             w.orders()?.find_by_oa_instance(&instance_id).ok().flatten()
         })
         .await

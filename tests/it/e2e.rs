@@ -164,6 +164,25 @@ async fn demo_scenario_runs_and_every_step_is_checked() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_fails_naming_the_step_when_jumpserver_is_down() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.step_limit = std::time::Duration::from_millis(1500);
+    // JumpServer answers 503 to everything: the bot keeps retrying the JumpServer look-up it
+    // shows approvers, so no approval card goes out, and the demo must say so, not pass.
+    w.jms.fail_next(usize::MAX, 503);
+    let mut out = Vec::new();
+    let err = demo::play(&mut w, &mut out)
+        .await
+        .expect_err("the demo noticed the missing step");
+    assert_eq!(err.step, "审批卡片发给李四", "{err}");
+    assert!(err.to_string().contains("李四没有收到审批卡片"), "{err}");
+    assert!(w.jms.permissions().is_empty());
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("张三 → 机器人：申请主机 10.1.2.3"), "{text}");
+    assert!(!text.contains("✓"), "no step reported done: {text}");
+}
+
 // ---------------------------------------------------------------- card mode ----------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
