@@ -933,3 +933,37 @@ async fn a_lost_oa_event_is_found_by_polling_at_the_reminder() {
     env.drain().await;
     assert_eq!(env.count_to(ALICE, GRANTED), 1);
 }
+
+#[tokio::test]
+async fn english_chat_runs_the_same_flow() {
+    let mut env = Env::new(Mode::Text).await;
+    env.cfg.chat.language = accessbot::chat::text::Lang::En;
+    env.crash_and_restart().await;
+    let help = env.ask(ADMIN, "/help").await;
+    assert!(help.contains("/who-has"), "{help}");
+    let help = env.ask(ALICE, "/help").await;
+    assert!(
+        !help.contains("/who-has"),
+        "admin commands only for admins: {help}"
+    );
+    let r = env
+        .ask(
+            ALICE,
+            "/apply host 10.10.1.11 readonly 4h reason: debugging",
+        )
+        .await;
+    let id = env.orders_of(ALICE)[0].id.clone();
+    assert!(r.contains(id.as_str()), "{r}");
+    env.drain().await;
+    let r = env.ask(BOSS2, &format!("/approve {id}")).await;
+    assert!(r.contains("Approved"), "{r}");
+    env.drain().await;
+    assert_eq!(
+        env.count_to(ALICE, "access is ready"),
+        1,
+        "{:?}",
+        env.texts_to(ALICE)
+    );
+    let r = env.ask(ALICE, "/my").await;
+    assert!(r.contains("active"), "{r}");
+}
