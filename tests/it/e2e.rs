@@ -904,3 +904,73 @@ async fn every_refusal_path_answers_4xx_and_records_nothing() {
     assert!(dt.bot_said(ZHANGSAN).is_empty() && dt.bot_said(LISI).is_empty());
     assert!(w.jms.permissions().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_dialog_is_forgotten() {
+    let w = world(ApprovalMode::Card, true).await;
+    let dt = &w.dingtalk;
+    let me = user(ZHANGSAN);
+    let m = mark(dt);
+    ok(&dt
+        .user_says(&me, "申请主机 10.1.2.3 运维 原因：排查线上问题")
+        .await
+        .unwrap());
+    bot_says(dt, ZHANGSAN, m, |_| true).await.expect("asked");
+    // Longer than [chat] dialog_idle_minutes (default 10) without an answer.
+    w.advance(SignedDuration::from_mins(11));
+    let m = mark(dt);
+    ok(&dt.user_says(&me, "3天").await.unwrap());
+    bot_says(dt, ZHANGSAN, m, |_| true)
+        .await
+        .expect("the late answer gets a reply");
+    settle(&w).await;
+    assert!(
+        orders_of(&w, ZHANGSAN).is_empty(),
+        "a late answer does not complete a forgotten dialog"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn english_replies_when_configured() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.chat.language = accessbot::domain::command::Lang::En;
+    w.start_bot().await.unwrap();
+    let dt = &w.dingtalk;
+    let m = mark(dt);
+    ok(&dt.user_says(&user(WANGWU), "帮助").await.unwrap());
+    let r = bot_says(dt, WANGWU, m, |_| true).await.expect("help");
+    assert!(r.text.contains("/apply host"), "{}", r.text);
+    let o = request(&w, ZHANGSAN, HOST_REQ_EN, 1).await;
+    let (_, card) = card_for(&w, LISI, &o.id).await;
+    assert_eq!(card.params.get("lang").map(String::as_str), Some("en"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oa_result_pushed_twice_at_once_grants_once() {
+    let w = world(ApprovalMode::Oa, false).await;
+    let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
+    let id = oa_instance(&w, &o.id).await;
+    let a = w.dingtalk.approval(&id).unwrap();
+    let event = |eid: &str| {
+        json!({
+            "EventType": "bpms_instance_change", "eventId": eid,
+            "processInstanceId": id, "processCode": a.process_code, "type": "finish",
+            "result": "agree", "staffId": ZHANGSAN, "EventTime": w.dingtalk.now_ms(),
+        })
+    };
+    let (e1, e2) = (event("dup-a"), event("dup-b"));
+    let (x, y) = tokio::join!(w.dingtalk.push_event(&e1), w.dingtalk.push_event(&e2));
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert!(x.status < 500 && y.status < 500, "{x:?} {y:?}");
+    assert!(x.acknowledged || y.acknowledged);
+    wait_state(&w, &o.id, State::Active).await;
+    settle(&w).await;
+    assert_eq!(w.jms.permissions().len(), 1);
+    let grants = w
+        .dingtalk
+        .bot_said(ZHANGSAN)
+        .into_iter()
+        .filter(|e| e.kind == ConvKind::Message && e.text.contains("已开通"))
+        .count();
+    assert_eq!(grants, 1);
+}
