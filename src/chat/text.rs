@@ -1566,3 +1566,22 @@ pub fn oa_label(lang: Lang, f: OaField) -> &'static str {
         (Lang::En, OaField::Change) => "JumpServer change",
     }
 }
+
+/// A request mixing a whole system with other systems or single hosts.
+pub fn one_scope_per_request(lang: Lang) -> String {
+    pick(
+        lang,
+        "一个申请只能是一个系统，或者若干台主机。请把系统和主机分开申请。".into(),
+        "One request covers one system or some hosts, not both; please send them separately."
+            .into(),
+    )
+}
+
+/// What an account request shows where a host request shows hosts.
+pub fn account_target(lang: Lang, username: &str) -> String {
+    pick(
+        lang,
+        format!("JumpServer 账号 {username}"),
+        format!("JumpServer account {username}"),
+    )
+}

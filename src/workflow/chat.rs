@@ -98,7 +98,10 @@ impl Workflow {
             other => text::dialog_reply(lang, &other, step.dropped_idle)
                 .unwrap_or_else(|| text::help(lang, false)),
         };
-        self.reply_later(webhook, answer);
+        // An empty answer means the outbox message is the answer (state changes).
+        if !answer.is_empty() {
+            self.reply_later(webhook, answer);
+        }
         Ok(())
     }
 
@@ -205,6 +208,9 @@ impl Workflow {
         if let Err(v) = self.policy.check_request(sender, &req) {
             return Ok(text::policy_violation(lang, &v));
         }
+        if let Err(why) = self.single_scope(&req.targets) {
+            return Ok(why);
+        }
         let approvers = self.policy.approvers_for(sender, &req.targets);
         if approvers.is_empty() {
             return Ok(text::no_approvers(lang));
@@ -220,6 +226,28 @@ impl Workflow {
         };
         let id = self.create_order(sender, nick, request, approvers)?;
         Ok(text::request_received(lang, &id))
+    }
+
+    /// One order is one JumpServer permission: either a whole system's node, or hosts.
+    fn single_scope(&self, targets: &[crate::domain::target::Target]) -> Result<(), String> {
+        use crate::domain::target::Target;
+        let with_node: Vec<&str> = targets
+            .iter()
+            .filter_map(|t| match t {
+                Target::System(name) => self
+                    .policy
+                    .systems
+                    .iter()
+                    .find(|s| &s.name == name && s.node.is_some())
+                    .map(|s| s.name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let others = targets.len() - with_node.len();
+        if with_node.len() > 1 || (!with_node.is_empty() && others > 0) {
+            return Err(text::one_scope_per_request(self.lang()));
+        }
+        Ok(())
     }
 
     fn submit_account(&self, sender: &DingUserId, nick: &str) -> Result<String, DispatchError> {
@@ -291,7 +319,6 @@ impl Workflow {
 
     fn cancel(&self, sender: &DingUserId, id: &OrderId) -> Result<String, DispatchError> {
         let lang = self.lang();
-        let oa = order_mode(&self.policy) == crate::domain::order::ApprovalMode::Oa;
         let has_cards = self.settings.approval_template().is_some();
         let res = self.orders.update(id, |o| {
             if o.requester != *sender {
@@ -308,7 +335,7 @@ impl Workflow {
                 .cancel(sender, self.now())
                 .map_err(|e| Refusal::Text(e.to_string()))?;
             let mut jobs = Vec::new();
-            if oa || o.approval_mode == crate::domain::order::ApprovalMode::Oa {
+            if o.approval_mode == crate::domain::order::ApprovalMode::Oa {
                 jobs.push(JobKind::TerminateOaApproval);
             }
             if has_cards {

@@ -234,6 +234,15 @@ impl Workflow {
                 reject_reason: &reject_reason,
             },
         );
+        if let crate::domain::order::Request::Account { .. } = o.request {
+            vars.insert(
+                "targets".into(),
+                text::account_target(lang, &o.jms_username),
+            );
+            for k in ["role_label", "duration_text", "duration", "role"] {
+                vars.insert(k.into(), "-".into());
+            }
+        }
         // The exact JumpServer change rides in the reason block's companion variable.
         if let Some(change) = self.change_text(o) {
             vars.insert("change".into(), card::cap(&change));

@@ -649,7 +649,7 @@ async fn dialog_asks_one_thing_at_a_time_and_cancel_withdraws() {
     // Only the requester can withdraw, and only while pending.
     let r = env.ask(BOSS1, &format!("取消 {id}")).await;
     assert!(r.contains("无权"), "{r}");
-    env.ask(ALICE, &format!("取消 {id}")).await;
+    env.say(ALICE, &format!("取消 {id}")).await;
     assert_eq!(env.order(&id).state, State::Cancelled);
     env.drain().await;
     assert_eq!(env.count_to(ALICE, "已撤回"), 1);
@@ -873,7 +873,7 @@ async fn approval_timeout_closes_and_renew_and_who_has_work() {
     // Renewal beyond the role's maximum is refused; within it, JumpServer follows.
     let r = env.ask(ALICE, &format!("/renew {id} 60d")).await;
     assert!(r.contains("不能续期"), "{r}");
-    env.ask(ALICE, &format!("/renew {id} 8h")).await;
+    env.say(ALICE, &format!("/renew {id} 8h")).await;
     env.drain().await;
     let o = env.order(&id);
     let end = o.window.unwrap().end;
@@ -900,7 +900,7 @@ async fn unidentified_sender_and_oa_withdrawal() {
     assert!(r.contains("无法识别"), "{r}");
     let id = env.alice_requests().await;
     let inst = env.order(&id).approval_refs.oa_instance_id.clone().unwrap();
-    env.ask(ALICE, &format!("取消 {id}")).await;
+    env.say(ALICE, &format!("取消 {id}")).await;
     assert_eq!(env.order(&id).state, State::Cancelled);
     // The sim refuses a terminate within 15 s of the start: move past it.
     env.clock.advance(SignedDuration::from_secs(20));
@@ -966,4 +966,33 @@ async fn english_chat_runs_the_same_flow() {
     );
     let r = env.ask(ALICE, "/my").await;
     assert!(r.contains("active"), "{r}");
+}
+
+#[tokio::test]
+async fn a_system_request_routes_to_its_approvers_and_grants_its_node() {
+    let mut env = Env::new(Mode::Text).await;
+    env.cfg.systems = vec![accessbot::domain::policy::SystemConfig {
+        name: "支付系统".into(),
+        aliases: vec!["payments".into()],
+        node: Some("/Default/PaymentSystem".into()),
+        approvers: vec![BOSS2.into()],
+        ..Default::default()
+    }];
+    env.crash_and_restart().await;
+    // A system and a single host in one request would be two permissions: refused.
+    let r = env
+        .ask(ALICE, "申请主机 支付系统 10.10.1.21 只读 1h 原因：对账")
+        .await;
+    assert!(r.contains("分开申请"), "{r}");
+    assert!(env.orders_of(ALICE).is_empty());
+    env.ask(ALICE, "申请主机 payments 只读 1h 原因：对账").await;
+    env.drain().await;
+    let o = env.orders_of(ALICE).remove(0);
+    assert_eq!(o.approvers, vec![DingUserId::new(BOSS2)]);
+    let p = o.preview.clone().unwrap();
+    assert_eq!(p.node, "PaymentSystem");
+    assert!(p.whole_node);
+    // Only the system's approver was asked.
+    assert!(env.dt.messages_to(&DingUserId::new(BOSS1)).is_empty());
+    assert_eq!(env.dt.messages_to(&DingUserId::new(BOSS2)).len(), 1);
 }
