@@ -593,12 +593,28 @@ async fn card_scenario<W: Write>(
     dt.user_says(&user(ZHANGSAN), "我的权限")
         .await
         .map_err(drive(step))?;
+    // The expiry as the requester reads it: configured zone (default Asia/Shanghai).
+    let until = want_end
+        .to_zoned(jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC))
+        .strftime("%Y-%m-%d %H:%M")
+        .to_string();
     bot_says_within(dt, w.step_limit, ZHANGSAN, before, |e| {
         e.kind == ConvKind::Reply && e.text.contains(&order_id)
     })
     .await
-    .ok_or_else(|| fail(step, format!("「我的权限」的回复没有列出 {order_id}")))?;
-    ok_step(p, report, dt, format!("「我的权限」列出了 {order_id}"));
+    .filter(|e| e.text.contains(&until))
+    .ok_or_else(|| {
+        fail(
+            step,
+            format!("「我的权限」的回复没有列出 {order_id}（到期 {until}）"),
+        )
+    })?;
+    ok_step(
+        p,
+        report,
+        dt,
+        format!("「我的权限」列出了 {order_id}，到期 {until}"),
+    );
     Ok(())
 }
 
@@ -682,6 +698,13 @@ async fn oa_scenario<W: Write>(
         || permission_for(&w.jms, "zhangsan", "10.10.1.12").is_some()
     {
         return Err(fail(step, "被拒绝的申请在 JumpServer 里产生了授权"));
+    }
+    let state = w
+        .orders()
+        .and_then(|o| o.find_by_oa_instance(&instance.instance_id).ok().flatten())
+        .map(|o| o.state);
+    if state != Some(crate::domain::order::State::Rejected) {
+        return Err(fail(step, format!("订单状态是 {state:?}，应为 Rejected")));
     }
     ok_step(
         p,
