@@ -698,7 +698,11 @@ async fn oa_agree_grants_once_even_when_the_event_is_redelivered() {
         })
         .await
         .expect("start pushed");
-    assert_eq!(start.outcome, Ok(true), "{start:?}");
+    assert_eq!(
+        (start.outcome.clone(), start.attempts),
+        (Ok(true), 1),
+        "{start:?}"
+    );
     let perm = permission_for(&w.jms, "zhangsan", "10.1.2.3").expect("granted");
     assert_eq!(
         perm.date_expired,
@@ -722,7 +726,11 @@ async fn oa_refuse_and_withdraw_and_unknown_instances() {
         })
         .await
         .expect("finish pushed");
-    assert_eq!(pushed.outcome, Ok(true), "{pushed:?}");
+    assert_eq!(
+        (pushed.outcome.clone(), pushed.attempts),
+        (Ok(true), 1),
+        "{pushed:?}"
+    );
     assert_eq!(pushed.event["result"], "refuse");
     wait_state(&w, &o.id, State::Rejected).await;
     bot_says(&w.dingtalk, ZHANGSAN, 0, |e| e.text.contains("拒绝"))
@@ -973,4 +981,13 @@ async fn oa_result_pushed_twice_at_once_grants_once() {
         .filter(|e| e.kind == ConvKind::Message && e.text.contains("已开通"))
         .count();
     assert_eq!(grants, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_url_check_is_answered_with_the_encrypted_success() {
+    let w = world(ApprovalMode::Oa, false).await;
+    let before = store_shape(&w);
+    let ack = w.dingtalk.verify_callback_url().await.unwrap();
+    assert!(ack.acknowledged, "{ack:?}");
+    assert_eq!(store_shape(&w), before, "a URL check stores nothing");
 }

@@ -139,9 +139,17 @@ pub struct RobotDelivery {
 #[derive(Clone, Debug, Serialize)]
 pub struct PushRecord {
     pub event: Value,
-    /// `Ok(acknowledged)` or the transport error.
+    /// `Ok(acknowledged)` of the last attempt, or its error.
     pub outcome: Result<bool, String>,
+    /// Deliveries made: DingTalk pushes again while the bot does not acknowledge.
+    pub attempts: u32,
 }
+
+/// Deliveries of one event before the sim gives up (DingTalk keeps failed pushes for days;
+/// a test needs only to see that a refusal leads to a redelivery).
+pub const PUSH_ATTEMPTS: u32 = 3;
+/// Pause between redeliveries (DingTalk's interval is undocumented).
+pub const REDELIVERY_PAUSE: Duration = Duration::from_millis(50);
 
 impl Sim {
     pub(super) fn log_entry(
@@ -506,12 +514,24 @@ pub(super) fn spawn_push(shared: &Arc<Shared>, event: Value) {
     };
     let sh = shared.clone();
     handle.spawn(async move {
-        let outcome = sh
-            .push_event(&event, None)
-            .await
-            .map(|a| a.acknowledged)
-            .map_err(|e| e.to_string());
-        sh.lock().pushes.push(PushRecord { event, outcome });
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            let outcome = sh
+                .push_event(&event, None)
+                .await
+                .map(|a| a.acknowledged)
+                .map_err(|e| e.to_string());
+            if outcome == Ok(true) || attempts >= PUSH_ATTEMPTS {
+                break outcome;
+            }
+            tokio::time::sleep(REDELIVERY_PAUSE).await;
+        };
+        sh.lock().pushes.push(PushRecord {
+            event,
+            outcome,
+            attempts,
+        });
     });
 }
 
@@ -888,6 +908,12 @@ impl SimDingTalk {
             approval_event(&self.shared.opts.corp_id, &a, "terminate", None, now)
         };
         self.push_event(&event).await.map(Some)
+    }
+
+    /// What the console does when the callback URL is saved: pushes `check_url` and expects
+    /// the encrypted `success`.
+    pub async fn verify_callback_url(&self) -> Result<EventAck, DriveError> {
+        self.push_event(&json!({"EventType": "check_url"})).await
     }
 
     /// Background pushes the sim made on its own, with their outcome.
