@@ -223,7 +223,8 @@ impl Workflow {
             duration,
             reason: (!reason.is_empty()).then_some(reason.as_str()),
         };
-        let mut vars = card::approval_vars(
+        let change = self.change_text(o).unwrap_or_default();
+        let mut vars = card::approval_vars_with_change(
             lang,
             &view,
             &ApprovalProgress {
@@ -233,6 +234,7 @@ impl Workflow {
                 decided_by: &decided_by,
                 reject_reason: &reject_reason,
             },
+            &change,
         );
         if let crate::domain::order::Request::Account { .. } = o.request {
             vars.insert(
@@ -242,10 +244,6 @@ impl Workflow {
             for k in ["role_label", "duration_text", "duration", "role"] {
                 vars.insert(k.into(), "-".into());
             }
-        }
-        // The exact JumpServer change rides in the reason block's companion variable.
-        if let Some(change) = self.change_text(o) {
-            vars.insert("change".into(), card::cap(&change));
         }
         vars
     }
