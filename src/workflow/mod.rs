@@ -296,14 +296,37 @@ impl Workflow {
     }
 }
 
+/// Stripes of the per-user chat lock: enough that unrelated users rarely share one.
+const USER_STRIPES: usize = 64;
+
 /// The product's dispatcher: chat messages, card taps, OA results and org events.
 pub struct WorkflowDispatcher {
     wf: Arc<Workflow>,
+    /// One user's messages are handled one at a time (their dialog is read, advanced and
+    /// written back); different users proceed in parallel. Decisions need no lock: they are
+    /// compare-and-swap on the order.
+    user_locks: Vec<std::sync::Mutex<()>>,
 }
 
 impl WorkflowDispatcher {
     pub fn new(wf: Arc<Workflow>) -> Self {
-        Self { wf }
+        Self {
+            wf,
+            user_locks: (0..USER_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    fn user_lock(&self, user: Option<&DingUserId>) -> Option<std::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let user = user?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.as_str().hash(&mut h);
+        let i = usize::try_from(h.finish() % USER_STRIPES as u64).unwrap_or(0);
+        self.user_locks
+            .get(i)
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
@@ -316,7 +339,11 @@ impl Dispatch for WorkflowDispatcher {
         Box::pin(async move {
             let wf = &self.wf;
             match event {
-                Inbound::Chat(msg) => wf.on_chat(msg).map(|_| DispatchReply::None),
+                Inbound::Chat(msg) => {
+                    // Held across synchronous work only (no await inside on_chat).
+                    let _guard = self.user_lock(msg.sender_staff_id.as_ref());
+                    wf.on_chat(msg).map(|_| DispatchReply::None)
+                }
                 Inbound::CardAction(a) => wf.on_card(a),
                 Inbound::Approval(a) => wf.on_approval(a).map(|_| DispatchReply::None),
                 Inbound::Org(o) => wf.on_org(o).map(|_| DispatchReply::None),
