@@ -585,51 +585,49 @@ async fn who_has(
     en: bool,
 ) -> String {
     let subject = subject.trim();
-    let is_host = crate::domain::target::classify(subject)
-        .is_ok_and(|t| t.is_address() || (subject.contains('.') && !subject.contains('@')));
-    if is_host {
-        match jms.who_can_reach(subject).await {
-            Ok(rows) => {
-                let what: Vec<String> = rows.iter().map(|r| r.permission_name.clone()).collect();
-                let live: Vec<text::LiveAccess<'_>> = rows
-                    .iter()
-                    .zip(what.iter())
-                    .map(|(r, w)| text::LiveAccess {
-                        who: &r.user_display,
-                        what: w,
-                        accounts: &r.accounts,
-                        until: r.date_expired,
-                    })
-                    .collect();
-                text::who_has_live(lang, subject, &live, tz)
+    // An address is a host; any other word is first a JumpServer username, else a host name.
+    let is_address = crate::domain::target::classify(subject).is_ok_and(|t| t.is_address());
+    if !is_address {
+        match jms.find_user_by_username(subject).await {
+            Ok(Some(user)) => {
+                return match jms.user_granted_assets(&user.id).await {
+                    Ok(assets) => {
+                        let whats: Vec<String> = assets
+                            .iter()
+                            .map(|a| format!("{} ({})", a.name, a.address))
+                            .collect();
+                        let none: Vec<String> = Vec::new();
+                        let live: Vec<text::LiveAccess<'_>> = whats
+                            .iter()
+                            .map(|w| text::LiveAccess {
+                                who: &user.username,
+                                what: w,
+                                accounts: &none,
+                                until: None,
+                            })
+                            .collect();
+                        text::who_has_live(lang, subject, &live, tz)
+                    }
+                    Err(e) => text::who_has_failed(lang, &e.user_message(en)),
+                };
             }
-            Err(e) => text::who_has_failed(lang, &e.user_message(en)),
-        }
-    } else {
-        let user = match jms.find_user_by_username(subject).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return text::who_has_live(lang, subject, &[], tz),
+            Ok(None) => {}
             Err(e) => return text::who_has_failed(lang, &e.user_message(en)),
-        };
-        match jms.user_granted_assets(&user.id).await {
-            Ok(assets) => {
-                let whats: Vec<String> = assets
-                    .iter()
-                    .map(|a| format!("{} ({})", a.name, a.address))
-                    .collect();
-                let none: Vec<String> = Vec::new();
-                let live: Vec<text::LiveAccess<'_>> = whats
-                    .iter()
-                    .map(|w| text::LiveAccess {
-                        who: &user.username,
-                        what: w,
-                        accounts: &none,
-                        until: None,
-                    })
-                    .collect();
-                text::who_has_live(lang, subject, &live, tz)
-            }
-            Err(e) => text::who_has_failed(lang, &e.user_message(en)),
         }
+    }
+    match jms.who_can_reach(subject).await {
+        Ok(rows) => {
+            let live: Vec<text::LiveAccess<'_>> = rows
+                .iter()
+                .map(|r| text::LiveAccess {
+                    who: &r.user_display,
+                    what: &r.permission_name,
+                    accounts: &r.accounts,
+                    until: r.date_expired,
+                })
+                .collect();
+            text::who_has_live(lang, subject, &live, tz)
+        }
+        Err(e) => text::who_has_failed(lang, &e.user_message(en)),
     }
 }
