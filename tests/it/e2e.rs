@@ -82,9 +82,17 @@ async fn wait_state(w: &World, id: &OrderId, want: State) -> Order {
 async fn card_for(w: &World, approver: &str, order: &OrderId) -> (String, SimCard) {
     w.dingtalk
         .wait_for(STEP_LIMIT, |d| {
-            d.cards_for(&user(approver))
+            // The approval card, not the requester's status card for the same order: the
+            // one that has (or had) buttons — approval cards are delivered first.
+            let mine: Vec<(String, SimCard)> = d
+                .cards_for(&user(approver))
                 .into_iter()
-                .find(|(_, c)| c.params.get("order_id") == Some(&order.0))
+                .filter(|(_, c)| c.params.get("order_id") == Some(&order.0))
+                .collect();
+            mine.iter()
+                .find(|(_, c)| c.params.get("buttons_visible").map(String::as_str) == Some("true"))
+                .or(mine.first())
+                .cloned()
         })
         .await
         .unwrap_or_else(|| panic!("{approver} got no card for {order}"))
@@ -509,15 +517,40 @@ async fn self_approval_is_refused() {
     bot_says(&w.dingtalk, LISI, m, |_| true)
         .await
         .expect("refusal explained");
+    // A tap on the admin's card (forwarded, say) by the requester is refused the same way.
+    let m = mark(&w.dingtalk);
     let r = w
         .dingtalk
         .tap_card(&user(LISI), &track, &["approve"], approve_params(&o.id))
         .await
         .unwrap();
     assert!(r.status < 500, "{r:?}");
+    bot_says(&w.dingtalk, LISI, m, |e| e.text.contains(&o.id.0))
+        .await
+        .expect("tap refusal explained");
     settle(&w).await;
     assert_eq!(order(&w, &o.id).state, State::PendingApproval);
     assert!(permission_for(&w.jms, "lisi", "10.1.2.3").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_approval_works_when_policy_allows_it() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.policy.self_approval = true;
+    w.start_bot().await.unwrap();
+    let o = request(&w, LISI, HOST_REQ_ZH, 1).await;
+    let (track, card) = card_for(&w, LISI, &o.id).await;
+    assert_eq!(
+        card.params.get("buttons_visible").map(String::as_str),
+        Some("true")
+    );
+    ok(&w
+        .dingtalk
+        .tap_card(&user(LISI), &track, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    assert!(permission_for(&w.jms, "lisi", "10.1.2.3").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
