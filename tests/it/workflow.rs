@@ -996,3 +996,34 @@ async fn a_system_request_routes_to_its_approvers_and_grants_its_node() {
     assert!(env.dt.messages_to(&DingUserId::new(BOSS1)).is_empty());
     assert_eq!(env.dt.messages_to(&DingUserId::new(BOSS2)).len(), 1);
 }
+
+/// Waits (bounded) until the order reaches `state`; background workers do the work.
+async fn until_state(env: &Env, id: &OrderId, state: State) {
+    for _ in 0..1000 {
+        if env.order(id).state == state {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("order {id} never reached {state}: {:?}", env.order(id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_workers_run_the_flow_and_stop_on_shutdown() {
+    let mut env = Env::new(Mode::Text).await;
+    env.cfg.workflow.run_workers = true;
+    env.crash_and_restart().await;
+    env.ask(ALICE, "申请主机 10.10.1.12 只读 2h 原因：巡检")
+        .await;
+    let id = env.orders_of(ALICE)[0].id.clone();
+    until_state(&env, &id, State::PendingApproval).await;
+    env.ask(BOSS1, &format!("同意 {id}")).await;
+    until_state(&env, &id, State::Active).await;
+    let o = env.order(&id);
+    assert_eq!(env.permissions_named(&o.permission_name()), 1);
+    let bot = env.bot.take().unwrap();
+    bot.shutdown().await;
+    // Shut down cleanly: the workers stopped and the directory opens again.
+    let store = Store::open(env.db_path()).unwrap();
+    drop(store);
+}
