@@ -6,9 +6,20 @@ use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
 use crate::dispatch::Dispatch;
+use crate::domain::order::DeadlinePolicy;
+use crate::domain::policy::Policy;
 use crate::http::{self, EdgeState};
+use crate::jumpserver::client::JmsClient;
+use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
+use crate::store::dialogs::Dialogs;
+use crate::store::orders::{OrderObserver, Orders};
+use crate::store::outbox::Outbox;
 use crate::store::{Store, StoreError};
+use crate::worker::outbox::{OutboxRunner, RunnerConfig, TickReport};
+use crate::worker::scheduler::{Fired, Scheduler, SchedulerConfig};
+use crate::workflow::{Settings, Workflow, WorkflowDispatcher};
+use jiff::SignedDuration;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,21 +51,117 @@ pub struct BotOptions {
     pub dispatcher: Option<Arc<dyn Dispatch>>,
 }
 
-/// A running bot. Dropping it without `shutdown` aborts its tasks.
+/// The workflow and its two workers (absent when a test passes its own dispatcher).
+struct Engine {
+    workflow: Arc<Workflow>,
+    runner: Arc<OutboxRunner<Workflow>>,
+    scheduler: Arc<Scheduler<Workflow>>,
+}
+
+struct WeakScheduler(std::sync::Weak<Scheduler<Workflow>>);
+
+impl OrderObserver for WeakScheduler {
+    fn order_changed(&self, order: &crate::domain::order::Order) {
+        if let Some(s) = self.0.upgrade() {
+            s.order_changed(order);
+        }
+    }
+}
+
+/// A running bot. Dropping it without `shutdown` aborts its tasks (what a crash looks like to
+/// the store: work recorded in the outbox is picked up by the next start).
 pub struct Bot {
     addr: SocketAddr,
     pub store: Store,
     pub dingtalk: DingTalkClient,
+    engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+fn minutes(m: u64) -> Option<SignedDuration> {
+    (m > 0).then(|| SignedDuration::from_mins(i64::try_from(m).unwrap_or(i64::MAX / 60)))
+}
+
+fn build_engine(
+    config: &Config,
+    opts: &BotOptions,
+    dingtalk: &DingTalkClient,
+) -> Result<Engine, AppError> {
+    let policy =
+        Policy::from_config(&config.policy_config()).map_err(|e| AppError::Setup(e.to_string()))?;
+    let jms = JmsClient::new(config.jumpserver.clone(), opts.clock.clone())
+        .map_err(|e| AppError::Setup(format!("jumpserver: {e}")))?;
+    let outbox = Outbox::new(&opts.store)?;
+    let orders = Orders::new(&opts.store, &outbox)?;
+    let settings = Settings::from_config(config, &policy);
+    let retry = settings.retry;
+    let workflow = Arc::new(Workflow {
+        settings,
+        policy: Arc::new(policy),
+        orders: orders.clone(),
+        outbox: outbox.clone(),
+        dialogs: Dialogs::new(&opts.store)?,
+        dingtalk: dingtalk.clone(),
+        jms,
+        clock: opts.clock.clone(),
+    });
+    let w = &config.workflow;
+    let runner = Arc::new(OutboxRunner::new(
+        outbox.clone(),
+        Audit::new(&opts.store)?,
+        workflow.clone(),
+        opts.clock.clone(),
+        RunnerConfig {
+            max_concurrency: w.max_concurrent_jobs.max(1),
+            give_up_after: retry,
+            ..RunnerConfig::default()
+        },
+    ));
+    let scheduler = Arc::new(Scheduler::new(
+        opts.clock.clone(),
+        workflow.clone(),
+        SchedulerConfig {
+            policy: DeadlinePolicy {
+                approval_timeout: SignedDuration::from_hours(
+                    i64::try_from(w.approval_timeout_hours.max(1)).unwrap_or(24),
+                ),
+                approval_reminder_after: minutes(w.approval_reminder_minutes),
+                expiry_reminder_before: minutes(w.expiry_reminder_minutes),
+            },
+            ..SchedulerConfig::default()
+        },
+    ));
+    // Observe first, then rebuild: no order change can fall between the two. The observer is
+    // weak: the scheduler holds the workflow, which holds the orders, and a strong link back
+    // would keep the store open after the bot is gone.
+    orders.observe(Arc::new(WeakScheduler(Arc::downgrade(&scheduler))));
+    let n = scheduler.rebuild(&orders)?;
+    let revived = outbox.revive_unknown_kinds(opts.clock.now())?;
+    tracing::info!(
+        deadlines = n,
+        revived,
+        pending_jobs = outbox.len(),
+        "workflow ready"
+    );
+    Ok(Engine {
+        workflow,
+        runner,
+        scheduler,
+    })
 }
 
 impl Bot {
     pub async fn start(config: &Config, opts: BotOptions) -> Result<Bot, AppError> {
         let dingtalk = DingTalkClient::new(&config.dingtalk, opts.clock.clone());
-        let dispatcher = match opts.dispatcher {
-            Some(d) => d,
-            None => default_dispatcher(config, &dingtalk),
+        let (dispatcher, engine) = match opts.dispatcher.clone() {
+            Some(d) => (d, None),
+            None => {
+                let engine = build_engine(config, &opts, &dingtalk)?;
+                let d: Arc<dyn Dispatch> =
+                    Arc::new(WorkflowDispatcher::new(engine.workflow.clone()));
+                (d, Some(engine))
+            }
         };
         let crypto = CallbackCrypto::new(
             config.dingtalk.callback_token.expose(),
@@ -98,13 +205,93 @@ impl Bot {
             }
         });
         tracing::info!(%addr, "accessbot listening");
+        let mut tasks = vec![server];
+        if let Some(e) = &engine {
+            // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
+            let jms = e.workflow.jms.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(err) = jms.start().await {
+                    tracing::warn!(error = %err, "JumpServer not reachable at start; jobs will retry");
+                }
+            }));
+            if config.workflow.run_workers {
+                let runner = e.runner.clone();
+                let mut rx = shutdown.subscribe();
+                tasks.push(tokio::spawn(async move {
+                    runner
+                        .run(async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        })
+                        .await;
+                }));
+                let scheduler = e.scheduler.clone();
+                let mut rx = shutdown.subscribe();
+                tasks.push(tokio::spawn(async move {
+                    scheduler
+                        .run(async move {
+                            let _ = rx.wait_for(|s| *s).await;
+                        })
+                        .await;
+                }));
+            }
+        }
         Ok(Bot {
             addr,
             store: opts.store,
             dingtalk,
+            engine,
             shutdown,
-            tasks: vec![server],
+            tasks,
         })
+    }
+
+    /// The workflow (orders, outbox, JumpServer client, policy); `None` when the bot was
+    /// started with a test dispatcher.
+    pub fn workflow(&self) -> Option<&Arc<Workflow>> {
+        self.engine.as_ref().map(|e| &e.workflow)
+    }
+
+    pub fn orders(&self) -> Option<&Orders> {
+        self.workflow().map(|w| &w.orders)
+    }
+
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.workflow().map(|w| &w.outbox)
+    }
+
+    pub fn jms(&self) -> Option<&JmsClient> {
+        self.workflow().map(|w| &w.jms)
+    }
+
+    /// Runs every due outbox job once (tests and the demo drive the outbox with this when
+    /// `workflow.run_workers = false`).
+    pub async fn run_outbox_once(&self) -> Result<TickReport, StoreError> {
+        match &self.engine {
+            Some(e) => e.runner.run_once().await,
+            None => Ok(TickReport::default()),
+        }
+    }
+
+    /// Runs outbox ticks until one runs nothing (jobs queued by jobs included), at most
+    /// `max_ticks`; returns how many jobs ran.
+    pub async fn drain_outbox(&self, max_ticks: usize) -> Result<usize, StoreError> {
+        let mut total = 0;
+        for _ in 0..max_ticks {
+            let r = self.run_outbox_once().await?;
+            if r.ran == 0 {
+                break;
+            }
+            total += r.ran;
+        }
+        Ok(total)
+    }
+
+    /// Fires the deadlines due by the clock (reminders, timeouts, expiries).
+    pub async fn fire_deadlines(&self) -> Vec<Fired> {
+        match &self.engine {
+            Some(e) => e.scheduler.fire_due().await,
+            None => Vec::new(),
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -134,13 +321,6 @@ impl Drop for Bot {
             t.abort();
         }
     }
-}
-
-fn default_dispatcher(config: &Config, dingtalk: &DingTalkClient) -> Arc<dyn Dispatch> {
-    Arc::new(crate::dispatch::HelpOnly::new(
-        dingtalk.clone(),
-        config.chat.language,
-    ))
 }
 
 /// `accessbot serve`: production wiring, runs until SIGINT / SIGTERM.

@@ -34,6 +34,61 @@ pub struct Config {
     pub systems: Vec<SystemConfig>,
     pub chat: ChatConfig,
     pub identity: IdentityConfig,
+    pub cards: CardsConfig,
+    pub workflow: WorkflowConfig,
+}
+
+/// `[cards]`: DingTalk interactive card templates (variables documented in `cards/README.md`).
+/// Empty template ids make the bot fall back to markdown / action-card messages with `dtmd://`
+/// buttons, so it works with no card template at all.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CardsConfig {
+    /// Template of the approval card sent to each approver (and the requester's status card).
+    pub approval_template_id: String,
+    /// Template of the request form card sent for a bare `/apply`.
+    pub request_template_id: String,
+    /// Route key registered for HTTP card callbacks; empty = callbacks over Stream mode.
+    pub callback_route_key: String,
+}
+
+/// `[workflow]`: timings of the request → approval → grant flow.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct WorkflowConfig {
+    /// JumpServer node (a child of the org root) that hosts outside every `[[systems]]` entry
+    /// are created in.
+    pub default_node: String,
+    /// JumpServer web address shown to users; empty = `jumpserver.url`.
+    pub jms_web_url: String,
+    /// Transient failures (JumpServer or DingTalk down) are retried with backoff this long.
+    pub retry_hours: u64,
+    /// A request nobody decides is closed after this long.
+    pub approval_timeout_hours: u64,
+    /// Approvers get one reminder after this long; 0 = never.
+    pub approval_reminder_minutes: u64,
+    /// The requester is told this long before access ends; 0 = never.
+    pub expiry_reminder_minutes: u64,
+    /// Parallel outbox jobs (JumpServer and DingTalk both rate-limit).
+    pub max_concurrent_jobs: usize,
+    /// Run the outbox and deadline workers in the background. `false` is for tests and
+    /// step-by-step demos, which drive them with `Bot::run_outbox_once` / `fire_deadlines`.
+    pub run_workers: bool,
+}
+
+impl Default for WorkflowConfig {
+    fn default() -> Self {
+        Self {
+            default_node: "accessbot".into(),
+            jms_web_url: String::new(),
+            retry_hours: 24,
+            approval_timeout_hours: 24,
+            approval_reminder_minutes: 120,
+            expiry_reminder_minutes: 60,
+            max_concurrent_jobs: 8,
+            run_workers: true,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -247,6 +302,30 @@ impl Config {
                 "server.request_timeout_ms",
                 "must be above 0",
             ));
+        }
+        if !self.cards.callback_route_key.trim().is_empty()
+            && self.dingtalk.card_callback_secret.is_empty()
+        {
+            p.push(Problem::error(
+                "cards.callback_route_key",
+                "HTTP card callbacks need dingtalk.card_callback_secret (unsigned taps are refused)",
+            ));
+        }
+        let w = &self.workflow;
+        if crate::jumpserver::api::validate_node_value(&w.default_node).is_err() {
+            p.push(Problem::error(
+                "workflow.default_node",
+                "must be a plain node name (no `/`), e.g. accessbot",
+            ));
+        }
+        for (key, v) in [
+            ("workflow.retry_hours", w.retry_hours),
+            ("workflow.approval_timeout_hours", w.approval_timeout_hours),
+            ("workflow.max_concurrent_jobs", w.max_concurrent_jobs as u64),
+        ] {
+            if v == 0 {
+                p.push(Problem::error(key, "must be at least 1"));
+            }
         }
         if self.storage.path.as_os_str().is_empty() {
             p.push(Problem::error("storage.path", "must not be empty"));

@@ -5,6 +5,7 @@ pub mod app; //        wiring: builds the state, starts the HTTP server and work
 pub mod chat; //       what users read: replies, help, cards, rendered in zh-CN / en
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
+pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, inbound parsing, OpenAPI client
 pub mod dispatch; //   routes each verified Inbound event to its handler
 pub mod domain; //     pure types and rules (no IO): ids, commands, durations, policy, order state machine

@@ -32,6 +32,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Play a checked scenario against simulated DingTalk and JumpServer on loopback (no
+    /// credentials, no network): chat request, card approval, grant, OA refusal, forged callback.
+    Demo,
     /// Validate a configuration file (with environment overrides); print every problem.
     CheckConfig {
         #[arg(long, short)]
@@ -53,7 +56,12 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = cli.log_format;
-    init_logging(format);
+    // The demo prints a conversation on stdout; the bot's own info logs would drown it.
+    let default_level = match cli.command {
+        Command::Demo => "warn",
+        _ => "info",
+    };
+    init_logging(format, default_level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -69,6 +77,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo => Ok(accessbot::demo::main_entry()),
         Command::Config {
             what: ConfigCommand::Example,
         } => {
@@ -119,10 +128,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ACCESSBOT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,sled=warn,hyper=warn,reqwest=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sled=warn,hyper=warn,reqwest=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -17,6 +17,10 @@ pub const MAX_VALUE_BYTES: usize = 1024;
 pub type CardVars = BTreeMap<String, String>;
 
 /// Cuts a value to DingTalk's size limit on a character boundary, marking the cut.
+pub fn cap(s: &str) -> String {
+    fit(s)
+}
+
 fn fit(s: &str) -> String {
     if s.len() <= MAX_VALUE_BYTES {
         return s.to_string();
@@ -200,6 +204,19 @@ pub fn approval_vars(lang: Lang, r: &RequestView<'_>, p: &ApprovalProgress<'_>) 
     m
 }
 
+/// The approval card with the JumpServer change the grant will make (`change`, see
+/// `cards/approval.json`); empty while no preview exists.
+pub fn approval_vars_with_change(
+    lang: Lang,
+    r: &RequestView<'_>,
+    p: &ApprovalProgress<'_>,
+    change: &str,
+) -> CardVars {
+    let mut m = approval_vars(lang, r, p);
+    put(&mut m, "change", change);
+    m
+}
+
 fn lang_tag(lang: Lang) -> &'static str {
     match lang {
         Lang::ZhCn => "zh-CN",
@@ -358,7 +375,7 @@ mod tests {
             decided_by: "",
             reject_reason: "",
         };
-        let m = approval_vars(Lang::ZhCn, &view, &progress);
+        let m = approval_vars_with_change(Lang::ZhCn, &view, &progress, "JumpServer 变更：");
         let mut keys: Vec<String> = m.keys().cloned().collect();
         let mut doc = documented(include_str!("../../cards/approval.json"));
         keys.sort();

@@ -994,6 +994,575 @@ pub fn text_only(lang: Lang) -> String {
     }
 }
 
+// ------------------------------------------------------------------ workflow (more) ----------
+
+/// A message whose sender has no `senderStaffId` (external contact, unpublished robot).
+pub fn cannot_identify(lang: Lang) -> String {
+    pick(
+        lang,
+        "抱歉，无法识别你的钉钉身份（外部联系人或机器人未发布），所以不能为你办理申请。请用企业内部账号与我单聊。".into(),
+        "Sorry, I cannot tell who you are (external contact, or the robot is not published), so I cannot take requests from you. Please message me from your company account.".into(),
+    )
+}
+
+/// `/sync`: the local index it would refresh does not exist yet; say so instead of pretending.
+pub fn sync_not_available(lang: Lang) -> String {
+    pick(
+        lang,
+        "“同步”需要的本地索引尚未实现，本次没有做任何同步。授权仍以 JumpServer 实时查询为准（可用“谁有权限”查询）。".into(),
+        "/sync needs a local index that is not built yet, so nothing was synchronised. Access is always checked live in JumpServer (try /who-has).".into(),
+    )
+}
+
+/// No approver is left for a request (everyone who could approve is the requester).
+pub fn no_approvers(lang: Lang) -> String {
+    pick(
+        lang,
+        "没有可以审批这个申请的人（审批人不能是你自己），请联系管理员配置审批人。".into(),
+        "Nobody can approve this request (approvers cannot be yourself); ask an administrator to configure approvers.".into(),
+    )
+}
+
+pub fn request_received(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("收到，申请单号 {order}，正在核对 JumpServer 信息，稍后告诉你审批人。"),
+        format!("Got it: request {order}. Checking JumpServer now; I'll tell you who approves it."),
+    )
+}
+
+pub fn not_your_order(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("你无权查看或操作申请 {order}。"),
+        format!("You may not see or change request {order}."),
+    )
+}
+
+pub fn not_pending(lang: Lang, order: &OrderId, status: &str) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 当前状态为“{status}”，不能撤回。"),
+        format!("Request {order} is {status}; it can no longer be withdrawn."),
+    )
+}
+
+pub fn not_active(lang: Lang, order: &OrderId, status: &str) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 当前状态为“{status}”，不是生效中的权限。"),
+        format!("Request {order} is {status}, not active access."),
+    )
+}
+
+pub fn already_decided_by(
+    lang: Lang,
+    order: &OrderId,
+    status: &str,
+    by: &str,
+    at: Option<Timestamp>,
+    tz: &TimeZone,
+) -> String {
+    let when = at.map(|t| time(t, tz)).unwrap_or_default();
+    pick(
+        lang,
+        format!("申请 {order} 已由 {by} 处理（{status}，{when}），无需再操作。"),
+        format!("{order} was already decided by {by} ({status}, {when}); nothing to do."),
+    )
+}
+
+pub fn approval_recorded_waiting(lang: Lang, order: &OrderId, remaining: u32) -> String {
+    pick(
+        lang,
+        format!("已记录你对 {order} 的同意，还需要 {remaining} 位审批人同意。"),
+        format!("Your approval of {order} is recorded; {remaining} more needed."),
+    )
+}
+
+/// The decision of another approver, sent to every approver in text mode.
+pub fn decided_notice(
+    lang: Lang,
+    order: &OrderId,
+    by: &str,
+    approved: bool,
+    reason: &str,
+) -> String {
+    match (lang, approved) {
+        (Lang::ZhCn, true) => format!("申请 {order} 已由 {by} 同意。"),
+        (Lang::ZhCn, false) => format!("申请 {order} 已由 {by} 拒绝。原因：{reason}"),
+        (Lang::En, true) => format!("{order} was approved by {by}."),
+        (Lang::En, false) => format!("{order} was rejected by {by}. Reason: {reason}"),
+    }
+}
+
+/// Who decided when the decision came from a DingTalk OA approval (approver not named there).
+pub fn oa_decider(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "钉钉审批",
+        Lang::En => "the DingTalk approval",
+    }
+}
+
+pub fn system_actor(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "系统",
+        Lang::En => "the system",
+    }
+}
+
+pub fn oa_refused_reason(lang: Lang) -> String {
+    pick(
+        lang,
+        "钉钉审批未通过".into(),
+        "refused in the DingTalk approval".into(),
+    )
+}
+
+pub fn withdrawn_in_oa(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 的钉钉审批已被撤销，申请已关闭。"),
+        format!("The DingTalk approval of {order} was withdrawn; the request is closed."),
+    )
+}
+
+pub fn left_org_closed(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请人已离职，申请 {order} 已关闭并收回权限。"),
+        format!("The requester left the organisation; {order} was closed and its access removed."),
+    )
+}
+
+/// The exact change the grant will make in JumpServer, for approvers (and the requester).
+#[derive(Clone, Debug)]
+pub struct ChangeView<'a> {
+    pub username: &'a str,
+    pub user_exists: bool,
+    pub user_active: bool,
+    /// `false` when the user is missing and policy does not create users.
+    pub will_create_user: bool,
+    pub node: &'a str,
+    pub whole_node: bool,
+    pub hosts_existing: &'a [String],
+    pub hosts_to_create: &'a [String],
+    pub accounts: &'a [String],
+    pub actions: &'a [String],
+    pub duration: Option<AccessDuration>,
+    pub already: &'a [(String, Option<Timestamp>)],
+    pub unavailable: Option<&'a str>,
+}
+
+pub fn change_preview(lang: Lang, c: &ChangeView<'_>, tz: &TimeZone) -> String {
+    let sep = if lang == Lang::ZhCn { "、" } else { ", " };
+    let none = pick(lang, "无".into(), "none".into());
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            none.clone()
+        } else {
+            v.join(sep)
+        }
+    };
+    let mut lines = Vec::new();
+    lines.push(pick(
+        lang,
+        "JumpServer 变更：".into(),
+        "JumpServer change:".into(),
+    ));
+    if let Some(why) = c.unavailable {
+        lines.push(pick(
+            lang,
+            format!("• 暂时无法查询 JumpServer（{why}），以下为计划内容"),
+            format!("• JumpServer could not be checked ({why}); this is the plan"),
+        ));
+    }
+    let user = match (c.user_exists, c.user_active, c.will_create_user) {
+        (true, true, _) => pick(lang, "已存在".into(), "exists".into()),
+        (true, false, _) => pick(
+            lang,
+            "已存在但已禁用".into(),
+            "exists but is disabled".into(),
+        ),
+        (false, _, true) => pick(lang, "将新建".into(), "will be created".into()),
+        (false, _, false) => pick(
+            lang,
+            "不存在（策略不允许自动创建，授权会失败）".into(),
+            "missing (policy does not create users; the grant will fail)".into(),
+        ),
+    };
+    lines.push(pick(
+        lang,
+        format!("• 用户：{}（{user}）", c.username),
+        format!("• User: {} ({user})", c.username),
+    ));
+    if c.whole_node {
+        lines.push(pick(
+            lang,
+            format!("• 节点：{}（整个节点授权）", c.node),
+            format!("• Node: {} (the whole node is granted)", c.node),
+        ));
+    } else {
+        lines.push(pick(
+            lang,
+            format!("• 节点：{}", c.node),
+            format!("• Node: {}", c.node),
+        ));
+        lines.push(pick(
+            lang,
+            format!("• 已有主机：{}", list(c.hosts_existing)),
+            format!("• Existing hosts: {}", list(c.hosts_existing)),
+        ));
+        lines.push(pick(
+            lang,
+            format!("• 将新建主机：{}", list(c.hosts_to_create)),
+            format!("• Hosts to create: {}", list(c.hosts_to_create)),
+        ));
+    }
+    lines.push(pick(
+        lang,
+        format!("• 账号：{}；动作：{}", list(c.accounts), list(c.actions)),
+        format!(
+            "• Accounts: {}; actions: {}",
+            list(c.accounts),
+            list(c.actions)
+        ),
+    ));
+    if let Some(d) = c.duration {
+        lines.push(pick(
+            lang,
+            format!("• 时间窗口：批准时开始，持续 {}", duration(lang, d)),
+            format!("• Window: starts at approval, lasts {}", duration(lang, d)),
+        ));
+    }
+    for (host, until) in c.already {
+        let until = until
+            .map(|t| time(t, tz))
+            .unwrap_or_else(|| pick(lang, "长期".into(), "no end".into()));
+        lines.push(pick(
+            lang,
+            format!("• 注意：申请人已可访问 {host}，至 {until}"),
+            format!("• Note: the requester can already reach {host} until {until}"),
+        ));
+    }
+    lines.join("\n")
+}
+
+/// One row of a live `/who-has` answer (straight from JumpServer).
+#[derive(Clone, Debug)]
+pub struct LiveAccess<'a> {
+    pub who: &'a str,
+    pub what: &'a str,
+    pub accounts: &'a [String],
+    pub until: Option<Timestamp>,
+}
+
+pub fn who_has_live(lang: Lang, subject: &str, rows: &[LiveAccess<'_>], tz: &TimeZone) -> String {
+    if rows.is_empty() {
+        return pick(
+            lang,
+            format!("JumpServer 中“{subject}”目前没有有效的授权。"),
+            format!("JumpServer shows no valid access for `{subject}` right now."),
+        );
+    }
+    let head = pick(
+        lang,
+        format!("JumpServer 中“{subject}”的有效授权："),
+        format!("Valid access for `{subject}` in JumpServer:"),
+    );
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let mut parts = vec![r.who.to_string(), r.what.to_string()];
+            if !r.accounts.is_empty() {
+                let acc = r.accounts.join(",");
+                parts.push(pick(lang, format!("账号 {acc}"), format!("accounts {acc}")));
+            }
+            if let Some(t) = r.until {
+                let t = time(t, tz);
+                parts.push(pick(lang, format!("至 {t}"), format!("until {t}")));
+            }
+            format!("• {}", parts.join(" · "))
+        })
+        .collect();
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+pub fn who_has_failed(lang: Lang, detail: &str) -> String {
+    pick(
+        lang,
+        format!("查询 JumpServer 失败：{detail}"),
+        format!("Could not ask JumpServer: {detail}"),
+    )
+}
+
+/// `/status` details beyond the status line.
+pub fn status_detail(
+    lang: Lang,
+    line: &str,
+    requester: &str,
+    approvers: &[String],
+    decided_by: Option<&str>,
+    note: Option<&str>,
+) -> String {
+    let sep = if lang == Lang::ZhCn { "、" } else { ", " };
+    let mut out = vec![
+        line.to_string(),
+        pick(
+            lang,
+            format!("申请人：{requester}"),
+            format!("Requester: {requester}"),
+        ),
+        pick(
+            lang,
+            format!("审批人：{}", approvers.join(sep)),
+            format!("Approvers: {}", approvers.join(sep)),
+        ),
+    ];
+    if let Some(d) = decided_by {
+        out.push(pick(
+            lang,
+            format!("处理人：{d}"),
+            format!("Decided by: {d}"),
+        ));
+    }
+    if let Some(n) = note {
+        out.push(n.to_string());
+    }
+    out.join("\n")
+}
+
+pub fn renew_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "一键续期",
+        Lang::En => "Renew",
+    }
+}
+
+pub fn approve_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "同意",
+        Lang::En => "Approve",
+    }
+}
+
+pub fn reject_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "拒绝（需填原因）",
+        Lang::En => "Reject (add a reason)",
+    }
+}
+
+pub fn account_request_view(
+    lang: Lang,
+    order: &OrderId,
+    requester: &str,
+    username: &str,
+) -> String {
+    pick(
+        lang,
+        format!("{requester} 申请 JumpServer 账号 {username}。\n单号：{order}\n同意：同意 {order}\n拒绝：拒绝 {order} <原因>"),
+        format!("{requester} asks for the JumpServer account {username}.\nOrder: {order}\nApprove: /approve {order}\nReject: /reject {order} <reason>"),
+    )
+}
+
+pub fn renew_refused(lang: Lang, order: &OrderId, detail: &str) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 不能续期：{detail}"),
+        format!("{order} cannot be renewed: {detail}"),
+    )
+}
+
+pub fn card_unknown(lang: Lang) -> String {
+    pick(
+        lang,
+        "这张卡片对应的申请已不存在。".into(),
+        "The request behind this card no longer exists.".into(),
+    )
+}
+
+/// Answer to `/my` from already rendered status lines.
+pub fn my_lines(lang: Lang, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return nothing_active(lang);
+    }
+    let head = pick(lang, "你的申请：".into(), "Your requests:".into());
+    let body: Vec<String> = lines.iter().map(|l| format!("• {l}")).collect();
+    format!("{head}\n{}", body.join("\n"))
+}
+
+/// `/approve` typed for an order whose approval runs as a DingTalk OA instance.
+pub fn decide_in_oa(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("申请 {order} 走钉钉 OA 审批，请在钉钉“审批”中处理。"),
+        format!("{order} is approved in DingTalk OA; decide it in the DingTalk approval app."),
+    )
+}
+
+pub fn account_request_done(lang: Lang, order: &OrderId) -> String {
+    request_received(lang, order)
+}
+
+pub fn revoke_done(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("已收回申请 {order} 的权限，正在从 JumpServer 删除授权。"),
+        format!("Revoking {order}; the JumpServer permission is being removed."),
+    )
+}
+
+pub fn identity_failed(lang: Lang, order: &OrderId, detail: &str) -> String {
+    pick(
+        lang,
+        format!("⚠️ 申请 {order} 无法办理：{detail}\n请联系管理员在 [identity] 中配置你的 JumpServer 用户名。"),
+        format!("⚠️ Request {order} cannot proceed: {detail}\nAsk an administrator to map your JumpServer username in [identity]."),
+    )
+}
+
+pub fn admin_failure(lang: Lang, order: &OrderId, requester: &str, detail: &str) -> String {
+    pick(
+        lang,
+        format!("⚠️ 申请 {order}（{requester}）开通失败：{detail}"),
+        format!("⚠️ Request {order} ({requester}) failed: {detail}"),
+    )
+}
+
+pub fn no_window(lang: Lang) -> String {
+    pick(
+        lang,
+        "账号申请没有时间窗口".into(),
+        "an account request has no time window".into(),
+    )
+}
+
+pub fn not_in_directory(lang: Lang, detail: &str) -> String {
+    pick(
+        lang,
+        format!("在钉钉通讯录中查不到你（{detail}）"),
+        format!("you are not found in the DingTalk directory ({detail})"),
+    )
+}
+
+pub fn approval_title(lang: Lang, requester: &str, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("{requester} 的权限申请 {order}"),
+        format!("Access request {order} from {requester}"),
+    )
+}
+
+pub fn expiry_title(lang: Lang, order: &OrderId) -> String {
+    pick(
+        lang,
+        format!("权限即将到期 {order}"),
+        format!("Access ending soon {order}"),
+    )
+}
+
+pub fn no_email_for_user(lang: Lang) -> String {
+    pick(
+        lang,
+        "钉钉资料中没有邮箱，无法创建 JumpServer 用户".into(),
+        "no e-mail in the DingTalk profile to create the user with".into(),
+    )
+}
+
+pub fn gave_up(lang: Lang, reason: &str) -> String {
+    pick(
+        lang,
+        format!("多次重试后仍失败：{reason}"),
+        format!("still failing after retries: {reason}"),
+    )
+}
+
+pub fn account_submitted(
+    lang: Lang,
+    order: &OrderId,
+    username: &str,
+    approvers: &[&str],
+) -> String {
+    pick(
+        lang,
+        format!(
+            "账号申请 {order} 已提交（JumpServer 用户 {username}），等待 {} 审批。",
+            approvers.join("、")
+        ),
+        format!(
+            "Account request {order} submitted (JumpServer user {username}); waiting for {}.",
+            approvers.join(", ")
+        ),
+    )
+}
+
+pub fn failed_label(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "开通失败",
+        Lang::En => "failed",
+    }
+}
+
+pub fn account_order_line(lang: Lang, order: &OrderId, status: &str, username: &str) -> String {
+    pick(
+        lang,
+        format!("{order} · {status} · JumpServer 账号 {username}"),
+        format!("{order} · {status} · JumpServer account {username}"),
+    )
+}
+
+/// Labels of the OA approval form's components; the OA template must use exactly these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OaField {
+    Order,
+    Requester,
+    JmsUser,
+    Hosts,
+    Access,
+    Duration,
+    Reason,
+    Change,
+}
+
+pub fn oa_label(lang: Lang, f: OaField) -> &'static str {
+    match (lang, f) {
+        (Lang::ZhCn, OaField::Order) => "申请单号",
+        (Lang::ZhCn, OaField::Requester) => "申请人",
+        (Lang::ZhCn, OaField::JmsUser) => "JumpServer 用户",
+        (Lang::ZhCn, OaField::Hosts) => "主机",
+        (Lang::ZhCn, OaField::Access) => "权限",
+        (Lang::ZhCn, OaField::Duration) => "时长",
+        (Lang::ZhCn, OaField::Reason) => "原因",
+        (Lang::ZhCn, OaField::Change) => "JumpServer 变更",
+        (Lang::En, OaField::Order) => "Order",
+        (Lang::En, OaField::Requester) => "Requester",
+        (Lang::En, OaField::JmsUser) => "JumpServer user",
+        (Lang::En, OaField::Hosts) => "Hosts",
+        (Lang::En, OaField::Access) => "Access",
+        (Lang::En, OaField::Duration) => "Duration",
+        (Lang::En, OaField::Reason) => "Reason",
+        (Lang::En, OaField::Change) => "JumpServer change",
+    }
+}
+
+/// A request mixing a whole system with other systems or single hosts.
+pub fn one_scope_per_request(lang: Lang) -> String {
+    pick(
+        lang,
+        "一个申请只能是一个系统，或者若干台主机。请把系统和主机分开申请。".into(),
+        "One request covers one system or some hosts, not both; please send them separately."
+            .into(),
+    )
+}
+
+/// What an account request shows where a host request shows hosts.
+pub fn account_target(lang: Lang, username: &str) -> String {
+    pick(
+        lang,
+        format!("JumpServer 账号 {username}"),
+        format!("JumpServer account {username}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

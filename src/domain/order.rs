@@ -204,6 +204,27 @@ pub struct Window {
     pub end: Timestamp,
 }
 
+/// The JumpServer change a grant will make, as shown to approvers (filled before approval).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangePreview {
+    /// The JumpServer user exists already (else it is created, when policy allows).
+    pub user_exists: bool,
+    pub user_active: bool,
+    /// Node (system) the permission or new hosts go to.
+    pub node: String,
+    /// The whole node is granted (a request for a system), not single hosts.
+    #[serde(default)]
+    pub whole_node: bool,
+    pub hosts_existing: Vec<String>,
+    pub hosts_to_create: Vec<String>,
+    pub accounts: Vec<String>,
+    pub actions: Vec<String>,
+    /// Hosts of this request the requester can already reach, with the end of that access.
+    pub already: Vec<(String, Option<Timestamp>)>,
+    /// Why JumpServer could not be asked (the approval then says the preview is missing).
+    pub unavailable: Option<String>,
+}
+
 /// What the grant created in JumpServer; needed to revoke it and to tell the requester.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrantResult {
@@ -263,6 +284,16 @@ pub struct Order {
     pub closure: Option<Closure>,
     #[serde(default)]
     pub reminders: Reminders,
+    /// Approvers who approved so far (several when `approvals_required` > 1), in order.
+    #[serde(default)]
+    pub approvals: Vec<DingUserId>,
+    /// What the grant will change in JumpServer, worked out before the approval is asked for,
+    /// so approvers see the exact change.
+    #[serde(default)]
+    pub preview: Option<ChangePreview>,
+    /// The requester's e-mail from the directory; needed when the grant creates their user.
+    #[serde(default)]
+    pub requester_email: Option<String>,
     /// Compare-and-swap counter, owned by the store: +1 on every stored change.
     pub version: u64,
 }
@@ -325,6 +356,9 @@ impl Order {
             failure: None,
             closure: None,
             reminders: Reminders::default(),
+            approvals: Vec::new(),
+            preview: None,
+            requester_email: None,
             version: 0,
         }
     }
@@ -564,6 +598,16 @@ impl Order {
         let t = track_id.into();
         if !o.approval_refs.card_track_ids.contains(&t) {
             o.approval_refs.card_track_ids.push(t);
+        }
+        o.updated_at = at;
+        o
+    }
+
+    /// Records one approval that does not yet complete the order (`approvals_required` > 1).
+    pub fn with_approval(&self, by: &DingUserId, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        if !o.approvals.contains(by) {
+            o.approvals.push(by.clone());
         }
         o.updated_at = at;
         o

@@ -21,6 +21,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub mod actor;
+pub use actor::{BotReply, ConvEntry, ConvKind, DriveError, EventAck, Forgery, Speaker};
+
 /// Lifetime of a session webhook opened with `session_webhook` (sim-chosen: 90 minutes).
 pub const SESSION_WEBHOOK_TTL_MS: i64 = 90 * 60 * 1000;
 
@@ -36,6 +39,16 @@ pub struct SimDingTalkOptions {
     pub clock: Option<ManualClock>,
     /// Seconds after start before an approval may be terminated (reference §6.3: 15 s).
     pub min_terminate_after_secs: i64,
+    /// Organisation id (`ding…`), sent in events and card callbacks.
+    pub corp_id: String,
+    /// Event subscription `token` the sim signs pushes with (the console's value).
+    pub callback_token: String,
+    /// Event subscription `aes_key` (43 characters) the sim encrypts pushes with.
+    pub callback_aes_key: String,
+    /// Owner key inside every ciphertext; empty means `app_key` (console subscriptions).
+    pub callback_owner_key: String,
+    /// `apiSecret` the sim signs card callbacks with when no registration names one.
+    pub card_api_secret: String,
 }
 
 impl Default for SimDingTalkOptions {
@@ -48,6 +61,11 @@ impl Default for SimDingTalkOptions {
             qps_limit: Some(20),
             clock: None,
             min_terminate_after_secs: 15,
+            corp_id: "dingsandboxcorp".into(),
+            callback_token: "sim-callback-token".into(),
+            callback_aes_key: "c2ltQWVzS2V5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI".into(),
+            callback_owner_key: String::new(),
+            card_api_secret: "sim-card-api-secret".into(),
         }
     }
 }
@@ -150,6 +168,14 @@ struct Sim {
     /// template name → processCode; when non-empty, only these codes can be started.
     processes: BTreeMap<String, String>,
     seq: u64,
+    /// session id → the user whose message opened it, so webhook replies land in their chat.
+    session_owner: HashMap<String, String>,
+    /// Everything said in every chat, in order (see `actor`).
+    log: Vec<actor::ConvEntry>,
+    /// The instance `approval_start` just created, for the start event.
+    last_started: Option<String>,
+    /// Pushes the sim made on its own (approval start / finish / terminate) and their outcome.
+    pushes: Vec<actor::PushRecord>,
 }
 
 struct Shared {
@@ -158,6 +184,8 @@ struct Shared {
     offset_ms: AtomicI64,
     sim: Mutex<Sim>,
     bot_base_url: Mutex<Option<String>>,
+    /// Client for what the sim sends to the bot (events, robot messages, card callbacks).
+    http: reqwest::Client,
 }
 
 impl Shared {
@@ -198,6 +226,7 @@ impl SimDingTalk {
             offset_ms: AtomicI64::new(0),
             sim: Mutex::new(Sim::default()),
             bot_base_url: Mutex::new(None),
+            http: reqwest::Client::new(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -231,6 +260,11 @@ impl SimDingTalk {
             agent_id: Some(self.shared.opts.agent_id),
             api_base: self.base_url.clone(),
             oapi_base: self.base_url.clone(),
+            corp_id: self.shared.opts.corp_id.clone(),
+            callback_token: Secret::new(self.shared.opts.callback_token.clone()),
+            callback_aes_key: Secret::new(self.shared.opts.callback_aes_key.clone()),
+            callback_owner_key: self.shared.opts.callback_owner_key.clone(),
+            card_callback_secret: Secret::new(self.shared.opts.card_api_secret.clone()),
             ..DingTalkConfig::default()
         }
     }
@@ -397,19 +431,55 @@ impl SimDingTalk {
     pub fn approvals(&self) -> Vec<SimApproval> {
         self.shared.lock().approvals.values().cloned().collect()
     }
-    /// An approver decides a running instance; returns false if it was not running.
+    /// An approver decides a running instance; returns false if it was not running. When a
+    /// bot URL is set, the `bpms_instance_change` finish event is pushed to it in the
+    /// background, as DingTalk does; `decide_approval_and_push` awaits that push instead.
     pub fn decide_approval(&self, instance_id: &str, agree: bool) -> bool {
-        let now = self.now_ms();
-        let mut s = self.shared.lock();
-        match s.approvals.get_mut(instance_id) {
-            Some(a) if a.status == "RUNNING" => {
-                a.status = "COMPLETED".into();
-                a.result = Some(if agree { "agree" } else { "refuse" }.into());
-                a.finish_ms = Some(now);
+        match self.shared.record_decision(instance_id, agree) {
+            Some(event) => {
+                actor::spawn_push(&self.shared, event);
                 true
             }
-            _ => false,
+            None => false,
         }
+    }
+}
+
+impl Shared {
+    /// Completes a running instance and returns the finish event DingTalk would push.
+    fn record_decision(&self, instance_id: &str, agree: bool) -> Option<Value> {
+        let now = self.now_ms();
+        let mut s = self.lock();
+        let a = s.approvals.get_mut(instance_id)?;
+        if a.status != "RUNNING" {
+            return None;
+        }
+        let result = if agree { "agree" } else { "refuse" };
+        a.status = "COMPLETED".into();
+        a.result = Some(result.into());
+        a.finish_ms = Some(now);
+        let a = a.clone();
+        let event = actor::approval_event(&self.opts.corp_id, &a, "finish", Some(result), now);
+        let approver = a.approvers.first().cloned().unwrap_or_default();
+        let approver = s
+            .users
+            .get(&approver)
+            .map(|u| u.name.clone())
+            .unwrap_or(approver);
+        let text = match agree {
+            true => format!("{approver} 在 OA 审批中同意了"),
+            false => format!("{approver} 在 OA 审批中拒绝了"),
+        };
+        s.log_entry(
+            &a.originator,
+            actor::Speaker::DingTalk,
+            actor::ConvKind::OaDecided {
+                instance_id: a.instance_id.clone(),
+            },
+            text,
+            now,
+        );
+        Some(event)
     }
 }
 
@@ -619,16 +689,40 @@ async fn handle(
         ("POST", "/topapi/v2/user/get") => user_get(&mut s, &body),
         ("POST", "/v1.0/robot/oToMessages/batchSend") => batch_send(&sh, &mut s, &body, now),
         ("POST", "/v1.0/robot/groupMessages/send") => group_send(&sh, &mut s, &body, now),
-        ("POST", "/v1.0/card/instances/createAndDeliver") => card_create(&sh, &mut s, &body),
-        ("PUT", "/v1.0/card/instances") => card_update(&mut s, &body),
+        ("POST", "/v1.0/card/instances/createAndDeliver") => card_create(&sh, &mut s, &body, now),
+        ("PUT", "/v1.0/card/instances") => card_update(&mut s, &body, now),
         ("POST", "/v1.0/card/callbacks/register") => card_register(&mut s, &body),
         ("GET", "/v1.0/workflow/processCentres/schemaNames/processCodes") => {
             process_code(&mut s, &query)
         }
-        ("POST", "/v1.0/workflow/processInstances") => approval_start(&sh, &mut s, &body, now),
+        ("POST", "/v1.0/workflow/processInstances") => {
+            let r = approval_start(&sh, &mut s, &body, now);
+            let started = s
+                .last_started
+                .take()
+                .and_then(|id| s.approvals.get(&id).cloned());
+            drop(s);
+            if let Some(a) = started {
+                actor::spawn_push(
+                    &sh,
+                    actor::approval_event(&sh.opts.corp_id, &a, "start", None, now),
+                );
+            }
+            r
+        }
         ("GET", "/v1.0/workflow/processInstances") => approval_get(&mut s, &query),
         ("POST", "/v1.0/workflow/processInstances/terminate") => {
-            approval_terminate(&sh, &mut s, &body, now)
+            let r = approval_terminate(&sh, &mut s, &body, now);
+            if r.status().is_success() {
+                let event = str_of(&body, "processInstanceId")
+                    .and_then(|id| s.approvals.get(id).cloned())
+                    .map(|a| actor::approval_event(&sh.opts.corp_id, &a, "terminate", None, now));
+                drop(s);
+                if let Some(e) = event {
+                    actor::spawn_push(&sh, e);
+                }
+            }
+            r
         }
         ("POST", "/topapi/message/corpconversation/asyncsend_v2") => {
             work_notice(&sh, &mut s, &body, now)
@@ -722,7 +816,19 @@ fn webhook(s: &mut Sim, query: &BTreeMap<String, String>, body: &Value, now: i64
     if !valid {
         return legacy_err(s, 40035, "缺少参数 msgtype 或消息内容");
     }
-    s.sessions.entry(session).or_default().push(body.clone());
+    s.sessions
+        .entry(session.clone())
+        .or_default()
+        .push(body.clone());
+    if let Some(owner) = s.session_owner.get(&session).cloned() {
+        s.log_entry(
+            &owner,
+            actor::Speaker::Bot,
+            actor::ConvKind::Reply,
+            actor::render_webhook(body),
+            now,
+        );
+    }
     ok(json!({"errcode": 0, "errmsg": "ok"}))
 }
 
@@ -808,6 +914,13 @@ fn batch_send(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
         } else if s.flow_controlled.contains(&id) {
             flow.push(id);
         } else {
+            s.log_entry(
+                &id,
+                actor::Speaker::Bot,
+                actor::ConvKind::Message,
+                actor::render_robot_msg(&key, &param),
+                now,
+            );
             s.robot_msgs.entry(id).or_default().push(SimMessage {
                 channel: SimChannel::RobotOneToOne,
                 msg_key: key.clone(),
@@ -841,6 +954,13 @@ fn group_send(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
         Err(m) => return new_err(s, 400, "invalidParameter", m),
     };
     let cid = cid.to_owned();
+    s.log_entry(
+        &cid,
+        actor::Speaker::Bot,
+        actor::ConvKind::GroupMessage,
+        actor::render_robot_msg(&key, &param),
+        now,
+    );
     s.group_msgs.entry(cid).or_default().push(SimMessage {
         channel: SimChannel::Group,
         msg_key: key,
@@ -870,7 +990,7 @@ fn private_map(v: Option<&Value>) -> Option<BTreeMap<String, BTreeMap<String, St
     }
 }
 
-fn card_create(sh: &Shared, s: &mut Sim, body: &Value) -> Response {
+fn card_create(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
     let Some(tpl) = str_of(body, "cardTemplateId").filter(|t| !t.is_empty()) else {
         return new_err(s, 400, "param.templateNotExist", "param.templateNotExist");
     };
@@ -990,10 +1110,11 @@ fn card_create(sh: &Shared, s: &mut Sim, body: &Value) -> Response {
             update_count: 0,
         },
     );
+    s.log_card(track, true, now);
     ok(json!({"success": true, "result": {"outTrackId": track, "deliverResults": results}}))
 }
 
-fn card_update(s: &mut Sim, body: &Value) -> Response {
+fn card_update(s: &mut Sim, body: &Value, now: i64) -> Response {
     let Some(track) = str_of(body, "outTrackId").filter(|t| !t.is_empty()) else {
         return new_err(s, 400, "param.outTrackIdEmpty", "param.outTrackIdEmpty");
     };
@@ -1038,6 +1159,7 @@ fn card_update(s: &mut Sim, body: &Value) -> Response {
         }
     }
     card.update_count += 1;
+    s.log_card(track, false, now);
     ok(json!({"success": true, "result": true}))
 }
 
@@ -1175,6 +1297,7 @@ fn approval_start(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response 
     }
     let a: u128 = rand::rng().random();
     let h = format!("{a:032x}");
+    let summary: Vec<String> = form.iter().map(|(n, v)| format!("{n}：{v}")).collect();
     let id = format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
@@ -1199,6 +1322,27 @@ fn approval_start(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response 
             remark: None,
         },
     );
+    let text = format!("OA 审批已发起（{id}）\n{}", summary.join("\n"));
+    let mut people = vec![orig.to_owned()];
+    people.extend(
+        s.approvals
+            .get(&id)
+            .map(|a| a.approvers.clone())
+            .unwrap_or_default(),
+    );
+    people.dedup();
+    for p in people {
+        s.log_entry(
+            &p,
+            actor::Speaker::DingTalk,
+            actor::ConvKind::OaStarted {
+                instance_id: id.clone(),
+            },
+            text.clone(),
+            now,
+        );
+    }
+    s.last_started = Some(id.clone());
     ok(json!({"instanceId": id}))
 }
 
@@ -1317,7 +1461,18 @@ fn work_notice(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
         return legacy_err(s, 40035, "缺少参数 msgtype");
     };
     let kind = kind.to_owned();
-    for id in ids.into_iter().filter(|id| s.users.contains_key(id)) {
+    let known: Vec<String> = ids
+        .into_iter()
+        .filter(|id| s.users.contains_key(id))
+        .collect();
+    for id in known {
+        s.log_entry(
+            &id,
+            actor::Speaker::Bot,
+            actor::ConvKind::WorkNotice,
+            actor::render_work_notice(&kind, &msg[kind.as_str()]),
+            now,
+        );
         s.robot_msgs.entry(id).or_default().push(SimMessage {
             channel: SimChannel::WorkNotice,
             msg_key: kind.clone(),

@@ -46,6 +46,22 @@ impl Store {
     /// `StoreError::Locked` with a message that says what to do, not sled's raw io error.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        // Reopening a directory this process just closed can briefly fail with the lock still
+        // held while sled's background flusher lets go; a short, bounded retry covers that
+        // (a second process keeps holding it and still gets `Locked`).
+        let mut tries = 0;
+        loop {
+            match Self::open_once(path) {
+                Err(StoreError::Locked { .. }) if tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self, StoreError> {
         match sled::Config::new().path(path).open() {
             Ok(db) => Ok(Self { db }),
             Err(sled::Error::Io(e))

@@ -43,6 +43,27 @@ pub enum JobKind {
         #[serde(default)]
         params: BTreeMap<String, String>,
     },
+    /// Resolve the requester's identity and preview the JumpServer change, then submit.
+    Prepare,
+    /// A 1:1 message to one user about the order (e.g. the approver who decided by text).
+    NotifyUser {
+        user: DingUserId,
+        template: String,
+        #[serde(default)]
+        params: BTreeMap<String, String>,
+    },
+    /// A message to every approver of the order (text-mode approvals: "decided by X").
+    NotifyApprovers {
+        template: String,
+        #[serde(default)]
+        params: BTreeMap<String, String>,
+    },
+    /// Withdraw the order's OA approval instance.
+    TerminateOaApproval,
+    /// Disable a JumpServer user (the person left the organisation).
+    DisableJmsUser {
+        username: String,
+    },
 }
 
 impl JobKind {
@@ -58,6 +79,13 @@ impl JobKind {
             JobKind::UpdateCards => "update-cards".into(),
             JobKind::StartOaApproval => "start-oa".into(),
             JobKind::NotifyAdmins { template, .. } => format!("notify-admins.{template}"),
+            JobKind::Prepare => "prepare".into(),
+            JobKind::NotifyUser { user, template, .. } => {
+                format!("notify-user.{user}.{template}")
+            }
+            JobKind::NotifyApprovers { template, .. } => format!("notify-approvers.{template}"),
+            JobKind::TerminateOaApproval => "terminate-oa".into(),
+            JobKind::DisableJmsUser { username } => format!("disable-jms-user.{username}"),
         }
     }
 }

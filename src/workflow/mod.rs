@@ -1,1 +1,365 @@
 //! The request → approval → grant workflow (application service over domain + store + adapters).
+//!
+//! `Workflow` owns the wiring every step needs (policy, orders, outbox, dialogs, DingTalk and
+//! JumpServer clients, clock). It plays three roles, one file each:
+//! - `chat` / `decide`: the `Dispatch` side. Handling an event only reads sled and commits ONE
+//!   order transaction (state + outbox jobs + audit); read-only answers go back through the
+//!   message's session webhook after the acknowledgement. No JumpServer call happens here.
+//! - `jobs`: the `JobRunner` side. Every job is idempotent by the order's stable identities
+//!   (permission name, card outTrackIds, the recorded OA instance), so a re-run after a crash
+//!   changes nothing twice.
+//! - `deadlines`: the `DeadlineHandler` side (reminders, approval timeouts, expiry).
+mod chat;
+mod deadlines;
+mod decide;
+mod jobs;
+
+use crate::chat::text::{self, Lang};
+use crate::clock::SharedClock;
+use crate::config::{CardsConfig, Config, WorkflowConfig};
+use crate::dingtalk::client::DingTalkClient;
+use crate::dingtalk::message::OutMessage;
+use crate::dispatch::{Dispatch, DispatchError, DispatchReply};
+use crate::domain::command::Role;
+use crate::domain::duration::AccessDuration;
+use crate::domain::ids::DingUserId;
+use crate::domain::order::{ApprovalMode, Order, Request, State};
+use crate::domain::policy::{self, Policy};
+use crate::domain::target::{self, SystemLookup, Target};
+use crate::inbound::Inbound;
+use crate::jumpserver::client::JmsClient;
+use crate::store::dialogs::Dialogs;
+use crate::store::orders::Orders;
+use crate::store::outbox::Outbox;
+use crate::store::StoreError;
+use futures::future::BoxFuture;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use std::sync::Arc;
+
+/// The DingTalk "user" recorded as the decider when an OA approval decided (the event does not
+/// name the approver).
+pub const OA_DECIDER: &str = "dingtalk-oa";
+
+/// What the workflow reads from the configuration, resolved once.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub lang: Lang,
+    pub tz: TimeZone,
+    pub cards: CardsConfig,
+    pub default_node: String,
+    /// Shown in "access granted" messages.
+    pub jms_web_url: Option<String>,
+    /// Transient failures of a grant are retried until this long after the job was created.
+    pub retry: SignedDuration,
+    /// Platform of hosts the grant creates.
+    pub platform: String,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config, policy: &Policy) -> Self {
+        let w: &WorkflowConfig = &config.workflow;
+        let web = if w.jms_web_url.trim().is_empty() {
+            config.jumpserver.url.trim().to_string()
+        } else {
+            w.jms_web_url.trim().to_string()
+        };
+        Self {
+            lang: policy.lang,
+            tz: policy.timezone.clone(),
+            cards: config.cards.clone(),
+            default_node: w.default_node.clone(),
+            jms_web_url: (!web.is_empty()).then_some(web),
+            retry: SignedDuration::from_hours(i64::try_from(w.retry_hours.max(1)).unwrap_or(24)),
+            platform: config.jumpserver.default_platform.clone(),
+        }
+    }
+
+    pub fn approval_template(&self) -> Option<&str> {
+        Some(self.cards.approval_template_id.trim()).filter(|s| !s.is_empty())
+    }
+
+    pub fn request_template(&self) -> Option<&str> {
+        Some(self.cards.request_template_id.trim()).filter(|s| !s.is_empty())
+    }
+
+    pub fn route_key(&self) -> Option<String> {
+        Some(self.cards.callback_route_key.trim().to_string()).filter(|s| !s.is_empty())
+    }
+}
+
+/// The workflow service. Shared (`Arc`) by the dispatcher, the outbox runner and the scheduler.
+pub struct Workflow {
+    pub settings: Settings,
+    pub policy: Arc<Policy>,
+    pub orders: Orders,
+    pub outbox: Outbox,
+    pub dialogs: Dialogs,
+    pub dingtalk: DingTalkClient,
+    pub jms: JmsClient,
+    pub clock: SharedClock,
+}
+
+impl Workflow {
+    pub fn lang(&self) -> Lang {
+        self.settings.lang
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn en(&self) -> bool {
+        self.lang() == Lang::En
+    }
+
+    /// The targets of a host order, typed again (stored as typed by the user, resolved).
+    fn targets_of(&self, o: &Order) -> Vec<Target> {
+        match &o.request {
+            Request::Account { .. } => Vec::new(),
+            Request::Host { targets, .. } => targets
+                .iter()
+                .map(|t| match self.policy.system_named(t) {
+                    Some(s) => Target::System(s),
+                    None => target::classify(t).unwrap_or_else(|_| Target::Hostname(t.clone())),
+                })
+                .collect(),
+        }
+    }
+
+    fn role_of(o: &Order) -> Option<Role> {
+        match &o.request {
+            Request::Host { role, .. } => Role::from_word(role),
+            Request::Account { .. } => None,
+        }
+    }
+
+    fn duration_of(o: &Order) -> Option<AccessDuration> {
+        match &o.request {
+            Request::Host { duration_secs, .. } => {
+                AccessDuration::from_minutes(u64::try_from(*duration_secs / 60).ok()?).ok()
+            }
+            Request::Account { .. } => None,
+        }
+    }
+
+    /// How `/my`, `/status` and cards describe an order's state.
+    fn status_kind(o: &Order) -> text::StatusKind {
+        use text::StatusKind as K;
+        match o.state {
+            State::Draft | State::PendingApproval => K::PendingApproval,
+            State::Approved => K::Approved,
+            State::Provisioning => K::Provisioning,
+            State::Active => K::Active,
+            State::Expired => K::Expired,
+            State::Revoked => K::Revoked,
+            State::Rejected => K::Rejected,
+            State::Cancelled => K::Cancelled,
+            State::FailedRetrying | State::Failed => K::Retrying,
+        }
+    }
+
+    fn status_label(&self, o: &Order) -> String {
+        if o.state == State::Failed {
+            return text::failed_label(self.lang()).to_string();
+        }
+        text::status_label(self.lang(), Self::status_kind(o)).to_string()
+    }
+
+    /// One line about an order, for `/my` and `/status`.
+    fn status_line(&self, o: &Order) -> String {
+        let targets = self.targets_of(o);
+        let role = Self::role_of(o).unwrap_or(Role::Readonly);
+        let expires_at = match o.state {
+            State::Approved | State::Provisioning | State::Active | State::FailedRetrying => {
+                o.window.map(|w| w.end)
+            }
+            _ => None,
+        };
+        if let Request::Account { .. } = o.request {
+            return text::account_order_line(
+                self.lang(),
+                &o.id,
+                &self.status_label(o),
+                &o.jms_username,
+            );
+        }
+        let line = text::status_line(
+            self.lang(),
+            &text::StatusView {
+                order: &o.id,
+                status: Self::status_kind(o),
+                targets: &targets,
+                role,
+                holder: &o.requester_name,
+                expires_at,
+            },
+            &self.settings.tz,
+        );
+        if o.state == State::Failed {
+            // status_line has no "failed for good" label; replace the retrying one.
+            line.replace(
+                text::status_label(self.lang(), text::StatusKind::Retrying),
+                &self.status_label(o),
+            )
+        } else {
+            line
+        }
+    }
+
+    /// The node a host order is granted in, and whether the whole node is the grant.
+    fn grant_scope(&self, targets: &[Target]) -> (String, Vec<String>, bool) {
+        let leaf = |node: &str| {
+            node.trim_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut node: Option<String> = None;
+        let mut addresses: Vec<String> = Vec::new();
+        let mut systems_with_node = 0usize;
+        for t in targets {
+            match t {
+                Target::System(name) => {
+                    if let Some(s) = self.policy.systems.iter().find(|s| &s.name == name) {
+                        match &s.node {
+                            Some(n) => {
+                                systems_with_node += 1;
+                                node.get_or_insert_with(|| leaf(n));
+                            }
+                            // A system without a node is granted host by host.
+                            None => addresses.extend(s.hostnames.iter().cloned()),
+                        }
+                    }
+                }
+                other => {
+                    addresses.push(other.to_string());
+                    if node.is_none() {
+                        if let Some(n) = self
+                            .policy
+                            .systems_for(std::slice::from_ref(other))
+                            .iter()
+                            .find_map(|s| s.node.clone())
+                        {
+                            node = Some(leaf(&n));
+                        }
+                    }
+                }
+            }
+        }
+        let node = node
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| self.settings.default_node.clone());
+        // GrantPlan: empty addresses mean "grant the node itself".
+        let whole = addresses.is_empty() && systems_with_node > 0;
+        (node, addresses, whole)
+    }
+
+    /// Display name of a DingTalk user for messages; falls back to the userid.
+    async fn name_of(&self, user: &DingUserId) -> String {
+        if user.as_str() == OA_DECIDER {
+            return text::oa_decider(self.lang()).to_string();
+        }
+        match self.dingtalk.get_user(user).await {
+            Ok(u) if !u.name.is_empty() => u.name,
+            _ => user.as_str().to_string(),
+        }
+    }
+
+    /// Replies on the message's session webhook, after the acknowledgement (a lost reply to a
+    /// read-only question is harmless; a late acknowledgement is a redelivery).
+    fn reply_later(&self, webhook: Option<String>, text: String) {
+        let Some(webhook) = webhook else {
+            tracing::info!("message without a session webhook; reply dropped");
+            return;
+        };
+        let client = self.dingtalk.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client
+                .reply_webhook(&webhook, &OutMessage::text(text))
+                .await
+            {
+                tracing::warn!(error = %e, "webhook reply failed");
+            }
+        });
+    }
+
+    /// A direct 1:1 message that records nothing (e.g. "you may not approve this" to a tapper).
+    fn tell_later(&self, user: DingUserId, text: String) {
+        let client = self.dingtalk.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.send_to_users(&[user], &OutMessage::text(text)).await {
+                tracing::warn!(error = %e, "direct message failed");
+            }
+        });
+    }
+}
+
+/// Stripes of the per-user chat lock: enough that unrelated users rarely share one.
+const USER_STRIPES: usize = 64;
+
+/// The product's dispatcher: chat messages, card taps, OA results and org events.
+pub struct WorkflowDispatcher {
+    wf: Arc<Workflow>,
+    /// One user's messages are handled one at a time (their dialog is read, advanced and
+    /// written back); different users proceed in parallel. Decisions need no lock: they are
+    /// compare-and-swap on the order.
+    user_locks: Vec<std::sync::Mutex<()>>,
+}
+
+impl WorkflowDispatcher {
+    pub fn new(wf: Arc<Workflow>) -> Self {
+        Self {
+            wf,
+            user_locks: (0..USER_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    fn user_lock(&self, user: Option<&DingUserId>) -> Option<std::sync::MutexGuard<'_, ()>> {
+        use std::hash::{Hash, Hasher};
+        let user = user?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        user.as_str().hash(&mut h);
+        let i = usize::try_from(h.finish() % USER_STRIPES as u64).unwrap_or(0);
+        self.user_locks
+            .get(i)
+            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+fn retry(e: StoreError) -> DispatchError {
+    DispatchError::Retry(e.to_string())
+}
+
+impl Dispatch for WorkflowDispatcher {
+    fn handle(&self, event: Inbound) -> BoxFuture<'_, Result<DispatchReply, DispatchError>> {
+        Box::pin(async move {
+            let wf = &self.wf;
+            match event {
+                Inbound::Chat(msg) => {
+                    // Held across synchronous work only (no await inside on_chat).
+                    let _guard = self.user_lock(msg.sender_staff_id.as_ref());
+                    wf.on_chat(msg).map(|_| DispatchReply::None)
+                }
+                Inbound::CardAction(a) => wf.on_card(a),
+                Inbound::Approval(a) => wf.on_approval(a).map(|_| DispatchReply::None),
+                Inbound::Org(o) => wf.on_org(o).map(|_| DispatchReply::None),
+                Inbound::Other { event_type, .. } => {
+                    tracing::debug!(%event_type, "event ignored");
+                    Ok(DispatchReply::None)
+                }
+            }
+        })
+    }
+}
+
+/// Approval mode of the domain from the policy's.
+fn order_mode(p: &Policy) -> ApprovalMode {
+    match p.approval_mode {
+        policy::ApprovalMode::Card => ApprovalMode::Card,
+        policy::ApprovalMode::Oa => ApprovalMode::Oa,
+    }
+}

@@ -1,0 +1,997 @@
+//! The outbox side: every job of the workflow. Each one re-reads its order and acts on the
+//! state it finds (a job can run again after a crash, or after the order moved on), and every
+//! external effect has a stable identity: the permission name, the card outTrackIds, the OA
+//! instance recorded on the order before anything else happens.
+use super::chat::{notify, params};
+use super::Workflow;
+use crate::chat::text;
+use crate::dingtalk::client::{ApprovalStart, CardDelivery, CardTarget, DingTalkError};
+use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
+use crate::domain::command::{display_word, CommandKind, Role};
+use crate::domain::identity::{self, DirectoryEntry};
+use crate::domain::ids::DingUserId;
+use crate::domain::order::{ApprovalMode, ChangePreview, GrantResult, Order, Request, State};
+use crate::jumpserver::api::NewUserSpec;
+use crate::jumpserver::error::{JmsError, Problem};
+use crate::jumpserver::grant::{GrantPlan, NewUser};
+use crate::store::audit::{Actor, AuditEvent, AuditRecord};
+use crate::store::orders::{CasError, Change};
+use crate::store::outbox::{JobKind, OutboxJob};
+use crate::worker::outbox::{JobError, JobRunner};
+use jiff::{SignedDuration, Timestamp};
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// Most hosts whose current access is looked up for the approval (one call each).
+const ALREADY_LOOKUPS: usize = 10;
+/// After this many failed previews the approval goes out without one (saying so), so a
+/// JumpServer outage does not hold approvals back.
+const PREVIEW_ATTEMPTS: u32 = 2;
+
+fn dt_err(e: DingTalkError) -> JobError {
+    if e.is_transient() {
+        JobError::transient(e.to_string())
+    } else {
+        JobError::permanent(e.to_string())
+    }
+}
+
+fn jms_err(e: &JmsError) -> JobError {
+    if e.is_transient() {
+        JobError::transient(e.to_string())
+    } else {
+        JobError::permanent(e.to_string())
+    }
+}
+
+fn store_err<E: std::fmt::Display>(e: E) -> JobError {
+    JobError::transient(format!("storage: {e}"))
+}
+
+/// DingTalk markdown needs two trailing spaces for a line break.
+fn md(s: &str) -> String {
+    s.replace('\n', "  \n")
+}
+
+/// Which plain-words failure a JumpServer error is.
+fn failure_kind(e: &JmsError) -> &'static str {
+    match e {
+        JmsError::NotFound(m) if m.en.contains("user") => "user_missing",
+        JmsError::Rejected {
+            kind: Problem::UsernameTaken | Problem::EmailTaken | Problem::InvalidEmail,
+            ..
+        } => "user_create",
+        JmsError::NotFound(_) => "host",
+        _ => "grant",
+    }
+}
+
+fn failure_from(kind: &str) -> text::Failure {
+    match kind {
+        "user_missing" => text::Failure::UserMissing,
+        "user_create" => text::Failure::UserCreateFailed,
+        "host" => text::Failure::HostNotFound,
+        "unavailable" => text::Failure::JumpServerUnavailable,
+        "approval_start" => text::Failure::ApprovalStartFailed,
+        "internal" => text::Failure::Internal,
+        _ => text::Failure::GrantFailed,
+    }
+}
+
+impl JobRunner for Workflow {
+    fn run(&self, job: &OutboxJob) -> impl Future<Output = Result<(), JobError>> + Send {
+        self.run_job(job)
+    }
+
+    fn gave_up(&self, job: &OutboxJob, reason: &str) -> impl Future<Output = ()> + Send {
+        self.job_gave_up(job, reason.to_string())
+    }
+}
+
+impl Workflow {
+    async fn run_job(&self, job: &OutboxJob) -> Result<(), JobError> {
+        if let JobKind::DisableJmsUser { username } = &job.kind {
+            return self.disable_user(username).await;
+        }
+        let Some(o) = self.orders.get(&job.order_id).map_err(store_err)? else {
+            tracing::warn!(job = %job.id, "job for a missing order; dropped");
+            return Ok(());
+        };
+        match &job.kind {
+            JobKind::Prepare => self.prepare(job, &o).await,
+            JobKind::SendApprovalRequest { approver } => self.send_approval(&o, approver).await,
+            JobKind::StartOaApproval => self.start_oa(&o).await,
+            JobKind::TerminateOaApproval => self.terminate_oa(&o).await,
+            JobKind::NotifyRequester { template, params } => {
+                if template == "submitted" {
+                    self.deliver_requester_card(&o).await?;
+                }
+                match self.render(&o, template, params).await {
+                    Some(m) => self.send(std::slice::from_ref(&o.requester), &m).await,
+                    None => Ok(()),
+                }
+            }
+            JobKind::NotifyUser {
+                user,
+                template,
+                params,
+            } => match self.render(&o, template, params).await {
+                Some(m) => self.send(std::slice::from_ref(user), &m).await,
+                None => Ok(()),
+            },
+            JobKind::NotifyApprovers { template, params } => {
+                let to: Vec<DingUserId> = o
+                    .approvers
+                    .iter()
+                    .filter(|a| Some(*a) != o.decided_by.as_ref())
+                    .cloned()
+                    .collect();
+                match self.render(&o, template, params).await {
+                    Some(m) if !to.is_empty() => self.send(&to, &m).await,
+                    _ => Ok(()),
+                }
+            }
+            JobKind::NotifyAdmins { template, params } => {
+                let to: Vec<DingUserId> = self.policy.admins.iter().cloned().collect();
+                match self.render(&o, template, params).await {
+                    Some(m) if !to.is_empty() => self.send(&to, &m).await,
+                    _ => Ok(()),
+                }
+            }
+            JobKind::UpdateCards => self.update_cards(&o).await,
+            JobKind::Grant => self.grant(job, &o).await,
+            JobKind::Revoke => self.revoke(&o).await,
+            JobKind::Renew => self.renew(&o).await,
+            JobKind::DisableJmsUser { .. } => Ok(()),
+        }
+    }
+
+    async fn send(&self, to: &[DingUserId], m: &OutMessage) -> Result<(), JobError> {
+        let report = self.dingtalk.send_to_users(to, m).await.map_err(dt_err)?;
+        // Re-sending to everyone would duplicate the message for those who got it; only a
+        // single throttled recipient is worth a retry.
+        if to.len() == 1 && !report.flow_controlled_user_ids.is_empty() {
+            return Err(JobError::transient("recipient is flow-controlled"));
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ prepare ----------
+
+    async fn prepare(&self, job: &OutboxJob, o: &Order) -> Result<(), JobError> {
+        if o.state != State::Draft {
+            return Ok(());
+        }
+        let user = match self.dingtalk.get_user(&o.requester).await {
+            Ok(u) => u,
+            Err(e) if e.is_transient() => return Err(JobError::transient(e.to_string())),
+            Err(e) => {
+                let detail = text::not_in_directory(self.lang(), &e.to_string());
+                return self.fail_prepare(o, &detail).await;
+            }
+        };
+        let entry = DirectoryEntry {
+            userid: user.userid.clone(),
+            name: user.name.clone(),
+            email: user.email.clone(),
+            org_email: user.org_email.clone(),
+            job_number: user.job_number.clone(),
+            mobile: user.mobile.clone(),
+        };
+        let username = match identity::jms_username(&self.policy.identity, &entry) {
+            Ok(u) => u,
+            Err(e) => {
+                return self
+                    .fail_prepare(o, &text::identity_error(self.lang(), &e))
+                    .await
+            }
+        };
+        let name = if user.name.trim().is_empty() {
+            o.requester_name.clone()
+        } else {
+            user.name.clone()
+        };
+        let email = user.email.clone().or(user.org_email.clone());
+        let now = self.now();
+        let preview = match &o.request {
+            Request::Account { .. } => match self.jms.find_user_by_username(&username).await {
+                Ok(Some(_)) => {
+                    // Nothing to approve: say so and close the request.
+                    let res = self.orders.update(&o.id, |cur| {
+                        if cur.state != State::Draft {
+                            return Err("moved on");
+                        }
+                        let mut t = cur.cancel(&cur.requester, now).map_err(|_| "moved on")?;
+                        t.order.jms_username = username.clone();
+                        if let Some(c) = t.order.closure.as_mut() {
+                            c.reason = Some("account exists".into());
+                        }
+                        Ok(Change::from_transition(
+                            t,
+                            Actor::System,
+                            "the JumpServer account exists already",
+                            vec![notify("account_exists", &[])],
+                        ))
+                    });
+                    return cas_done(res);
+                }
+                Ok(None) => ChangePreview {
+                    user_exists: false,
+                    ..ChangePreview::default()
+                },
+                Err(e) if e.is_transient() && job.attempts < PREVIEW_ATTEMPTS => {
+                    return Err(jms_err(&e))
+                }
+                Err(e) => ChangePreview {
+                    unavailable: Some(e.user_message(self.en())),
+                    ..ChangePreview::default()
+                },
+            },
+            Request::Host { .. } => {
+                let end = now
+                    .checked_add(
+                        o.request
+                            .duration()
+                            .unwrap_or(SignedDuration::from_hours(1)),
+                    )
+                    .unwrap_or(now);
+                let plan = self.plan_for(o, &username, &name, email.clone(), now, end);
+                match self.preview(&plan).await {
+                    Ok(p) => p,
+                    Err(e) if e.is_transient() && job.attempts < PREVIEW_ATTEMPTS => {
+                        return Err(jms_err(&e))
+                    }
+                    Err(e) => {
+                        let (node, addresses, whole) = self.grant_scope(&self.targets_of(o));
+                        ChangePreview {
+                            node,
+                            whole_node: whole,
+                            hosts_to_create: addresses,
+                            accounts: plan.accounts.clone(),
+                            actions: plan.actions.clone(),
+                            unavailable: Some(e.user_message(self.en())),
+                            ..ChangePreview::default()
+                        }
+                    }
+                }
+            }
+        };
+        let with_cards =
+            o.approval_mode == ApprovalMode::Card && self.settings.approval_template().is_some();
+        let res = self.orders.update(&o.id, |cur| {
+            if cur.state != State::Draft {
+                return Err("moved on");
+            }
+            let mut t = cur.submit(now).map_err(|_| "moved on")?;
+            t.order.jms_username = username.clone();
+            t.order.requester_name = name.clone();
+            t.order.requester_email = email.clone();
+            t.order.preview = Some(preview.clone());
+            if with_cards {
+                // Recorded before any card exists, so a tap always finds its order.
+                let mut ord = t.order.clone();
+                for a in &cur.approvers {
+                    ord = ord.with_card_track_id(cur.card_track_id(a), now);
+                }
+                ord = ord.with_card_track_id(cur.requester_card_track_id(), now);
+                t.order = ord;
+            }
+            let mut jobs = Vec::new();
+            match cur.approval_mode {
+                ApprovalMode::Oa => jobs.push(JobKind::StartOaApproval),
+                ApprovalMode::Card => {
+                    for a in &cur.approvers {
+                        jobs.push(JobKind::SendApprovalRequest {
+                            approver: a.clone(),
+                        });
+                    }
+                }
+            }
+            jobs.push(notify("submitted", &[]));
+            Ok(Change::from_transition(
+                t,
+                Actor::System,
+                format!("identity {username}; approval requested"),
+                jobs,
+            ))
+        });
+        cas_done(res)
+    }
+
+    /// Closes a draft whose requester cannot be mapped to JumpServer, telling them why.
+    async fn fail_prepare(&self, o: &Order, detail: &str) -> Result<(), JobError> {
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            if cur.state != State::Draft {
+                return Err("moved on");
+            }
+            let mut t = cur.cancel(&cur.requester, now).map_err(|_| "moved on")?;
+            if let Some(c) = t.order.closure.as_mut() {
+                c.reason = Some(detail.to_string());
+            }
+            Ok(Change::from_transition(
+                t,
+                Actor::System,
+                format!("cannot proceed: {detail}"),
+                vec![notify("identity_failed", &[("detail", detail)])],
+            ))
+        });
+        cas_done(res)
+    }
+
+    pub(super) fn plan_for(
+        &self,
+        o: &Order,
+        username: &str,
+        name: &str,
+        email: Option<String>,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> GrantPlan {
+        let (node, addresses, _) = self.grant_scope(&self.targets_of(o));
+        let role = Self::role_of(o).unwrap_or(Role::Readonly);
+        let rp = self.policy.role(role);
+        GrantPlan {
+            username: username.to_string(),
+            new_user: if self.policy.auto_create_user {
+                email.map(|email| NewUser {
+                    name: name.to_string(),
+                    email,
+                })
+            } else {
+                None
+            },
+            node_name: node,
+            addresses,
+            platform: self.settings.platform.clone(),
+            accounts: rp.accounts.clone(),
+            actions: rp.actions.clone(),
+            protocols: Vec::new(),
+            date_start: start,
+            date_expired: end,
+            permission_name: o.permission_name(),
+            comment: format!("accessbot {} for {}", o.id, o.requester),
+        }
+    }
+
+    async fn preview(&self, plan: &GrantPlan) -> Result<ChangePreview, JmsError> {
+        let p = self.jms.preview(plan).await?;
+        let mut already = Vec::new();
+        if let Some(uid) = &p.user_id {
+            for h in p.hosts_existing.iter().take(ALREADY_LOOKUPS) {
+                match self.jms.who_can_reach(&h.address).await {
+                    Ok(rows) => {
+                        let mine: Vec<Option<Timestamp>> = rows
+                            .iter()
+                            .filter(|r| &r.user_id == uid)
+                            .map(|r| r.date_expired)
+                            .collect();
+                        if !mine.is_empty() {
+                            // No end on any permission beats every end.
+                            let until = if mine.iter().any(Option::is_none) {
+                                None
+                            } else {
+                                mine.into_iter().flatten().max()
+                            };
+                            already.push((h.address.clone(), until));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::info!(error = %e, "current access lookup failed; preview without it")
+                    }
+                }
+            }
+        }
+        Ok(ChangePreview {
+            user_exists: p.user_exists,
+            user_active: p.user_active,
+            node: plan.node_name.clone(),
+            whole_node: plan.addresses.is_empty(),
+            hosts_existing: p.hosts_existing.iter().map(|h| h.address.clone()).collect(),
+            hosts_to_create: p.hosts_to_create.clone(),
+            accounts: plan.accounts.clone(),
+            actions: plan.actions.clone(),
+            already,
+            unavailable: None,
+        })
+    }
+
+    /// The JumpServer change of an order in words (from the stored preview).
+    pub(super) fn change_text(&self, o: &Order) -> Option<String> {
+        let p = o.preview.as_ref()?;
+        if let Request::Account { .. } = o.request {
+            return None;
+        }
+        Some(text::change_preview(
+            self.lang(),
+            &text::ChangeView {
+                username: &o.jms_username,
+                user_exists: p.user_exists,
+                user_active: p.user_active,
+                will_create_user: self.policy.auto_create_user && o.requester_email.is_some(),
+                node: &p.node,
+                whole_node: p.whole_node,
+                hosts_existing: &p.hosts_existing,
+                hosts_to_create: &p.hosts_to_create,
+                accounts: &p.accounts,
+                actions: &p.actions,
+                duration: Self::duration_of(o),
+                already: &p.already,
+                unavailable: p.unavailable.as_deref(),
+            },
+            &self.settings.tz,
+        ))
+    }
+
+    // ------------------------------------------------------------------ approval ----------
+
+    fn request_text(&self, o: &Order) -> String {
+        let lang = self.lang();
+        if let Request::Account { .. } = o.request {
+            return text::account_request_view(lang, &o.id, &o.requester_name, &o.jms_username);
+        }
+        let targets = self.targets_of(o);
+        let reason = o.request.reason();
+        let base = match Self::duration_of(o) {
+            Some(d) => text::approval_request(
+                lang,
+                &text::RequestView {
+                    order: &o.id,
+                    requester_name: &o.requester_name,
+                    username: &o.jms_username,
+                    targets: &targets,
+                    role: Self::role_of(o).unwrap_or(Role::Readonly),
+                    duration: d,
+                    reason: (!reason.is_empty()).then_some(reason),
+                },
+            ),
+            None => String::new(),
+        };
+        match self.change_text(o) {
+            Some(c) => format!("{base}\n{c}"),
+            None => base,
+        }
+    }
+
+    async fn send_approval(&self, o: &Order, approver: &DingUserId) -> Result<(), JobError> {
+        if o.state != State::PendingApproval {
+            return Ok(());
+        }
+        let lang = self.lang();
+        if let Some(tpl) = self.settings.approval_template() {
+            let req = CardDelivery {
+                template_id: tpl.to_string(),
+                out_track_id: o.card_track_id(approver),
+                params: self.approval_card_vars(o),
+                to: CardTarget::User(approver.clone()),
+                callback_route_key: self.settings.route_key(),
+            };
+            return self
+                .dingtalk
+                .create_and_deliver_card(req)
+                .await
+                .map_err(dt_err);
+        }
+        let approve = format!("{} {}", display_word(CommandKind::Approve, lang), o.id);
+        // The reason is typed after the prefilled text, so the link ends with a space.
+        let reject = format!("{} {} ", display_word(CommandKind::Reject, lang), o.id);
+        let title = text::approval_title(lang, &o.requester_name, &o.id);
+        let msg = OutMessage::ActionCard {
+            title,
+            text: md(&self.request_text(o)),
+            buttons: vec![
+                CardButton::new(text::approve_button(lang), dtmd_send_link(&approve)),
+                CardButton::new(text::reject_button(lang), dtmd_send_link(&reject)),
+            ],
+        };
+        self.send(std::slice::from_ref(approver), &msg).await
+    }
+
+    /// The requester's status card (approval template, no buttons), when cards are configured.
+    async fn deliver_requester_card(&self, o: &Order) -> Result<(), JobError> {
+        let Some(tpl) = self.settings.approval_template() else {
+            return Ok(());
+        };
+        if o.approval_mode != ApprovalMode::Card {
+            return Ok(());
+        }
+        let mut vars = self.approval_card_vars(o);
+        vars.insert("buttons_visible".into(), "false".into());
+        let req = CardDelivery {
+            template_id: tpl.to_string(),
+            out_track_id: o.requester_card_track_id(),
+            params: vars,
+            to: CardTarget::User(o.requester.clone()),
+            callback_route_key: self.settings.route_key(),
+        };
+        self.dingtalk
+            .create_and_deliver_card(req)
+            .await
+            .map_err(dt_err)
+    }
+
+    async fn update_cards(&self, o: &Order) -> Result<(), JobError> {
+        if self.settings.approval_template().is_none() || o.approval_mode != ApprovalMode::Card {
+            return Ok(());
+        }
+        let vars = self.approval_card_vars(o);
+        let mut targets: Vec<(String, BTreeMap<String, String>)> = o
+            .approvers
+            .iter()
+            .map(|a| (o.card_track_id(a), vars.clone()))
+            .collect();
+        let mut mine = vars.clone();
+        mine.insert("buttons_visible".into(), "false".into());
+        targets.push((o.requester_card_track_id(), mine));
+        for (track, vars) in targets {
+            match self.dingtalk.update_card(&track, vars).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(JobError::transient(e.to_string())),
+                // A card that was never delivered cannot be updated; the others still are.
+                Err(e) => tracing::warn!(card = %track, error = %e, "card update refused"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_oa(&self, o: &Order) -> Result<(), JobError> {
+        if o.approval_refs.oa_instance_id.is_some() || o.state != State::PendingApproval {
+            return Ok(());
+        }
+        let Some(code) = self.policy.process_code.clone() else {
+            return Err(JobError::permanent("approval.process_code is not set"));
+        };
+        let lang = self.lang();
+        let targets = self.targets_of(o);
+        let label = |f: text::OaField| text::oa_label(lang, f).to_string();
+        let mut form = vec![
+            (label(text::OaField::Order), o.id.to_string()),
+            (label(text::OaField::Requester), o.requester_name.clone()),
+            (label(text::OaField::JmsUser), o.jms_username.clone()),
+        ];
+        if let (Some(role), Some(d)) = (Self::role_of(o), Self::duration_of(o)) {
+            form.push((label(text::OaField::Hosts), text::targets(lang, &targets)));
+            form.push((
+                label(text::OaField::Access),
+                text::role(lang, role).to_string(),
+            ));
+            form.push((label(text::OaField::Duration), text::duration(lang, d)));
+        }
+        form.push((label(text::OaField::Reason), o.request.reason().to_string()));
+        if let Some(c) = self.change_text(o) {
+            form.push((label(text::OaField::Change), c));
+        }
+        let instance = self
+            .dingtalk
+            .start_approval(ApprovalStart {
+                process_code: code,
+                originator: o.requester.clone(),
+                dept_id: -1,
+                approvers: o.approvers.clone(),
+                form,
+            })
+            .await
+            .map_err(dt_err)?;
+        // Recorded at once: the result event is matched to the order through it.
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            if cur.approval_refs.oa_instance_id.is_some() {
+                return Err("already recorded");
+            }
+            let rec = AuditRecord::new(
+                now,
+                Some(cur.id.clone()),
+                Actor::System,
+                AuditEvent::Note,
+                format!("OA approval instance {instance}"),
+            );
+            Ok(Change::new(cur.with_oa_instance(&instance, now)).audit(rec))
+        });
+        cas_done(res)
+    }
+
+    async fn terminate_oa(&self, o: &Order) -> Result<(), JobError> {
+        let Some(inst) = &o.approval_refs.oa_instance_id else {
+            return Ok(());
+        };
+        match self
+            .dingtalk
+            .terminate_approval(inst, None, "accessbot: request closed")
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_transient() => Err(JobError::transient(e.to_string())),
+            Err(e) => {
+                // Already finished or withdrawn: nothing left to stop.
+                tracing::info!(instance = %inst, error = %e, "OA instance not terminated");
+                Ok(())
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ grant ----------
+
+    async fn grant(&self, job: &OutboxJob, o: &Order) -> Result<(), JobError> {
+        let now = self.now();
+        let o = match o.state {
+            State::Provisioning => o.clone(),
+            State::Approved | State::FailedRetrying => {
+                let res = self.orders.update(&o.id, |cur| {
+                    if !matches!(cur.state, State::Approved | State::FailedRetrying) {
+                        return Err("moved on");
+                    }
+                    let t = cur.start_provisioning(now).map_err(|_| "moved on")?;
+                    Ok(Change::from_transition(
+                        t,
+                        Actor::System,
+                        "granting",
+                        vec![],
+                    ))
+                });
+                match res {
+                    Ok(c) => c.order,
+                    Err(CasError::Refused(_)) | Err(CasError::NotFound(_)) => return Ok(()),
+                    Err(e) => return Err(store_err(e)),
+                }
+            }
+            // Active: done before (a re-run after a crash); anything else: nothing to grant.
+            _ => return Ok(()),
+        };
+        let result = match &o.request {
+            Request::Account { .. } => self.create_account(&o).await,
+            Request::Host { .. } => {
+                let Some(w) = o.window else {
+                    return self
+                        .grant_failed(&o, "internal", "approved order without a window")
+                        .await;
+                };
+                let plan = self.plan_for(
+                    &o,
+                    &o.jms_username,
+                    &o.requester_name,
+                    o.requester_email.clone(),
+                    w.start,
+                    w.end,
+                );
+                self.jms.grant(&plan).await.map(|out| GrantResult {
+                    permission_name: Some(plan.permission_name.clone()),
+                    permission_id: Some(out.permission_id.clone()),
+                    hosts: out
+                        .hosts_found
+                        .iter()
+                        .chain(out.hosts_created.iter())
+                        .map(|h| h.address.clone())
+                        .collect(),
+                    account: Some(plan.accounts.join(",")),
+                })
+            }
+        };
+        match result {
+            Ok(g) => {
+                let cards = self.settings.approval_template().is_some()
+                    && o.approval_mode == ApprovalMode::Card;
+                let res = self.orders.update(&o.id, |cur| {
+                    if cur.state != State::Provisioning {
+                        return Err("moved on");
+                    }
+                    let t = cur.provisioned(g.clone(), now).map_err(|_| "moved on")?;
+                    let mut jobs = vec![notify("granted", &[])];
+                    if cards {
+                        jobs.push(JobKind::UpdateCards);
+                    }
+                    let detail = g.permission_name.clone().unwrap_or_default();
+                    Ok(Change::from_transition(t, Actor::System, detail, jobs))
+                });
+                cas_done(res)
+            }
+            Err(e) if e.is_transient() => {
+                let until = job.created_at.checked_add(self.settings.retry).ok();
+                let first = o.failure.is_none();
+                let reason = e.to_string();
+                let detail = e.user_message(self.en());
+                let res = self.orders.update(&o.id, |cur| {
+                    if cur.state != State::Provisioning {
+                        return Err("moved on");
+                    }
+                    let t = cur
+                        .provisioning_failed(reason.clone(), until, now)
+                        .map_err(|_| "moved on")?;
+                    Ok(Change::from_transition(
+                        t,
+                        Actor::System,
+                        reason.clone(),
+                        vec![],
+                    ))
+                });
+                cas_done(res)?;
+                if first {
+                    // This order's queued jobs wait behind the retrying grant, so the "we keep
+                    // trying" notice goes out directly, once: only the first recorded failure
+                    // sends it (at most once; a crash right here loses it, never doubles it).
+                    let p = params(&[("kind", "unavailable"), ("detail", detail.as_str())]);
+                    if let Some(m) = self.render(&o, "failed", &p).await {
+                        if let Err(e) = self.send(std::slice::from_ref(&o.requester), &m).await {
+                            tracing::warn!(order = %o.id, error = %e, "retry notice not sent");
+                        }
+                    }
+                }
+                Err(JobError::transient(e.to_string()))
+            }
+            Err(e) => {
+                let detail = e.user_message(self.en());
+                self.grant_failed(&o, failure_kind(&e), &detail).await
+            }
+        }
+    }
+
+    async fn create_account(&self, o: &Order) -> Result<GrantResult, JmsError> {
+        let username = o.jms_username.clone();
+        if self.jms.find_user_by_username(&username).await?.is_none() {
+            let Some(email) = o.requester_email.clone() else {
+                return Err(JmsError::Invalid(crate::jumpserver::error::Words::new(
+                    text::no_email_for_user(crate::domain::command::Lang::En),
+                    text::no_email_for_user(crate::domain::command::Lang::ZhCn),
+                )));
+            };
+            self.jms
+                .create_user(&NewUserSpec {
+                    name: o.requester_name.clone(),
+                    username: username.clone(),
+                    email,
+                })
+                .await?;
+        }
+        Ok(GrantResult {
+            account: Some(username),
+            ..GrantResult::default()
+        })
+    }
+
+    /// Final failure: the order is `Failed`, requester and admins are told why.
+    async fn grant_failed(&self, o: &Order, kind: &str, detail: &str) -> Result<(), JobError> {
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            let cur_p = match cur.state {
+                State::Provisioning => cur.clone(),
+                State::FailedRetrying | State::Approved => {
+                    cur.start_provisioning(now).map_err(|_| "moved on")?.order
+                }
+                _ => return Err("moved on"),
+            };
+            let t = cur_p
+                .provisioning_failed(detail.to_string(), None, now)
+                .map_err(|_| "moved on")?;
+            let mut t = t;
+            t.from = cur.state;
+            let jobs = vec![
+                notify("failed", &[("kind", kind), ("detail", detail)]),
+                JobKind::NotifyAdmins {
+                    template: "admin_failed".into(),
+                    params: params(&[("detail", detail)]),
+                },
+            ];
+            Ok(Change::from_transition(
+                t,
+                Actor::System,
+                detail.to_string(),
+                jobs,
+            ))
+        });
+        cas_done(res)
+    }
+
+    async fn revoke(&self, o: &Order) -> Result<(), JobError> {
+        if let Request::Account { .. } = o.request {
+            return Ok(());
+        }
+        match self.jms.revoke(&o.permission_name()).await {
+            Ok(r) => {
+                tracing::info!(order = %o.id, found = r.found, "permission revoked");
+                Ok(())
+            }
+            Err(e) => Err(jms_err(&e)),
+        }
+    }
+
+    async fn renew(&self, o: &Order) -> Result<(), JobError> {
+        let (State::Active, Some(w)) = (o.state, o.window) else {
+            return Ok(());
+        };
+        match self.jms.renew(&o.permission_name(), w.end).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(jms_err(&e)),
+        }
+    }
+
+    async fn disable_user(&self, username: &str) -> Result<(), JobError> {
+        match self.jms.find_user_by_username(username).await {
+            Ok(Some(u)) if u.is_active => self
+                .jms
+                .set_user_active(&u.id, false)
+                .await
+                .map_err(|e| jms_err(&e)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(jms_err(&e)),
+        }
+    }
+
+    async fn job_gave_up(&self, job: &OutboxJob, reason: String) {
+        let Ok(Some(o)) = self.orders.get(&job.order_id) else {
+            return;
+        };
+        let detail = text::gave_up(self.lang(), &reason);
+        let r = match job.kind {
+            JobKind::Grant => self.grant_failed(&o, "unavailable", &detail).await,
+            JobKind::Prepare => self.fail_prepare(&o, &detail).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::error!(order = %o.id, error = %e, "could not record the failure");
+        }
+    }
+
+    // ------------------------------------------------------------------ messages ----------
+
+    /// Renders a notice at send time from the order as it is now.
+    async fn render(
+        &self,
+        o: &Order,
+        template: &str,
+        p: &BTreeMap<String, String>,
+    ) -> Option<OutMessage> {
+        let lang = self.lang();
+        let tz = &self.settings.tz;
+        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
+        let targets = self.targets_of(o);
+        let role = Self::role_of(o).unwrap_or(Role::Readonly);
+        let body = match template {
+            "submitted" => {
+                let mut names = Vec::new();
+                for a in &o.approvers {
+                    names.push(self.name_of(a).await);
+                }
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let reason = o.request.reason();
+                let base = match Self::duration_of(o) {
+                    Some(d) => text::request_submitted(
+                        lang,
+                        &text::RequestView {
+                            order: &o.id,
+                            requester_name: &o.requester_name,
+                            username: &o.jms_username,
+                            targets: &targets,
+                            role,
+                            duration: d,
+                            reason: (!reason.is_empty()).then_some(reason),
+                        },
+                        &refs,
+                    ),
+                    None => text::account_submitted(lang, &o.id, &o.jms_username, &refs),
+                };
+                match self.change_text(o) {
+                    Some(c) => format!("{base}\n{c}"),
+                    None => base,
+                }
+            }
+            "granted" => {
+                let by = match &o.decided_by {
+                    Some(d) => self.name_of(d).await,
+                    None => text::system_actor(lang).to_string(),
+                };
+                match (&o.request, o.window) {
+                    (Request::Account { .. }, _) => text::account_ready(
+                        lang,
+                        &o.jms_username,
+                        self.settings.jms_web_url.as_deref(),
+                    ),
+                    (_, Some(w)) => text::granted(
+                        lang,
+                        &text::GrantView {
+                            order: &o.id,
+                            targets: &targets,
+                            username: &o.jms_username,
+                            role,
+                            expires_at: w.end,
+                            jms_url: self.settings.jms_web_url.as_deref(),
+                        },
+                        &by,
+                        tz,
+                    ),
+                    _ => return None,
+                }
+            }
+            "approved_waiting" => {
+                let by = self.name_of(&DingUserId::new(get("by"))).await;
+                let remaining = get("remaining").parse().unwrap_or(1);
+                text::approved_waiting_more(lang, &o.id, &by, remaining)
+            }
+            "rejected" => {
+                let by = match &o.decided_by {
+                    Some(d) => self.name_of(d).await,
+                    None => text::system_actor(lang).to_string(),
+                };
+                text::rejected(
+                    lang,
+                    &o.id,
+                    &by,
+                    o.decision_reason.as_deref().unwrap_or("-"),
+                )
+            }
+            "decided" => {
+                let by = match &o.decided_by {
+                    Some(d) => self.name_of(d).await,
+                    None => text::system_actor(lang).to_string(),
+                };
+                text::decided_notice(
+                    lang,
+                    &o.id,
+                    &by,
+                    get("approved") == "true",
+                    o.decision_reason.as_deref().unwrap_or("-"),
+                )
+            }
+            "reminder" => {
+                let waited = self.now().duration_since(o.created_at).as_mins().max(1);
+                let waited = crate::domain::duration::AccessDuration::from_minutes(
+                    u64::try_from(waited).unwrap_or(1),
+                )
+                .ok()?;
+                let body = text::approval_reminder(lang, &o.id, &o.requester_name, waited);
+                format!("{body}\n{}", self.request_text(o))
+            }
+            "cancelled" => text::cancelled(lang, &o.id),
+            "withdrawn_oa" => text::withdrawn_in_oa(lang, &o.id),
+            "timed_out" => text::approval_timed_out(lang, &o.id),
+            "expired" => text::expired(lang, &o.id),
+            "revoked" => {
+                let by = match get("by_name") {
+                    "" => match o.closure.as_ref().and_then(|c| c.by.clone()) {
+                        Some(u) => self.name_of(&u).await,
+                        None => text::system_actor(lang).to_string(),
+                    },
+                    n => n.to_string(),
+                };
+                text::revoked(lang, &o.id, &by)
+            }
+            "renewed" => text::renewed(lang, &o.id, o.window?.end, tz),
+            "expiry_reminder" => {
+                let w = o.window?;
+                let left = w.end.duration_since(self.now()).as_mins().max(1);
+                let left = crate::domain::duration::AccessDuration::from_minutes(
+                    u64::try_from(left).unwrap_or(1),
+                )
+                .ok()?;
+                let body = text::expiry_reminder(lang, &o.id, &targets, w.end, left, tz);
+                let renew = format!("{} {}", display_word(CommandKind::Renew, lang), o.id);
+                return Some(OutMessage::ActionCard {
+                    title: text::expiry_title(lang, &o.id),
+                    text: md(&body),
+                    buttons: vec![CardButton::new(
+                        text::renew_button(lang),
+                        dtmd_send_link(&renew),
+                    )],
+                });
+            }
+            "failed" => text::failure(lang, &o.id, failure_from(get("kind")), Some(get("detail"))),
+            "admin_failed" => text::admin_failure(lang, &o.id, &o.requester_name, get("detail")),
+            "identity_failed" => text::identity_failed(lang, &o.id, get("detail")),
+            "account_exists" => text::account_exists(lang, &o.jms_username),
+            "left_org" => text::left_org_closed(lang, &o.id),
+            "text" => get("text").to_string(),
+            other => {
+                tracing::warn!(template = other, "unknown notice template; not sent");
+                return None;
+            }
+        };
+        Some(OutMessage::text(body))
+    }
+}
+
+/// An order update that found the order moved on is done, not failed.
+fn cas_done<T, E>(res: Result<T, CasError<E>>) -> Result<(), JobError> {
+    match res {
+        Ok(_) | Err(CasError::Refused(_)) | Err(CasError::NotFound(_)) => Ok(()),
+        Err(CasError::Stale { .. }) => Err(JobError::transient("order kept changing")),
+        Err(CasError::Store(e)) => Err(store_err(e)),
+    }
+}
