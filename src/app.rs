@@ -5,6 +5,8 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
+use crate::dingtalk::stream::StreamListener;
+use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
 use crate::domain::policy::Policy;
@@ -163,11 +165,20 @@ impl Bot {
                 (d, Some(engine))
             }
         };
-        let crypto = CallbackCrypto::new(
-            config.dingtalk.callback_token.expose(),
-            config.dingtalk.callback_aes_key.expose(),
-            config.dingtalk.owner_key(),
-        )?;
+        // HTTP event push needs the subscription's token and key; Stream mode does not, and
+        // then /dingtalk/events answers 404 unless they are configured anyway.
+        let d = &config.dingtalk;
+        let crypto = if d.mode == ListenerMode::Http
+            || !(d.callback_token.is_empty() || d.callback_aes_key.is_empty())
+        {
+            Some(CallbackCrypto::new(
+                d.callback_token.expose(),
+                d.callback_aes_key.expose(),
+                d.owner_key(),
+            )?)
+        } else {
+            None
+        };
         let edge = Arc::new(EdgeState {
             crypto,
             robot_secret: config.dingtalk.app_secret.clone(),
@@ -178,7 +189,7 @@ impl Bot {
             dispatcher,
         });
         let router = http::router(
-            edge,
+            edge.clone(),
             config.server.max_body_bytes,
             Duration::from_millis(config.server.request_timeout_ms),
         );
@@ -206,6 +217,9 @@ impl Bot {
         });
         tracing::info!(%addr, "accessbot listening");
         let mut tasks = vec![server];
+        if d.mode == ListenerMode::Stream {
+            tasks.push(StreamListener::spawn(d, edge, shutdown.subscribe()));
+        }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
             let jms = e.workflow.jms.clone();

@@ -341,11 +341,20 @@ impl Config {
             p.push(Problem::error(key, message));
         }
         let d = &self.dingtalk;
+        // Stream mode connects out with app_key/app_secret; only HTTP event push needs the
+        // subscription's token and AES key.
+        let http = d.mode == crate::dingtalk::ListenerMode::Http;
         for (key, empty) in [
             ("dingtalk.app_key", d.app_key.is_empty()),
             ("dingtalk.app_secret", d.app_secret.is_empty()),
-            ("dingtalk.callback_token", d.callback_token.is_empty()),
-            ("dingtalk.callback_aes_key", d.callback_aes_key.is_empty()),
+            (
+                "dingtalk.callback_token",
+                http && d.callback_token.is_empty(),
+            ),
+            (
+                "dingtalk.callback_aes_key",
+                http && d.callback_aes_key.is_empty(),
+            ),
         ] {
             if empty {
                 p.push(Problem::error(key, "is required"));

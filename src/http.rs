@@ -40,7 +40,8 @@ use std::time::Duration;
 pub const EVENT_FRESHNESS_MS: i64 = 60 * 60 * 1000;
 
 pub struct EdgeState {
-    pub crypto: CallbackCrypto,
+    /// Event-push crypto; `None` when events arrive over Stream mode and HTTP push is off.
+    pub crypto: Option<CallbackCrypto>,
     /// Robot HTTP-mode `sign` key: the app secret.
     pub robot_secret: Secret,
     /// `apiSecret` registered for card callbacks; empty disables the card route.
@@ -120,11 +121,17 @@ async fn events(
     })?;
     let encrypt = parse::parse_push_body(&body)
         .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
-    st.crypto
+    let crypto = st.crypto.as_ref().ok_or_else(|| {
+        Refusal(
+            StatusCode::NOT_FOUND,
+            "HTTP event push is not configured (dingtalk.mode = \"stream\")".into(),
+        )
+    })?;
+    crypto
         .verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt)
         .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     check_fresh(&q.timestamp, st.clock.now_ms(), EVENT_FRESHNESS_MS)?;
-    let plaintext = st.crypto.decrypt(&encrypt).map_err(|e| match e {
+    let plaintext = crypto.decrypt(&encrypt).map_err(|e| match e {
         CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
         other => Refusal::bad_request(other.to_string()),
     })?;
@@ -137,18 +144,16 @@ async fn events(
         // would make DingTalk redeliver it forever, so acknowledge, record nothing, and log.
         Err(e) => tracing::warn!(error = %e, "authentic event we cannot parse; acknowledged"),
     }
-    Ok(success(&st))
+    Ok(success(&st, crypto))
 }
 
 /// The encrypted `success` DingTalk requires (reference §2.4), with a fresh timestamp and nonce.
-fn success(st: &EdgeState) -> Response {
+fn success(st: &EdgeState, crypto: &CallbackCrypto) -> Response {
     let nonce: String = {
         use rand::distr::{Alphanumeric, SampleString};
         Alphanumeric.sample_string(&mut rand::rng(), 16)
     };
-    let reply = st
-        .crypto
-        .success_reply(&st.clock.now_ms().to_string(), &nonce);
+    let reply = crypto.success_reply(&st.clock.now_ms().to_string(), &nonce);
     Json(reply).into_response()
 }
 

@@ -2,9 +2,22 @@
 use crate::secret::Secret;
 use serde::Deserialize;
 
+/// How DingTalk delivers events, robot messages and card callbacks to the bot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerMode {
+    /// DingTalk calls our HTTPS endpoints (event push, robot HTTP mode, card HTTP callbacks).
+    #[default]
+    Http,
+    /// The bot keeps an outbound WebSocket to DingTalk's Stream gateway: no public URL needed.
+    Stream,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct DingTalkConfig {
+    /// `http` (DingTalk calls us) or `stream` (we connect out); reference §2 vs §3.
+    pub mode: ListenerMode,
     /// Client ID of the enterprise-internal app; also the robot code and Stream clientId.
     pub app_key: String,
     pub app_secret: Secret,
@@ -35,6 +48,7 @@ pub struct DingTalkConfig {
 impl Default for DingTalkConfig {
     fn default() -> Self {
         Self {
+            mode: ListenerMode::Http,
             app_key: String::new(),
             app_secret: Secret::default(),
             corp_id: String::new(),

@@ -2,7 +2,6 @@
 //! simulated gateway (`sandbox::dingtalk_stream`), with a recording dispatcher behind the shared
 //! `http::accept`. Frames come from tests/fixtures/dingtalk_stream_frames.json (official SDK).
 use accessbot::clock::{ManualClock, SystemClock};
-use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::dingtalk::stream::{StreamError, StreamListener, StreamTiming};
 use accessbot::dingtalk::stream_frame::AckFrame;
 use accessbot::dingtalk::DingTalkConfig;
@@ -86,13 +85,8 @@ impl Dispatch for Recorder {
 fn edge(recorder: Arc<Recorder>) -> Arc<EdgeState> {
     let store = Store::temporary().expect("temp store");
     Arc::new(EdgeState {
-        // Stream mode uses no callback crypto; the edge still carries one.
-        crypto: CallbackCrypto::new(
-            "mryue",
-            "Yue0EfdN5900c1ce5cf6A152c63DDe1808a60c5ecd7",
-            APP_KEY,
-        )
-        .expect("crypto"),
+        // Stream mode uses no callback crypto.
+        crypto: None,
         robot_secret: Secret::new(APP_SECRET),
         card_secret: Secret::default(),
         dedupe: Dedupe::new(&store).expect("dedupe"),
@@ -543,4 +537,69 @@ async fn keepalive_pings_are_sent_and_shutdown_closes_the_socket() {
     gw.wait_until_closed(id)
         .await
         .expect("client closed the socket");
+}
+
+/// `[dingtalk] mode = "stream"` wires the listener into `Bot::start`: the bot connects out,
+/// needs no callback token or AES key, answers 404 on the HTTP event route, and a frame pushed
+/// by the gateway reaches the bot's dispatcher.
+#[tokio::test]
+async fn bot_in_stream_mode_connects_out_and_dispatches_frames() {
+    use accessbot::app::{Bot, BotOptions};
+    use accessbot::config::Config;
+    use accessbot::dingtalk::ListenerMode;
+
+    let gw = SimStreamGateway::start(APP_KEY, APP_SECRET)
+        .await
+        .expect("gateway");
+    let recorder = Arc::new(Recorder::default());
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.dingtalk = DingTalkConfig {
+        mode: ListenerMode::Stream,
+        ..config(&gw, APP_SECRET)
+    };
+    assert!(
+        !cfg.validate()
+            .iter()
+            .any(|p| p.key.starts_with("dingtalk.callback")),
+        "stream mode must not require the HTTP push token/key"
+    );
+    let bot = Bot::start(
+        &cfg,
+        BotOptions {
+            clock: Arc::new(SystemClock),
+            store: Store::temporary().expect("store"),
+            dispatcher: Some(recorder.clone()),
+        },
+    )
+    .await
+    .expect("bot starts without callback crypto");
+    gw.wait_for_connections(1).await.expect("bot connects out");
+
+    let ack = gw
+        .push(vector_frame("callback_bot_message"))
+        .await
+        .expect("ack");
+    assert_eq!(ack.code, 200);
+    assert_eq!(recorder.events().len(), 1);
+
+    let status = reqwest::Client::new()
+        .post(format!(
+            "{}/dingtalk/events?signature=a&timestamp=1&nonce=n",
+            bot.url()
+        ))
+        .body(r#"{"encrypt":"AAAA"}"#)
+        .send()
+        .await
+        .expect("http")
+        .status();
+    assert_eq!(
+        status.as_u16(),
+        404,
+        "HTTP event push is off in stream mode"
+    );
+    bot.shutdown().await;
+    gw.wait_for_all_closed()
+        .await
+        .expect("socket closed on shutdown");
 }
