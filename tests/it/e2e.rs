@@ -582,6 +582,10 @@ async fn reject_on_the_card_tells_the_requester_why_and_grants_nothing() {
         .all(|p| !p.name.contains(&o.id.0)));
     let card = w.dingtalk.card(&track).expect("card");
     assert_eq!(
+        card.params.get("reject_reason").map(String::as_str),
+        Some("请使用测试环境")
+    );
+    assert_eq!(
         card.params.get("status").map(String::as_str),
         Some("rejected")
     );
@@ -639,8 +643,18 @@ async fn two_approvers_tapping_at_once_grant_once() {
     wait_state(&w, &o.id, State::Active).await;
     settle(&w).await;
     assert_eq!(w.jms.permissions().len(), 1);
-    for t in [&t1, &t2] {
+    // Every approver's card and the requester's own card say who decided and when.
+    let requester_card = w
+        .dingtalk
+        .cards_for(&user(ZHANGSAN))
+        .into_iter()
+        .find(|(_, c)| c.params.get("order_id") == Some(&o.id.0))
+        .map(|(t, _)| t)
+        .expect("requester card");
+    for t in [&t1, &t2, &requester_card] {
         let c = w.dingtalk.card(t).expect("card");
+        let by = c.params.get("decided_by").cloned().unwrap_or_default();
+        assert!(by.contains("2026-11-23"), "{t}: decided_by {by:?}");
         assert_eq!(
             c.params.get("status").map(String::as_str),
             Some("approved"),
@@ -672,13 +686,34 @@ async fn without_a_card_template_approvals_are_action_cards_with_dtmd_links() {
     let raw = msg.param.to_string();
     assert!(raw.contains("dtmd://"), "{raw}");
     assert!(w.dingtalk.cards_for(&user(LISI)).is_empty());
+    // The approver taps the approve button: the DingTalk client sends its text as lisi.
+    let links: Vec<String> = (1..=5)
+        .filter_map(|i| msg.param.get(format!("actionURL{i}")))
+        .chain(msg.param.get("singleURL"))
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let approve = links
+        .iter()
+        .find(|l| {
+            let decoded: String = url::form_urlencoded::parse(l.as_bytes())
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            decoded.contains("approve") || decoded.contains("同意")
+        })
+        .unwrap_or_else(|| panic!("no approve link in {raw}"));
+    let m = mark(&w.dingtalk);
     ok(&w
         .dingtalk
-        .user_says(&user(LISI), &format!("/approve {}", o.id))
+        .tap_dtmd_link(&user(LISI), approve)
         .await
         .unwrap());
     wait_state(&w, &o.id, State::Active).await;
     assert!(permission_for(&w.jms, "zhangsan", "10.1.2.3").is_some());
+    // Without cards the decision is reported by message.
+    bot_says(&w.dingtalk, LISI, m, |e| e.text.contains(&o.id.0))
+        .await
+        .expect("approver told the outcome");
 }
 
 // ---------------------------------------------------------------- OA mode ----------
