@@ -1162,3 +1162,90 @@ async fn a_system_request_goes_to_its_approvers_and_grants_its_node() {
         "the requester's JumpServer user was created from the directory"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_approvals_required_means_two_distinct_approvers() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.approval.default_approvers = vec![LISI.into(), ZHAOLIU.into()];
+    w.config.policy.approvals_required = 2;
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
+    let (t1, _) = card_for(&w, LISI, &o.id).await;
+    let (t2, _) = card_for(&w, ZHAOLIU, &o.id).await;
+    ok(&w
+        .dingtalk
+        .tap_card(&user(LISI), &t1, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    w.dingtalk
+        .wait_for(STEP_LIMIT, |_| {
+            Some(order(&w, &o.id)).filter(|x| x.approvals == vec![user(LISI)])
+        })
+        .await
+        .expect("first approval recorded");
+    settle(&w).await;
+    assert_eq!(order(&w, &o.id).state, State::PendingApproval, "one of two");
+    assert!(w.jms.permissions().is_empty());
+    // The same approver again does not count twice.
+    ok(&w
+        .dingtalk
+        .user_says(&user(LISI), &format!("/approve {}", o.id))
+        .await
+        .unwrap());
+    settle(&w).await;
+    assert_eq!(order(&w, &o.id).state, State::PendingApproval);
+    ok(&w
+        .dingtalk
+        .tap_card(&user(ZHAOLIU), &t2, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    assert_eq!(w.jms.permissions().len(), 1);
+}
+
+/// A robot message body from `sender` as DingTalk posts it, edited by `edit`.
+fn robot_body(w: &World, who: &str, text: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let m = w
+        .dingtalk
+        .prepare_message(&user(who), None, text)
+        .expect("directory user");
+    let mut body = m.body;
+    edit(&mut body);
+    body.to_string().into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pictures_and_external_senders_get_a_polite_answer_and_no_order() {
+    let w = world(ApprovalMode::Card, true).await;
+    let dt = &w.dingtalk;
+    // A picture: DingTalk posts msgtype "picture" with no text.
+    let m = mark(dt);
+    let body = robot_body(&w, ZHANGSAN, "(图片)", |b| {
+        b["msgtype"] = json!("picture");
+        b["content"] = json!({"downloadCode": "dc-1", "pictureDownloadCode": "pdc-1"});
+        if let Some(o) = b.as_object_mut() {
+            o.remove("text");
+        }
+    });
+    ok(&dt.post_robot_raw(body).await.unwrap());
+    let r = bot_says(dt, ZHANGSAN, m, |e| e.kind == ConvKind::Reply)
+        .await
+        .expect("answered");
+    assert!(
+        r.text.contains("文字") || r.text.contains("文本"),
+        "{}",
+        r.text
+    );
+    // Someone outside the organisation (no senderStaffId) asking for access.
+    let m = mark(dt);
+    let body = robot_body(&w, WANGWU, HOST_REQ_ZH, |b| {
+        b["senderStaffId"] = json!("");
+    });
+    ok(&dt.post_robot_raw(body).await.unwrap());
+    bot_says(dt, WANGWU, m, |e| e.kind == ConvKind::Reply)
+        .await
+        .expect("answered");
+    settle(&w).await;
+    assert!(orders_of(&w, ZHANGSAN).is_empty() && orders_of(&w, WANGWU).is_empty());
+    assert!(w.orders().unwrap().is_empty());
+}
