@@ -1249,3 +1249,52 @@ async fn pictures_and_external_senders_get_a_polite_answer_and_no_order() {
     assert!(orders_of(&w, ZHANGSAN).is_empty() && orders_of(&w, WANGWU).is_empty());
     assert!(w.orders().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_taps_and_late_cancels_change_nothing() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.approval.default_approvers = vec![LISI.into(), ZHAOLIU.into()];
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
+    let (t1, _) = card_for(&w, LISI, &o.id).await;
+    let (t2, _) = card_for(&w, ZHAOLIU, &o.id).await;
+    ok(&w
+        .dingtalk
+        .tap_card(&user(LISI), &t1, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    settle(&w).await;
+    // zhaoliu's card was stale on his phone: his reject arrives after lisi's approval.
+    let m = mark(&w.dingtalk);
+    let r = w
+        .dingtalk
+        .tap_card(
+            &user(ZHAOLIU),
+            &t2,
+            &["reject"],
+            reject_params(&o.id, "太晚了"),
+        )
+        .await
+        .unwrap();
+    assert!(r.status < 500, "{r:?}");
+    bot_says(&w.dingtalk, ZHAOLIU, m, |e| e.text.contains(&o.id.0))
+        .await
+        .expect("told it was already decided");
+    // The requester tries to withdraw a request that is already granted.
+    let m = mark(&w.dingtalk);
+    ok(&w
+        .dingtalk
+        .user_says(&user(ZHANGSAN), &format!("/cancel {}", o.id))
+        .await
+        .unwrap());
+    bot_says(&w.dingtalk, ZHANGSAN, m, |e| e.kind == ConvKind::Reply)
+        .await
+        .expect("told why not");
+    settle(&w).await;
+    let now = order(&w, &o.id);
+    assert_eq!(now.state, State::Active);
+    assert_eq!(now.decided_by, Some(user(LISI)));
+    assert_eq!(w.jms.permissions().len(), 1);
+    assert!(permission_for(&w.jms, "zhangsan", "10.1.2.3").is_some_and(|p| p.is_active));
+}
