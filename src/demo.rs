@@ -563,7 +563,8 @@ async fn card_scenario<W: Write>(
         ));
     }
     let host = w.jms.hosts().into_iter().find(|h| h.address == "10.1.2.3");
-    if !host.is_some_and(|h| perm.asset_ids == vec![h.id.clone()]) {
+    let exact = host.is_some_and(|h| perm.asset_ids == [h.id]);
+    if !exact {
         return Err(fail(
             step,
             format!("授权的资产不是恰好 10.1.2.3：{:?}", perm.asset_ids),
