@@ -1298,3 +1298,32 @@ async fn late_taps_and_late_cancels_change_nothing() {
     assert_eq!(w.jms.permissions().len(), 1);
     assert!(permission_for(&w.jms, "zhangsan", "10.1.2.3").is_some_and(|p| p.is_active));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oa_instances_name_the_routed_approvers_and_show_the_change() {
+    let mut w = world(ApprovalMode::Oa, false).await;
+    w.config.systems = vec![payments_system()];
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, "申请主机 10.10.1.11 只读 1天 原因：对账", 1).await;
+    let id = oa_instance(&w, &o.id).await;
+    let inst = w.dingtalk.approval(&id).expect("instance");
+    assert_eq!(inst.originator, ZHANGSAN);
+    assert_eq!(inst.approvers, vec![ZHAOLIU.to_string()]);
+    let form: String = inst
+        .form
+        .iter()
+        .map(|(n, v)| format!("{n}={v}\n"))
+        .collect();
+    for must in [o.id.0.as_str(), "10.10.1.11", "zhangsan", "对账"] {
+        assert!(form.contains(must), "form lacks {must}:\n{form}");
+    }
+    let ack = w
+        .dingtalk
+        .decide_approval_and_push(&id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ack.acknowledged);
+    wait_state(&w, &o.id, State::Active).await;
+    assert!(permission_for(&w.jms, "zhangsan", "10.10.1.11").is_some());
+}
