@@ -544,16 +544,31 @@ async fn card_scenario<W: Write>(
             ),
         ));
     }
-    for a in ["connect", "upload", "download"] {
-        if !perm.actions.iter().any(|x| x == a || x == "all") {
-            return Err(fail(
-                step,
-                format!("运维角色缺少动作 {a}：{:?}", perm.actions),
-            ));
-        }
+    // Exactly the ops role of the default policy, on exactly the host asked for.
+    let want_actions = ["connect", "upload", "download", "copy", "paste"];
+    let mut actions = perm.actions.clone();
+    actions.sort();
+    let mut want: Vec<String> = want_actions.iter().map(|a| a.to_string()).collect();
+    want.sort();
+    if actions != want {
+        return Err(fail(
+            step,
+            format!("动作是 {:?}，应为运维角色的 {want_actions:?}", perm.actions),
+        ));
     }
-    if !perm.accounts.iter().any(|a| a == "ops") {
-        return Err(fail(step, format!("账号不含 ops：{:?}", perm.accounts)));
+    if perm.accounts != ["@SPEC", "ops"] {
+        return Err(fail(
+            step,
+            format!("账号是 {:?}，应为 [\"@SPEC\", \"ops\"]", perm.accounts),
+        ));
+    }
+    let host = w.jms.hosts().into_iter().find(|h| h.address == "10.1.2.3");
+    let exact = host.is_some_and(|h| perm.asset_ids == [h.id]);
+    if !exact {
+        return Err(fail(
+            step,
+            format!("授权的资产不是恰好 10.1.2.3：{:?}", perm.asset_ids),
+        ));
     }
     ok_step(
         p,

@@ -582,6 +582,10 @@ async fn reject_on_the_card_tells_the_requester_why_and_grants_nothing() {
         .all(|p| !p.name.contains(&o.id.0)));
     let card = w.dingtalk.card(&track).expect("card");
     assert_eq!(
+        card.params.get("reject_reason").map(String::as_str),
+        Some("请使用测试环境")
+    );
+    assert_eq!(
         card.params.get("status").map(String::as_str),
         Some("rejected")
     );
@@ -639,8 +643,18 @@ async fn two_approvers_tapping_at_once_grant_once() {
     wait_state(&w, &o.id, State::Active).await;
     settle(&w).await;
     assert_eq!(w.jms.permissions().len(), 1);
-    for t in [&t1, &t2] {
+    // Every approver's card and the requester's own card say who decided and when.
+    let requester_card = w
+        .dingtalk
+        .cards_for(&user(ZHANGSAN))
+        .into_iter()
+        .find(|(_, c)| c.params.get("order_id") == Some(&o.id.0))
+        .map(|(t, _)| t)
+        .expect("requester card");
+    for t in [&t1, &t2, &requester_card] {
         let c = w.dingtalk.card(t).expect("card");
+        let by = c.params.get("decided_by").cloned().unwrap_or_default();
+        assert!(by.contains("2026-11-23"), "{t}: decided_by {by:?}");
         assert_eq!(
             c.params.get("status").map(String::as_str),
             Some("approved"),
@@ -672,13 +686,34 @@ async fn without_a_card_template_approvals_are_action_cards_with_dtmd_links() {
     let raw = msg.param.to_string();
     assert!(raw.contains("dtmd://"), "{raw}");
     assert!(w.dingtalk.cards_for(&user(LISI)).is_empty());
+    // The approver taps the approve button: the DingTalk client sends its text as lisi.
+    let links: Vec<String> = (1..=5)
+        .filter_map(|i| msg.param.get(format!("actionURL{i}")))
+        .chain(msg.param.get("singleURL"))
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    let approve = links
+        .iter()
+        .find(|l| {
+            let decoded: String = url::form_urlencoded::parse(l.as_bytes())
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            decoded.contains("approve") || decoded.contains("同意")
+        })
+        .unwrap_or_else(|| panic!("no approve link in {raw}"));
+    let m = mark(&w.dingtalk);
     ok(&w
         .dingtalk
-        .user_says(&user(LISI), &format!("/approve {}", o.id))
+        .tap_dtmd_link(&user(LISI), approve)
         .await
         .unwrap());
     wait_state(&w, &o.id, State::Active).await;
     assert!(permission_for(&w.jms, "zhangsan", "10.1.2.3").is_some());
+    // Without cards the decision is reported by message.
+    bot_says(&w.dingtalk, LISI, m, |e| e.text.contains(&o.id.0))
+        .await
+        .expect("approver told the outcome");
 }
 
 // ---------------------------------------------------------------- OA mode ----------
@@ -1023,4 +1058,272 @@ async fn console_url_check_is_answered_with_the_encrypted_success() {
     let ack = w.dingtalk.verify_callback_url().await.unwrap();
     assert!(ack.acknowledged, "{ack:?}");
     assert_eq!(store_shape(&w), before, "a URL check stores nothing");
+}
+
+fn payments_system() -> accessbot::domain::policy::SystemConfig {
+    accessbot::domain::policy::SystemConfig {
+        name: "支付系统".into(),
+        aliases: vec!["payments".into()],
+        node: Some("/Default/PaymentSystem".into()),
+        addresses: vec!["10.10.1.0/24".into()],
+        approvers: vec![ZHAOLIU.into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_inside_a_system_goes_to_the_system_approvers() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.systems = vec![payments_system()];
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, "申请主机 10.10.1.11 只读 1天 原因：对账", 1).await;
+    assert_eq!(
+        o.approvers,
+        vec![user(ZHAOLIU)],
+        "the system's approver decides"
+    );
+    assert!(
+        w.dingtalk
+            .cards_for(&user(LISI))
+            .iter()
+            .all(|(_, c)| c.params.get("order_id") != Some(&o.id.0)),
+        "the default approver is not asked"
+    );
+    let (track, _) = card_for(&w, ZHAOLIU, &o.id).await;
+    ok(&w
+        .dingtalk
+        .tap_card(&user(ZHAOLIU), &track, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    let p = permission_for(&w.jms, "zhangsan", "10.10.1.11").expect("granted");
+    assert!(
+        p.accounts.iter().any(|a| a == "readonly"),
+        "{:?}",
+        p.accounts
+    );
+    assert_eq!(p.actions, vec!["connect".to_string()]);
+    assert!(
+        permission_for(&w.jms, "zhangsan", "10.10.1.12").is_none(),
+        "only the host asked for"
+    );
+    let jms_user = w.jms.users().into_iter().find(|u| u.username == "zhangsan");
+    assert_eq!(
+        jms_user.map(|u| u.email),
+        Some("zhangsan@example.com".to_string()),
+        "the requester's JumpServer user was created from the directory"
+    );
+}
+
+// Known failure, left for the workflow to fix: for a whole-system request the workflow hands
+// `GrantPlan` no addresses (meaning "grant the node"), which `jumpserver::grant` refuses with
+// "no host address given"; the preview says JumpServer cannot be queried and the order fails.
+#[ignore = "whole-system grants fail: empty GrantPlan.addresses is refused by jumpserver::grant"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_request_goes_to_its_approvers_and_grants_its_node() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.systems = vec![payments_system()];
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, "申请主机 支付系统 只读 1天 原因：对账", 1).await;
+    assert_eq!(
+        o.approvers,
+        vec![user(ZHAOLIU)],
+        "the system's approver decides"
+    );
+    assert!(
+        w.dingtalk
+            .cards_for(&user(LISI))
+            .iter()
+            .all(|(_, c)| c.params.get("order_id") != Some(&o.id.0)),
+        "the default approver is not asked"
+    );
+    let (track, _) = card_for(&w, ZHAOLIU, &o.id).await;
+    ok(&w
+        .dingtalk
+        .tap_card(&user(ZHAOLIU), &track, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    // Both hosts of the node are reachable through the one permission.
+    for host in ["10.10.1.11", "10.10.1.12"] {
+        let p = permission_for(&w.jms, "zhangsan", host).unwrap_or_else(|| panic!("{host}"));
+        assert!(
+            p.accounts.iter().any(|a| a == "readonly"),
+            "{:?}",
+            p.accounts
+        );
+        assert_eq!(p.actions, vec!["connect".to_string()]);
+    }
+    assert_eq!(w.jms.permissions().len(), 1);
+    let jms_user = w.jms.users().into_iter().find(|u| u.username == "zhangsan");
+    assert_eq!(
+        jms_user.map(|u| u.email),
+        Some("zhangsan@example.com".to_string()),
+        "the requester's JumpServer user was created from the directory"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_approvals_required_means_two_distinct_approvers() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.approval.default_approvers = vec![LISI.into(), ZHAOLIU.into()];
+    w.config.policy.approvals_required = 2;
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
+    let (t1, _) = card_for(&w, LISI, &o.id).await;
+    let (t2, _) = card_for(&w, ZHAOLIU, &o.id).await;
+    ok(&w
+        .dingtalk
+        .tap_card(&user(LISI), &t1, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    w.dingtalk
+        .wait_for(STEP_LIMIT, |_| {
+            Some(order(&w, &o.id)).filter(|x| x.approvals == vec![user(LISI)])
+        })
+        .await
+        .expect("first approval recorded");
+    settle(&w).await;
+    assert_eq!(order(&w, &o.id).state, State::PendingApproval, "one of two");
+    assert!(w.jms.permissions().is_empty());
+    // The same approver again does not count twice.
+    ok(&w
+        .dingtalk
+        .user_says(&user(LISI), &format!("/approve {}", o.id))
+        .await
+        .unwrap());
+    settle(&w).await;
+    assert_eq!(order(&w, &o.id).state, State::PendingApproval);
+    ok(&w
+        .dingtalk
+        .tap_card(&user(ZHAOLIU), &t2, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    assert_eq!(w.jms.permissions().len(), 1);
+}
+
+/// A robot message body from `sender` as DingTalk posts it, edited by `edit`.
+fn robot_body(w: &World, who: &str, text: &str, edit: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let m = w
+        .dingtalk
+        .prepare_message(&user(who), None, text)
+        .expect("directory user");
+    let mut body = m.body;
+    edit(&mut body);
+    body.to_string().into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pictures_and_external_senders_get_a_polite_answer_and_no_order() {
+    let w = world(ApprovalMode::Card, true).await;
+    let dt = &w.dingtalk;
+    // A picture: DingTalk posts msgtype "picture" with no text.
+    let m = mark(dt);
+    let body = robot_body(&w, ZHANGSAN, "(图片)", |b| {
+        b["msgtype"] = json!("picture");
+        b["content"] = json!({"downloadCode": "dc-1", "pictureDownloadCode": "pdc-1"});
+        if let Some(o) = b.as_object_mut() {
+            o.remove("text");
+        }
+    });
+    ok(&dt.post_robot_raw(body).await.unwrap());
+    let r = bot_says(dt, ZHANGSAN, m, |e| e.kind == ConvKind::Reply)
+        .await
+        .expect("answered");
+    assert!(
+        r.text.contains("文字") || r.text.contains("文本"),
+        "{}",
+        r.text
+    );
+    // Someone outside the organisation (no senderStaffId) asking for access.
+    let m = mark(dt);
+    let body = robot_body(&w, WANGWU, HOST_REQ_ZH, |b| {
+        b["senderStaffId"] = json!("");
+    });
+    ok(&dt.post_robot_raw(body).await.unwrap());
+    bot_says(dt, WANGWU, m, |e| e.kind == ConvKind::Reply)
+        .await
+        .expect("answered");
+    settle(&w).await;
+    assert!(orders_of(&w, ZHANGSAN).is_empty() && orders_of(&w, WANGWU).is_empty());
+    assert!(w.orders().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_taps_and_late_cancels_change_nothing() {
+    let mut w = world(ApprovalMode::Card, true).await;
+    w.config.approval.default_approvers = vec![LISI.into(), ZHAOLIU.into()];
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
+    let (t1, _) = card_for(&w, LISI, &o.id).await;
+    let (t2, _) = card_for(&w, ZHAOLIU, &o.id).await;
+    ok(&w
+        .dingtalk
+        .tap_card(&user(LISI), &t1, &["approve"], approve_params(&o.id))
+        .await
+        .unwrap());
+    wait_state(&w, &o.id, State::Active).await;
+    settle(&w).await;
+    // zhaoliu's card was stale on his phone: his reject arrives after lisi's approval.
+    let m = mark(&w.dingtalk);
+    let r = w
+        .dingtalk
+        .tap_card(
+            &user(ZHAOLIU),
+            &t2,
+            &["reject"],
+            reject_params(&o.id, "太晚了"),
+        )
+        .await
+        .unwrap();
+    assert!(r.status < 500, "{r:?}");
+    bot_says(&w.dingtalk, ZHAOLIU, m, |e| e.text.contains(&o.id.0))
+        .await
+        .expect("told it was already decided");
+    // The requester tries to withdraw a request that is already granted.
+    let m = mark(&w.dingtalk);
+    ok(&w
+        .dingtalk
+        .user_says(&user(ZHANGSAN), &format!("/cancel {}", o.id))
+        .await
+        .unwrap());
+    bot_says(&w.dingtalk, ZHANGSAN, m, |e| e.kind == ConvKind::Reply)
+        .await
+        .expect("told why not");
+    settle(&w).await;
+    let now = order(&w, &o.id);
+    assert_eq!(now.state, State::Active);
+    assert_eq!(now.decided_by, Some(user(LISI)));
+    assert_eq!(w.jms.permissions().len(), 1);
+    assert!(permission_for(&w.jms, "zhangsan", "10.1.2.3").is_some_and(|p| p.is_active));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oa_instances_name_the_routed_approvers_and_show_the_change() {
+    let mut w = world(ApprovalMode::Oa, false).await;
+    w.config.systems = vec![payments_system()];
+    w.start_bot().await.unwrap();
+    let o = request(&w, ZHANGSAN, "申请主机 10.10.1.11 只读 1天 原因：对账", 1).await;
+    let id = oa_instance(&w, &o.id).await;
+    let inst = w.dingtalk.approval(&id).expect("instance");
+    assert_eq!(inst.originator, ZHANGSAN);
+    assert_eq!(inst.approvers, vec![ZHAOLIU.to_string()]);
+    let form: String = inst
+        .form
+        .iter()
+        .map(|(n, v)| format!("{n}={v}\n"))
+        .collect();
+    for must in [o.id.0.as_str(), "10.10.1.11", "zhangsan", "对账"] {
+        assert!(form.contains(must), "form lacks {must}:\n{form}");
+    }
+    let ack = w
+        .dingtalk
+        .decide_approval_and_push(&id, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ack.acknowledged);
+    wait_state(&w, &o.id, State::Active).await;
+    assert!(permission_for(&w.jms, "zhangsan", "10.10.1.11").is_some());
 }

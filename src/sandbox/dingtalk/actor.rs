@@ -31,6 +31,8 @@ pub enum DriveError {
     UnknownUser(String),
     #[error("card `{card}` calls back through route key `{route_key}`, which nobody registered")]
     NoCallbackRoute { card: String, route_key: String },
+    #[error("not a dtmd://dingtalkclient/sendMessage link: {0}")]
+    NotADtmdLink(String),
     #[error("request to the bot failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("callback crypto is misconfigured: {0}")]
@@ -652,6 +654,25 @@ impl SimDingTalk {
     ) -> Result<BotReply, DriveError> {
         let m = self.prepare_message(user, Some(open_conversation_id), text)?;
         self.deliver(&m).await
+    }
+
+    /// `user` taps a `dtmd://dingtalkclient/sendMessage?content=…` link (reference §4.3): the
+    /// client sends the decoded content as that user's message in their 1:1 chat.
+    pub async fn tap_dtmd_link(
+        &self,
+        user: &DingUserId,
+        link: &str,
+    ) -> Result<BotReply, DriveError> {
+        let bad = || DriveError::NotADtmdLink(link.chars().take(120).collect());
+        let query = link
+            .strip_prefix("dtmd://dingtalkclient/sendMessage?")
+            .ok_or_else(bad)?;
+        let content = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "content")
+            .map(|(_, v)| v.into_owned())
+            .filter(|v| !v.is_empty())
+            .ok_or_else(bad)?;
+        self.user_says(user, &content).await
     }
 
     /// A correctly signed robot POST with an arbitrary body (malformed JSON, oversized, …).
