@@ -129,6 +129,18 @@ impl Workflow {
         })
     }
 
+    /// Display name of whoever decided or closed `o`, looked up in the directory.
+    pub(super) async fn decider_display_name(&self, o: &Order) -> String {
+        match o
+            .decided_by
+            .as_ref()
+            .or(o.closure.as_ref().and_then(|c| c.by.as_ref()))
+        {
+            Some(user) => self.name_of(user).await,
+            None => text::system_actor(self.lang()).to_string(),
+        }
+    }
+
     fn decider_name(&self, o: &Order) -> String {
         match &o.decided_by {
             Some(d) if d.as_str() == OA_DECIDER => text::oa_decider(self.lang()).to_string(),
@@ -183,8 +195,10 @@ impl Workflow {
         }
     }
 
-    /// The approval card variables of `o` as it stands now.
-    pub(super) fn approval_card_vars(&self, o: &Order) -> CardVars {
+    /// The approval card variables of `o` as it stands now. `decider` is the decider's display
+    /// name when the caller could look it up (jobs); the tap response, which must answer within
+    /// DingTalk's 2 s, shows the userid and the UpdateCards job replaces it with the name.
+    pub(super) fn approval_card_vars(&self, o: &Order, decider: Option<&str>) -> CardVars {
         let lang = self.lang();
         let targets = self.targets_of(o);
         let role = Self::role_of(o).unwrap_or(crate::domain::command::Role::Readonly);
@@ -202,7 +216,9 @@ impl Workflow {
         let decided_by = match status {
             ApprovalStatus::Pending => String::new(),
             _ => {
-                let who = self.decider_name(o);
+                let who = decider
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| self.decider_name(o));
                 match o.decided_at.or(o.closure.as_ref().map(|c| c.at)) {
                     Some(t) => format!("{who} · {}", text::time(t, &self.settings.tz)),
                     None => who,
@@ -297,7 +313,7 @@ impl Workflow {
         }
         match self.decide(&tapper, &id, reason) {
             Ok(Decided::Final(o)) | Ok(Decided::Partial { order: o, .. }) => {
-                Ok(card_update(self.approval_card_vars(&o)))
+                Ok(card_update(self.approval_card_vars(&o, None)))
             }
             Err(CasError::Refused(DecideRefused::NotPending(o))) => {
                 self.tell_later(
@@ -305,7 +321,7 @@ impl Workflow {
                     self.refused_text(&id, &DecideRefused::NotPending(o.clone())),
                 );
                 // The tapper's card catches up with the decision it missed.
-                Ok(card_update(self.approval_card_vars(&o)))
+                Ok(card_update(self.approval_card_vars(&o, None)))
             }
             Err(CasError::Refused(r)) => {
                 self.tell_later(tapper, self.refused_text(&id, &r));

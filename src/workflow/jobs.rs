@@ -462,7 +462,7 @@ impl Workflow {
             let req = CardDelivery {
                 template_id: tpl.to_string(),
                 out_track_id: o.card_track_id(approver),
-                params: self.approval_card_vars(o),
+                params: self.approval_card_vars(o, None),
                 to: CardTarget::User(approver.clone()),
                 callback_route_key: self.settings.route_key(),
             };
@@ -495,7 +495,7 @@ impl Workflow {
         if o.approval_mode != ApprovalMode::Card {
             return Ok(());
         }
-        let mut vars = self.approval_card_vars(o);
+        let mut vars = self.approval_card_vars(o, None);
         vars.insert("buttons_visible".into(), "false".into());
         let req = CardDelivery {
             template_id: tpl.to_string(),
@@ -514,7 +514,8 @@ impl Workflow {
         if self.settings.approval_template().is_none() || o.approval_mode != ApprovalMode::Card {
             return Ok(());
         }
-        let vars = self.approval_card_vars(o);
+        let who = self.decider_display_name(o).await;
+        let vars = self.approval_card_vars(o, Some(&who));
         let mut targets: Vec<(String, BTreeMap<String, String>)> = o
             .approvers
             .iter()
@@ -559,7 +560,9 @@ impl Workflow {
         }
         form.push((label(text::OaField::Reason), o.request.reason().to_string()));
         if let Some(c) = self.change_text(o) {
-            form.push((label(text::OaField::Change), c));
+            // The form field already carries the "JumpServer 变更" label; drop the heading line.
+            let body = c.split_once('\n').map_or(c.as_str(), |(_, rest)| rest);
+            form.push((label(text::OaField::Change), body.to_owned()));
         }
         let instance = self
             .dingtalk
@@ -668,17 +671,14 @@ impl Workflow {
         };
         match result {
             Ok(g) => {
-                let cards = self.settings.approval_template().is_some()
-                    && o.approval_mode == ApprovalMode::Card;
+                // No card update here: an active grant shows the same card as the approval,
+                // which the decision already queued.
                 let res = self.orders.update(&o.id, |cur| {
                     if cur.state != State::Provisioning {
                         return Err("moved on");
                     }
                     let t = cur.provisioned(g.clone(), now).map_err(|_| "moved on")?;
-                    let mut jobs = vec![notify("granted", &[])];
-                    if cards {
-                        jobs.push(JobKind::UpdateCards);
-                    }
+                    let jobs = vec![notify("granted", &[])];
                     let detail = g.permission_name.clone().unwrap_or_default();
                     Ok(Change::from_transition(t, Actor::System, detail, jobs))
                 });
