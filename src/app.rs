@@ -107,6 +107,7 @@ fn build_engine(
         dingtalk: dingtalk.clone(),
         jms,
         clock: opts.clock.clone(),
+        names: Default::default(),
     });
     let w = &config.workflow;
     let runner = Arc::new(OutboxRunner::new(

@@ -144,11 +144,11 @@ impl Workflow {
     fn decider_name(&self, o: &Order) -> String {
         match &o.decided_by {
             Some(d) if d.as_str() == OA_DECIDER => text::oa_decider(self.lang()).to_string(),
-            Some(d) => d.to_string(),
+            Some(d) => self.names.get(d).unwrap_or_else(|| d.to_string()),
             None => match &o.closure {
                 Some(c) => {
                     c.by.as_ref()
-                        .map(|u| u.to_string())
+                        .map(|u| self.names.get(u).unwrap_or_else(|| u.to_string()))
                         .unwrap_or_else(|| text::system_actor(self.lang()).to_string())
                 }
                 None => text::system_actor(self.lang()).to_string(),

@@ -98,6 +98,35 @@ pub struct Workflow {
     pub dingtalk: DingTalkClient,
     pub jms: JmsClient,
     pub clock: SharedClock,
+    /// Display names seen in directory lookups, so paths that must not do IO (the card-tap
+    /// response, due within DingTalk's 2 s) can still show 李四 rather than `lisi`.
+    pub names: NameCache,
+}
+
+/// userid → display name, filled by `Workflow::name_of`. In memory only: after a restart it
+/// refills on the next lookup, and until then the userid is shown.
+#[derive(Debug, Default)]
+pub struct NameCache(std::sync::Mutex<std::collections::HashMap<DingUserId, String>>);
+
+impl NameCache {
+    /// An org's directory is small, but a bound keeps a long-running process honest.
+    const MAX: usize = 10_000;
+
+    pub fn get(&self, user: &DingUserId) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .cloned()
+    }
+
+    fn put(&self, user: &DingUserId, name: &str) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::MAX {
+            m.clear();
+        }
+        m.insert(user.clone(), name.to_owned());
+    }
 }
 
 impl Workflow {
@@ -262,8 +291,14 @@ impl Workflow {
             return text::oa_decider(self.lang()).to_string();
         }
         match self.dingtalk.get_user(user).await {
-            Ok(u) if !u.name.is_empty() => u.name,
-            _ => user.as_str().to_string(),
+            Ok(u) if !u.name.is_empty() => {
+                self.names.put(user, &u.name);
+                u.name
+            }
+            _ => self
+                .names
+                .get(user)
+                .unwrap_or_else(|| user.as_str().to_string()),
         }
     }
 
