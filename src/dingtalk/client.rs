@@ -196,6 +196,30 @@ impl ApprovalState {
     }
 }
 
+/// An instance as `GET processInstances` shows it: enough to tell whose it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalDetail {
+    pub state: ApprovalState,
+    pub originator: Option<DingUserId>,
+    /// `(name, value)` of every form component with a string value.
+    pub form: Vec<(String, String)>,
+}
+
+/// A search for instance ids (§6.4); times are epoch milliseconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalInstanceQuery {
+    pub process_code: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    /// Only instances these users started; empty: anyone's.
+    pub originators: Vec<DingUserId>,
+}
+
+/// `maxResults` per page of the instance id query (the API's maximum).
+const INSTANCE_IDS_PAGE: i64 = 20;
+/// Pages followed before giving up on a query that never ends (a server fault).
+const MAX_INSTANCE_ID_PAGES: usize = 50;
+
 #[derive(Clone)]
 struct CachedToken {
     value: Secret,
@@ -880,6 +904,11 @@ impl DingTalkClient {
     }
 
     pub async fn get_approval(&self, instance_id: &str) -> Result<ApprovalState> {
+        self.get_approval_detail(instance_id).await.map(|d| d.state)
+    }
+
+    /// One instance with who started it and its form values (§6.2).
+    pub async fn get_approval_detail(&self, instance_id: &str) -> Result<ApprovalDetail> {
         let v = self
             .call(
                 Style::New,
@@ -907,7 +936,93 @@ impl DingTalkClient {
                 "refuse" => ApprovalResult::Refuse,
                 _ => ApprovalResult::Other(s.to_owned()),
             });
-        Ok(ApprovalState { status, result })
+        let originator = r
+            .get("originatorUserId")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(DingUserId::new);
+        // Components without a string name or value (tables, notes) cannot carry our fields.
+        let form = r
+            .get("formComponentValues")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|c| {
+                        let name = c.get("name").and_then(Value::as_str)?;
+                        let value = c.get("value").and_then(Value::as_str)?;
+                        Some((name.to_owned(), value.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ApprovalDetail {
+            state: ApprovalState { status, result },
+            originator,
+            form,
+        })
+    }
+
+    /// Ids of the instances of one template started in a time window, optionally only by some
+    /// originators (§6.4 `processes/instanceIds/query`), following `nextToken` to the end. A
+    /// read, so it is retried like one even though it is a POST.
+    pub async fn list_approval_instance_ids(
+        &self,
+        q: &ApprovalInstanceQuery,
+    ) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        let mut next: i64 = 0;
+        for _ in 0..MAX_INSTANCE_ID_PAGES {
+            let mut body = json!({
+                "processCode": q.process_code,
+                "startTime": q.start_ms,
+                "nextToken": next,
+                "maxResults": INSTANCE_IDS_PAGE,
+            });
+            if let Some(end) = q.end_ms {
+                body["endTime"] = json!(end);
+            }
+            if !q.originators.is_empty() {
+                body["userIds"] = json!(q.originators);
+            }
+            let v = self
+                .call(
+                    Style::New,
+                    Method::POST,
+                    &self.api("/v1.0/workflow/processes/instanceIds/query"),
+                    &[],
+                    Some(&body),
+                    true,
+                )
+                .await?;
+            let r = v
+                .get("result")
+                .ok_or_else(|| DingTalkError::Decode("instanceIds query without result".into()))?;
+            let list = r
+                .get("list")
+                .and_then(Value::as_array)
+                .ok_or_else(|| DingTalkError::Decode("instanceIds query without list".into()))?;
+            ids.extend(
+                list.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+            // The token comes as a number or a numeric string; absent, or not past this page,
+            // means the last page.
+            let token = match r.get("nextToken") {
+                Some(Value::Number(n)) => n.as_i64(),
+                Some(Value::String(s)) => s.trim().parse().ok(),
+                _ => None,
+            };
+            match token {
+                Some(t) if t > next && !list.is_empty() => next = t,
+                _ => return Ok(ids),
+            }
+        }
+        Err(DingTalkError::Decode(format!(
+            "instanceIds query still paging after {MAX_INSTANCE_ID_PAGES} pages"
+        )))
     }
 
     /// Revokes a running approval. `operator: None` terminates as the system (`isSystem`);

@@ -59,6 +59,11 @@ pub enum ApprovalMode {
 pub struct ApprovalRefs {
     pub oa_instance_id: Option<String>,
     pub card_track_ids: Vec<String>,
+    /// When the first attempt to start the OA instance began, recorded before the call: the
+    /// start has no idempotency key, so a retry that finds this without an instance id first
+    /// looks for an instance started since then (a lost answer, or a crash before recording).
+    #[serde(default)]
+    pub oa_start_attempted_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -592,6 +597,17 @@ impl Order {
         o
     }
 
+    /// Marks the OA start as attempted; the first attempt's time is kept, since an instance
+    /// from any earlier attempt must still fall inside the window searched on a retry.
+    pub fn with_oa_start_attempt(&self, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        if o.approval_refs.oa_start_attempted_at.is_none() {
+            o.approval_refs.oa_start_attempted_at = Some(at);
+        }
+        o.updated_at = at;
+        o
+    }
+
     /// Records a delivered card's outTrackId (idempotent: recording it twice keeps one entry).
     pub fn with_card_track_id(&self, track_id: impl Into<String>, at: Timestamp) -> Order {
         let mut o = self.clone();
@@ -780,5 +796,37 @@ mod tests {
                 State::Failed
             ]
         );
+    }
+
+    #[test]
+    fn approval_refs_without_the_start_marker_still_load_and_the_first_attempt_is_kept() {
+        let old: ApprovalRefs =
+            serde_json::from_str(r#"{"oa_instance_id":null,"card_track_ids":["t1"]}"#)
+                .expect("refs written before the marker existed");
+        assert_eq!(old.oa_start_attempted_at, None);
+        assert_eq!(old.card_track_ids, vec!["t1".to_string()]);
+
+        let t1: Timestamp = "2026-11-22T02:00:00Z".parse().expect("t1");
+        let t2: Timestamp = "2026-11-22T02:05:00Z".parse().expect("t2");
+        let o = Order::new(
+            NewOrder {
+                id: OrderId::new("R261122-001"),
+                requester: DingUserId::new("alice01"),
+                requester_name: "张三".into(),
+                jms_username: "alice".into(),
+                request: Request::Account {
+                    reason: "onboarding".into(),
+                },
+                approval_mode: ApprovalMode::Oa,
+                approvers: vec![DingUserId::new("boss01")],
+            },
+            t1,
+        );
+        let o = o.with_oa_start_attempt(t1).with_oa_start_attempt(t2);
+        assert_eq!(o.approval_refs.oa_start_attempted_at, Some(t1));
+        assert_eq!(o.updated_at, t2);
+        let back: Order =
+            serde_json::from_str(&serde_json::to_string(&o).expect("ser")).expect("round trip");
+        assert_eq!(back.approval_refs.oa_start_attempted_at, Some(t1));
     }
 }

@@ -145,6 +145,9 @@ struct Fault {
     prefix: String,
     remaining: u32,
     kind: FaultKind,
+    /// The call takes effect first and only its answer is replaced (a response lost on the
+    /// way back: DingTalk did the work, the caller cannot know).
+    after_effect: bool,
 }
 
 #[derive(Default)]
@@ -362,6 +365,19 @@ impl SimDingTalk {
             prefix: path_prefix.to_owned(),
             remaining: n,
             kind,
+            after_effect: false,
+        });
+    }
+
+    /// The next `n` calls whose path starts with `path_prefix` are carried out as usual, but
+    /// answer `kind` instead of their result: the answer lost after DingTalk acted (a start
+    /// that created its instance, yet the caller saw a 500 or a reset).
+    pub fn lose_next_response(&self, path_prefix: &str, n: u32, kind: FaultKind) {
+        self.shared.lock().faults.push(Fault {
+            prefix: path_prefix.to_owned(),
+            remaining: n,
+            kind,
+            after_effect: true,
         });
     }
 
@@ -594,17 +610,50 @@ async fn handle(
         at_ms: now,
     });
 
+    let mut lost_answer = None;
     if let Some(f) = s
         .faults
         .iter_mut()
         .find(|f| f.remaining > 0 && path.starts_with(&f.prefix))
     {
         f.remaining -= 1;
-        let kind = f.kind;
+        let (kind, after) = (f.kind, f.after_effect);
         s.faults.retain(|f| f.remaining > 0);
-        return fault_response(&mut s, fam, kind);
+        if !after {
+            return fault_response(&mut s, fam, kind);
+        }
+        lost_answer = Some(kind);
     }
+    let answer = route(
+        &sh,
+        s,
+        &method,
+        &path,
+        &query,
+        body_parsed,
+        &token,
+        fam,
+        now,
+    );
+    match lost_answer {
+        Some(kind) => fault_response(&mut sh.lock(), fam, kind),
+        None => answer,
+    }
+}
 
+/// Everything after the recording and the fault check: auth, limits, then the API itself.
+#[allow(clippy::too_many_arguments)]
+fn route(
+    sh: &Arc<Shared>,
+    mut s: MutexGuard<'_, Sim>,
+    method: &Method,
+    path: &str,
+    query: &BTreeMap<String, String>,
+    body_parsed: Option<Value>,
+    token: &Option<String>,
+    fam: Family,
+    now: i64,
+) -> Response {
     let Some(body) = body_parsed else {
         return match fam {
             Family::New => new_err(&mut s, 400, "InvalidParameter", "请求体不是合法的JSON"),
@@ -624,7 +673,7 @@ async fn handle(
                 "无效的clientId或者clientSecret",
             );
         }
-        let (tok, ttl) = issue_token(&sh, &mut s, now);
+        let (tok, ttl) = issue_token(sh, &mut s, now);
         return ok(json!({"accessToken": tok, "expireIn": ttl}));
     }
     if method == Method::GET && path == "/gettoken" {
@@ -634,12 +683,12 @@ async fn handle(
         if *k != sh.opts.app_key || *sec != sh.opts.app_secret {
             return legacy_err(&mut s, 40096, "不合法的appKey或appSecret");
         }
-        let (tok, ttl) = issue_token(&sh, &mut s, now);
+        let (tok, ttl) = issue_token(sh, &mut s, now);
         return ok(json!({"errcode": 0, "errmsg": "ok", "access_token": tok, "expires_in": ttl}));
     }
 
     if fam == Family::Webhook {
-        return webhook(&mut s, &query, &body, now);
+        return webhook(&mut s, query, &body, now);
     }
 
     // Auth, as the gateway does it, before anything else is looked at.
@@ -685,18 +734,18 @@ async fn handle(
         entry.1 += 1;
     }
 
-    match (method.as_str(), path.as_str()) {
+    match (method.as_str(), path) {
         ("POST", "/topapi/v2/user/get") => user_get(&mut s, &body),
-        ("POST", "/v1.0/robot/oToMessages/batchSend") => batch_send(&sh, &mut s, &body, now),
-        ("POST", "/v1.0/robot/groupMessages/send") => group_send(&sh, &mut s, &body, now),
-        ("POST", "/v1.0/card/instances/createAndDeliver") => card_create(&sh, &mut s, &body, now),
+        ("POST", "/v1.0/robot/oToMessages/batchSend") => batch_send(sh, &mut s, &body, now),
+        ("POST", "/v1.0/robot/groupMessages/send") => group_send(sh, &mut s, &body, now),
+        ("POST", "/v1.0/card/instances/createAndDeliver") => card_create(sh, &mut s, &body, now),
         ("PUT", "/v1.0/card/instances") => card_update(&mut s, &body, now),
         ("POST", "/v1.0/card/callbacks/register") => card_register(&mut s, &body),
         ("GET", "/v1.0/workflow/processCentres/schemaNames/processCodes") => {
-            process_code(&mut s, &query)
+            process_code(&mut s, query)
         }
         ("POST", "/v1.0/workflow/processInstances") => {
-            let r = approval_start(&sh, &mut s, &body, now);
+            let r = approval_start(sh, &mut s, &body, now);
             let started = s
                 .last_started
                 .take()
@@ -704,28 +753,29 @@ async fn handle(
             drop(s);
             if let Some(a) = started {
                 actor::spawn_push(
-                    &sh,
+                    sh,
                     actor::approval_event(&sh.opts.corp_id, &a, "start", None, now),
                 );
             }
             r
         }
-        ("GET", "/v1.0/workflow/processInstances") => approval_get(&mut s, &query),
+        ("GET", "/v1.0/workflow/processInstances") => approval_get(&mut s, query),
+        ("POST", "/v1.0/workflow/processes/instanceIds/query") => approval_ids(&mut s, &body),
         ("POST", "/v1.0/workflow/processInstances/terminate") => {
-            let r = approval_terminate(&sh, &mut s, &body, now);
+            let r = approval_terminate(sh, &mut s, &body, now);
             if r.status().is_success() {
                 let event = str_of(&body, "processInstanceId")
                     .and_then(|id| s.approvals.get(id).cloned())
                     .map(|a| actor::approval_event(&sh.opts.corp_id, &a, "terminate", None, now));
                 drop(s);
                 if let Some(e) = event {
-                    actor::spawn_push(&sh, e);
+                    actor::spawn_push(sh, e);
                 }
             }
             r
         }
         ("POST", "/topapi/message/corpconversation/asyncsend_v2") => {
-            work_notice(&sh, &mut s, &body, now)
+            work_notice(sh, &mut s, &body, now)
         }
         // sim-chosen shapes for routes the sim does not know.
         _ if fam == Family::New => new_err(&mut s, 404, "InvalidAction.NotFound", "api不存在"),
@@ -1344,6 +1394,73 @@ fn approval_start(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response 
     }
     s.last_started = Some(id.clone());
     ok(json!({"instanceId": id}))
+}
+
+/// Most ids one page of `instanceIds/query` returns (the API's documented maximum).
+pub const INSTANCE_IDS_MAX_RESULTS: i64 = 20;
+
+/// `POST processes/instanceIds/query` (reference §6.4): ids of one template's instances
+/// created in `[startTime, endTime]`, oldest first, paged by an offset `nextToken` that is
+/// present only while more remain.
+fn approval_ids(s: &mut Sim, body: &Value) -> Response {
+    let Some(code) = str_of(body, "processCode").filter(|c| !c.is_empty()) else {
+        return new_err(s, 400, "processCodeError", "processCode 不能为空");
+    };
+    let Some(start) = body.get("startTime").and_then(Value::as_i64) else {
+        return new_err(s, 400, "invalidParameter", "startTime 不能为空");
+    };
+    let end = match body.get("endTime") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_i64() {
+            Some(e) if e >= start => Some(e),
+            _ => return new_err(s, 400, "invalidParameter", "endTime 不合法"),
+        },
+    };
+    let max = match body.get("maxResults").and_then(Value::as_i64) {
+        Some(m) if (1..=INSTANCE_IDS_MAX_RESULTS).contains(&m) => m,
+        _ => return new_err(s, 400, "invalidParameter", "maxResults 取值范围为 1-20"),
+    };
+    let next = match body.get("nextToken") {
+        None | Some(Value::Null) => Some(0),
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(t)) => t.parse().ok(),
+        Some(_) => None,
+    };
+    let Some(next) = next.filter(|n| *n >= 0) else {
+        return new_err(s, 400, "invalidParameter", "nextToken 不合法");
+    };
+    let strings = |k: &str| -> Option<Vec<String>> {
+        body.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    let users = strings("userIds");
+    let statuses = strings("statuses");
+    let mut found: Vec<&SimApproval> = s
+        .approvals
+        .values()
+        .filter(|a| a.process_code == code)
+        .filter(|a| a.create_ms >= start && end.is_none_or(|e| a.create_ms <= e))
+        .filter(|a| users.as_ref().is_none_or(|u| u.contains(&a.originator)))
+        .filter(|a| statuses.as_ref().is_none_or(|st| st.contains(&a.status)))
+        .collect();
+    found.sort_by(|a, b| (a.create_ms, &a.instance_id).cmp(&(b.create_ms, &b.instance_id)));
+    let total = i64::try_from(found.len()).unwrap_or(i64::MAX);
+    let page: Vec<String> = found
+        .into_iter()
+        .skip(usize::try_from(next).unwrap_or(usize::MAX))
+        .take(usize::try_from(max).unwrap_or(0))
+        .map(|a| a.instance_id.clone())
+        .collect();
+    let after = next.saturating_add(i64::try_from(page.len()).unwrap_or(0));
+    let mut r = json!({"list": page});
+    if after < total {
+        r["nextToken"] = json!(after);
+    }
+    ok(json!({"result": r}))
 }
 
 fn minute_str(ms: i64) -> String {

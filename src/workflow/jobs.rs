@@ -5,12 +5,16 @@
 use super::chat::{notify, params};
 use super::Workflow;
 use crate::chat::text;
-use crate::dingtalk::client::{ApprovalStart, CardDelivery, CardTarget, DingTalkError};
+use crate::dingtalk::client::{
+    ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
+    ApprovalStatus, CardDelivery, CardTarget, DingTalkError,
+};
 use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
-use crate::domain::command::{display_word, CommandKind, Role};
+use crate::domain::command::{display_word, CommandKind, Lang, Role};
 use crate::domain::identity::{self, DirectoryEntry};
 use crate::domain::ids::DingUserId;
 use crate::domain::order::{ApprovalMode, ChangePreview, GrantResult, Order, Request, State};
+use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
 use crate::jumpserver::api::NewUserSpec;
 use crate::jumpserver::error::{JmsError, Problem};
 use crate::jumpserver::grant::{GrantPlan, NewUser};
@@ -27,6 +31,23 @@ const ALREADY_LOOKUPS: usize = 10;
 /// After this many failed previews the approval goes out without one (saying so), so a
 /// JumpServer outage does not hold approvals back.
 const PREVIEW_ATTEMPTS: u32 = 2;
+
+/// Slack around the recorded attempt when searching DingTalk for an instance it may have
+/// created: its clock is not ours, and a wider window costs nothing since the match is on the
+/// order id.
+const OA_SEARCH_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
+/// Whether an OA instance is this order's: started by its requester and carrying its id in the
+/// order-id field (under either language's label, in case the language changed in between).
+fn is_order_instance(d: &ApprovalDetail, o: &Order) -> bool {
+    if d.originator.as_ref().is_some_and(|u| *u != o.requester) {
+        return false;
+    }
+    let labels = [Lang::ZhCn, Lang::En].map(|l| text::oa_label(l, text::OaField::Order));
+    d.form
+        .iter()
+        .any(|(name, value)| labels.contains(&name.as_str()) && value.trim() == o.id.as_str())
+}
 
 fn dt_err(e: DingTalkError) -> JobError {
     if e.is_transient() {
@@ -535,6 +556,11 @@ impl Workflow {
         Ok(())
     }
 
+    /// Starts the order's OA approval exactly once. DingTalk's start has no idempotency key, so
+    /// the attempt is recorded on the order before the call; a run that finds that mark
+    /// without an instance id (the answer was lost, or the process died before recording it)
+    /// first looks in DingTalk for the instance carrying this order's id, and starts a new one
+    /// only when there is none.
     async fn start_oa(&self, o: &Order) -> Result<(), JobError> {
         if o.approval_refs.oa_instance_id.is_some() || o.state != State::PendingApproval {
             return Ok(());
@@ -542,6 +568,43 @@ impl Workflow {
         let Some(code) = self.policy.process_code.clone() else {
             return Err(JobError::permanent("approval.process_code is not set"));
         };
+        if let Some(at) = o.approval_refs.oa_start_attempted_at {
+            if let Some((instance, detail)) = self.find_started_oa(o, &code, at).await? {
+                tracing::info!(order = %o.id, instance = %instance, "OA instance from an unconfirmed start found; not starting another");
+                self.record_oa_instance(o, &instance, "found after an unconfirmed start")?;
+                return self.apply_found_oa(&instance, &detail.state);
+            }
+        }
+        let now = self.now();
+        let marked = self.orders.update(&o.id, |cur| {
+            if cur.approval_refs.oa_instance_id.is_some() || cur.state != State::PendingApproval {
+                return Err("moved on");
+            }
+            Ok(Change::new(cur.with_oa_start_attempt(now)))
+        });
+        match marked {
+            Ok(_) => {}
+            Err(CasError::Refused(_)) | Err(CasError::NotFound(_)) => return Ok(()),
+            Err(CasError::Stale { .. }) => return Err(JobError::transient("order kept changing")),
+            Err(CasError::Store(e)) => return Err(store_err(e)),
+        }
+        let instance = self
+            .dingtalk
+            .start_approval(ApprovalStart {
+                process_code: code,
+                originator: o.requester.clone(),
+                dept_id: -1,
+                approvers: o.approvers.clone(),
+                form: self.oa_form(o),
+            })
+            .await
+            .map_err(dt_err)?;
+        // Recorded at once: the result event is matched to the order through it.
+        self.record_oa_instance(o, &instance, "started")
+    }
+
+    /// The OA form: `(label, value)` pairs; the order-id field is what a later search matches.
+    fn oa_form(&self, o: &Order) -> Vec<(String, String)> {
         let lang = self.lang();
         let targets = self.targets_of(o);
         let label = |f: text::OaField| text::oa_label(lang, f).to_string();
@@ -564,18 +627,49 @@ impl Workflow {
             let body = c.split_once('\n').map_or(c.as_str(), |(_, rest)| rest);
             form.push((label(text::OaField::Change), body.to_owned()));
         }
-        let instance = self
+        form
+    }
+
+    /// The instance an earlier, unconfirmed start of this order created, if DingTalk has one:
+    /// the requester's instances of the template since the first attempt, matched on the
+    /// order-id form field.
+    async fn find_started_oa(
+        &self,
+        o: &Order,
+        code: &str,
+        attempted_at: Timestamp,
+    ) -> Result<Option<(String, ApprovalDetail)>, JobError> {
+        let now = self.now();
+        let from = attempted_at
+            .checked_sub(OA_SEARCH_SKEW)
+            .unwrap_or(attempted_at);
+        let to = now.checked_add(OA_SEARCH_SKEW).unwrap_or(now);
+        let q = ApprovalInstanceQuery {
+            process_code: code.to_string(),
+            start_ms: from.as_millisecond(),
+            end_ms: Some(to.as_millisecond()),
+            originators: vec![o.requester.clone()],
+        };
+        let ids = self
             .dingtalk
-            .start_approval(ApprovalStart {
-                process_code: code,
-                originator: o.requester.clone(),
-                dept_id: -1,
-                approvers: o.approvers.clone(),
-                form,
-            })
+            .list_approval_instance_ids(&q)
             .await
             .map_err(dt_err)?;
-        // Recorded at once: the result event is matched to the order through it.
+        for id in ids {
+            match self.dingtalk.get_approval_detail(&id).await {
+                Ok(d) if is_order_instance(&d, o) => return Ok(Some((id, d))),
+                Ok(_) => {}
+                Err(e) if e.is_transient() => return Err(dt_err(e)),
+                // Gone since it was listed (deleted): it cannot be ours to follow.
+                Err(e) => {
+                    tracing::info!(instance = %id, error = %e, "listed OA instance unreadable; skipped")
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn record_oa_instance(&self, o: &Order, instance: &str, how: &str) -> Result<(), JobError> {
         let now = self.now();
         let res = self.orders.update(&o.id, |cur| {
             if cur.approval_refs.oa_instance_id.is_some() {
@@ -586,11 +680,39 @@ impl Workflow {
                 Some(cur.id.clone()),
                 Actor::System,
                 AuditEvent::Note,
-                format!("OA approval instance {instance}"),
+                format!("OA approval instance {instance} ({how})"),
             );
-            Ok(Change::new(cur.with_oa_instance(&instance, now)).audit(rec))
+            Ok(Change::new(cur.with_oa_instance(instance, now)).audit(rec))
         });
         cas_done(res)
+    }
+
+    /// A recovered instance may have been decided while it was unknown here, and its result
+    /// event was then ignored; its state is applied as that event would have been.
+    fn apply_found_oa(&self, instance: &str, st: &ApprovalState) -> Result<(), JobError> {
+        let (kind, result) = match (&st.status, &st.result) {
+            (ApprovalStatus::Completed, Some(ApprovalResult::Agree)) => {
+                (ApprovalEventKind::Finish, Some(ApprovalOutcome::Agree))
+            }
+            (ApprovalStatus::Completed, Some(ApprovalResult::Refuse)) => {
+                (ApprovalEventKind::Finish, Some(ApprovalOutcome::Refuse))
+            }
+            (ApprovalStatus::Terminated | ApprovalStatus::Canceled, _) => {
+                (ApprovalEventKind::Terminate, None)
+            }
+            _ => return Ok(()),
+        };
+        let ev = ApprovalEvent {
+            event_id: None,
+            process_instance_id: instance.to_string(),
+            process_code: None,
+            kind,
+            result,
+            staff_id: None,
+            finish_time_ms: None,
+        };
+        self.on_approval(ev)
+            .map_err(|e| JobError::transient(e.to_string()))
     }
 
     async fn terminate_oa(&self, o: &Order) -> Result<(), JobError> {

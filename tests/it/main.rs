@@ -12,3 +12,4 @@ mod jms_transcripts;
 mod orders;
 mod stream;
 mod workflow;
+mod workflow_oa_resume;
