@@ -11,4 +11,5 @@ mod jms_client;
 mod jms_transcripts;
 mod orders;
 mod stream;
+mod sync_index;
 mod workflow;
