@@ -1346,7 +1346,34 @@ pub fn who_has_indexed(
         format!("截至 {at}（上次同步），“{subject}”的有效授权："),
         format!("Valid access for `{subject}` as of {at} (last sync):"),
     );
-    format!("{head}\n{}", access_lines(lang, rows, tz).join("\n"))
+    let shown = rows.get(..WHO_HAS_MAX_ROWS).unwrap_or(rows);
+    let mut lines = access_lines(lang, shown, tz);
+    if rows.len() > shown.len() {
+        let more = rows.len() - shown.len();
+        lines.push(pick(
+            lang,
+            format!("…另有 {more} 条未列出"),
+            format!("… and {more} more"),
+        ));
+    }
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+/// Most rows one `/who-has` answer lists; a DingTalk text message has a size limit.
+pub const WHO_HAS_MAX_ROWS: usize = 50;
+
+/// Hosts of one grant: the first few, then how many more.
+pub fn hosts_summary(lang: Lang, shown: &[String], total: usize) -> String {
+    let sep = if lang == Lang::ZhCn { "、" } else { ", " };
+    let list = shown.join(sep);
+    match total.saturating_sub(shown.len()) {
+        0 => list,
+        more => pick(
+            lang,
+            format!("{list} 等共 {total} 台（另 {more} 台未列出）"),
+            format!("{list} and {more} more ({total} hosts)"),
+        ),
+    }
 }
 
 /// The index is synced but knows no user or host by that name.

@@ -567,7 +567,11 @@ impl Index {
                     hosts.push(h);
                 }
             }
-            hosts.sort_by(|a, b| a.address.cmp(&b.address));
+            // Addresses in numeric order (10.0.0.9 before 10.0.0.10); names after them.
+            hosts.sort_by_cached_key(|h| {
+                let ip = h.address.parse::<std::net::IpAddr>().ok();
+                (ip.is_none(), ip, h.address.clone())
+            });
             grants.push(Grant {
                 permission_id: sp.perm.id,
                 permission_name: sp.perm.name,

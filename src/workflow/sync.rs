@@ -23,6 +23,9 @@ use std::collections::BTreeSet;
 /// failed (the previous index stays in use either way).
 const SYNC_ATTEMPTS: u32 = 3;
 
+/// Hosts named per grant in `/who-has <user>`.
+const HOSTS_PER_GRANT: usize = 10;
+
 const PERMS: &str = "/api/v1/perms/asset-permissions/";
 
 /// Ids of a relation in a permission detail: `[{"id": ..}]` or `["id"]`.
@@ -69,12 +72,20 @@ impl Workflow {
         let is_address = target::classify(subject).is_ok_and(|t| t.is_address());
         if !is_address {
             if let Some(access) = self.index.user_access(subject, now).map_err(retry)? {
-                let mut whats = Vec::new();
-                for g in &access.grants {
-                    for h in &g.hosts {
-                        whats.push((format!("{} ({})", h.name, h.address), g));
-                    }
-                }
+                // One line per grant: a node grant can cover hundreds of hosts.
+                let whats: Vec<(String, _)> = access
+                    .grants
+                    .iter()
+                    .map(|g| {
+                        let shown: Vec<String> = g
+                            .hosts
+                            .iter()
+                            .take(HOSTS_PER_GRANT)
+                            .map(|h| format!("{} ({})", h.name, h.address))
+                            .collect();
+                        (text::hosts_summary(lang, &shown, g.hosts.len()), g)
+                    })
+                    .collect();
                 let rows: Vec<text::LiveAccess<'_>> = whats
                     .iter()
                     .map(|(what, g)| text::LiveAccess {

@@ -364,10 +364,26 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
     let r = env.ask(ADMIN, "/who-has bulk-005").await;
     assert!(r.contains("p-valid-alice"), "{r}");
 
-    // A user: the node grant reaches a host from the last page.
-    let last = bulk_address(BULK_HOSTS - 1);
+    // A user: the node grant is one line naming the first hosts and the total; the index
+    // has every host of it, the last page's included.
     let r = env.ask(ADMIN, "/who-has fx-carol").await;
-    assert!(r.contains(&last) && r.contains("截至"), "{r}");
+    assert!(r.contains("p-node-carol") && r.contains("截至"), "{r}");
+    assert!(r.contains(&format!("共 {BULK_HOSTS} 台")), "{r}");
+    assert!(
+        r.contains("bulk-000 (10.20.0.1)、bulk-001 (10.20.0.2)"),
+        "{r}"
+    );
+    let carol = env
+        .bot()
+        .workflow()
+        .unwrap()
+        .index
+        .user_access("fx-carol", env.clock.now())
+        .unwrap()
+        .unwrap();
+    let hosts = &carol.grants[0].hosts;
+    assert_eq!(hosts.len(), BULK_HOSTS);
+    assert_eq!(hosts.last().unwrap().address, bulk_address(BULK_HOSTS - 1));
     let r = env.ask(ADMIN, "/who-has fx-bob").await;
     assert!(r.contains("没有有效的授权"), "{r}");
     let r = env.ask(ADMIN, "/who-has nobody-here").await;
