@@ -373,18 +373,26 @@ impl Index {
                 .iter()
                 .filter_map(|id| node_key.get(id.as_str()).copied())
                 .collect();
-            let covered: BTreeSet<&str> = host_by_id
-                .values()
-                .filter(|h| {
-                    p.asset_ids.iter().any(|a| a == &h.id)
-                        || h.node_ids.iter().any(|n| {
-                            node_key
-                                .get(n.as_str())
-                                .is_some_and(|hk| pkeys.iter().any(|pk| key_under(hk, pk)))
-                        })
-                })
-                .map(|h| h.id.as_str())
+            let mut covered: BTreeSet<&str> = p
+                .asset_ids
+                .iter()
+                .filter_map(|a| host_by_id.get_key_value(a.as_str()).map(|(k, _)| *k))
                 .collect();
+            // Only node grants need the walk over every host.
+            if !pkeys.is_empty() {
+                covered.extend(
+                    host_by_id
+                        .values()
+                        .filter(|h| {
+                            h.node_ids.iter().any(|n| {
+                                node_key
+                                    .get(n.as_str())
+                                    .is_some_and(|hk| pkeys.iter().any(|pk| key_under(hk, pk)))
+                            })
+                        })
+                        .map(|h| h.id.as_str()),
+                );
+            }
             for hid in &covered {
                 if let Some(h) = host_by_id.get(hid) {
                     perms_by_address.insert(key(g, &[&h.address, &p.id]), &[]);
@@ -459,9 +467,13 @@ impl Index {
 
     /// The user with this JumpServer username in the current generation.
     pub fn user_by_username(&self, username: &str) -> Result<Option<IndexedUser>, StoreError> {
-        let Some(g) = self.current()? else {
-            return Ok(None);
-        };
+        match self.current()? {
+            Some(g) => self.user_in(g, username),
+            None => Ok(None),
+        }
+    }
+
+    fn user_in(&self, g: u64, username: &str) -> Result<Option<IndexedUser>, StoreError> {
         let Some(id) = self.tree(USERS_BY_NAME)?.get(key(g, &[username]))? else {
             return Ok(None);
         };
@@ -550,7 +562,7 @@ impl Index {
         let Some(g) = self.current()? else {
             return Ok(None);
         };
-        let Some(user) = self.user_by_username(username)? else {
+        let Some(user) = self.user_in(g, username)? else {
             return Ok(None);
         };
         let mut grants = Vec::new();

@@ -333,6 +333,8 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
         "hosts listed in {} calls",
         env.jms.calls_to("GET", "/api/v1/assets/hosts")
     );
+    // One list and one detail per permission (none of them names a user group).
+    assert_eq!(env.jms.calls_to("GET", PERMS_PATH), 1 + 5);
     let stats = env
         .bot()
         .workflow()
