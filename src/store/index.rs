@@ -275,6 +275,22 @@ impl Index {
         Ok(stats)
     }
 
+    /// Records a sync that did not complete (the previous generation stays current).
+    pub fn record_failure(
+        &self,
+        at: Timestamp,
+        actor: Actor,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        self.audit.append(&AuditRecord::new(
+            at,
+            None,
+            actor,
+            AuditEvent::Note,
+            format!("JumpServer index sync failed, previous index kept: {detail}"),
+        ))
+    }
+
     fn allocate_generation(&self) -> Result<u64, StoreError> {
         let current = self.stats()?.map(|s| s.generation).unwrap_or(0);
         let next = self.meta.update_and_fetch(NEXT_GEN, |old| {

@@ -220,6 +220,10 @@ impl Workflow {
                     return Err(err);
                 }
                 tracing::warn!(error = %e, "sync failed; previous index kept");
+                let actor = Actor::User(requested_by.clone());
+                if let Err(se) = self.index.record_failure(self.now(), actor, &e.to_string()) {
+                    tracing::error!(error = %se, "could not audit the failed sync");
+                }
                 let m = text::sync_failed(self.lang(), &e.user_message(self.en()));
                 self.tell_admin(requested_by, m).await;
                 return Ok(());

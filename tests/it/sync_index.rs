@@ -422,7 +422,8 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
 /// Polls the queued sync job until JumpServer has seen the permission list request, i.e. the
 /// walk is past users, nodes and hosts and before the permission details. `then_fail` makes the
 /// next JumpServer request fail and runs the job to its end; otherwise the job is dropped there
-/// (the process dies mid-walk). Returns the job's result when it ran to the end.
+/// (the process dies mid-walk). Returns the job's result when it ran to the end. A `/sync`
+/// sent while the job is in the middle of its walk must not start a second one.
 async fn interrupt_sync(env: &Env, then_fail: bool) -> Option<Result<(), JobError>> {
     let job = env.sync_jobs().into_iter().next().expect("sync queued");
     let wf = env.bot().workflow().unwrap().clone();
@@ -443,6 +444,9 @@ async fn interrupt_sync(env: &Env, then_fail: bool) -> Option<Result<(), JobErro
             if !then_fail {
                 return None;
             }
+            // Another /sync while this one runs joins it.
+            let r = env.ask(ADMIN, "/sync").await;
+            assert!(r.contains("已在进行"), "{r}");
             env.jms.fail_next(1, 500);
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -510,4 +514,18 @@ async fn a_sync_that_keeps_failing_tells_the_admin_and_keeps_the_index() {
     let admin = env.texts_to(ADMIN);
     assert_eq!(count(&admin, "同步失败"), 1, "{admin:?}");
     assert_eq!(env.generation(), Some(1));
+    let mut env = env;
+    env.bot.take().unwrap().shutdown().await;
+    let store = Store::open(env.db_path()).unwrap();
+    let trail = Audit::new(&store)
+        .unwrap()
+        .list_since(Timestamp::UNIX_EPOCH, 1000)
+        .unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|r| r.detail.contains("sync failed, previous index kept"))
+            .count(),
+        1
+    );
 }
