@@ -104,6 +104,7 @@ fn build_engine(
         orders: orders.clone(),
         outbox: outbox.clone(),
         dialogs: Dialogs::new(&opts.store)?,
+        index: crate::store::index::Index::new(&opts.store)?,
         dingtalk: dingtalk.clone(),
         jms,
         clock: opts.clock.clone(),

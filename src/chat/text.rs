@@ -812,8 +812,53 @@ pub fn nothing_active(lang: Lang) -> String {
 pub fn sync_started(lang: Lang) -> String {
     pick(
         lang,
-        "已开始核对，完成后汇报结果。".into(),
-        "Reconciling now; I'll report when done.".into(),
+        "已开始从 JumpServer 同步用户、主机和授权，完成后告诉你结果。".into(),
+        "Sync from JumpServer started (users, hosts, permissions); I'll tell you the result when done.".into(),
+    )
+}
+
+/// `/sync` while one is queued or running: the same sync, not a second one.
+pub fn sync_already_running(lang: Lang) -> String {
+    pick(
+        lang,
+        "同步已在进行中，完成后会告诉发起人结果，无需重复发起。".into(),
+        "A sync is already running; whoever started it gets the result, no need to start another."
+            .into(),
+    )
+}
+
+/// Figures of a finished `/sync` (the index now in use).
+#[derive(Clone, Copy, Debug)]
+pub struct SyncView {
+    pub users: usize,
+    pub hosts: usize,
+    pub permissions: usize,
+    pub valid_permissions: usize,
+    pub duration_ms: u64,
+    pub synced_at: Timestamp,
+}
+
+pub fn sync_done(lang: Lang, v: &SyncView, tz: &TimeZone) -> String {
+    let secs = format!("{:.1}", v.duration_ms as f64 / 1000.0);
+    let at = time(v.synced_at, tz);
+    pick(
+        lang,
+        format!(
+            "✅ 同步完成（{at}）：用户 {} 个，主机 {} 台，授权 {} 条（当前有效 {} 条），耗时 {secs} 秒。现在“谁有权限”按本地索引回答。",
+            v.users, v.hosts, v.permissions, v.valid_permissions
+        ),
+        format!(
+            "✅ Sync done ({at}): {} users, {} hosts, {} permissions ({} valid now), took {secs} s. /who-has now answers from the local index.",
+            v.users, v.hosts, v.permissions, v.valid_permissions
+        ),
+    )
+}
+
+pub fn sync_failed(lang: Lang, detail: &str) -> String {
+    pick(
+        lang,
+        format!("⚠️ 同步失败，仍使用上一次同步的数据：{detail}"),
+        format!("⚠️ Sync failed; the previous sync's data stays in use: {detail}"),
     )
 }
 
@@ -1002,15 +1047,6 @@ pub fn cannot_identify(lang: Lang) -> String {
         lang,
         "抱歉，无法识别你的钉钉身份（外部联系人或机器人未发布），所以不能为你办理申请。请用企业内部账号与我单聊。".into(),
         "Sorry, I cannot tell who you are (external contact, or the robot is not published), so I cannot take requests from you. Please message me from your company account.".into(),
-    )
-}
-
-/// `/sync`: the local index it would refresh does not exist yet; say so instead of pretending.
-pub fn sync_not_available(lang: Lang) -> String {
-    pick(
-        lang,
-        "“同步”需要的本地索引尚未实现，本次没有做任何同步。授权仍以 JumpServer 实时查询为准（可用“谁有权限”查询）。".into(),
-        "/sync needs a local index that is not built yet, so nothing was synchronised. Access is always checked live in JumpServer (try /who-has).".into(),
     )
 }
 
@@ -1269,8 +1305,11 @@ pub fn who_has_live(lang: Lang, subject: &str, rows: &[LiveAccess<'_>], tz: &Tim
         format!("JumpServer 中“{subject}”的有效授权："),
         format!("Valid access for `{subject}` in JumpServer:"),
     );
-    let lines: Vec<String> = rows
-        .iter()
+    format!("{head}\n{}", access_lines(lang, rows, tz).join("\n"))
+}
+
+fn access_lines(lang: Lang, rows: &[LiveAccess<'_>], tz: &TimeZone) -> Vec<String> {
+    rows.iter()
         .map(|r| {
             let mut parts = vec![r.who.to_string(), r.what.to_string()];
             if !r.accounts.is_empty() {
@@ -1283,6 +1322,87 @@ pub fn who_has_live(lang: Lang, subject: &str, rows: &[LiveAccess<'_>], tz: &Tim
             }
             format!("• {}", parts.join(" · "))
         })
+        .collect()
+}
+
+/// `/who-has` answered from the local index (`as_of` = when it was synced).
+pub fn who_has_indexed(
+    lang: Lang,
+    subject: &str,
+    rows: &[LiveAccess<'_>],
+    as_of: Timestamp,
+    tz: &TimeZone,
+) -> String {
+    let at = time(as_of, tz);
+    if rows.is_empty() {
+        return pick(
+            lang,
+            format!("截至 {at}（上次同步），“{subject}”没有有效的授权。"),
+            format!("As of {at} (last sync), nobody has valid access for `{subject}`."),
+        );
+    }
+    let head = pick(
+        lang,
+        format!("截至 {at}（上次同步），“{subject}”的有效授权："),
+        format!("Valid access for `{subject}` as of {at} (last sync):"),
+    );
+    let shown = rows.get(..WHO_HAS_MAX_ROWS).unwrap_or(rows);
+    let mut lines = access_lines(lang, shown, tz);
+    if rows.len() > shown.len() {
+        let more = rows.len() - shown.len();
+        lines.push(pick(
+            lang,
+            format!("…另有 {more} 条未列出"),
+            format!("… and {more} more"),
+        ));
+    }
+    format!("{head}\n{}", lines.join("\n"))
+}
+
+/// Most rows one `/who-has` answer lists; a DingTalk text message has a size limit.
+pub const WHO_HAS_MAX_ROWS: usize = 50;
+
+/// Hosts of one grant: the first few, then how many more.
+pub fn hosts_summary(lang: Lang, shown: &[String], total: usize) -> String {
+    let sep = if lang == Lang::ZhCn { "、" } else { ", " };
+    let list = shown.join(sep);
+    match total.saturating_sub(shown.len()) {
+        0 => list,
+        more => pick(
+            lang,
+            format!("{list} 等共 {total} 台（另 {more} 台未列出）"),
+            format!("{list} and {more} more ({total} hosts)"),
+        ),
+    }
+}
+
+/// The index is synced but knows no user or host by that name.
+pub fn who_has_unknown(lang: Lang, subject: &str, as_of: Timestamp, tz: &TimeZone) -> String {
+    let at = time(as_of, tz);
+    pick(
+        lang,
+        format!("截至 {at}（上次同步），JumpServer 中没有名为“{subject}”的用户或主机。"),
+        format!("As of {at} (last sync), JumpServer has no user or host named `{subject}`."),
+    )
+}
+
+/// The bot's own active orders for a host, appended to `/who-has <host>`.
+pub fn who_has_bot_orders(lang: Lang, rows: &[StatusView<'_>], tz: &TimeZone) -> String {
+    if rows.is_empty() {
+        return pick(
+            lang,
+            "本机器人没有为它开通中的申请。".into(),
+            "No active request through this bot.".into(),
+        );
+    }
+    let head = pick(
+        lang,
+        "本机器人开通的有效申请：".into(),
+        "Active requests through this bot:".into(),
+    );
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|v| format!("• {} · {}", v.holder, status_line(lang, v, tz)))
         .collect();
     format!("{head}\n{}", lines.join("\n"))
 }

@@ -8,9 +8,14 @@
 //! - `outbox`: work caused by committed decisions, removed when done (outbox.rs)
 //! - `audit`, `audit_by_order`: append-only trail, time-ordered (audit.rs)
 //! - `dialogs`: per-user multi-turn dialog state with last activity (dialogs.rs)
+//! - `index_meta`, `index_users`, `index_users_by_name`, `index_hosts`, `index_hosts_by_address`,
+//!   `index_hosts_by_name`, `index_nodes`, `index_perms`, `index_perms_by_address`,
+//!   `index_perms_by_user`: the JumpServer index `/sync` builds, one generation at a time
+//!   (index.rs)
 pub mod audit;
 pub mod dedupe;
 pub mod dialogs;
+pub mod index;
 pub mod orders;
 pub mod outbox;
 

@@ -64,6 +64,11 @@ pub enum JobKind {
     DisableJmsUser {
         username: String,
     },
+    /// Rebuild the local JumpServer index (`/sync`) and tell `requested_by` the result. Its key
+    /// does not name the requester, so a second `/sync` while one is queued is the same job.
+    Sync {
+        requested_by: DingUserId,
+    },
 }
 
 impl JobKind {
@@ -86,6 +91,7 @@ impl JobKind {
             JobKind::NotifyApprovers { template, .. } => format!("notify-approvers.{template}"),
             JobKind::TerminateOaApproval => "terminate-oa".into(),
             JobKind::DisableJmsUser { username } => format!("disable-jms-user.{username}"),
+            JobKind::Sync { .. } => "sync".into(),
         }
     }
 }
@@ -102,7 +108,22 @@ pub struct OutboxJob {
     pub last_error: Option<String>,
 }
 
+/// The pseudo order every `Sync` job belongs to (not an order id: those start with a letter
+/// and a date).
+pub const SYNC_KEY: &str = "index-sync";
+
 impl OutboxJob {
+    /// The one `/sync` job: its id is the same whoever asks, so concurrent requests are one sync.
+    pub fn sync(requested_by: DingUserId, now: Timestamp) -> Self {
+        Self::new(
+            &OrderId::new(SYNC_KEY),
+            0,
+            0,
+            JobKind::Sync { requested_by },
+            now,
+        )
+    }
+
     /// `version` is the order version whose commit caused the job and `idx` its position among
     /// that commit's jobs; together with the kind they make the id, so enqueueing it again is a
     /// no-op.

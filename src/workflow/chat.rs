@@ -147,11 +147,18 @@ impl Workflow {
             Command::Reject { order, reason } => {
                 self.decide_text(sender, nick, &order, Some(reason))?
             }
-            Command::Sync => text::sync_not_available(lang),
-            Command::WhoHas(subject) => {
-                self.who_has_later(subject, webhook.clone());
-                return Ok(None);
-            }
+            Command::Sync => self.sync_cmd(sender)?,
+            Command::WhoHas(subject) => match self.who_has_indexed(&subject)? {
+                Some(answer) => answer,
+                None => {
+                    // Not synced yet: ask JumpServer live (with the bot's own orders).
+                    let is_address = crate::domain::target::classify(subject.trim())
+                        .is_ok_and(|t| t.is_address());
+                    let orders = self.bot_orders_text(subject.trim(), &[], is_address)?;
+                    self.who_has_later(subject, orders, webhook.clone());
+                    return Ok(None);
+                }
+            },
             Command::Revoke(id) => self.revoke_cmd(sender, nick, &id)?,
             Command::Renew { order, duration } => {
                 self.renew_cmd(sender, admin, &order, duration)?
@@ -546,15 +553,20 @@ impl Workflow {
         }
     }
 
-    /// `/who-has`: asks JumpServer live, answers on the webhook when done.
-    fn who_has_later(&self, subject: String, webhook: Option<String>) {
+    /// `/who-has` before the first `/sync`: asks JumpServer live, answers on the webhook when
+    /// done; `orders` (the bot's own orders for the subject) is appended.
+    fn who_has_later(&self, subject: String, orders: Option<String>, webhook: Option<String>) {
         let jms = self.jms.clone();
         let lang = self.lang();
         let tz = self.settings.tz.clone();
         let dingtalk = self.dingtalk.clone();
         let en = self.en();
         tokio::spawn(async move {
-            let answer = who_has(&jms, &subject, lang, &tz, en).await;
+            let live = who_has(&jms, &subject, lang, &tz, en).await;
+            let answer = match orders {
+                Some(o) => format!("{live}\n\n{o}"),
+                None => live,
+            };
             if let Some(w) = webhook {
                 let msg = crate::dingtalk::message::OutMessage::text(answer);
                 if let Err(e) = dingtalk.reply_webhook(&w, &msg).await {

@@ -114,6 +114,9 @@ impl Workflow {
         if let JobKind::DisableJmsUser { username } = &job.kind {
             return self.disable_user(username).await;
         }
+        if let JobKind::Sync { requested_by } = &job.kind {
+            return self.run_sync(job, requested_by).await;
+        }
         let Some(o) = self.orders.get(&job.order_id).map_err(store_err)? else {
             tracing::warn!(job = %job.id, "job for a missing order; dropped");
             return Ok(());
@@ -163,7 +166,7 @@ impl Workflow {
             JobKind::Grant => self.grant(job, &o).await,
             JobKind::Revoke => self.revoke(&o).await,
             JobKind::Renew => self.renew(&o).await,
-            JobKind::DisableJmsUser { .. } => Ok(()),
+            JobKind::DisableJmsUser { .. } | JobKind::Sync { .. } => Ok(()),
         }
     }
 

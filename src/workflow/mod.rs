@@ -13,6 +13,7 @@ mod chat;
 mod deadlines;
 mod decide;
 mod jobs;
+mod sync;
 
 use crate::chat::text::{self, Lang};
 use crate::clock::SharedClock;
@@ -29,6 +30,7 @@ use crate::domain::target::{self, SystemLookup, Target};
 use crate::inbound::Inbound;
 use crate::jumpserver::client::JmsClient;
 use crate::store::dialogs::Dialogs;
+use crate::store::index::Index;
 use crate::store::orders::Orders;
 use crate::store::outbox::Outbox;
 use crate::store::StoreError;
@@ -95,6 +97,8 @@ pub struct Workflow {
     pub orders: Orders,
     pub outbox: Outbox,
     pub dialogs: Dialogs,
+    /// The local JumpServer index `/sync` builds and `/who-has` reads.
+    pub index: Index,
     pub dingtalk: DingTalkClient,
     pub jms: JmsClient,
     pub clock: SharedClock,

@@ -11,5 +11,6 @@ mod jms_client;
 mod jms_transcripts;
 mod orders;
 mod stream;
+mod sync_index;
 mod workflow;
 mod workflow_oa_resume;

@@ -616,11 +616,11 @@ async fn text_mode_approval_with_dtmd_buttons_and_refusals() {
     // The other approver is told who decided.
     assert_eq!(env.count_to(BOSS2, "已由"), 1, "{:?}", env.texts_to(BOSS2));
 
-    // Admin commands are refused to others; /sync is honest.
+    // Admin commands are refused to others; /sync queues the index rebuild.
     let r = env.ask(ALICE, &format!("/revoke {id}")).await;
     assert!(r.contains("仅限管理员"), "{r}");
     let r = env.ask(ADMIN, "/sync").await;
-    assert!(r.contains("尚未实现"), "{r}");
+    assert!(r.contains("已开始"), "{r}");
     // Unknown command: what was wrong and an example.
     let r = env.ask(ALICE, "/frobnicate").await;
     assert!(!r.is_empty());

@@ -1,0 +1,531 @@
+//! `/sync` and `/who-has` over real HTTP: the bot between the simulated DingTalk and the
+//! simulated JumpServer (seeded with more hosts than one page holds and with valid, expired,
+//! future and inactive permissions). The outbox is driven step by step, and the crash tests
+//! stop the sync job at a known point of its walk (after JumpServer saw the permission list
+//! request), so nothing depends on timing.
+use accessbot::app::{Bot, BotOptions};
+use accessbot::clock::{Clock, ManualClock, SharedClock};
+use accessbot::config::Config;
+use accessbot::dingtalk::client::DingUser;
+use accessbot::domain::ids::DingUserId;
+use accessbot::jumpserver::api::NewPermissionSpec;
+use accessbot::jumpserver::config::JumpServerConfig;
+use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
+use accessbot::sandbox::dingtalk_driver::{robot_text_message, signed_robot_headers, RobotSender};
+use accessbot::sandbox::jumpserver::{
+    SeedHost, SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
+};
+use accessbot::secret::Secret;
+use accessbot::store::audit::Audit;
+use accessbot::store::outbox::{OutboxJob, SYNC_KEY};
+use accessbot::store::Store;
+use accessbot::worker::outbox::{JobError, JobRunner};
+use jiff::{SignedDuration, Timestamp};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+const ADMIN: &str = "admin01";
+const ALICE: &str = "alice01";
+const PERMS_PATH: &str = "/api/v1/perms/asset-permissions";
+/// More than two pages of 100: the host walk must follow `next` twice.
+const BULK_HOSTS: usize = 230;
+
+struct Env {
+    dt: SimDingTalk,
+    jms: SimJumpServer,
+    clock: ManualClock,
+    dir: tempfile::TempDir,
+    cfg: Config,
+    bot: Option<Bot>,
+    seq: AtomicU64,
+}
+
+fn ding_user(id: &str, name: &str) -> DingUser {
+    DingUser {
+        userid: DingUserId::new(id),
+        name: name.into(),
+        email: Some(format!("{id}@example.com")),
+        org_email: None,
+        mobile: None,
+        job_number: None,
+        dept_ids: vec![1],
+        active: true,
+    }
+}
+
+fn bulk_address(i: usize) -> String {
+    format!("10.20.{}.{}", i / 200, i % 200 + 1)
+}
+
+impl Env {
+    async fn new() -> Env {
+        let start: Timestamp = "2026-11-22T02:00:00Z".parse().unwrap();
+        let clock = ManualClock::new(start);
+        let dt = SimDingTalk::start(SimDingTalkOptions {
+            clock: Some(clock.clone()),
+            qps_limit: None,
+            ..SimDingTalkOptions::default()
+        })
+        .await
+        .unwrap();
+        dt.add_user(ding_user(ADMIN, "管理员"));
+        dt.add_user(ding_user(ALICE, "张三"));
+        let shared: SharedClock = Arc::new(clock.clone());
+        let jms = SimJumpServer::start(SimJmsOptions::new(shared))
+            .await
+            .unwrap();
+        jms.seed_demo().unwrap();
+        let bulk = jms.add_node_path("Bulk/web");
+        for i in 0..BULK_HOSTS {
+            jms.add_host(SeedHost {
+                name: format!("bulk-{i:03}"),
+                address: bulk_address(i),
+                platform_id: 1,
+                node_ids: vec![bulk.clone()],
+                accounts: vec![("readonly".into(), "readonly".into(), false)],
+            })
+            .unwrap();
+        }
+        for u in ["fx-carol", "fx-dave", "fx-erin"] {
+            jms.add_user(u, &u.to_uppercase(), &format!("{u}@example.com"))
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::default();
+        cfg.server.listen = "127.0.0.1:0".into();
+        cfg.storage.path = dir.path().join("db");
+        cfg.dingtalk = dt.dingtalk_config();
+        cfg.jumpserver = JumpServerConfig {
+            url: jms.url(),
+            access_key_id: VECTOR_KEY_ID.into(),
+            access_key_secret: Secret::new(VECTOR_KEY_SECRET),
+            retry_max_attempts: 1,
+            retry_base_delay_ms: 1,
+            retry_after_cap_ms: 5,
+            ..JumpServerConfig::default()
+        };
+        cfg.approval.default_approvers = vec!["boss01".into()];
+        cfg.policy.admins = vec![ADMIN.into()];
+        cfg.workflow.run_workers = false;
+        let mut env = Env {
+            dt,
+            jms,
+            clock,
+            dir,
+            cfg,
+            bot: None,
+            seq: AtomicU64::new(0),
+        };
+        env.start().await;
+        env
+    }
+
+    fn db_path(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    async fn start(&mut self) {
+        let store = Store::open(self.db_path()).unwrap();
+        let bot = Bot::start(
+            &self.cfg,
+            BotOptions {
+                clock: Arc::new(self.clock.clone()),
+                store,
+                dispatcher: None,
+            },
+        )
+        .await
+        .unwrap();
+        self.dt.set_bot_base_url(bot.url());
+        self.bot = Some(bot);
+    }
+
+    /// A crash: the bot is dropped without shutdown and a new one opens the same sled files.
+    async fn crash_and_restart(&mut self) {
+        drop(self.bot.take());
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        self.start().await;
+    }
+
+    fn bot(&self) -> &Bot {
+        self.bot.as_ref().unwrap()
+    }
+
+    async fn ask(&self, user: &str, text: &str) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let msg_id = format!("sync-msg{n}");
+        self.dt.webhook_url_for(&msg_id);
+        let base = format!("{}/robot/sendBySession", self.dt.base_url());
+        let app_key = self.cfg.dingtalk.app_key.clone();
+        let sender = RobotSender {
+            staff_id: Some(user),
+            nick: user,
+            group: false,
+            conversation_id: &format!("cid-{user}"),
+            session_webhook: &base,
+            robot_code: &app_key,
+        };
+        let now = self.clock.now().as_millisecond();
+        let body = robot_text_message(&sender, &msg_id, text, now);
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/dingtalk/robot", self.bot().url()))
+            .json(&body);
+        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), now) {
+            req = req.header(k, v);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200);
+        // Bounded wait for the reply sent after the acknowledgement (bounds a hang only).
+        for _ in 0..3000 {
+            if let Some(v) = self.dt.webhook_messages(&msg_id).first() {
+                return v.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no reply to {text}");
+    }
+
+    async fn drain(&self) -> usize {
+        self.bot().drain_outbox(50).await.unwrap()
+    }
+
+    fn texts_to(&self, user: &str) -> Vec<String> {
+        self.dt
+            .messages_to(&DingUserId::new(user))
+            .into_iter()
+            .map(|m| m.param.to_string())
+            .collect()
+    }
+
+    fn generation(&self) -> Option<u64> {
+        self.bot()
+            .workflow()
+            .unwrap()
+            .index
+            .stats()
+            .unwrap()
+            .map(|s| s.generation)
+    }
+
+    fn sync_jobs(&self) -> Vec<OutboxJob> {
+        self.bot()
+            .outbox()
+            .unwrap()
+            .heads()
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.order_id.as_str() == SYNC_KEY)
+            .collect()
+    }
+
+    /// A permission created over JumpServer's API, window relative to now (hours).
+    async fn permit(
+        &self,
+        name: &str,
+        username: &str,
+        assets: &[&str],
+        nodes: &[String],
+        from_h: i64,
+        to_h: i64,
+    ) -> String {
+        let jms = self.bot().jms().unwrap();
+        let user = jms.find_user_by_username(username).await.unwrap().unwrap();
+        let host_ids: Vec<String> = jms
+            .find_hosts(&assets.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        assert_eq!(host_ids.len(), assets.len(), "unknown host in {assets:?}");
+        let now = self.clock.now();
+        let (p, created) = jms
+            .create_permission(&NewPermissionSpec {
+                name: name.into(),
+                user_ids: vec![user.id.as_str().to_string()],
+                asset_ids: host_ids,
+                node_ids: nodes.to_vec(),
+                accounts: vec!["@ALL".into()],
+                protocols: Vec::new(),
+                actions: vec!["connect".into()],
+                date_start: now + SignedDuration::from_hours(from_h),
+                date_expired: now + SignedDuration::from_hours(to_h),
+                comment: "sync test".into(),
+            })
+            .await
+            .unwrap();
+        assert!(created);
+        p.id
+    }
+
+    /// The permissions of the main test: one of each validity case on 10.20.0.6, plus a node
+    /// grant that covers every bulk host.
+    async fn seed_permissions(&self) {
+        let target = bulk_address(5);
+        self.permit("p-valid-alice", "fx-alice", &[&target], &[], -1, 10)
+            .await;
+        self.permit("p-expired-bob", "fx-bob", &[&target], &[], -240, -24)
+            .await;
+        self.permit("p-future-dave", "fx-dave", &[&target], &[], 24, 48)
+            .await;
+        let off = self
+            .permit("p-inactive-erin", "fx-erin", &[&target], &[], -1, 10)
+            .await;
+        self.bot()
+            .jms()
+            .unwrap()
+            .deactivate_permission(&off)
+            .await
+            .unwrap();
+        let bulk = self
+            .jms
+            .nodes()
+            .into_iter()
+            .find(|n| n.value == "Bulk")
+            .unwrap()
+            .id;
+        self.permit("p-node-carol", "fx-carol", &[], &[bulk], -1, 100)
+            .await;
+    }
+}
+
+fn count(texts: &[String], needle: &str) -> usize {
+    texts.iter().filter(|t| t.contains(needle)).count()
+}
+
+#[tokio::test]
+async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
+    let env = Env::new().await;
+    env.seed_permissions().await;
+    let target = bulk_address(5);
+
+    // Not an admin: refused, nothing queued.
+    let r = env.ask(ALICE, "/sync").await;
+    assert!(r.contains("仅限管理员"), "{r}");
+    assert!(env.sync_jobs().is_empty());
+    let r = env.ask(ALICE, &format!("/who-has {target}")).await;
+    assert!(r.contains("仅限管理员"), "{r}");
+
+    // Before any sync /who-has asks JumpServer live.
+    let r = env.ask(ADMIN, &format!("/who-has {target}")).await;
+    assert!(
+        r.contains("JumpServer 中") && r.contains("p-valid-alice"),
+        "{r}"
+    );
+    assert!(!r.contains("截至"), "{r}");
+
+    // Two /sync before it ran are one job.
+    let r = env.ask(ADMIN, "/sync").await;
+    assert!(r.contains("已开始"), "{r}");
+    let r = env.ask(ADMIN, "同步").await;
+    assert!(r.contains("已在进行"), "{r}");
+    assert_eq!(env.sync_jobs().len(), 1);
+
+    env.jms.reset_counts();
+    env.drain().await;
+    assert!(env.sync_jobs().is_empty());
+    // The host list took three pages.
+    assert!(
+        env.jms.calls_to("GET", "/api/v1/assets/hosts") >= 3,
+        "hosts listed in {} calls",
+        env.jms.calls_to("GET", "/api/v1/assets/hosts")
+    );
+    // One list and one detail per permission (none of them names a user group).
+    assert_eq!(env.jms.calls_to("GET", PERMS_PATH), 1 + 5);
+    let stats = env
+        .bot()
+        .workflow()
+        .unwrap()
+        .index
+        .stats()
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.hosts, env.jms.hosts().len());
+    assert_eq!(stats.hosts, BULK_HOSTS + 3);
+    assert_eq!(stats.users, env.jms.users().len());
+    assert_eq!(stats.nodes, env.jms.nodes().len());
+    assert_eq!(stats.permissions, 5);
+    assert_eq!(stats.valid_permissions, 2);
+    let admin = env.texts_to(ADMIN);
+    let done = format!("主机 {} 台，授权 5 条（当前有效 2 条）", BULK_HOSTS + 3);
+    assert_eq!(count(&admin, &done), 1, "{admin:?}");
+
+    // A host: the valid direct grant and the node grant; not the expired, future or inactive.
+    let r = env.ask(ADMIN, &format!("/who-has {target}")).await;
+    assert!(r.contains("截至") && r.contains("上次同步"), "{r}");
+    assert!(r.contains("p-valid-alice") && r.contains("fx-alice"), "{r}");
+    assert!(r.contains("p-node-carol") && r.contains("fx-carol"), "{r}");
+    for absent in ["p-expired-bob", "p-future-dave", "p-inactive-erin"] {
+        assert!(!r.contains(absent), "{absent} in {r}");
+    }
+    assert!(r.contains("本机器人没有"), "{r}");
+    // By host name too.
+    let r = env.ask(ADMIN, "/who-has bulk-005").await;
+    assert!(r.contains("p-valid-alice"), "{r}");
+
+    // A user: the node grant is one line naming the first hosts and the total; the index
+    // has every host of it, the last page's included.
+    let r = env.ask(ADMIN, "/who-has fx-carol").await;
+    assert!(r.contains("p-node-carol") && r.contains("截至"), "{r}");
+    assert!(r.contains(&format!("共 {BULK_HOSTS} 台")), "{r}");
+    assert!(
+        r.contains("bulk-000 (10.20.0.1)、bulk-001 (10.20.0.2)"),
+        "{r}"
+    );
+    let carol = env
+        .bot()
+        .workflow()
+        .unwrap()
+        .index
+        .user_access("fx-carol", env.clock.now())
+        .unwrap()
+        .unwrap();
+    let hosts = &carol.grants[0].hosts;
+    assert_eq!(hosts.len(), BULK_HOSTS);
+    assert_eq!(hosts.last().unwrap().address, bulk_address(BULK_HOSTS - 1));
+    let r = env.ask(ADMIN, "/who-has fx-bob").await;
+    assert!(r.contains("没有有效的授权"), "{r}");
+    let r = env.ask(ADMIN, "/who-has nobody-here").await;
+    assert!(r.contains("没有名为"), "{r}");
+
+    // Validity is judged when asked: a day later the future grant counts, the 10 h one not.
+    env.clock.advance(SignedDuration::from_hours(25));
+    let r = env.ask(ADMIN, &format!("/who-has {target}")).await;
+    assert!(r.contains("p-future-dave"), "{r}");
+    assert!(!r.contains("p-valid-alice"), "{r}");
+    let r = env.ask(ADMIN, "/who-has fx-dave").await;
+    assert!(r.contains(&target), "{r}");
+
+    // The sync is in the audit trail, attributed to the admin.
+    let mut env = env;
+    let bot = env.bot.take().unwrap();
+    bot.shutdown().await;
+    let store = Store::open(env.db_path()).unwrap();
+    let trail = Audit::new(&store)
+        .unwrap()
+        .list_since(Timestamp::UNIX_EPOCH, 1000)
+        .unwrap();
+    let rec = trail
+        .iter()
+        .find(|r| r.detail.contains("index synced"))
+        .expect("sync audited");
+    assert!(rec.detail.contains(&format!("{} hosts", BULK_HOSTS + 3)));
+    assert_eq!(
+        rec.actor,
+        accessbot::store::audit::Actor::User(DingUserId::new(ADMIN))
+    );
+}
+
+/// Polls the queued sync job until JumpServer has seen the permission list request, i.e. the
+/// walk is past users, nodes and hosts and before the permission details. `then_fail` makes the
+/// next JumpServer request fail and runs the job to its end; otherwise the job is dropped there
+/// (the process dies mid-walk). Returns the job's result when it ran to the end. A `/sync`
+/// sent while the job is in the middle of its walk must not start a second one.
+async fn interrupt_sync(env: &Env, then_fail: bool) -> Option<Result<(), JobError>> {
+    let job = env.sync_jobs().into_iter().next().expect("sync queued");
+    let wf = env.bot().workflow().unwrap().clone();
+    env.jms.reset_counts();
+    let mut fut = std::pin::pin!(wf.run(&job));
+    let mut reached = false;
+    // Bounded: each round polls once; the walk needs far fewer rounds than this.
+    for _ in 0..100_000 {
+        if let Poll::Ready(r) = futures::poll!(fut.as_mut()) {
+            assert!(
+                reached,
+                "the sync finished before the interruption point: {r:?}"
+            );
+            return Some(r);
+        }
+        if !reached && env.jms.calls_to("GET", PERMS_PATH) >= 1 {
+            reached = true;
+            if !then_fail {
+                return None;
+            }
+            // Another /sync while this one runs joins it.
+            let r = env.ask(ADMIN, "/sync").await;
+            assert!(r.contains("已在进行"), "{r}");
+            env.jms.fail_next(1, 500);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("the sync job never got to the permissions");
+}
+
+#[tokio::test]
+async fn a_sync_that_fails_or_crashes_mid_walk_keeps_the_previous_index() {
+    let mut env = Env::new().await;
+    env.seed_permissions().await;
+    env.ask(ADMIN, "/sync").await;
+    env.drain().await;
+    assert_eq!(env.generation(), Some(1));
+
+    // JumpServer changes: a new grant on 10.10.1.12.
+    env.permit("p-new-bob", "fx-bob", &["10.10.1.12"], &[], -1, 10)
+        .await;
+    let r = env.ask(ADMIN, "/who-has 10.10.1.12").await;
+    assert!(r.contains("没有有效的授权"), "{r}");
+
+    // 1. A JumpServer failure after the permission list: the job fails, nothing is swapped.
+    env.ask(ADMIN, "/sync").await;
+    let r = interrupt_sync(&env, true).await.expect("ran to the end");
+    assert!(matches!(r, Err(JobError::Transient { .. })), "{r:?}");
+    assert_eq!(env.generation(), Some(1));
+    let r = env.ask(ADMIN, "/who-has 10.10.1.12").await;
+    assert!(!r.contains("p-new-bob"), "{r}");
+
+    // 2. The process dies mid-walk: after a restart the previous generation is still in use,
+    //    the job is still queued, and the rerun completes.
+    assert!(interrupt_sync(&env, false).await.is_none());
+    env.crash_and_restart().await;
+    assert_eq!(env.generation(), Some(1));
+    let r = env.ask(ADMIN, "/who-has 10.20.0.6").await;
+    assert!(r.contains("p-valid-alice") && r.contains("截至"), "{r}");
+    assert_eq!(env.sync_jobs().len(), 1);
+    env.drain().await;
+    assert_eq!(env.generation(), Some(2));
+    assert!(env.sync_jobs().is_empty());
+    let r = env.ask(ADMIN, "/who-has 10.10.1.12").await;
+    assert!(r.contains("p-new-bob") && r.contains("fx-bob"), "{r}");
+    assert_eq!(count(&env.texts_to(ADMIN), "同步完成"), 2);
+    assert_eq!(env.bot().workflow().unwrap().index.stray_keys().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_sync_that_keeps_failing_tells_the_admin_and_keeps_the_index() {
+    let env = Env::new().await;
+    env.seed_permissions().await;
+    env.ask(ADMIN, "/sync").await;
+    env.drain().await;
+    assert_eq!(env.generation(), Some(1));
+    env.ask(ADMIN, "/sync").await;
+    // Every attempt's first request fails; the runner backs off between attempts.
+    env.jms.fail_next(10, 503);
+    for _ in 0..20 {
+        env.drain().await;
+        if env.sync_jobs().is_empty() {
+            break;
+        }
+        env.clock.advance(SignedDuration::from_mins(30));
+    }
+    assert!(env.sync_jobs().is_empty(), "the sync never gave up");
+    let admin = env.texts_to(ADMIN);
+    assert_eq!(count(&admin, "同步失败"), 1, "{admin:?}");
+    assert_eq!(env.generation(), Some(1));
+    let mut env = env;
+    env.bot.take().unwrap().shutdown().await;
+    let store = Store::open(env.db_path()).unwrap();
+    let trail = Audit::new(&store)
+        .unwrap()
+        .list_since(Timestamp::UNIX_EPOCH, 1000)
+        .unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .filter(|r| r.detail.contains("sync failed, previous index kept"))
+            .count(),
+        1
+    );
+}
