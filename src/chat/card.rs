@@ -357,7 +357,7 @@ mod tests {
 
     #[test]
     fn approval_vars_match_the_documented_template() {
-        let order = OrderId::new("A20261122-7K3F");
+        let order = OrderId::new("R261122-007");
         let targets = [crate::domain::target::Target::Hostname("web1".into())];
         let view = RequestView {
             order: &order,

@@ -231,8 +231,8 @@ pub fn command_error(lang: Lang, e: &CommandError) -> String {
         CommandError::BadOrderId { kind, given } => with_example(
             pick(
                 lang,
-                format!("“{given}”不是单号（形如 A20261122-7K3F）。"),
-                format!("`{given}` is not an order id (they look like A20261122-7K3F)."),
+                format!("“{given}”不是单号（形如 R261122-007）。"),
+                format!("`{given}` is not an order id (they look like R261122-007)."),
             ),
             *kind,
         ),
@@ -913,7 +913,7 @@ pub struct StatusView<'a> {
     pub expires_at: Option<Timestamp>,
 }
 
-/// `A20261122-7K3F · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)`.
+/// `R261122-007 · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)`.
 pub fn status_line(lang: Lang, v: &StatusView<'_>, tz: &TimeZone) -> String {
     let mut parts = vec![
         v.order.to_string(),

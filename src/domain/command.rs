@@ -145,8 +145,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         args_zh: "<单号>",
         about_en: "show one request",
         about_zh: "查看某个申请的进度",
-        example_en: "/status A20261122-7K3F",
-        example_zh: "状态 A20261122-7K3F",
+        example_en: "/status R261122-007",
+        example_zh: "状态 R261122-007",
         admin: false,
     },
     CommandSpec {
@@ -157,8 +157,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         args_zh: "[单号]",
         about_en: "withdraw a pending request; alone, stop the current dialog",
         about_zh: "撤回待审批的申请；不带单号则结束当前对话",
-        example_en: "/cancel A20261122-7K3F",
-        example_zh: "取消 A20261122-7K3F",
+        example_en: "/cancel R261122-007",
+        example_zh: "取消 R261122-007",
         admin: false,
     },
     CommandSpec {
@@ -169,8 +169,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         args_zh: "<单号>",
         about_en: "approve a request you are asked to decide",
         about_zh: "同意一个待你审批的申请",
-        example_en: "/approve A20261122-7K3F",
-        example_zh: "同意 A20261122-7K3F",
+        example_en: "/approve R261122-007",
+        example_zh: "同意 R261122-007",
         admin: false,
     },
     CommandSpec {
@@ -181,8 +181,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         args_zh: "<单号> <原因>",
         about_en: "reject a request, saying why",
         about_zh: "拒绝一个申请并说明原因",
-        example_en: "/reject A20261122-7K3F use the staging host",
-        example_zh: "拒绝 A20261122-7K3F 请使用测试环境",
+        example_en: "/reject R261122-007 use the staging host",
+        example_zh: "拒绝 R261122-007 请使用测试环境",
         admin: false,
     },
     CommandSpec {
@@ -191,8 +191,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         zh: &["同步"],
         args_en: "",
         args_zh: "",
-        about_en: "reconcile orders with JumpServer and DingTalk now",
-        about_zh: "立即与 JumpServer 和钉钉核对",
+        about_en: "refresh the local index of JumpServer users, hosts and permissions",
+        about_zh: "从 JumpServer 同步用户、主机和授权到本地索引",
         example_en: "/sync",
         example_zh: "同步",
         admin: true,
@@ -217,8 +217,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         args_zh: "<单号>",
         about_en: "end an active grant now",
         about_zh: "立即收回一个生效中的授权",
-        example_en: "/revoke A20261122-7K3F",
-        example_zh: "撤销 A20261122-7K3F",
+        example_en: "/revoke R261122-007",
+        example_zh: "撤销 R261122-007",
         admin: true,
     },
     CommandSpec {
@@ -229,8 +229,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         args_zh: "<单号> [时长]",
         about_en: "extend an active grant",
         about_zh: "延长一个生效中的授权",
-        example_en: "/renew A20261122-7K3F 1d",
-        example_zh: "续期 A20261122-7K3F 1天",
+        example_en: "/renew R261122-007 1d",
+        example_zh: "续期 R261122-007 1天",
         admin: true,
     },
 ];
@@ -524,7 +524,7 @@ fn split_first(s: &str) -> (&str, &str) {
     }
 }
 
-/// Order ids are short ASCII tokens (`A20261122-7K3F`); typed in any case, stored upper-case.
+/// Order ids are short ASCII tokens (`R261122-007`); typed in any case, stored upper-case.
 fn order_id(kind: CommandKind, token: &str) -> Result<OrderId, CommandError> {
     let token = token
         .trim_matches(|c: char| matches!(c, '#' | '<' | '>' | '[' | ']' | '"' | '\'' | '。' | '.'));

@@ -151,28 +151,28 @@ fn apply_host_free_text_reason_after_role_and_duration() {
 
 #[test]
 fn everyday_commands_in_both_languages() {
-    let a = order("A20261122-7K3F");
+    let a = order("R261122-007");
     let cases: Vec<(&str, Command)> = vec![
         ("/my", Command::My),
         ("我的权限", Command::My),
-        ("/status A20261122-7K3F", Command::Status(a.clone())),
-        ("状态 a20261122-7k3f", Command::Status(a.clone())),
-        ("cancel A20261122-7K3F", Command::Cancel(Some(a.clone()))),
-        ("取消 A20261122-7K3F", Command::Cancel(Some(a.clone()))),
+        ("/status R261122-007", Command::Status(a.clone())),
+        ("状态 r261122-007", Command::Status(a.clone())),
+        ("cancel R261122-007", Command::Cancel(Some(a.clone()))),
+        ("取消 R261122-007", Command::Cancel(Some(a.clone()))),
         ("取消", Command::Cancel(None)),
         ("/cancel", Command::Cancel(None)),
-        ("/approve A20261122-7K3F", Command::Approve(a.clone())),
-        ("同意 A20261122-7K3F", Command::Approve(a.clone())),
-        ("批准 A20261122-7K3F", Command::Approve(a.clone())),
+        ("/approve R261122-007", Command::Approve(a.clone())),
+        ("同意 R261122-007", Command::Approve(a.clone())),
+        ("批准 R261122-007", Command::Approve(a.clone())),
         (
-            "/reject A20261122-7K3F use staging",
+            "/reject R261122-007 use staging",
             Command::Reject {
                 order: a.clone(),
                 reason: "use staging".into(),
             },
         ),
         (
-            "拒绝 A20261122-7K3F 原因：请用测试环境",
+            "拒绝 R261122-007 原因：请用测试环境",
             Command::Reject {
                 order: a.clone(),
                 reason: "请用测试环境".into(),
@@ -186,24 +186,24 @@ fn everyday_commands_in_both_languages() {
 
 #[test]
 fn admin_commands_in_both_languages() {
-    let a = order("A20261122-7K3F");
+    let a = order("R261122-007");
     let cases: Vec<(&str, Command)> = vec![
         ("/sync", Command::Sync),
         ("同步", Command::Sync),
         ("/who-has 10.1.2.3", Command::WhoHas("10.1.2.3".into())),
         ("who has alice", Command::WhoHas("alice".into())),
         ("谁有权限 10.1.2.3", Command::WhoHas("10.1.2.3".into())),
-        ("/revoke A20261122-7K3F", Command::Revoke(a.clone())),
-        ("撤销 A20261122-7K3F", Command::Revoke(a.clone())),
+        ("/revoke R261122-007", Command::Revoke(a.clone())),
+        ("撤销 R261122-007", Command::Revoke(a.clone())),
         (
-            "/renew A20261122-7K3F",
+            "/renew R261122-007",
             Command::Renew {
                 order: a.clone(),
                 duration: None,
             },
         ),
         (
-            "续期 A20261122-7K3F 1天",
+            "续期 R261122-007 1天",
             Command::Renew {
                 order: a.clone(),
                 duration: Some(dur("1d")),
@@ -351,8 +351,8 @@ fn missing_and_bad_order_ids_missing_reason_and_subject() {
     );
     says(
         &e,
-        &["缺少单号", "状态 A20261122-7K3F"],
-        &["order id is missing", "/status A20261122-7K3F"],
+        &["缺少单号", "状态 R261122-007"],
+        &["order id is missing", "/status R261122-007"],
     );
 
     let e = parse("同意 你好").err().unwrap_or(CommandError::Empty);
@@ -365,7 +365,7 @@ fn missing_and_bad_order_ids_missing_reason_and_subject() {
     );
     says(&e, &["你好", "不是单号"], &["not an order id"]);
 
-    let e = parse("/reject A20261122-7K3F")
+    let e = parse("/reject R261122-007")
         .err()
         .unwrap_or(CommandError::Empty);
     assert_eq!(
@@ -374,7 +374,7 @@ fn missing_and_bad_order_ids_missing_reason_and_subject() {
             kind: CommandKind::Reject
         }
     );
-    says(&e, &["原因", "拒绝 A20261122-7K3F"], &["reason", "/reject"]);
+    says(&e, &["原因", "拒绝 R261122-007"], &["reason", "/reject"]);
 
     let e = parse("谁有权限").err().unwrap_or(CommandError::Empty);
     assert_eq!(
@@ -976,7 +976,7 @@ fn identity_map_wins_and_missing_fields_are_named() {
 #[test]
 fn workflow_texts_show_order_hosts_account_and_local_expiry() {
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
-    let o = order("A20261122-7K3F");
+    let o = order("R261122-007");
     let targets = [ip("10.1.2.3"), Target::System("支付系统".into())];
     let expires: jiff::Timestamp = "2026-11-25T02:00:00Z"
         .parse()
@@ -992,7 +992,7 @@ fn workflow_texts_show_order_hosts_account_and_local_expiry() {
     let zh = text::granted(Lang::ZhCn, &g, "李四", &tz);
     for w in [
         "李四",
-        "A20261122-7K3F",
+        "R261122-007",
         "10.1.2.3、支付系统（系统）",
         "zhangsan",
         "2026-11-25 10:00 (Asia/Shanghai)",
@@ -1017,12 +1017,12 @@ fn workflow_texts_show_order_hosts_account_and_local_expiry() {
     };
     let sub = text::request_submitted(Lang::ZhCn, &view, &["李四", "王五"]);
     assert!(
-        sub.contains("李四、王五") && sub.contains("状态 A20261122-7K3F") && sub.contains("3天"),
+        sub.contains("李四、王五") && sub.contains("状态 R261122-007") && sub.contains("3天"),
         "{sub}"
     );
     let ask = text::approval_request(Lang::En, &view);
     assert!(
-        ask.contains("/approve A20261122-7K3F") && ask.contains("JumpServer user zhangsan"),
+        ask.contains("/approve R261122-007") && ask.contains("JumpServer user zhangsan"),
         "{ask}"
     );
     let rej = text::rejected(Lang::ZhCn, &o, "李四", "请用测试环境");
@@ -1035,7 +1035,7 @@ fn workflow_texts_show_order_hosts_account_and_local_expiry() {
     assert!(text::revoked(Lang::ZhCn, &o, "管理员").contains("提前收回"));
     let f = text::failure(Lang::ZhCn, &o, text::Failure::JumpServerUnavailable, None);
     assert!(
-        f.contains("连不上 JumpServer") && f.contains("A20261122-7K3F"),
+        f.contains("连不上 JumpServer") && f.contains("R261122-007"),
         "{f}"
     );
 }
@@ -1097,10 +1097,10 @@ fn dialog_role_answer_may_carry_duration_and_order_commands_pass_through() {
         .done
         .is_some_and(|d| d.duration == dur("2h") && d.reason.as_deref() == Some("查日志")));
     // An approver deciding someone else's order mid-dialog: handled as a command, dialog kept.
-    let a = dialog::step(s.new_state.clone(), "同意 A20261122-7K3F", &p, T0 + 2);
+    let a = dialog::step(s.new_state.clone(), "同意 R261122-007", &p, T0 + 2);
     assert_eq!(
         a.reply,
-        Reply::Command(Command::Approve(order("A20261122-7K3F")))
+        Reply::Command(Command::Approve(order("R261122-007")))
     );
     assert_eq!(a.new_state.map(|st| st.asking), Some(Field::Role));
     // Two roles in one answer: the reason is said, the question repeated.
@@ -1148,7 +1148,7 @@ fn bare_user_commands_mid_dialog_and_unresolved_system_names_route() {
 #[test]
 fn status_my_and_who_has_texts() {
     let tz = jiff::tz::TimeZone::get("Asia/Shanghai").unwrap_or(jiff::tz::TimeZone::UTC);
-    let o = order("A20261122-7K3F");
+    let o = order("R261122-007");
     let targets = [ip("10.1.2.3")];
     let expires: jiff::Timestamp = "2026-11-25T02:00:00Z"
         .parse()
@@ -1163,11 +1163,11 @@ fn status_my_and_who_has_texts() {
     };
     assert_eq!(
         text::status_line(Lang::ZhCn, &v, &tz),
-        "A20261122-7K3F · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)"
+        "R261122-007 · 生效中 · 10.1.2.3 · 运维 · 到期 2026-11-25 10:00 (Asia/Shanghai)"
     );
     let my = text::my_orders(Lang::En, std::slice::from_ref(&v), &tz);
     assert!(
-        my.starts_with("Your requests:\n• A20261122-7K3F · active"),
+        my.starts_with("Your requests:\n• R261122-007 · active"),
         "{my}"
     );
     assert_eq!(
@@ -1175,7 +1175,7 @@ fn status_my_and_who_has_texts() {
         text::nothing_active(Lang::ZhCn)
     );
     let who = text::who_has(Lang::ZhCn, "10.1.2.3", &[v], &tz);
-    assert!(who.contains("• 张三 · A20261122-7K3F"), "{who}");
+    assert!(who.contains("• 张三 · R261122-007"), "{who}");
     assert!(text::who_has(Lang::En, "10.1.2.3", &[], &tz).contains("Nobody"));
 }
 
@@ -1254,17 +1254,17 @@ fn card_callbacks_use_the_command_parsers() {
     );
 
     assert_eq!(
-        read_approval(&m(&[("action", "approve"), ("order_id", "A20261122-7K3F")])),
-        Ok(ApprovalAction::Approve(order("A20261122-7K3F")))
+        read_approval(&m(&[("action", "approve"), ("order_id", "R261122-007")])),
+        Ok(ApprovalAction::Approve(order("R261122-007")))
     );
     assert_eq!(
         read_approval(&m(&[
             ("action", "reject"),
-            ("order_id", "A20261122-7K3F"),
+            ("order_id", "R261122-007"),
             ("reject_reason", "用测试环境")
         ])),
         Ok(ApprovalAction::Reject {
-            order: order("A20261122-7K3F"),
+            order: order("R261122-007"),
             reason: "用测试环境".into()
         })
     );

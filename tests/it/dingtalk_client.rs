@@ -644,7 +644,7 @@ async fn cards_are_idempotent_by_out_track_id() {
     let e = env().await;
     let req = CardDelivery {
         template_id: "tpl.schema".into(),
-        out_track_id: "A20261122-7K3F".into(),
+        out_track_id: "R261122-007".into(),
         params: BTreeMap::from([
             ("status".into(), "pending".into()),
             ("host".into(), "h1".into()),
@@ -662,12 +662,12 @@ async fn cards_are_idempotent_by_out_track_id() {
     );
     e.client
         .update_card(
-            "A20261122-7K3F",
+            "R261122-007",
             BTreeMap::from([("status".into(), "approved".into())]),
         )
         .await
         .unwrap();
-    let card = e.sim.card("A20261122-7K3F").unwrap();
+    let card = e.sim.card("R261122-007").unwrap();
     assert_eq!(card.params["status"], "approved");
     assert_eq!(card.params["host"], "h1", "update merges by key");
     assert_eq!(card.open_space_id, "dtv1.card//IM_ROBOT.boss01");
@@ -682,7 +682,7 @@ async fn cards_are_idempotent_by_out_track_id() {
     };
     e.client
         .update_card_with_private(
-            "A20261122-7K3F",
+            "R261122-007",
             BTreeMap::new(),
             &private("boss01", "canApprove", "true"),
         )
@@ -690,13 +690,13 @@ async fn cards_are_idempotent_by_out_track_id() {
         .unwrap();
     e.client
         .update_card_with_private(
-            "A20261122-7K3F",
+            "R261122-007",
             BTreeMap::new(),
             &private("boss01", "decided", "true"),
         )
         .await
         .unwrap();
-    let card = e.sim.card("A20261122-7K3F").unwrap();
+    let card = e.sim.card("R261122-007").unwrap();
     assert_eq!(card.private["boss01"].len(), 2);
     assert_eq!(
         card.params["status"], "approved",
