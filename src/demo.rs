@@ -342,6 +342,23 @@ fn drive(step: &str) -> impl Fn(DriveError) -> DemoFailure + '_ {
     move |e| fail(step, e.to_string())
 }
 
+/// `who` writes `text` to the bot; the step fails unless the bot accepted it (HTTP 200).
+async fn say_accepted(
+    dt: &SimDingTalk,
+    step: &str,
+    who: &str,
+    text: &str,
+) -> Result<(), DemoFailure> {
+    let r = dt.user_says(&user(who), text).await.map_err(drive(step))?;
+    if r.status != 200 {
+        return Err(fail(
+            step,
+            format!("机器人返回 HTTP {}：{}", r.status, r.body),
+        ));
+    }
+    Ok(())
+}
+
 /// The first message the bot said to `chat` after log position `after` that satisfies `pred`.
 pub async fn bot_says(
     dt: &SimDingTalk,
@@ -468,19 +485,13 @@ async fn card_scenario<W: Write>(
     let dt = &w.dingtalk;
     p.say("\n── 一、员工用中文申请主机权限，审批人在卡片上同意 ──");
     let step = "张三提交申请";
-    let r = dt
-        .user_says(
-            &user(ZHANGSAN),
-            "申请主机 10.1.2.3 运维 3天 原因：排查线上问题",
-        )
-        .await
-        .map_err(drive(step))?;
-    if r.status != 200 {
-        return Err(fail(
-            step,
-            format!("机器人返回 HTTP {}：{}", r.status, r.body),
-        ));
-    }
+    say_accepted(
+        dt,
+        step,
+        ZHANGSAN,
+        "申请主机 10.1.2.3 运维 3天 原因：排查线上问题",
+    )
+    .await?;
     let step = "审批卡片发给李四";
     let (track, card) = dt
         .wait_for(w.step_limit, |d| {
@@ -642,19 +653,13 @@ async fn oa_scenario<W: Write>(
     p.say("\n── 二、OA 审批模式：申请被审批人在钉钉 OA 里拒绝 ──");
     let perms_before = w.jms.permissions().len();
     let step = "张三提交第二个申请";
-    let r = dt
-        .user_says(
-            &user(ZHANGSAN),
-            "申请主机 10.10.1.12 只读 1天 原因：核对账单",
-        )
-        .await
-        .map_err(drive(step))?;
-    if r.status != 200 {
-        return Err(fail(
-            step,
-            format!("机器人返回 HTTP {}：{}", r.status, r.body),
-        ));
-    }
+    say_accepted(
+        dt,
+        step,
+        ZHANGSAN,
+        "申请主机 10.10.1.12 只读 1天 原因：核对账单",
+    )
+    .await?;
     let step = "机器人发起 OA 审批";
     let instance = dt
         .wait_for(w.step_limit, |d| {
@@ -738,19 +743,13 @@ async fn forged_scenario<W: Write>(
     let dt = &w.dingtalk;
     p.say("\n── 三、伪造的审批回调被拒绝，什么也不改变 ──");
     let step = "张三提交第三个申请";
-    let r = dt
-        .user_says(
-            &user(ZHANGSAN),
-            "申请主机 10.10.1.12 只读 1天 原因：核对账单（第二次）",
-        )
-        .await
-        .map_err(drive(step))?;
-    if r.status != 200 {
-        return Err(fail(
-            step,
-            format!("机器人返回 HTTP {}：{}", r.status, r.body),
-        ));
-    }
+    say_accepted(
+        dt,
+        step,
+        ZHANGSAN,
+        "申请主机 10.10.1.12 只读 1天 原因：核对账单（第二次）",
+    )
+    .await?;
     let instance = dt
         .wait_for(w.step_limit, |d| {
             d.approvals()
