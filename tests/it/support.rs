@@ -9,6 +9,7 @@ use accessbot::dingtalk::client::DingUser;
 use accessbot::domain::ids::DingUserId;
 use accessbot::jumpserver::config::JumpServerConfig;
 use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
+use accessbot::sandbox::dingtalk_driver::{robot_text_message, signed_robot_headers, RobotSender};
 use accessbot::sandbox::jumpserver::{
     SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
 };
@@ -145,6 +146,45 @@ impl BotEnv {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now().as_millisecond()
+    }
+
+    /// `user`'s signed 1:1 text message to the robot endpoint. Its session webhook is keyed by
+    /// `msg_id`, so the bot's replies land in `dt.webhook_messages(msg_id)`.
+    pub async fn push_robot_text(&self, user: &str, msg_id: &str, text: &str) {
+        self.dt.webhook_url_for(msg_id);
+        let base = format!("{}/robot/sendBySession", self.dt.base_url());
+        let app_key = self.cfg.dingtalk.app_key.clone();
+        let sender = RobotSender {
+            staff_id: Some(user),
+            nick: user,
+            group: false,
+            conversation_id: &format!("cid-{user}"),
+            session_webhook: &base,
+            robot_code: &app_key,
+        };
+        let now = self.now_ms();
+        let body = robot_text_message(&sender, msg_id, text, now);
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/dingtalk/robot", self.bot().url()))
+            .json(&body);
+        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), now) {
+            req = req.header(k, v);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 200, "robot push refused");
+    }
+
+    /// The text the bot answered on a message's session webhook (waits for the spawned reply).
+    pub async fn reply(&self, session: &str) -> String {
+        // Bounded wait for a reply sent after the acknowledgement; generous because CI machines
+        // are shared (this bounds a hang, it is not a speed assertion).
+        for _ in 0..3000 {
+            if let Some(v) = self.dt.webhook_messages(session).first() {
+                return v.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no reply on session {session}");
     }
 }
 

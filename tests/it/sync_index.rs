@@ -8,7 +8,6 @@ use accessbot::clock::Clock;
 use accessbot::domain::ids::DingUserId;
 use accessbot::jumpserver::api::NewPermissionSpec;
 use accessbot::sandbox::dingtalk::SimDingTalk;
-use accessbot::sandbox::dingtalk_driver::{robot_text_message, signed_robot_headers, RobotSender};
 use accessbot::sandbox::jumpserver::{SeedHost, SimJumpServer};
 use accessbot::store::audit::Audit;
 use accessbot::store::outbox::{OutboxJob, SYNC_KEY};
@@ -61,34 +60,8 @@ impl Env {
     async fn ask(&self, user: &str, text: &str) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("sync-msg{n}");
-        self.dt.webhook_url_for(&msg_id);
-        let base = format!("{}/robot/sendBySession", self.dt.base_url());
-        let app_key = self.cfg.dingtalk.app_key.clone();
-        let sender = RobotSender {
-            staff_id: Some(user),
-            nick: user,
-            group: false,
-            conversation_id: &format!("cid-{user}"),
-            session_webhook: &base,
-            robot_code: &app_key,
-        };
-        let now = self.clock.now().as_millisecond();
-        let body = robot_text_message(&sender, &msg_id, text, now);
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/dingtalk/robot", self.bot().url()))
-            .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), now) {
-            req = req.header(k, v);
-        }
-        assert_eq!(req.send().await.unwrap().status(), 200);
-        // Bounded wait for the reply sent after the acknowledgement (bounds a hang only).
-        for _ in 0..3000 {
-            if let Some(v) = self.dt.webhook_messages(&msg_id).first() {
-                return v.to_string();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("no reply to {text}");
+        self.push_robot_text(user, &msg_id, text).await;
+        self.reply(&msg_id).await
     }
 
     async fn drain(&self) -> usize {

@@ -11,8 +11,7 @@ use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::order::{Order, State};
 use accessbot::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome, Inbound};
 use accessbot::sandbox::dingtalk_driver::{
-    card_callback_body, card_signature_headers, encrypted_event_request, robot_text_message,
-    signed_robot_headers, RobotSender,
+    card_callback_body, card_signature_headers, encrypted_event_request,
 };
 use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
@@ -73,40 +72,8 @@ impl Env {
     async fn say(&self, user: &str, text: &str) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("msg{n}x{}", user.len());
-        self.dt.webhook_url_for(&msg_id);
-        let base = format!("{}/robot/sendBySession", self.dt.base_url());
-        let app_key = self.cfg.dingtalk.app_key.clone();
-        let sender = RobotSender {
-            staff_id: Some(user),
-            nick: user,
-            group: false,
-            conversation_id: &format!("cid-{user}"),
-            session_webhook: &base,
-            robot_code: &app_key,
-        };
-        let body = robot_text_message(&sender, &msg_id, text, self.now_ms());
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/dingtalk/robot", self.bot().url()))
-            .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), self.now_ms()) {
-            req = req.header(k, v);
-        }
-        let res = req.send().await.unwrap();
-        assert_eq!(res.status(), 200, "robot push refused");
+        self.push_robot_text(user, &msg_id, text).await;
         msg_id
-    }
-
-    /// The text the bot answered on a message's session webhook (waits for the spawned reply).
-    async fn reply(&self, session: &str) -> String {
-        // Bounded wait for a reply sent after the acknowledgement; generous because CI machines
-        // are shared (this bounds a hang, it is not a speed assertion).
-        for _ in 0..3000 {
-            if let Some(v) = self.dt.webhook_messages(session).first() {
-                return v.to_string();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("no reply on session {session}");
     }
 
     async fn ask(&self, user: &str, text: &str) -> String {

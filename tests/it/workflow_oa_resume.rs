@@ -9,9 +9,7 @@ use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::order::{Order, State};
 use accessbot::sandbox::dingtalk::{FaultKind, SimDingTalk};
-use accessbot::sandbox::dingtalk_driver::{
-    encrypted_event_request, robot_text_message, signed_robot_headers, RobotSender,
-};
+use accessbot::sandbox::dingtalk_driver::encrypted_event_request;
 use accessbot::sandbox::jumpserver::SimJumpServer;
 use accessbot::store::outbox::{JobKind, OutboxJob};
 use accessbot::worker::outbox::JobRunner;
@@ -51,30 +49,12 @@ impl Env {
         let before = self.orders_of(ALICE).len();
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("msg-oa-{n}");
-        self.dt.webhook_url_for(&msg_id);
-        let base = format!("{}/robot/sendBySession", self.dt.base_url());
-        let app_key = self.cfg.dingtalk.app_key.clone();
-        let sender = RobotSender {
-            staff_id: Some(ALICE),
-            nick: ALICE,
-            group: false,
-            conversation_id: "cid-alice",
-            session_webhook: &base,
-            robot_code: &app_key,
-        };
-        let body = robot_text_message(
-            &sender,
+        self.push_robot_text(
+            ALICE,
             &msg_id,
             "申请主机 10.10.1.11 只读 4h 原因：排查线上问题",
-            self.now_ms(),
-        );
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/dingtalk/robot", self.bot().url()))
-            .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), self.now_ms()) {
-            req = req.header(k, v);
-        }
-        assert_eq!(req.send().await.unwrap().status(), 200);
+        )
+        .await;
         // The order is created while the push is answered; the reply itself is not needed.
         let orders = self.orders_of(ALICE);
         assert_eq!(orders.len(), before + 1, "no order created");
