@@ -6,16 +6,21 @@ use accessbot::app::{Bot, BotOptions};
 use accessbot::clock::{Clock, ManualClock, SharedClock};
 use accessbot::config::Config;
 use accessbot::dingtalk::client::DingUser;
-use accessbot::domain::ids::DingUserId;
+use accessbot::dingtalk::crypto::CallbackCrypto;
+use accessbot::domain::ids::{DingUserId, OrderId};
+use accessbot::domain::order::Order;
 use accessbot::jumpserver::config::JumpServerConfig;
 use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{robot_text_message, signed_robot_headers, RobotSender};
+use accessbot::sandbox::dingtalk_driver::{
+    encrypted_event_request, robot_text_message, signed_robot_headers, RobotSender,
+};
 use accessbot::sandbox::jumpserver::{
     SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
 };
 use accessbot::secret::Secret;
 use accessbot::store::Store;
 use jiff::Timestamp;
+use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -146,6 +151,62 @@ impl BotEnv {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now().as_millisecond()
+    }
+
+    /// Runs the due outbox jobs (workers are off); returns how many ran.
+    pub async fn drain(&self) -> usize {
+        self.bot().drain_outbox(50).await.unwrap()
+    }
+
+    /// An encrypted, signed DingTalk event push to the bot; returns the HTTP status.
+    pub async fn push_event(&self, event: Value) -> u16 {
+        let d = &self.cfg.dingtalk;
+        let crypto = CallbackCrypto::new(
+            d.callback_token.expose(),
+            d.callback_aes_key.expose(),
+            d.owner_key(),
+        )
+        .unwrap();
+        let ts = self.now_ms().to_string();
+        let (query, body) = encrypted_event_request(&crypto, &event.to_string(), &ts, "nonce123");
+        let res = reqwest::Client::new()
+            .post(format!("{}/dingtalk/events?{query}", self.bot().url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        res.status().as_u16()
+    }
+
+    pub fn orders_of(&self, user: &str) -> Vec<Order> {
+        self.bot()
+            .orders()
+            .unwrap()
+            .list_by_requester(&DingUserId::new(user))
+            .unwrap()
+    }
+
+    pub fn order(&self, id: &OrderId) -> Order {
+        self.bot().orders().unwrap().get(id).unwrap().unwrap()
+    }
+
+    /// Texts of the 1:1 robot messages a user received.
+    pub fn texts_to(&self, user: &str) -> Vec<String> {
+        self.dt
+            .messages_to(&DingUserId::new(user))
+            .into_iter()
+            .map(|m| m.param.to_string())
+            .collect()
+    }
+
+    /// How many JumpServer permissions carry this name.
+    pub fn permissions_named(&self, name: &str) -> usize {
+        self.jms
+            .permissions()
+            .iter()
+            .filter(|p| p.name == name)
+            .count()
     }
 
     /// `user`'s signed 1:1 text message to the robot endpoint. Its session webhook is keyed by

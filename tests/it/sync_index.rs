@@ -64,18 +64,6 @@ impl Env {
         self.reply(&msg_id).await
     }
 
-    async fn drain(&self) -> usize {
-        self.bot().drain_outbox(50).await.unwrap()
-    }
-
-    fn texts_to(&self, user: &str) -> Vec<String> {
-        self.dt
-            .messages_to(&DingUserId::new(user))
-            .into_iter()
-            .map(|m| m.param.to_string())
-            .collect()
-    }
-
     fn generation(&self) -> Option<u64> {
         self.bot()
             .workflow()

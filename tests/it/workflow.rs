@@ -5,14 +5,11 @@
 use crate::support::{bot_env_newtype, ding_user, BotEnv};
 use accessbot::clock::Clock;
 use accessbot::config::Config;
-use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::dispatch::Dispatch;
 use accessbot::domain::ids::{DingUserId, OrderId};
-use accessbot::domain::order::{Order, State};
+use accessbot::domain::order::State;
 use accessbot::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome, Inbound};
-use accessbot::sandbox::dingtalk_driver::{
-    card_callback_body, card_signature_headers, encrypted_event_request,
-};
+use accessbot::sandbox::dingtalk_driver::{card_callback_body, card_signature_headers};
 use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
 use accessbot::workflow::WorkflowDispatcher;
@@ -105,63 +102,10 @@ impl Env {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn push_event(&self, event: Value) -> u16 {
-        let d = &self.cfg.dingtalk;
-        let crypto = CallbackCrypto::new(
-            d.callback_token.expose(),
-            d.callback_aes_key.expose(),
-            d.owner_key(),
-        )
-        .unwrap();
-        let ts = self.now_ms().to_string();
-        let (query, body) = encrypted_event_request(&crypto, &event.to_string(), &ts, "nonce123");
-        let res = reqwest::Client::new()
-            .post(format!("{}/dingtalk/events?{query}", self.bot().url()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        res.status().as_u16()
-    }
-
-    async fn drain(&self) -> usize {
-        self.bot().drain_outbox(50).await.unwrap()
-    }
-
-    fn orders_of(&self, user: &str) -> Vec<Order> {
-        self.bot()
-            .orders()
-            .unwrap()
-            .list_by_requester(&DingUserId::new(user))
-            .unwrap()
-    }
-
-    fn order(&self, id: &OrderId) -> Order {
-        self.bot().orders().unwrap().get(id).unwrap().unwrap()
-    }
-
-    /// Texts of the 1:1 robot messages a user received.
-    fn texts_to(&self, user: &str) -> Vec<String> {
-        self.dt
-            .messages_to(&DingUserId::new(user))
-            .into_iter()
-            .map(|m| m.param.to_string())
-            .collect()
-    }
-
     fn count_to(&self, user: &str, needle: &str) -> usize {
         self.texts_to(user)
             .iter()
             .filter(|t| t.contains(needle))
-            .count()
-    }
-
-    fn permissions_named(&self, name: &str) -> usize {
-        self.jms
-            .permissions()
-            .iter()
-            .filter(|p| p.name == name)
             .count()
     }
 

@@ -5,11 +5,9 @@
 use crate::support::{bot_env_newtype, example_user, BotEnv};
 use accessbot::clock::{Clock, SharedClock};
 use accessbot::dingtalk::client::{ApprovalInstanceQuery, DingTalkClient};
-use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::domain::ids::{DingUserId, OrderId};
-use accessbot::domain::order::{Order, State};
+use accessbot::domain::order::State;
 use accessbot::sandbox::dingtalk::{FaultKind, SimDingTalk};
-use accessbot::sandbox::dingtalk_driver::encrypted_event_request;
 use accessbot::sandbox::jumpserver::SimJumpServer;
 use accessbot::store::outbox::{JobKind, OutboxJob};
 use accessbot::worker::outbox::JobRunner;
@@ -61,47 +59,10 @@ impl Env {
         orders[0].id.clone()
     }
 
-    async fn drain(&self) -> usize {
-        self.bot().drain_outbox(50).await.unwrap()
-    }
-
     /// Past any retry back-off, then run what is due.
     async fn later_drain(&self) -> usize {
         self.clock.advance(SignedDuration::from_mins(30));
         self.drain().await
-    }
-
-    async fn push_event(&self, event: Value) -> u16 {
-        let d = &self.cfg.dingtalk;
-        let crypto = CallbackCrypto::new(
-            d.callback_token.expose(),
-            d.callback_aes_key.expose(),
-            d.owner_key(),
-        )
-        .unwrap();
-        let ts = self.now_ms().to_string();
-        let (query, body) = encrypted_event_request(&crypto, &event.to_string(), &ts, "nonce-oa");
-        reqwest::Client::new()
-            .post(format!("{}/dingtalk/events?{query}", self.bot().url()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    fn orders_of(&self, user: &str) -> Vec<Order> {
-        self.bot()
-            .orders()
-            .unwrap()
-            .list_by_requester(&DingUserId::new(user))
-            .unwrap()
-    }
-
-    fn order(&self, id: &OrderId) -> Order {
-        self.bot().orders().unwrap().get(id).unwrap().unwrap()
     }
 
     fn start_calls(&self) -> usize {
@@ -135,14 +96,6 @@ impl Env {
             .messages_to(&DingUserId::new(ALICE))
             .iter()
             .filter(|m| m.param.to_string().contains(GRANTED))
-            .count()
-    }
-
-    fn permissions_named(&self, name: &str) -> usize {
-        self.jms
-            .permissions()
-            .iter()
-            .filter(|p| p.name == name)
             .count()
     }
 
