@@ -11,6 +11,7 @@ mod jms_client;
 mod jms_transcripts;
 mod orders;
 mod stream;
+mod support;
 mod sync_index;
 mod workflow;
 mod workflow_oa_resume;

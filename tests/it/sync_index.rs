@@ -3,27 +3,18 @@
 //! future and inactive permissions). The outbox is driven step by step, and the crash tests
 //! stop the sync job at a known point of its walk (after JumpServer saw the permission list
 //! request), so nothing depends on timing.
-use accessbot::app::{Bot, BotOptions};
-use accessbot::clock::{Clock, ManualClock, SharedClock};
-use accessbot::config::Config;
-use accessbot::dingtalk::client::DingUser;
+use crate::support::{bot_env_newtype, example_user, BotEnv};
+use accessbot::clock::Clock;
 use accessbot::domain::ids::DingUserId;
 use accessbot::jumpserver::api::NewPermissionSpec;
-use accessbot::jumpserver::config::JumpServerConfig;
-use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{robot_text_message, signed_robot_headers, RobotSender};
-use accessbot::sandbox::jumpserver::{
-    SeedHost, SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
-};
-use accessbot::secret::Secret;
+use accessbot::sandbox::dingtalk::SimDingTalk;
+use accessbot::sandbox::jumpserver::{SeedHost, SimJumpServer};
 use accessbot::store::audit::Audit;
 use accessbot::store::outbox::{OutboxJob, SYNC_KEY};
 use accessbot::store::Store;
 use accessbot::worker::outbox::{JobError, JobRunner};
 use jiff::{SignedDuration, Timestamp};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 
 const ADMIN: &str = "admin01";
@@ -32,28 +23,8 @@ const PERMS_PATH: &str = "/api/v1/perms/asset-permissions";
 /// More than two pages of 100: the host walk must follow `next` twice.
 const BULK_HOSTS: usize = 230;
 
-struct Env {
-    dt: SimDingTalk,
-    jms: SimJumpServer,
-    clock: ManualClock,
-    dir: tempfile::TempDir,
-    cfg: Config,
-    bot: Option<Bot>,
-    seq: AtomicU64,
-}
-
-fn ding_user(id: &str, name: &str) -> DingUser {
-    DingUser {
-        userid: DingUserId::new(id),
-        name: name.into(),
-        email: Some(format!("{id}@example.com")),
-        org_email: None,
-        mobile: None,
-        job_number: None,
-        dept_ids: vec![1],
-        active: true,
-    }
-}
+struct Env(BotEnv);
+bot_env_newtype!(Env);
 
 fn bulk_address(i: usize) -> String {
     format!("10.20.{}.{}", i / 200, i % 200 + 1)
@@ -61,143 +32,36 @@ fn bulk_address(i: usize) -> String {
 
 impl Env {
     async fn new() -> Env {
-        let start: Timestamp = "2026-11-22T02:00:00Z".parse().unwrap();
-        let clock = ManualClock::new(start);
-        let dt = SimDingTalk::start(SimDingTalkOptions {
-            clock: Some(clock.clone()),
-            qps_limit: None,
-            ..SimDingTalkOptions::default()
-        })
-        .await
-        .unwrap();
-        dt.add_user(ding_user(ADMIN, "管理员"));
-        dt.add_user(ding_user(ALICE, "张三"));
-        let shared: SharedClock = Arc::new(clock.clone());
-        let jms = SimJumpServer::start(SimJmsOptions::new(shared))
-            .await
-            .unwrap();
-        jms.seed_demo().unwrap();
-        let bulk = jms.add_node_path("Bulk/web");
-        for i in 0..BULK_HOSTS {
-            jms.add_host(SeedHost {
-                name: format!("bulk-{i:03}"),
-                address: bulk_address(i),
-                platform_id: 1,
-                node_ids: vec![bulk.clone()],
-                accounts: vec![("readonly".into(), "readonly".into(), false)],
-            })
-            .unwrap();
-        }
-        for u in ["fx-carol", "fx-dave", "fx-erin"] {
-            jms.add_user(u, &u.to_uppercase(), &format!("{u}@example.com"))
+        let users = [example_user(ADMIN, "管理员"), example_user(ALICE, "张三")];
+        let seed = |_: &SimDingTalk, jms: &SimJumpServer| {
+            let bulk = jms.add_node_path("Bulk/web");
+            for i in 0..BULK_HOSTS {
+                jms.add_host(SeedHost {
+                    name: format!("bulk-{i:03}"),
+                    address: bulk_address(i),
+                    platform_id: 1,
+                    node_ids: vec![bulk.clone()],
+                    accounts: vec![("readonly".into(), "readonly".into(), false)],
+                })
                 .unwrap();
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.server.listen = "127.0.0.1:0".into();
-        cfg.storage.path = dir.path().join("db");
-        cfg.dingtalk = dt.dingtalk_config();
-        cfg.jumpserver = JumpServerConfig {
-            url: jms.url(),
-            access_key_id: VECTOR_KEY_ID.into(),
-            access_key_secret: Secret::new(VECTOR_KEY_SECRET),
-            retry_max_attempts: 1,
-            retry_base_delay_ms: 1,
-            retry_after_cap_ms: 5,
-            ..JumpServerConfig::default()
+            }
+            for u in ["fx-carol", "fx-dave", "fx-erin"] {
+                jms.add_user(u, &u.to_uppercase(), &format!("{u}@example.com"))
+                    .unwrap();
+            }
         };
-        cfg.approval.default_approvers = vec!["boss01".into()];
-        cfg.policy.admins = vec![ADMIN.into()];
-        cfg.workflow.run_workers = false;
-        let mut env = Env {
-            dt,
-            jms,
-            clock,
-            dir,
-            cfg,
-            bot: None,
-            seq: AtomicU64::new(0),
-        };
-        env.start().await;
-        env
-    }
-
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("db")
-    }
-
-    async fn start(&mut self) {
-        let store = Store::open(self.db_path()).unwrap();
-        let bot = Bot::start(
-            &self.cfg,
-            BotOptions {
-                clock: Arc::new(self.clock.clone()),
-                store,
-                dispatcher: None,
-            },
-        )
-        .await
-        .unwrap();
-        self.dt.set_bot_base_url(bot.url());
-        self.bot = Some(bot);
-    }
-
-    /// A crash: the bot is dropped without shutdown and a new one opens the same sled files.
-    async fn crash_and_restart(&mut self) {
-        drop(self.bot.take());
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-        self.start().await;
-    }
-
-    fn bot(&self) -> &Bot {
-        self.bot.as_ref().unwrap()
+        Env(BotEnv::new(users, seed, |cfg| {
+            cfg.approval.default_approvers = vec!["boss01".into()];
+            cfg.policy.admins = vec![ADMIN.into()];
+        })
+        .await)
     }
 
     async fn ask(&self, user: &str, text: &str) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("sync-msg{n}");
-        self.dt.webhook_url_for(&msg_id);
-        let base = format!("{}/robot/sendBySession", self.dt.base_url());
-        let app_key = self.cfg.dingtalk.app_key.clone();
-        let sender = RobotSender {
-            staff_id: Some(user),
-            nick: user,
-            group: false,
-            conversation_id: &format!("cid-{user}"),
-            session_webhook: &base,
-            robot_code: &app_key,
-        };
-        let now = self.clock.now().as_millisecond();
-        let body = robot_text_message(&sender, &msg_id, text, now);
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/dingtalk/robot", self.bot().url()))
-            .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), now) {
-            req = req.header(k, v);
-        }
-        assert_eq!(req.send().await.unwrap().status(), 200);
-        // Bounded wait for the reply sent after the acknowledgement (bounds a hang only).
-        for _ in 0..3000 {
-            if let Some(v) = self.dt.webhook_messages(&msg_id).first() {
-                return v.to_string();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("no reply to {text}");
-    }
-
-    async fn drain(&self) -> usize {
-        self.bot().drain_outbox(50).await.unwrap()
-    }
-
-    fn texts_to(&self, user: &str) -> Vec<String> {
-        self.dt
-            .messages_to(&DingUserId::new(user))
-            .into_iter()
-            .map(|m| m.param.to_string())
-            .collect()
+        self.push_robot_text(user, &msg_id, text).await;
+        self.reply(&msg_id).await
     }
 
     fn generation(&self) -> Option<u64> {

@@ -2,33 +2,20 @@
 //! simulated JumpServer, driven the way DingTalk drives it (signed robot pushes, signed card
 //! callbacks, encrypted event pushes). Outbox and deadlines are driven step by step
 //! (`workflow.run_workers = false`), so every assertion is about state, never about timing.
-use accessbot::app::{Bot, BotOptions};
-use accessbot::clock::{Clock, ManualClock, SharedClock};
+use crate::support::{bot_env_newtype, ding_user, BotEnv};
+use accessbot::clock::Clock;
 use accessbot::config::Config;
-use accessbot::dingtalk::client::DingUser;
-use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::dispatch::Dispatch;
 use accessbot::domain::ids::{DingUserId, OrderId};
-use accessbot::domain::order::{Order, State};
+use accessbot::domain::order::State;
 use accessbot::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome, Inbound};
-use accessbot::jumpserver::config::JumpServerConfig;
-use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{
-    card_callback_body, card_signature_headers, encrypted_event_request, robot_text_message,
-    signed_robot_headers, RobotSender,
-};
-use accessbot::sandbox::jumpserver::{
-    SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
-};
-use accessbot::secret::Secret;
+use accessbot::sandbox::dingtalk_driver::{card_callback_body, card_signature_headers};
 use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
 use accessbot::workflow::WorkflowDispatcher;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 const ALICE: &str = "alice01";
 const BOSS1: &str = "boss01";
@@ -36,15 +23,8 @@ const BOSS2: &str = "boss02";
 const ADMIN: &str = "admin01";
 const MALLORY: &str = "mallory01";
 
-struct Env {
-    dt: SimDingTalk,
-    jms: SimJumpServer,
-    clock: ManualClock,
-    dir: tempfile::TempDir,
-    cfg: Config,
-    bot: Option<Bot>,
-    seq: AtomicU64,
-}
+struct Env(BotEnv);
+bot_env_newtype!(Env);
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -55,36 +35,10 @@ enum Mode {
     Oa,
 }
 
-fn ding_user(id: &str, name: &str, email: &str) -> DingUser {
-    DingUser {
-        userid: DingUserId::new(id),
-        name: name.into(),
-        email: Some(email.into()),
-        org_email: None,
-        mobile: None,
-        job_number: None,
-        dept_ids: vec![1],
-        active: true,
-    }
-}
-
-fn config(dt: &SimDingTalk, jms: &SimJumpServer, dir: &Path, mode: Mode) -> Config {
-    let mut cfg = Config::default();
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.storage.path = dir.join("db");
-    cfg.dingtalk = dt.dingtalk_config();
-    cfg.jumpserver = JumpServerConfig {
-        url: jms.url(),
-        access_key_id: VECTOR_KEY_ID.into(),
-        access_key_secret: Secret::new(VECTOR_KEY_SECRET),
-        retry_max_attempts: 1,
-        retry_base_delay_ms: 1,
-        retry_after_cap_ms: 5,
-        ..JumpServerConfig::default()
-    };
+/// The mode-specific part of the config.
+fn configure(cfg: &mut Config, mode: Mode) {
     cfg.approval.default_approvers = vec![BOSS1.into(), BOSS2.into()];
     cfg.policy.admins = vec![ADMIN.into()];
-    cfg.workflow.run_workers = false;
     match mode {
         Mode::Cards => {
             cfg.cards.approval_template_id = "tpl-approval".into();
@@ -96,126 +50,27 @@ fn config(dt: &SimDingTalk, jms: &SimJumpServer, dir: &Path, mode: Mode) -> Conf
             cfg.approval.process_code = Some("PROC-ACCESS".into());
         }
     }
-    cfg
 }
 
 impl Env {
     async fn new(mode: Mode) -> Env {
-        let start: Timestamp = "2026-11-22T02:00:00Z".parse().unwrap();
-        let clock = ManualClock::new(start);
-        let dt = SimDingTalk::start(SimDingTalkOptions {
-            clock: Some(clock.clone()),
-            qps_limit: None,
-            ..SimDingTalkOptions::default()
-        })
-        .await
-        .unwrap();
-        for (id, name, mail) in [
+        let users = [
             (ALICE, "张三", "fx-alice@example.com"),
             (BOSS1, "李四", "boss01@example.com"),
             (BOSS2, "王五", "boss02@example.com"),
             (ADMIN, "管理员", "admin01@example.com"),
             (MALLORY, "路人", "mallory@example.com"),
-        ] {
-            dt.add_user(ding_user(id, name, mail));
-        }
-        let shared: SharedClock = Arc::new(clock.clone());
-        let jms = SimJumpServer::start(SimJmsOptions::new(shared))
-            .await
-            .unwrap();
-        jms.seed_demo().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = config(&dt, &jms, dir.path(), mode);
-        let mut env = Env {
-            dt,
-            jms,
-            clock,
-            dir,
-            cfg,
-            bot: None,
-            seq: AtomicU64::new(0),
-        };
-        env.start().await;
-        env
-    }
-
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("db")
-    }
-
-    async fn start(&mut self) {
-        let store = Store::open(self.db_path()).unwrap();
-        let bot = Bot::start(
-            &self.cfg,
-            BotOptions {
-                clock: Arc::new(self.clock.clone()),
-                store,
-                dispatcher: None,
-            },
-        )
-        .await
-        .unwrap();
-        self.dt.set_bot_base_url(bot.url());
-        self.bot = Some(bot);
-    }
-
-    /// A crash: the bot is dropped (tasks aborted, nothing flushed on purpose) and a new one
-    /// starts on the same sled directory.
-    async fn crash_and_restart(&mut self) {
-        drop(self.bot.take());
-        // Let the runtime drop the aborted tasks (and with them their sled handles).
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-        self.start().await;
-    }
-
-    fn bot(&self) -> &Bot {
-        self.bot.as_ref().unwrap()
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.clock.now().as_millisecond()
+        ]
+        .map(|(id, name, mail)| ding_user(id, name, mail));
+        Env(BotEnv::new(users, |_, _| {}, |cfg| configure(cfg, mode)).await)
     }
 
     /// A user's 1:1 message to the robot; returns the session id its replies go to.
     async fn say(&self, user: &str, text: &str) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("msg{n}x{}", user.len());
-        self.dt.webhook_url_for(&msg_id);
-        let base = format!("{}/robot/sendBySession", self.dt.base_url());
-        let app_key = self.cfg.dingtalk.app_key.clone();
-        let sender = RobotSender {
-            staff_id: Some(user),
-            nick: user,
-            group: false,
-            conversation_id: &format!("cid-{user}"),
-            session_webhook: &base,
-            robot_code: &app_key,
-        };
-        let body = robot_text_message(&sender, &msg_id, text, self.now_ms());
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/dingtalk/robot", self.bot().url()))
-            .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), self.now_ms()) {
-            req = req.header(k, v);
-        }
-        let res = req.send().await.unwrap();
-        assert_eq!(res.status(), 200, "robot push refused");
+        self.push_robot_text(user, &msg_id, text).await;
         msg_id
-    }
-
-    /// The text the bot answered on a message's session webhook (waits for the spawned reply).
-    async fn reply(&self, session: &str) -> String {
-        // Bounded wait for a reply sent after the acknowledgement; generous because CI machines
-        // are shared (this bounds a hang, it is not a speed assertion).
-        for _ in 0..3000 {
-            if let Some(v) = self.dt.webhook_messages(session).first() {
-                return v.to_string();
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("no reply on session {session}");
     }
 
     async fn ask(&self, user: &str, text: &str) -> String {
@@ -247,63 +102,10 @@ impl Env {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn push_event(&self, event: Value) -> u16 {
-        let d = &self.cfg.dingtalk;
-        let crypto = CallbackCrypto::new(
-            d.callback_token.expose(),
-            d.callback_aes_key.expose(),
-            d.owner_key(),
-        )
-        .unwrap();
-        let ts = self.now_ms().to_string();
-        let (query, body) = encrypted_event_request(&crypto, &event.to_string(), &ts, "nonce123");
-        let res = reqwest::Client::new()
-            .post(format!("{}/dingtalk/events?{query}", self.bot().url()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        res.status().as_u16()
-    }
-
-    async fn drain(&self) -> usize {
-        self.bot().drain_outbox(50).await.unwrap()
-    }
-
-    fn orders_of(&self, user: &str) -> Vec<Order> {
-        self.bot()
-            .orders()
-            .unwrap()
-            .list_by_requester(&DingUserId::new(user))
-            .unwrap()
-    }
-
-    fn order(&self, id: &OrderId) -> Order {
-        self.bot().orders().unwrap().get(id).unwrap().unwrap()
-    }
-
-    /// Texts of the 1:1 robot messages a user received.
-    fn texts_to(&self, user: &str) -> Vec<String> {
-        self.dt
-            .messages_to(&DingUserId::new(user))
-            .into_iter()
-            .map(|m| m.param.to_string())
-            .collect()
-    }
-
     fn count_to(&self, user: &str, needle: &str) -> usize {
         self.texts_to(user)
             .iter()
             .filter(|t| t.contains(needle))
-            .count()
-    }
-
-    fn permissions_named(&self, name: &str) -> usize {
-        self.jms
-            .permissions()
-            .iter()
-            .filter(|p| p.name == name)
             .count()
     }
 

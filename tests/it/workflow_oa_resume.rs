@@ -2,29 +2,18 @@
 //! start has no idempotency key, so when its answer is lost (or the process dies before the
 //! instance id is recorded) the retried job must find the instance it created instead of
 //! opening a second approval. Outbox steps are driven by hand (`run_workers = false`).
-use accessbot::app::{Bot, BotOptions};
-use accessbot::clock::{Clock, ManualClock, SharedClock};
-use accessbot::config::Config;
-use accessbot::dingtalk::client::{ApprovalInstanceQuery, DingTalkClient, DingUser};
-use accessbot::dingtalk::crypto::CallbackCrypto;
+use crate::support::{bot_env_newtype, example_user, BotEnv};
+use accessbot::clock::{Clock, SharedClock};
+use accessbot::dingtalk::client::{ApprovalInstanceQuery, DingTalkClient};
 use accessbot::domain::ids::{DingUserId, OrderId};
-use accessbot::domain::order::{Order, State};
-use accessbot::jumpserver::config::JumpServerConfig;
-use accessbot::sandbox::dingtalk::{FaultKind, SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{
-    encrypted_event_request, robot_text_message, signed_robot_headers, RobotSender,
-};
-use accessbot::sandbox::jumpserver::{
-    SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
-};
-use accessbot::secret::Secret;
+use accessbot::domain::order::State;
+use accessbot::sandbox::dingtalk::{FaultKind, SimDingTalk};
+use accessbot::sandbox::jumpserver::SimJumpServer;
 use accessbot::store::outbox::{JobKind, OutboxJob};
-use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 const ALICE: &str = "alice01";
@@ -35,115 +24,22 @@ const QUERY: &str = "/v1.0/workflow/processes/instanceIds/query";
 const GRANTED: &str = "权限已开通";
 const PROCESS: &str = "PROC-ACCESS";
 
-fn ding_user(id: &str, name: &str) -> DingUser {
-    DingUser {
-        userid: DingUserId::new(id),
-        name: name.into(),
-        email: Some(format!("{id}@example.com")),
-        org_email: None,
-        mobile: None,
-        job_number: None,
-        dept_ids: vec![1],
-        active: true,
-    }
-}
-
-struct Env {
-    dt: SimDingTalk,
-    jms: SimJumpServer,
-    clock: ManualClock,
-    dir: tempfile::TempDir,
-    cfg: Config,
-    bot: Option<Bot>,
-    seq: AtomicU64,
-}
+struct Env(BotEnv);
+bot_env_newtype!(Env);
 
 impl Env {
     async fn new() -> Env {
-        let clock = ManualClock::new("2026-11-22T02:00:00Z".parse::<Timestamp>().unwrap());
-        let dt = SimDingTalk::start(SimDingTalkOptions {
-            clock: Some(clock.clone()),
-            qps_limit: None,
-            ..SimDingTalkOptions::default()
+        let users = [(ALICE, "张三"), (BOSS1, "李四"), (BOSS2, "王五")]
+            .map(|(id, name)| example_user(id, name));
+        let seed = |dt: &SimDingTalk, _: &SimJumpServer| {
+            dt.add_process("JumpServer 访问申请", PROCESS);
+        };
+        Env(BotEnv::new(users, seed, |cfg| {
+            cfg.approval.default_approvers = vec![BOSS1.into(), BOSS2.into()];
+            cfg.approval.mode = accessbot::domain::policy::ApprovalMode::Oa;
+            cfg.approval.process_code = Some(PROCESS.into());
         })
-        .await
-        .unwrap();
-        for (id, name) in [(ALICE, "张三"), (BOSS1, "李四"), (BOSS2, "王五")] {
-            dt.add_user(ding_user(id, name));
-        }
-        dt.add_process("JumpServer 访问申请", PROCESS);
-        let shared: SharedClock = Arc::new(clock.clone());
-        let jms = SimJumpServer::start(SimJmsOptions::new(shared))
-            .await
-            .unwrap();
-        jms.seed_demo().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::default();
-        cfg.server.listen = "127.0.0.1:0".into();
-        cfg.storage.path = dir.path().join("db");
-        cfg.dingtalk = dt.dingtalk_config();
-        cfg.jumpserver = JumpServerConfig {
-            url: jms.url(),
-            access_key_id: VECTOR_KEY_ID.into(),
-            access_key_secret: Secret::new(VECTOR_KEY_SECRET),
-            retry_max_attempts: 1,
-            retry_base_delay_ms: 1,
-            retry_after_cap_ms: 5,
-            ..JumpServerConfig::default()
-        };
-        cfg.approval.default_approvers = vec![BOSS1.into(), BOSS2.into()];
-        cfg.approval.mode = accessbot::domain::policy::ApprovalMode::Oa;
-        cfg.approval.process_code = Some(PROCESS.into());
-        cfg.workflow.run_workers = false;
-        let mut env = Env {
-            dt,
-            jms,
-            clock,
-            dir,
-            cfg,
-            bot: None,
-            seq: AtomicU64::new(0),
-        };
-        env.start().await;
-        env
-    }
-
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("db")
-    }
-
-    async fn start(&mut self) {
-        let store = Store::open(self.db_path()).unwrap();
-        let bot = Bot::start(
-            &self.cfg,
-            BotOptions {
-                clock: Arc::new(self.clock.clone()),
-                store,
-                dispatcher: None,
-            },
-        )
-        .await
-        .unwrap();
-        self.dt.set_bot_base_url(bot.url());
-        self.bot = Some(bot);
-    }
-
-    /// A crash: the bot is dropped (tasks aborted, nothing flushed) and a new one starts on
-    /// the same sled directory.
-    async fn crash_and_restart(&mut self) {
-        drop(self.bot.take());
-        for _ in 0..20 {
-            tokio::task::yield_now().await;
-        }
-        self.start().await;
-    }
-
-    fn bot(&self) -> &Bot {
-        self.bot.as_ref().unwrap()
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.clock.now().as_millisecond()
+        .await)
     }
 
     /// Alice asks for access; returns the new order (its jobs not run yet).
@@ -151,77 +47,22 @@ impl Env {
         let before = self.orders_of(ALICE).len();
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("msg-oa-{n}");
-        self.dt.webhook_url_for(&msg_id);
-        let base = format!("{}/robot/sendBySession", self.dt.base_url());
-        let app_key = self.cfg.dingtalk.app_key.clone();
-        let sender = RobotSender {
-            staff_id: Some(ALICE),
-            nick: ALICE,
-            group: false,
-            conversation_id: "cid-alice",
-            session_webhook: &base,
-            robot_code: &app_key,
-        };
-        let body = robot_text_message(
-            &sender,
+        self.push_robot_text(
+            ALICE,
             &msg_id,
             "申请主机 10.10.1.11 只读 4h 原因：排查线上问题",
-            self.now_ms(),
-        );
-        let mut req = reqwest::Client::new()
-            .post(format!("{}/dingtalk/robot", self.bot().url()))
-            .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), self.now_ms()) {
-            req = req.header(k, v);
-        }
-        assert_eq!(req.send().await.unwrap().status(), 200);
+        )
+        .await;
         // The order is created while the push is answered; the reply itself is not needed.
         let orders = self.orders_of(ALICE);
         assert_eq!(orders.len(), before + 1, "no order created");
         orders[0].id.clone()
     }
 
-    async fn drain(&self) -> usize {
-        self.bot().drain_outbox(50).await.unwrap()
-    }
-
     /// Past any retry back-off, then run what is due.
     async fn later_drain(&self) -> usize {
         self.clock.advance(SignedDuration::from_mins(30));
         self.drain().await
-    }
-
-    async fn push_event(&self, event: Value) -> u16 {
-        let d = &self.cfg.dingtalk;
-        let crypto = CallbackCrypto::new(
-            d.callback_token.expose(),
-            d.callback_aes_key.expose(),
-            d.owner_key(),
-        )
-        .unwrap();
-        let ts = self.now_ms().to_string();
-        let (query, body) = encrypted_event_request(&crypto, &event.to_string(), &ts, "nonce-oa");
-        reqwest::Client::new()
-            .post(format!("{}/dingtalk/events?{query}", self.bot().url()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    }
-
-    fn orders_of(&self, user: &str) -> Vec<Order> {
-        self.bot()
-            .orders()
-            .unwrap()
-            .list_by_requester(&DingUserId::new(user))
-            .unwrap()
-    }
-
-    fn order(&self, id: &OrderId) -> Order {
-        self.bot().orders().unwrap().get(id).unwrap().unwrap()
     }
 
     fn start_calls(&self) -> usize {
@@ -255,14 +96,6 @@ impl Env {
             .messages_to(&DingUserId::new(ALICE))
             .iter()
             .filter(|m| m.param.to_string().contains(GRANTED))
-            .count()
-    }
-
-    fn permissions_named(&self, name: &str) -> usize {
-        self.jms
-            .permissions()
-            .iter()
-            .filter(|p| p.name == name)
             .count()
     }
 
