@@ -6,7 +6,7 @@ pub mod chat; //       what users read: replies, help, cards, rendered in zh-CN 
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
 pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
-pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, inbound parsing, OpenAPI client
+pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler
 pub mod domain; //     pure types and rules (no IO): ids, commands, durations, policy, order state machine
 pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
@@ -14,6 +14,6 @@ pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
-pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit
+pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit, index
 pub mod worker; //     background jobs: outbox runner, scheduler
 pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work
