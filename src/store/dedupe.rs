@@ -75,18 +75,6 @@ impl Dedupe {
         })
     }
 
-    /// Records `key` as handled until `expires_ms`. Returns `true` if this is the first delivery
-    /// (or the previous record has expired), `false` for a duplicate. Atomic under concurrency:
-    /// of two simultaneous deliveries exactly one gets `true`.
-    pub fn first_seen(&self, key: &str, now_ms: i64, expires_ms: i64) -> Result<bool, StoreError> {
-        let first = self.cas_in(key, |current| match current {
-            Some(s) if s.expires() > now_ms => None,
-            _ => Some(expires_ms.to_be_bytes().to_vec()),
-        })?;
-        self.maybe_sweep(now_ms)?;
-        Ok(first)
-    }
-
     /// Starts handling a delivery. On `First` the key is in flight until `finish` (handled),
     /// `forget` (failed), or `abandon_after_ms` passes. Atomic under concurrency.
     pub fn begin(
@@ -205,13 +193,22 @@ impl Dedupe {
 mod tests {
     use super::*;
 
+    /// A delivery handled to the end: `begin` then `finish`; true when it was the first.
+    fn handled(d: &Dedupe, key: &str, now_ms: i64, expires_ms: i64) -> bool {
+        let first = d.begin(key, now_ms, expires_ms, 100).unwrap() == Delivery::First;
+        if first {
+            d.finish(key).unwrap();
+        }
+        first
+    }
+
     #[test]
     fn duplicate_within_ttl_is_refused_and_expired_key_is_accepted_again() {
         let store = Store::temporary().unwrap();
         let d = Dedupe::new(&store).unwrap();
-        assert!(d.first_seen("msg:1", 1000, 2000).unwrap());
-        assert!(!d.first_seen("msg:1", 1500, 2500).unwrap());
-        assert!(d.first_seen("msg:1", 2001, 3000).unwrap());
+        assert!(handled(&d, "msg:1", 1000, 2000));
+        assert!(!handled(&d, "msg:1", 1500, 2500));
+        assert!(handled(&d, "msg:1", 2001, 3000));
         assert_eq!(d.sweep(3001).unwrap(), 1);
         assert!(d.is_empty());
     }
@@ -252,7 +249,7 @@ mod tests {
         let store = Store::temporary().unwrap();
         let d = Dedupe::new(&store).unwrap();
         for i in 0..5 {
-            assert!(d.first_seen(&format!("old:{i}"), 0, 1_000).unwrap());
+            assert!(handled(&d, &format!("old:{i}"), 0, 1_000));
         }
         assert_eq!(d.len(), 5);
         // Within the sweep interval nothing is walked.
