@@ -3,6 +3,8 @@
 //! case (they are deterministic); criterion measures the time. New hosts go to their own node,
 //! so the existing hosts' node (whose accounts each grant checks) keeps its size.
 use accessbot::clock::{ManualClock, SharedClock};
+use accessbot::domain::ids::OrderId;
+use accessbot::domain::ownership::Marker;
 use accessbot::jumpserver::{GrantPlan, JmsClient, JumpServerConfig};
 use accessbot::sandbox::jumpserver::{
     SeedHost, SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
@@ -17,6 +19,7 @@ use std::time::Duration;
 fn plan(name: String, node: &str, addresses: Vec<String>, t0: Timestamp) -> GrantPlan {
     GrantPlan {
         username: "alice".into(),
+        email: None,
         new_user: None,
         node_name: node.into(),
         addresses,
@@ -26,6 +29,10 @@ fn plan(name: String, node: &str, addresses: Vec<String>, t0: Timestamp) -> Gran
         protocols: vec![("ssh".into(), 22)],
         date_start: t0,
         date_expired: t0 + SignedDuration::from_hours(72),
+        owner: Marker {
+            installation: "benchinst1".into(),
+            order: OrderId::new(name.clone()),
+        },
         permission_name: name,
         comment: "bench".into(),
     }

@@ -109,6 +109,7 @@ fn build_engine(
         jms,
         clock: opts.clock.clone(),
         names: Default::default(),
+        installation: opts.store.installation_id().clone(),
     });
     let w = &config.workflow;
     let runner = Arc::new(OutboxRunner::new(

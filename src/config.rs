@@ -74,6 +74,34 @@ pub struct WorkflowConfig {
     /// Run the outbox and deadline workers in the background. `false` is for tests and
     /// step-by-step demos, which drive them with `Bot::run_outbox_once` / `fire_deadlines`.
     pub run_workers: bool,
+    /// A requested host lacks the role's login (`ops` on a host without an `ops` account):
+    /// `warn` = ask for approval anyway, naming the host on the card and in the result, and
+    /// tell the admins what to add; `refuse` = close the request before approval, saying why.
+    pub missing_login: MissingLogin,
+    /// How a revoke, give-back or expiry ends the permission in JumpServer: `deactivate`
+    /// (`is_active: false`, kept in JumpServer for its own records) or `delete`.
+    pub revoke_mode: RevokeModeConfig,
+    /// On revoke and at expiry, ask JumpServer's terminals to end the holder's live sessions
+    /// on the order's hosts.
+    pub end_sessions: bool,
+}
+
+/// `[workflow] missing_login`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingLogin {
+    #[default]
+    Warn,
+    Refuse,
+}
+
+/// `[workflow] revoke_mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeModeConfig {
+    #[default]
+    Deactivate,
+    Delete,
 }
 
 impl Default for WorkflowConfig {
@@ -87,6 +115,9 @@ impl Default for WorkflowConfig {
             expiry_reminder_minutes: 60,
             max_concurrent_jobs: 8,
             run_workers: true,
+            missing_login: MissingLogin::Warn,
+            revoke_mode: RevokeModeConfig::Deactivate,
+            end_sessions: true,
         }
     }
 }

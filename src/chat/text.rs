@@ -1187,6 +1187,16 @@ pub struct ChangeView<'a> {
     pub duration: Option<AccessDuration>,
     pub already: &'a [(String, Option<Timestamp>)],
     pub unavailable: Option<&'a str>,
+    /// The role's label, for the accounts in words (`运维账号 ops`).
+    pub role_label: &'a str,
+    /// `(username, by_email)`: the existing user the grant goes to instead of `username`.
+    pub user_matched: Option<(&'a str, bool)>,
+    pub missing_logins: &'a [(String, String)],
+    pub permission_name: &'a str,
+    pub permission_repair: bool,
+    pub name_conflicts: &'a [String],
+    pub hosts_renamed: &'a [(String, String)],
+    pub ambiguous: &'a [(String, Vec<String>)],
 }
 
 pub fn change_preview(lang: Lang, c: &ChangeView<'_>, tz: &TimeZone) -> String {
@@ -1226,11 +1236,29 @@ pub fn change_preview(lang: Lang, c: &ChangeView<'_>, tz: &TimeZone) -> String {
             "missing (policy does not create users; the grant will fail)".into(),
         ),
     };
-    lines.push(pick(
-        lang,
-        format!("• 用户：{}（{user}）", c.username),
-        format!("• User: {} ({user})", c.username),
-    ));
+    match c.user_matched {
+        Some((found, true)) => lines.push(pick(
+            lang,
+            format!(
+                "• 用户：{found}（已存在；邮箱与申请人相同，{} 未使用，授权给 {found}）",
+                c.username
+            ),
+            format!(
+                "• User: {found} (exists; same e-mail as the requester, {} is not used; the grant goes to {found})",
+                c.username
+            ),
+        )),
+        Some((found, false)) => lines.push(pick(
+            lang,
+            format!("• 用户：{found}（已存在，与 {} 仅大小写不同）", c.username),
+            format!("• User: {found} (exists; {} in another letter case)", c.username),
+        )),
+        None => lines.push(pick(
+            lang,
+            format!("• 用户：{}（{user}）", c.username),
+            format!("• User: {} ({user})", c.username),
+        )),
+    }
     if c.whole_node {
         lines.push(pick(
             lang,
@@ -1253,16 +1281,73 @@ pub fn change_preview(lang: Lang, c: &ChangeView<'_>, tz: &TimeZone) -> String {
             format!("• 将新建主机：{}", list(c.hosts_to_create)),
             format!("• Hosts to create: {}", list(c.hosts_to_create)),
         ));
+        for (addr, name) in c.hosts_renamed {
+            lines.push(pick(
+                lang,
+                format!("• 名称 {addr} 已被另一台主机占用：新主机将命名为 {name}"),
+                format!(
+                    "• The name {addr} belongs to another host: the new host will be named {name}"
+                ),
+            ));
+        }
     }
+    let label = |_: &str| c.role_label.to_owned();
+    let accounts = crate::chat::readback::accounts(lang, &label, c.accounts);
     lines.push(pick(
         lang,
-        format!("• 账号：{}；动作：{}", list(c.accounts), list(c.actions)),
-        format!(
-            "• Accounts: {}; actions: {}",
-            list(c.accounts),
-            list(c.actions)
-        ),
+        format!("• 账号：{accounts}；动作：{}", list(c.actions)),
+        format!("• Logins: {accounts}; actions: {}", list(c.actions)),
     ));
+    for (host, candidates) in c.ambiguous {
+        lines.push(pick(
+            lang,
+            format!(
+                "⚠️ {host} 对应多台主机（{}）：请按地址申请",
+                candidates.join(sep)
+            ),
+            format!(
+                "⚠️ {host} matches several hosts ({}): ask by address",
+                candidates.join(sep)
+            ),
+        ));
+    }
+    let mut by_host: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (h, u) in c.missing_logins {
+        match by_host.iter_mut().find(|(x, _)| *x == h.as_str()) {
+            Some((_, us)) => us.push(u),
+            None => by_host.push((h, vec![u])),
+        }
+    }
+    for (h, us) in by_host {
+        let us = us.join(sep);
+        lines.push(pick(
+            lang,
+            format!("⚠️ {h} 上没有 {us} 账号：此授权在该主机上不会提供可用登录（需管理员先添加该账号）"),
+            format!("⚠️ {h} has no {us} account: the grant would give no usable login there (an administrator must add it first)"),
+        ));
+    }
+    if c.permission_repair {
+        lines.push(pick(
+            lang,
+            format!("• 授权 {} 已存在（本单上次未完成），将按以上内容修复", c.permission_name),
+            format!("• Permission {} exists from an earlier attempt of this order; it will be made to match the above", c.permission_name),
+        ));
+    }
+    if !c.name_conflicts.is_empty() {
+        lines.push(pick(
+            lang,
+            format!(
+                "⚠️ JumpServer 中已有授权 {}（非本机器人创建），不会修改它；本单将使用名称 {}",
+                c.name_conflicts.join(sep),
+                c.permission_name
+            ),
+            format!(
+                "⚠️ JumpServer already has permission {} (not made by accessbot); it will not be touched, and this order will use the name {}",
+                c.name_conflicts.join(sep),
+                c.permission_name
+            ),
+        ));
+    }
     if let Some(d) = c.duration {
         lines.push(pick(
             lang,
@@ -1283,12 +1368,44 @@ pub fn change_preview(lang: Lang, c: &ChangeView<'_>, tz: &TimeZone) -> String {
     lines.join("\n")
 }
 
+/// A user's display, marked when they cannot connect now (disabled or expired in JumpServer).
+pub fn user_marked(lang: Lang, who: &str, can_connect: bool) -> String {
+    if can_connect {
+        who.to_owned()
+    } else {
+        pick(
+            lang,
+            format!("{who}（已禁用）"),
+            format!("{who} (disabled)"),
+        )
+    }
+}
+
+/// `/who-has <user>` for a user who cannot connect now.
+pub fn who_has_user_disabled(lang: Lang, username: &str) -> String {
+    pick(
+        lang,
+        format!("JumpServer 用户 {username} 已被禁用或已过期，目前无法连接任何主机。加上“全部”可查看其授权。"),
+        format!("JumpServer user {username} is disabled or expired and cannot connect anywhere now. Add `all` to see their grants."),
+    )
+}
+
+/// Rows left out of `/who-has` because those users cannot connect now.
+pub fn who_has_hidden(lang: Lang, n: usize) -> String {
+    pick(
+        lang,
+        format!("另有 {n} 条属于已禁用的用户，未列出（加上“全部”查看）。"),
+        format!("{n} more belong to disabled users and are not shown (add `all` to see them)."),
+    )
+}
+
 /// One row of a live `/who-has` answer (straight from JumpServer).
 #[derive(Clone, Debug)]
 pub struct LiveAccess<'a> {
     pub who: &'a str,
     pub what: &'a str,
-    pub accounts: &'a [String],
+    /// The logins in words (`运维账号 ops`), never raw markers.
+    pub accounts: String,
     pub until: Option<Timestamp>,
 }
 
@@ -1313,8 +1430,7 @@ fn access_lines(lang: Lang, rows: &[LiveAccess<'_>], tz: &TimeZone) -> Vec<Strin
         .map(|r| {
             let mut parts = vec![r.who.to_string(), r.what.to_string()];
             if !r.accounts.is_empty() {
-                let acc = r.accounts.join(",");
-                parts.push(pick(lang, format!("账号 {acc}"), format!("accounts {acc}")));
+                parts.push(r.accounts.clone());
             }
             if let Some(t) = r.until {
                 let t = time(t, tz);
@@ -1485,6 +1601,21 @@ pub fn account_request_view(
     )
 }
 
+/// A renewal that would not move the end: the grant already runs to the longest window.
+pub fn renew_at_limit(lang: Lang, max: AccessDuration) -> String {
+    pick(
+        lang,
+        format!(
+            "已达到该角色的最长时限（从现在起 {}），无法再延长",
+            duration(lang, max)
+        ),
+        format!(
+            "it already runs to the longest allowed window ({} from now)",
+            duration(lang, max)
+        ),
+    )
+}
+
 pub fn renew_refused(lang: Lang, order: &OrderId, detail: &str) -> String {
     pick(
         lang,
@@ -1529,6 +1660,53 @@ pub fn revoke_done(lang: Lang, order: &OrderId) -> String {
         lang,
         format!("已收回申请 {order} 的权限，正在从 JumpServer 删除授权。"),
         format!("Revoking {order}; the JumpServer permission is being removed."),
+    )
+}
+
+/// A request closed before approval, with what stopped it.
+pub fn request_not_taken(lang: Lang, order: &OrderId, detail: &str) -> String {
+    pick(
+        lang,
+        format!("⚠️ 申请 {order} 无法办理：{detail}"),
+        format!("⚠️ Request {order} cannot proceed: {detail}"),
+    )
+}
+
+/// A host name that matches several JumpServer hosts (names differing only in case).
+pub fn ambiguous_host(lang: Lang, name: &str, candidates: &[String]) -> String {
+    pick(
+        lang,
+        format!(
+            "{name} 对应 JumpServer 中的多台主机（{}），无法确定是哪一台；请按地址重新申请。",
+            candidates.join("、")
+        ),
+        format!(
+            "{name} matches several JumpServer hosts ({}); ask again by address.",
+            candidates.join(", ")
+        ),
+    )
+}
+
+/// `missing_login = "refuse"`: hosts without the role's login.
+pub fn missing_logins_refused(lang: Lang, pairs: &[(String, String)]) -> String {
+    let zh: Vec<String> = pairs
+        .iter()
+        .map(|(h, u)| format!("{h} 上没有账号 {u}"))
+        .collect();
+    let en: Vec<String> = pairs
+        .iter()
+        .map(|(h, u)| format!("{h} has no account {u}"))
+        .collect();
+    pick(
+        lang,
+        format!(
+            "{}，授权后无法登录。已通知管理员添加账号，添加后请重新申请。",
+            zh.join("；")
+        ),
+        format!(
+            "{}: the grant would give no usable login. The administrators were told to add the accounts; ask again once they exist.",
+            en.join("; ")
+        ),
     )
 }
 

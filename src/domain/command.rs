@@ -201,8 +201,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         kind: CommandKind::WhoHas,
         en: &["who-has", "whohas", "who has", "who_has"],
         zh: &["谁有权限", "谁有"],
-        args_en: "<host | user>",
-        args_zh: "<主机 | 用户>",
+        args_en: "<host | user> [all]",
+        args_zh: "<主机 | 用户> [全部]",
         about_en: "list who has access to a host, or what a user can reach",
         about_zh: "查看某主机的授权人，或某用户的权限",
         example_en: "/who-has 10.1.2.3",
@@ -267,7 +267,11 @@ pub enum Command {
         reason: String,
     },
     Sync,
-    WhoHas(String),
+    /// `all`: also list users who cannot connect now (disabled in JumpServer), marked.
+    WhoHas {
+        subject: String,
+        all: bool,
+    },
     Revoke(OrderId),
     Renew {
         order: OrderId,
@@ -287,7 +291,7 @@ impl Command {
             Command::Approve(_) => CommandKind::Approve,
             Command::Reject { .. } => CommandKind::Reject,
             Command::Sync => CommandKind::Sync,
-            Command::WhoHas(_) => CommandKind::WhoHas,
+            Command::WhoHas { .. } => CommandKind::WhoHas,
             Command::Revoke(_) => CommandKind::Revoke,
             Command::Renew { .. } => CommandKind::Renew,
         }
@@ -510,7 +514,14 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
             if args.is_empty() {
                 Err(CommandError::MissingSubject { kind })
             } else {
-                Ok(Command::WhoHas(first.to_string()))
+                // `全部` / `all` after the subject also lists who cannot connect now.
+                let all = rest.split_whitespace().any(|w| {
+                    matches!(w.to_lowercase().as_str(), "all" | "--all" | "全部" | "所有")
+                });
+                Ok(Command::WhoHas {
+                    subject: first.to_string(),
+                    all,
+                })
             }
         }
     }

@@ -5,7 +5,9 @@
 //!
 //! Versions are not bumped here: the store owns the version counter, because only the store knows
 //! which version it compared against (compare-and-swap lives in `store::orders`).
+use crate::domain::access::{ReadBack, Revocation};
 use crate::domain::ids::{DingUserId, OrderId};
+use crate::domain::ownership::{self, Marker};
 use jiff::{civil::Date, SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -228,6 +230,35 @@ pub struct ChangePreview {
     pub already: Vec<(String, Option<Timestamp>)>,
     /// Why JumpServer could not be asked (the approval then says the preview is missing).
     pub unavailable: Option<String>,
+    /// The existing JumpServer user the grant goes to when it is not the mapped username: found
+    /// by e-mail (the mapped name is free but the e-mail is taken, transcript 171) or in another
+    /// letter case. `(username, by_email)`.
+    #[serde(default)]
+    pub user_matched: Option<(String, bool)>,
+    /// Granted logins that do not exist on a host: `(host, username)`. The grant would give no
+    /// usable login there (transcript 167).
+    #[serde(default)]
+    pub missing_logins: Vec<(String, String)>,
+    /// The permission name the grant will use.
+    #[serde(default)]
+    pub permission_name: String,
+    /// A permission of this order exists already (an earlier attempt): it will be repaired to
+    /// the plan.
+    #[serde(default)]
+    pub permission_repair: bool,
+    /// Names held by permissions that are not ours; they are left alone and skipped.
+    #[serde(default)]
+    pub name_conflicts: Vec<String>,
+    /// New hosts whose natural name another host holds: `(address, name used instead)`.
+    #[serde(default)]
+    pub hosts_renamed: Vec<(String, String)>,
+    /// Requested names that match several hosts: `(name, candidates)`; the grant cannot guess.
+    #[serde(default)]
+    pub ambiguous: Vec<(String, Vec<String>)>,
+    /// The addresses the requested hosts stand for (host names resolved in JumpServer), which
+    /// policy routes by the `[[systems]]` ranges.
+    #[serde(default)]
+    pub addresses: Vec<String>,
 }
 
 /// What the grant created in JumpServer; needed to revoke it and to tell the requester.
@@ -237,6 +268,15 @@ pub struct GrantResult {
     pub permission_id: Option<String>,
     pub hosts: Vec<String>,
     pub account: Option<String>,
+    /// What JumpServer grants, read back after the last write (grant, renewal, revocation).
+    #[serde(default)]
+    pub readback: Option<ReadBack>,
+    /// Permission names held by objects without our marker, skipped; admins are told.
+    #[serde(default)]
+    pub name_conflicts: Vec<String>,
+    /// How the grant ended in JumpServer (revoke, give-back, expiry).
+    #[serde(default)]
+    pub revocation: Option<Revocation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +339,10 @@ pub struct Order {
     /// The requester's e-mail from the directory; needed when the grant creates their user.
     #[serde(default)]
     pub requester_email: Option<String>,
+    /// The installation that made the order (`domain::ownership`); empty for orders stored
+    /// before installation ids existed, which keep their old permission name.
+    #[serde(default)]
+    pub installation: String,
     /// Compare-and-swap counter, owned by the store: +1 on every stored change.
     pub version: u64,
 }
@@ -364,6 +408,7 @@ impl Order {
             approvals: Vec::new(),
             preview: None,
             requester_email: None,
+            installation: String::new(),
             version: 0,
         }
     }
@@ -371,7 +416,24 @@ impl Order {
     /// Name of the JumpServer asset permission this order creates. Stable, so "look before
     /// create" finds an earlier attempt's permission after a crash.
     pub fn permission_name(&self) -> String {
-        format!("accessbot-{}", self.id)
+        ownership::permission_name(&self.installation, &self.id, 1)
+    }
+
+    /// The name the grant actually used (a later attempt when a foreign permission held the
+    /// first), else the first name.
+    pub fn granted_permission_name(&self) -> String {
+        self.grant
+            .as_ref()
+            .and_then(|g| g.permission_name.clone())
+            .unwrap_or_else(|| self.permission_name())
+    }
+
+    /// The ownership marker of everything this order makes in JumpServer.
+    pub fn marker(&self) -> Marker {
+        Marker {
+            installation: self.installation.clone(),
+            order: self.id.clone(),
+        }
     }
 
     /// outTrackId of the approval card sent to `approver`. DingTalk keys card updates by it, so
@@ -615,6 +677,22 @@ impl Order {
         if !o.approval_refs.card_track_ids.contains(&t) {
             o.approval_refs.card_track_ids.push(t);
         }
+        o.updated_at = at;
+        o
+    }
+
+    /// The order unchanged but for its time: a change that only adds audit or jobs.
+    pub fn touched(&self, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        o.updated_at = at;
+        o
+    }
+
+    /// Records what JumpServer said after a later write (renewal read-back, revocation); not a
+    /// state change, still versioned.
+    pub fn with_grant(&self, grant: GrantResult, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        o.grant = Some(grant);
         o.updated_at = at;
         o
     }

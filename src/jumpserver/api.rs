@@ -16,6 +16,8 @@ pub struct JmsUser {
     pub name: String,
     pub email: String,
     pub is_active: bool,
+    /// Active and not past the user's `date_expired` (the server's `is_valid`).
+    pub is_valid: bool,
 }
 
 /// What the bot needs to create a user.
@@ -24,6 +26,8 @@ pub struct NewUserSpec {
     pub name: String,
     pub username: String,
     pub email: String,
+    /// Stored on the user; the bot writes its ownership marker here.
+    pub comment: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +113,16 @@ pub struct HostAccount {
     pub username: String,
 }
 
+/// One entry of `permed_accounts` on `perms/users/{u}/assets/{a}/` (§4.7, transcript 167).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermedAccount {
+    /// `@USER`, `@INPUT`, or the account id for a real account.
+    pub alias: String,
+    pub name: String,
+    pub username: String,
+    pub date_expired: Option<Timestamp>,
+}
+
 /// One user reaching an address through one valid permission (§4.8 precise method).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reacher {
@@ -177,6 +191,10 @@ fn user_from(v: &Value) -> Result<JmsUser, JmsError> {
         name: s(v, "name"),
         email: s(v, "email"),
         is_active: v.get("is_active").and_then(Value::as_bool).unwrap_or(true),
+        is_valid: v
+            .get("is_valid")
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| v.get("is_active").and_then(Value::as_bool).unwrap_or(true)),
     })
 }
 
@@ -318,7 +336,8 @@ impl JmsClient {
         let mut body = json!({
             "name": spec.name, "username": spec.username, "email": spec.email,
             "source": cfg.user_source, "mfa_level": cfg.user_mfa_level,
-            "is_active": true, "comment": "created by accessbot",
+            "is_active": true,
+            "comment": if spec.comment.is_empty() { "created by accessbot" } else { spec.comment.as_str() },
         });
         if !cfg.user_system_roles.is_empty() {
             body["system_roles"] = json!(cfg.user_system_roles);
@@ -360,6 +379,28 @@ impl JmsClient {
         )
         .await
         .map(|_| ())
+    }
+
+    /// A user by id; `None` when it does not exist (or is outside the org).
+    pub async fn get_user(&self, id: &JmsUserId) -> Result<Option<JmsUser>, JmsError> {
+        match self
+            .call(Req::get(&format!("{USERS}{}/", seg(id.as_str())?), &[]))
+            .await
+        {
+            Ok(v) => user_from(&v).map(Some),
+            Err(JmsError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `?search=`: case-insensitive substring of username and name (and e-mail up to
+    /// v4.10.16, transcript 171). The caller filters what it means by a match.
+    pub async fn search_users(&self, term: &str) -> Result<Vec<JmsUser>, JmsError> {
+        self.list_all(USERS, &[("search", term)], None)
+            .await?
+            .iter()
+            .map(user_from)
+            .collect()
     }
 
     pub async fn list_users(&self) -> Result<Vec<JmsUser>, JmsError> {
@@ -558,6 +599,30 @@ impl JmsClient {
         Ok(out)
     }
 
+    /// Hosts whose name or address contains `term`, ignoring case (`?search=`, transcript 166).
+    /// Used to find a host asked for by name: `?name=` is exact and case-sensitive, so it misses
+    /// `WEB-01` when `web-01` is typed.
+    pub async fn search_hosts(&self, term: &str) -> Result<Vec<Host>, JmsError> {
+        self.require_v3("finding hosts by name").await?;
+        self.list_all(HOSTS, &[("search", term)], None)
+            .await?
+            .iter()
+            .map(host_from)
+            .collect()
+    }
+
+    /// The host named exactly `name` (names are unique per org and case-sensitive, 165/166).
+    pub async fn find_host_named(&self, name: &str) -> Result<Option<Host>, JmsError> {
+        self.require_v3("finding hosts by name").await?;
+        for r in self.list_all(HOSTS, &[("name", name)], None).await? {
+            let h = host_from(&r)?;
+            if h.name == name {
+                return Ok(Some(h));
+            }
+        }
+        Ok(None)
+    }
+
     pub async fn list_hosts(&self) -> Result<Vec<Host>, JmsError> {
         self.require_v3("listing hosts").await?;
         self.list_all(HOSTS, &[], None)
@@ -695,47 +760,19 @@ impl JmsClient {
             .collect()
     }
 
-    /// Creates a permission; when the name exists already (our earlier attempt), returns that
-    /// one with `false`.
+    /// Creates a permission. A taken name is `Rejected { kind: NameTaken }` (transcript 164):
+    /// never "found" here, because a permission by that name may be someone else's — the
+    /// caller reads its comment for our marker before it touches it (`grant.rs`).
     pub async fn create_permission(
         &self,
         spec: &NewPermissionSpec,
-    ) -> Result<(Permission, bool), JmsError> {
+    ) -> Result<Permission, JmsError> {
         self.require_v3("account-based permissions").await?;
-        let accounts = permission_accounts(&spec.accounts)?;
-        let protocols = if spec.protocols.is_empty() {
-            vec!["all".to_owned()]
-        } else {
-            spec.protocols.clone()
-        };
-        let body = json!({
-            "name": spec.name, "users": spec.user_ids, "user_groups": [],
-            "assets": spec.asset_ids, "nodes": spec.node_ids,
-            "accounts": accounts, "protocols": protocols, "actions": spec.actions,
-            "date_start": fmt_jms_time(spec.date_start),
-            "date_expired": fmt_jms_time(spec.date_expired),
-            "is_active": true, "comment": spec.comment,
-        });
-        match self
+        let body = permission_body(spec)?;
+        let v = self
             .send_json(Method::POST, PERMS.into(), &body, Retry::Idempotent)
-            .await
-        {
-            Ok(v) => Ok((perm_from(&v)?, true)),
-            Err(JmsError::Rejected {
-                kind: Problem::NameTaken,
-                ..
-            }) => self
-                .find_permission(&spec.name)
-                .await?
-                .map(|p| (p, false))
-                .ok_or_else(|| {
-                    JmsError::Invalid(Words::new(
-                        format!("permission name {} is already used", spec.name),
-                        format!("授权名称 {} 已被占用", spec.name),
-                    ))
-                }),
-            Err(e) => Err(e),
-        }
+            .await?;
+        perm_from(&v)
     }
 
     pub async fn set_permission_expiry(
@@ -748,6 +785,20 @@ impl JmsClient {
                 Method::PATCH,
                 format!("{PERMS}{}/", seg(id)?),
                 &json!({"date_expired": fmt_jms_time(date_expired)}),
+                Retry::Idempotent,
+            )
+            .await?;
+        perm_from(&v)
+    }
+
+    /// Changes the fields in `body` (lists given are replaced, fields not given kept,
+    /// transcript 169) and returns the permission as stored.
+    pub async fn patch_permission(&self, id: &str, body: &Value) -> Result<Permission, JmsError> {
+        let v = self
+            .send_json(
+                Method::PATCH,
+                format!("{PERMS}{}/", seg(id)?),
+                body,
                 Retry::Idempotent,
             )
             .await?;
@@ -811,6 +862,60 @@ impl JmsClient {
                 },
             })
             .collect())
+    }
+
+    /// What the user may use on one host now: the decisive check of §4.7. `None` when the
+    /// user reaches the host through no valid permission (404, transcript 168). A listed host
+    /// can still have no login (`permed_accounts: []`, transcript 167).
+    pub async fn user_asset_access(
+        &self,
+        user: &JmsUserId,
+        asset_id: &str,
+    ) -> Result<Option<Vec<PermedAccount>>, JmsError> {
+        let path = format!(
+            "/api/v1/perms/users/{}/assets/{}/",
+            seg(user.as_str())?,
+            seg(asset_id)?
+        );
+        let v = match self.call(Req::get(&path, &[])).await {
+            Ok(v) => v,
+            Err(JmsError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let rows = v
+            .get("permed_accounts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(Some(
+            rows.iter()
+                .map(|r| PermedAccount {
+                    alias: s(r, "alias"),
+                    name: s(r, "name"),
+                    username: s(r, "username"),
+                    date_expired: r
+                        .get("date_expired")
+                        .and_then(Value::as_str)
+                        .and_then(parse_jms_time),
+                })
+                .collect(),
+        ))
+    }
+
+    /// How many hosts the user reaches through valid grants within a node (and below it).
+    pub async fn user_assets_in_node(
+        &self,
+        user: &JmsUserId,
+        node_id: &str,
+    ) -> Result<u64, JmsError> {
+        let path = format!("/api/v1/perms/users/{}/assets/", seg(user.as_str())?);
+        let v = self
+            .call(Req::get(
+                &path,
+                &[("node_id", seg(node_id)?), ("limit", "1")],
+            ))
+            .await?;
+        Ok(v.get("count").and_then(Value::as_u64).unwrap_or(0))
     }
 
     /// Who can reach `address` now: valid permissions touching it, expanded to their users
@@ -954,6 +1059,25 @@ pub fn permission_accounts(accounts: &[String]) -> Result<Vec<String>, JmsError>
     let mut v = vec!["@SPEC".to_owned()];
     v.extend(plain);
     Ok(v)
+}
+
+/// Every writable field of a permission, so that a PATCH with it makes an existing permission
+/// exactly the spec (lists given are replaced, transcript 169) and a POST creates it.
+pub fn permission_body(spec: &NewPermissionSpec) -> Result<Value, JmsError> {
+    let accounts = permission_accounts(&spec.accounts)?;
+    let protocols = if spec.protocols.is_empty() {
+        vec!["all".to_owned()]
+    } else {
+        spec.protocols.clone()
+    };
+    Ok(json!({
+        "name": spec.name, "users": spec.user_ids, "user_groups": [],
+        "assets": spec.asset_ids, "nodes": spec.node_ids,
+        "accounts": accounts, "protocols": protocols, "actions": spec.actions,
+        "date_start": fmt_jms_time(spec.date_start),
+        "date_expired": fmt_jms_time(spec.date_expired),
+        "is_active": true, "comment": spec.comment,
+    }))
 }
 
 /// An id placed in a path. Ids are UUIDs (or small integers); anything else would be escaped

@@ -89,6 +89,10 @@ pub enum JmsError {
     },
     #[error("invalid request: {0}")]
     Invalid(Words),
+    /// An object the bot would have to modify does not carry its ownership marker (or a name
+    /// it needs is held by one): left untouched, an administrator must look.
+    #[error("not ours to change: {0}")]
+    Conflict(Words),
     #[error("JumpServer config: {0}")]
     Config(String),
 }
@@ -202,7 +206,9 @@ impl JmsError {
                 "机器人账号在 JumpServer 中没有该权限",
                 "the bot account lacks that permission in JumpServer",
             ),
-            JmsError::NotFound(w) | JmsError::Invalid(w) => w.get(english).to_owned(),
+            JmsError::NotFound(w) | JmsError::Invalid(w) | JmsError::Conflict(w) => {
+                w.get(english).to_owned()
+            }
             JmsError::Throttled { .. } => t(
                 "JumpServer 请求过于频繁，请稍后再试",
                 "JumpServer is busy (rate limited); try again shortly",

@@ -9,12 +9,12 @@ pub mod totp;
 
 pub use api::{
     granted_usernames, GrantedAsset, Host, HostAccount, JmsUser, NewHostSpec, NewPermissionSpec,
-    NewUserSpec, Node, Permission, Reacher,
+    NewUserSpec, Node, PermedAccount, Permission, Reacher,
 };
 pub use client::{JmsClient, ServerLine};
 pub use config::{AuthMode, JumpServerConfig};
 pub use error::{FieldProblem, JmsError, Problem, Words};
 pub use grant::{
     GrantOutcome, GrantPlan, GrantPreview, HostRef, MissingAccount, NewUser, PermissionResult,
-    RevokeOutcome,
+    RevokeMode, RevokeOutcome, UserMatch,
 };

@@ -8,6 +8,8 @@
 //! - `outbox`: work caused by committed decisions, removed when done (outbox.rs)
 //! - `audit`, `audit_by_order`: append-only trail, time-ordered (audit.rs)
 //! - `dialogs`: per-user multi-turn dialog state with last activity (dialogs.rs)
+//! - `meta`: facts about the store itself; `installation_id` is made once, when the store is
+//!   created, and names this installation in everything it writes to JumpServer
 //! - `index_meta`, `index_users`, `index_users_by_name`, `index_hosts`, `index_hosts_by_address`,
 //!   `index_hosts_by_name`, `index_nodes`, `index_perms`, `index_perms_by_address`,
 //!   `index_perms_by_user`: the JumpServer index `/sync` builds, one generation at a time
@@ -19,6 +21,7 @@ pub mod index;
 pub mod orders;
 pub mod outbox;
 
+use crate::domain::ownership::InstallationId;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -44,6 +47,31 @@ pub enum StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
+    installation: InstallationId,
+}
+
+const META_TREE: &str = "meta";
+const INSTALLATION_KEY: &[u8] = b"installation_id";
+
+/// The store's installation id: read, or made and stored on first open. The compare-and-swap
+/// keeps two racing openers (only possible in tests, sled locks the directory) on one id.
+fn installation_of(db: &sled::Db) -> Result<InstallationId, StoreError> {
+    let meta = db.open_tree(META_TREE)?;
+    let fresh = InstallationId::generate();
+    let stored = match meta.compare_and_swap(
+        INSTALLATION_KEY,
+        None as Option<&[u8]>,
+        Some(fresh.as_str().as_bytes()),
+    )? {
+        Ok(()) => {
+            meta.flush()?;
+            return Ok(fresh);
+        }
+        Err(e) => e.current.unwrap_or_default(),
+    };
+    let s = String::from_utf8_lossy(&stored);
+    InstallationId::parse(&s)
+        .ok_or_else(|| StoreError::Corrupt(format!("meta/installation_id is {s:?}")))
 }
 
 impl Store {
@@ -68,7 +96,10 @@ impl Store {
 
     fn open_once(path: &Path) -> Result<Self, StoreError> {
         match sled::Config::new().path(path).open() {
-            Ok(db) => Ok(Self { db }),
+            Ok(db) => Ok(Self {
+                installation: installation_of(&db)?,
+                db,
+            }),
             Err(sled::Error::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
             {
@@ -86,7 +117,15 @@ impl Store {
     /// A throwaway in-memory-like database in a temp dir, for tests and the demo.
     pub fn temporary() -> Result<Self, StoreError> {
         let db = sled::Config::new().temporary(true).open()?;
-        Ok(Self { db })
+        Ok(Self {
+            installation: installation_of(&db)?,
+            db,
+        })
+    }
+
+    /// This installation's id (see `domain::ownership`).
+    pub fn installation_id(&self) -> &InstallationId {
+        &self.installation
     }
 
     pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

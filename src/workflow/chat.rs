@@ -148,14 +148,14 @@ impl Workflow {
                 self.decide_text(sender, nick, &order, Some(reason))?
             }
             Command::Sync => self.sync_cmd(sender)?,
-            Command::WhoHas(subject) => match self.who_has_indexed(&subject)? {
+            Command::WhoHas { subject, all } => match self.who_has_indexed(&subject, all)? {
                 Some(answer) => answer,
                 None => {
                     // Not synced yet: ask JumpServer live (with the bot's own orders).
                     let is_address = crate::domain::target::classify(subject.trim())
                         .is_ok_and(|t| t.is_address());
                     let orders = self.bot_orders_text(subject.trim(), &[], is_address)?;
-                    self.who_has_later(subject, orders, webhook.clone());
+                    self.who_has_later(subject, all, orders, webhook.clone());
                     return Ok(None);
                 }
             },
@@ -176,7 +176,7 @@ impl Workflow {
     ) -> Result<OrderId, DispatchError> {
         let now = self.now();
         let id = self.orders.next_id(now, &self.settings.tz).map_err(retry)?;
-        let order = Order::new(
+        let mut order = Order::new(
             NewOrder {
                 id: id.clone(),
                 requester: sender.clone(),
@@ -192,6 +192,7 @@ impl Workflow {
             },
             now,
         );
+        order.installation = self.installation.to_string();
         let rec = AuditRecord::new(
             now,
             Some(id.clone()),
@@ -440,15 +441,50 @@ impl Workflow {
                     &text::policy_violation(lang, &v),
                 )));
             }
-            let end = now
-                .checked_add(jiff::SignedDuration::from_secs(
-                    i64::try_from(d.minutes()).unwrap_or(0).saturating_mul(60),
-                ))
+            // From the current end, so a renewal never shortens a grant; capped by the role's
+            // (and systems') longest window counted from now, so renewing early cannot stack.
+            let old_end = o.window.map(|w| w.end);
+            let secs = |m: u64| {
+                jiff::SignedDuration::from_secs(i64::try_from(m).unwrap_or(0).saturating_mul(60))
+            };
+            let from = old_end.filter(|e| *e > now).unwrap_or(now);
+            let wanted = from
+                .checked_add(secs(d.minutes()))
                 .map_err(|e| Refusal::Text(e.to_string()))?;
+            let (max, _) = self.policy.max_duration(role, &targets);
+            let cap = now
+                .checked_add(secs(max.minutes()))
+                .map_err(|e| Refusal::Text(e.to_string()))?;
+            let end = wanted.min(cap);
+            if old_end.is_some_and(|e| end <= e) {
+                return Err(Refusal::Text(text::renew_refused(
+                    lang,
+                    id,
+                    &text::renew_at_limit(lang, max),
+                )));
+            }
             let t = o
                 .renew(end, now)
                 .map_err(|e| Refusal::Text(text::renew_refused(lang, id, &e.to_string())))?;
-            let jobs = vec![JobKind::Renew, notify("renewed", &[])];
+            let old = old_end.map(|t| t.to_string()).unwrap_or_default();
+            let capped = if end < wanted { "true" } else { "false" };
+            let mut jobs = vec![
+                JobKind::Renew,
+                notify("renewed", &[("old_end", &old), ("capped", capped)]),
+            ];
+            // The approver who granted it sees the new end (for OA orders, which name no
+            // single decider here, every approver of the order).
+            let who: Vec<DingUserId> = match &o.decided_by {
+                Some(d) if d.as_str() != super::OA_DECIDER => vec![d.clone()],
+                _ => o.approvers.clone(),
+            };
+            for user in who.into_iter().filter(|u| u != sender) {
+                jobs.push(JobKind::NotifyUser {
+                    user,
+                    template: "renewed_approver".into(),
+                    params: params(&[("old_end", &old)]),
+                });
+            }
             Ok(Change::from_transition(
                 t,
                 Actor::User(sender.clone()),
@@ -555,14 +591,19 @@ impl Workflow {
 
     /// `/who-has` before the first `/sync`: asks JumpServer live, answers on the webhook when
     /// done; `orders` (the bot's own orders for the subject) is appended.
-    fn who_has_later(&self, subject: String, orders: Option<String>, webhook: Option<String>) {
+    fn who_has_later(
+        &self,
+        subject: String,
+        all: bool,
+        orders: Option<String>,
+        webhook: Option<String>,
+    ) {
         let jms = self.jms.clone();
-        let lang = self.lang();
+        let policy = self.policy.clone();
         let tz = self.settings.tz.clone();
         let dingtalk = self.dingtalk.clone();
-        let en = self.en();
         tokio::spawn(async move {
-            let live = who_has(&jms, &subject, lang, &tz, en).await;
+            let live = who_has(&jms, &policy, &subject, all, &tz).await;
             let answer = match orders {
                 Some(o) => format!("{live}\n\n{o}"),
                 None => live,
@@ -589,32 +630,40 @@ pub(super) fn form_track_id(user: &DingUserId, msg_id: &str) -> String {
 
 pub(super) const FORM_PREFIX: &str = "ab-form-";
 
+/// `/who-has` before the first `/sync`, asked of JumpServer directly. Only users who can
+/// connect now are listed unless `all`: a disabled user's permissions stay "valid" in
+/// `asset-permissions/?is_valid=1` and `users/all/` (transcript 168), so each user is looked up.
 async fn who_has(
     jms: &crate::jumpserver::client::JmsClient,
+    policy: &crate::domain::policy::Policy,
     subject: &str,
-    lang: text::Lang,
+    all: bool,
     tz: &jiff::tz::TimeZone,
-    en: bool,
 ) -> String {
+    let lang = policy.lang;
+    let en = lang == text::Lang::En;
     let subject = subject.trim();
     // An address is a host; any other word is first a JumpServer username, else a host name.
     let is_address = crate::domain::target::classify(subject).is_ok_and(|t| t.is_address());
     if !is_address {
         match jms.find_user_by_username(subject).await {
             Ok(Some(user)) => {
+                if !user.is_active && !all {
+                    return text::who_has_user_disabled(lang, &user.username);
+                }
                 return match jms.user_granted_assets(&user.id).await {
                     Ok(assets) => {
                         let whats: Vec<String> = assets
                             .iter()
                             .map(|a| format!("{} ({})", a.name, a.address))
                             .collect();
-                        let none: Vec<String> = Vec::new();
+                        let who = text::user_marked(lang, &user.username, user.is_active);
                         let live: Vec<text::LiveAccess<'_>> = whats
                             .iter()
                             .map(|w| text::LiveAccess {
-                                who: &user.username,
+                                who: &who,
                                 what: w,
-                                accounts: &none,
+                                accounts: String::new(),
                                 until: None,
                             })
                             .collect();
@@ -627,19 +676,45 @@ async fn who_has(
             Err(e) => return text::who_has_failed(lang, &e.user_message(en)),
         }
     }
-    match jms.who_can_reach(subject).await {
-        Ok(rows) => {
-            let live: Vec<text::LiveAccess<'_>> = rows
-                .iter()
-                .map(|r| text::LiveAccess {
-                    who: &r.user_display,
-                    what: &r.permission_name,
-                    accounts: &r.accounts,
-                    until: r.date_expired,
-                })
-                .collect();
-            text::who_has_live(lang, subject, &live, tz)
+    let rows = match jms.who_can_reach(subject).await {
+        Ok(rows) => rows,
+        Err(e) => return text::who_has_failed(lang, &e.user_message(en)),
+    };
+    let mut active: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    for r in &rows {
+        if !active.contains_key(r.user_id.as_str()) {
+            let ok = match jms.get_user(&r.user_id).await {
+                Ok(Some(u)) => u.is_active,
+                // Unknown here (another org): shown, since nothing says it cannot connect.
+                Ok(None) => true,
+                Err(e) => return text::who_has_failed(lang, &e.user_message(en)),
+            };
+            active.insert(r.user_id.as_str().to_owned(), ok);
         }
-        Err(e) => text::who_has_failed(lang, &e.user_message(en)),
     }
+    let is_active = |r: &crate::jumpserver::api::Reacher| {
+        active.get(r.user_id.as_str()).copied().unwrap_or(true)
+    };
+    let shown: Vec<&crate::jumpserver::api::Reacher> =
+        rows.iter().filter(|r| all || is_active(r)).collect();
+    let hidden = rows.len() - shown.len();
+    let whos: Vec<String> = shown
+        .iter()
+        .map(|r| text::user_marked(lang, &r.user_display, is_active(r)))
+        .collect();
+    let live: Vec<text::LiveAccess<'_>> = shown
+        .iter()
+        .zip(&whos)
+        .map(|(r, who)| text::LiveAccess {
+            who,
+            what: &r.permission_name,
+            accounts: super::logins_words(policy, lang, &r.accounts),
+            until: r.date_expired,
+        })
+        .collect();
+    let mut out = text::who_has_live(lang, subject, &live, tz);
+    if hidden > 0 {
+        out.push_str(&format!("\n{}", text::who_has_hidden(lang, hidden)));
+    }
+    out
 }

@@ -4,20 +4,23 @@
 //! instance recorded on the order before anything else happens.
 use super::chat::{notify, params};
 use super::Workflow;
-use crate::chat::text;
+use crate::chat::{readback, text};
+use crate::config::MissingLogin;
 use crate::dingtalk::client::{
     ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
     ApprovalStatus, CardDelivery, CardTarget, DingTalkError,
 };
 use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
+use crate::domain::access::RevokedHow;
 use crate::domain::command::{display_word, CommandKind, Lang, Role};
 use crate::domain::identity::{self, DirectoryEntry};
-use crate::domain::ids::DingUserId;
+use crate::domain::ids::{DingUserId, JmsUserId};
 use crate::domain::order::{ApprovalMode, ChangePreview, GrantResult, Order, Request, State};
+use crate::domain::target::Target;
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
 use crate::jumpserver::api::NewUserSpec;
 use crate::jumpserver::error::{JmsError, Problem};
-use crate::jumpserver::grant::{GrantPlan, NewUser};
+use crate::jumpserver::grant::{GrantPlan, NewUser, UserMatch};
 use crate::store::audit::{Actor, AuditEvent, AuditRecord};
 use crate::store::orders::{CasError, Change};
 use crate::store::outbox::{JobKind, OutboxJob};
@@ -280,6 +283,27 @@ impl Workflow {
                 }
             }
         };
+        if preview.unavailable.is_none() {
+            if let Some((detail, admins)) = self.refusal_after_preview(o, &preview) {
+                let notice = notify("not_taken", &[("detail", &detail)]);
+                return self.close_draft(o, &detail, notice, admins);
+            }
+        }
+        // Routed again with the addresses host names resolved to: a name inside a system's
+        // range goes to that system's approvers.
+        let approvers = match &o.request {
+            Request::Host { .. } if !preview.addresses.is_empty() => {
+                let routed = self
+                    .policy
+                    .approvers_for(&o.requester, &self.routing_targets(o, &preview));
+                if routed.is_empty() {
+                    o.approvers.clone()
+                } else {
+                    routed
+                }
+            }
+            _ => o.approvers.clone(),
+        };
         let with_cards =
             o.approval_mode == ApprovalMode::Card && self.settings.approval_template().is_some();
         let res = self.orders.update(&o.id, |cur| {
@@ -287,6 +311,7 @@ impl Workflow {
                 return Err("moved on");
             }
             let mut t = cur.submit(now).map_err(|_| "moved on")?;
+            t.order.approvers = approvers.clone();
             t.order.jms_username = username.clone();
             t.order.requester_name = name.clone();
             t.order.requester_email = email.clone();
@@ -294,7 +319,7 @@ impl Workflow {
             if with_cards {
                 // Recorded before any card exists, so a tap always finds its order.
                 let mut ord = t.order.clone();
-                for a in &cur.approvers {
+                for a in &approvers {
                     ord = ord.with_card_track_id(cur.card_track_id(a), now);
                 }
                 ord = ord.with_card_track_id(cur.requester_card_track_id(), now);
@@ -304,7 +329,7 @@ impl Workflow {
             match cur.approval_mode {
                 ApprovalMode::Oa => jobs.push(JobKind::StartOaApproval),
                 ApprovalMode::Card => {
-                    for a in &cur.approvers {
+                    for a in &approvers {
                         jobs.push(JobKind::SendApprovalRequest {
                             approver: a.clone(),
                         });
@@ -324,6 +349,23 @@ impl Workflow {
 
     /// Closes a draft whose requester cannot be mapped to JumpServer, telling them why.
     async fn fail_prepare(&self, o: &Order, detail: &str) -> Result<(), JobError> {
+        self.close_draft(
+            o,
+            detail,
+            notify("identity_failed", &[("detail", detail)]),
+            None,
+        )
+    }
+
+    /// Closes a draft before approval (`cancel` by the system), with the requester's notice and,
+    /// when something needs a person, one for the admins.
+    fn close_draft(
+        &self,
+        o: &Order,
+        detail: &str,
+        notice: JobKind,
+        admins: Option<JobKind>,
+    ) -> Result<(), JobError> {
         let now = self.now();
         let res = self.orders.update(&o.id, |cur| {
             if cur.state != State::Draft {
@@ -333,14 +375,62 @@ impl Workflow {
             if let Some(c) = t.order.closure.as_mut() {
                 c.reason = Some(detail.to_string());
             }
+            let mut jobs = vec![notice.clone()];
+            jobs.extend(admins.clone());
             Ok(Change::from_transition(
                 t,
                 Actor::System,
                 format!("cannot proceed: {detail}"),
-                vec![notify("identity_failed", &[("detail", detail)])],
+                jobs,
             ))
         });
         cas_done(res)
+    }
+
+    /// What the preview found that stops a request before approval: a name that matches several
+    /// hosts, a system limit the resolved addresses fall under, or (when so configured) a host
+    /// without the role's login. `Some((requester's detail, admins' notice))`.
+    fn refusal_after_preview(
+        &self,
+        o: &Order,
+        p: &ChangePreview,
+    ) -> Option<(String, Option<JobKind>)> {
+        let lang = self.lang();
+        if let Some((name, candidates)) = p.ambiguous.first() {
+            return Some((text::ambiguous_host(lang, name, candidates), None));
+        }
+        if let (Some(role), Some(d)) = (Self::role_of(o), Self::duration_of(o)) {
+            let routed = self.routing_targets(o, p);
+            if let Err(v) = self.policy.check_duration(role, &routed, d) {
+                return Some((text::policy_violation(lang, &v), None));
+            }
+        }
+        if self.settings.missing_login == MissingLogin::Refuse && !p.missing_logins.is_empty() {
+            let admins = JobKind::NotifyAdmins {
+                template: "missing_logins".into(),
+                params: params(&[("refused", "true")]),
+            };
+            return Some((
+                text::missing_logins_refused(lang, &p.missing_logins),
+                Some(admins),
+            ));
+        }
+        None
+    }
+
+    /// The order's targets plus the addresses its host names stand for in JumpServer, so that a
+    /// name is routed by the `[[systems]]` ranges of its address and cannot dodge them.
+    fn routing_targets(&self, o: &Order, p: &ChangePreview) -> Vec<Target> {
+        let mut targets = self.targets_of(o);
+        for a in &p.addresses {
+            if let Ok(ip) = a.parse::<std::net::IpAddr>() {
+                let t = Target::Address(ip);
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+        }
+        targets
     }
 
     pub(super) fn plan_for(
@@ -355,8 +445,14 @@ impl Workflow {
         let (node, addresses, _) = self.grant_scope(&self.targets_of(o));
         let role = Self::role_of(o).unwrap_or(Role::Readonly);
         let rp = self.policy.role(role);
+        let reason = o.request.reason();
+        let mut comment = format!("{} {} ({})", o.id, o.requester_name, o.requester);
+        if !reason.is_empty() {
+            comment.push_str(&format!("\nreason: {reason}"));
+        }
         GrantPlan {
             username: username.to_string(),
+            email: email.clone(),
             new_user: if self.policy.auto_create_user {
                 email.map(|email| NewUser {
                     name: name.to_string(),
@@ -374,7 +470,8 @@ impl Workflow {
             date_start: start,
             date_expired: end,
             permission_name: o.permission_name(),
-            comment: format!("accessbot {} for {}", o.id, o.requester),
+            comment,
+            owner: o.marker(),
         }
     }
 
@@ -382,8 +479,9 @@ impl Workflow {
         let p = self.jms.preview(plan).await?;
         let mut already = Vec::new();
         if let Some(uid) = &p.user_id {
-            for h in p.hosts_existing.iter().take(ALREADY_LOOKUPS) {
-                match self.jms.who_can_reach(&h.address).await {
+            let hosts = p.hosts_existing_labels.iter().zip(&p.addresses);
+            for (label, address) in hosts.take(ALREADY_LOOKUPS) {
+                match self.jms.who_can_reach(address).await {
                     Ok(rows) => {
                         let mine: Vec<Option<Timestamp>> = rows
                             .iter()
@@ -397,7 +495,7 @@ impl Workflow {
                             } else {
                                 mine.into_iter().flatten().max()
                             };
-                            already.push((h.address.clone(), until));
+                            already.push((label.clone(), until));
                         }
                     }
                     Err(e) => {
@@ -406,17 +504,34 @@ impl Workflow {
                 }
             }
         }
+        let user_matched = match (p.user_match, &p.username) {
+            (Some(UserMatch::Email), Some(u)) => Some((u.clone(), true)),
+            (Some(UserMatch::UsernameOtherCase), Some(u)) => Some((u.clone(), false)),
+            _ => None,
+        };
         Ok(ChangePreview {
             user_exists: p.user_exists,
             user_active: p.user_active,
             node: plan.node_name.clone(),
             whole_node: plan.addresses.is_empty(),
-            hosts_existing: p.hosts_existing.iter().map(|h| h.address.clone()).collect(),
+            hosts_existing: p.hosts_existing_labels.clone(),
             hosts_to_create: p.hosts_to_create.clone(),
             accounts: plan.accounts.clone(),
             actions: plan.actions.clone(),
             already,
             unavailable: None,
+            user_matched,
+            missing_logins: p
+                .accounts_missing
+                .iter()
+                .map(|m| (m.address.clone(), m.username.clone()))
+                .collect(),
+            permission_name: p.permission_name.clone(),
+            permission_repair: p.permission_exists,
+            name_conflicts: p.name_conflicts.clone(),
+            hosts_renamed: p.hosts_renamed.clone(),
+            ambiguous: p.ambiguous.clone(),
+            addresses: p.addresses.clone(),
         })
     }
 
@@ -442,6 +557,14 @@ impl Workflow {
                 duration: Self::duration_of(o),
                 already: &p.already,
                 unavailable: p.unavailable.as_deref(),
+                role_label: self.role_label(o),
+                user_matched: p.user_matched.as_ref().map(|(u, e)| (u.as_str(), *e)),
+                missing_logins: &p.missing_logins,
+                permission_name: &p.permission_name,
+                permission_repair: p.permission_repair,
+                name_conflicts: &p.name_conflicts,
+                hosts_renamed: &p.hosts_renamed,
+                ambiguous: &p.ambiguous,
             },
             &self.settings.tz,
         ))
@@ -782,15 +905,26 @@ impl Workflow {
                     w.end,
                 );
                 self.jms.grant(&plan).await.map(|out| GrantResult {
-                    permission_name: Some(plan.permission_name.clone()),
+                    permission_name: Some(out.permission_name.clone()),
                     permission_id: Some(out.permission_id.clone()),
                     hosts: out
-                        .hosts_found
+                        .readback
+                        .hosts
                         .iter()
-                        .chain(out.hosts_created.iter())
-                        .map(|h| h.address.clone())
+                        .map(|h| h.label())
+                        .chain(out.readback.unreachable.iter().cloned())
                         .collect(),
-                    account: Some(plan.accounts.join(",")),
+                    account: Some(
+                        plan.accounts
+                            .iter()
+                            .filter(|a| a.as_str() != "@SPEC")
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ),
+                    readback: Some(out.readback),
+                    name_conflicts: out.name_conflicts,
+                    revocation: None,
                 })
             }
         };
@@ -802,8 +936,29 @@ impl Workflow {
                     if cur.state != State::Provisioning {
                         return Err("moved on");
                     }
-                    let t = cur.provisioned(g.clone(), now).map_err(|_| "moved on")?;
-                    let jobs = vec![notify("granted", &[])];
+                    let mut t = cur.provisioned(g.clone(), now).map_err(|_| "moved on")?;
+                    if let Some(rb) = &g.readback {
+                        // The user the grant went to (found by e-mail, or in another case).
+                        if !rb.username.is_empty() {
+                            t.order.jms_username = rb.username.clone();
+                        }
+                    }
+                    let mut jobs = vec![notify("granted", &[])];
+                    if !g.name_conflicts.is_empty() {
+                        jobs.push(JobKind::NotifyAdmins {
+                            template: "name_conflicts".into(),
+                            params: params(&[]),
+                        });
+                    }
+                    if g.readback
+                        .as_ref()
+                        .is_some_and(|rb| !rb.missing_logins().is_empty())
+                    {
+                        jobs.push(JobKind::NotifyAdmins {
+                            template: "missing_logins".into(),
+                            params: params(&[]),
+                        });
+                    }
                     let detail = g.permission_name.clone().unwrap_or_default();
                     Ok(Change::from_transition(t, Actor::System, detail, jobs))
                 });
@@ -863,6 +1018,7 @@ impl Workflow {
                     name: o.requester_name.clone(),
                     username: username.clone(),
                     email,
+                    comment: o.marker().comment(&[]),
                 })
                 .await?;
         }
@@ -905,27 +1061,113 @@ impl Workflow {
         cas_done(res)
     }
 
+    /// Ends the order's permission in JumpServer (only when it carries our marker), ends live
+    /// sessions when configured, reads back what the user still reaches there, and records
+    /// both on the order for the message that follows.
     async fn revoke(&self, o: &Order) -> Result<(), JobError> {
         if let Request::Account { .. } = o.request {
             return Ok(());
         }
-        match self.jms.revoke(&o.permission_name()).await {
-            Ok(r) => {
-                tracing::info!(order = %o.id, found = r.found, "permission revoked");
-                Ok(())
-            }
-            Err(e) => Err(jms_err(&e)),
+        if o.grant.as_ref().is_some_and(|g| g.revocation.is_some()) {
+            return Ok(());
         }
+        let name = o.granted_permission_name();
+        let before = o.grant.as_ref().and_then(|g| g.readback.clone());
+        let user = before
+            .as_ref()
+            .filter(|rb| !rb.user_id.is_empty())
+            .map(|rb| JmsUserId::new(rb.user_id.clone()));
+        let host_ids: Vec<String> = before
+            .iter()
+            .flat_map(|rb| rb.hosts.iter().map(|h| h.id.clone()))
+            .collect();
+        let sessions = match &user {
+            Some(u) if self.settings.end_sessions => Some((u, host_ids.as_slice())),
+            _ => None,
+        };
+        let out = self
+            .jms
+            .revoke(&name, &o.marker(), self.settings.revoke_mode, sessions)
+            .await
+            .map_err(|e| jms_err(&e))?;
+        let after = match (&user, &before) {
+            (Some(u), Some(rb)) => {
+                let accounts = self.role_accounts(o);
+                match self
+                    .jms
+                    .read_back(u, &name, &rb.hosts, rb.node.as_ref(), &accounts)
+                    .await
+                {
+                    Ok(a) => Some(a),
+                    // The revoke itself is done; a failed look afterwards only loses detail.
+                    Err(e) => {
+                        tracing::warn!(order = %o.id, error = %e, "read-back after revoke failed");
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        tracing::info!(order = %o.id, how = ?out.revocation.how, sessions = out.revocation.sessions_ended, "permission revoked");
+        let now = self.now();
+        let not_ours = out.revocation.how == RevokedHow::NotOurs;
+        let res = self.orders.update(&o.id, |cur| {
+            let mut g = cur.grant.clone().unwrap_or_default();
+            if g.revocation.is_some() {
+                return Err("recorded");
+            }
+            g.revocation = Some(out.revocation.clone());
+            if let Some(a) = &after {
+                g.readback = Some(a.clone());
+            }
+            let mut c = Change::new(cur.with_grant(g, now));
+            if not_ours {
+                c = c.job(JobKind::NotifyAdmins {
+                    template: "revoke_not_ours".into(),
+                    params: params(&[("name", name.as_str())]),
+                });
+            }
+            Ok(c)
+        });
+        cas_done(res)
     }
 
+    /// Moves the end of the order's permission to its (renewed) window and records what
+    /// JumpServer then grants, for the "renewed" message that follows.
     async fn renew(&self, o: &Order) -> Result<(), JobError> {
         let (State::Active, Some(w)) = (o.state, o.window) else {
             return Ok(());
         };
-        match self.jms.renew(&o.permission_name(), w.end).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(jms_err(&e)),
-        }
+        let name = o.granted_permission_name();
+        let p = self
+            .jms
+            .renew(&name, &o.marker(), w.end)
+            .await
+            .map_err(|e| jms_err(&e))?;
+        let before = o.grant.as_ref().and_then(|g| g.readback.clone());
+        let after = match &before {
+            Some(rb) if !rb.user_id.is_empty() => {
+                let accounts = self.role_accounts(o);
+                self.jms
+                    .read_back(
+                        &JmsUserId::new(rb.user_id.clone()),
+                        &p.name,
+                        &rb.hosts,
+                        rb.node.as_ref(),
+                        &accounts,
+                    )
+                    .await
+                    .map_err(|e| jms_err(&e))?
+            }
+            _ => return Ok(()),
+        };
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            let mut g = cur.grant.clone().unwrap_or_default();
+            g.readback = Some(after.clone());
+            Ok::<_, &str>(Change::new(cur.with_grant(g, now)))
+        });
+        cas_done(res)
     }
 
     async fn disable_user(&self, username: &str) -> Result<(), JobError> {
@@ -948,11 +1190,41 @@ impl Workflow {
         let r = match job.kind {
             JobKind::Grant => self.grant_failed(&o, "unavailable", &detail).await,
             JobKind::Prepare => self.fail_prepare(&o, &detail).await,
+            // The order says the access ended; JumpServer may still grant it. A person must
+            // end it by hand, and needs to hear so.
+            JobKind::Revoke => self.tell_admins(&o, "revoke_failed", &detail),
+            JobKind::Renew => self.tell_admins(&o, "renew_failed", &detail),
             _ => Ok(()),
         };
         if let Err(e) = r {
             tracing::error!(order = %o.id, error = %e, "could not record the failure");
         }
+    }
+
+    /// Queues a notice to the admins about this order (and, for a failed renewal, the
+    /// requester, whose access ends earlier than the bot said).
+    fn tell_admins(&self, o: &Order, template: &str, detail: &str) -> Result<(), JobError> {
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            let rec = AuditRecord::new(
+                now,
+                Some(cur.id.clone()),
+                Actor::System,
+                AuditEvent::Note,
+                format!("{template}: {detail}"),
+            );
+            let mut c = Change::new(cur.touched(now))
+                .audit(rec)
+                .job(JobKind::NotifyAdmins {
+                    template: template.into(),
+                    params: params(&[("detail", detail)]),
+                });
+            if template == "renew_failed" {
+                c = c.job(notify("renew_failed", &[("detail", detail)]));
+            }
+            Ok::<_, &str>(c)
+        });
+        cas_done(res)
     }
 
     // ------------------------------------------------------------------ messages ----------
@@ -1003,13 +1275,25 @@ impl Workflow {
                     Some(d) => self.name_of(d).await,
                     None => text::system_actor(lang).to_string(),
                 };
-                match (&o.request, o.window) {
-                    (Request::Account { .. }, _) => text::account_ready(
+                let rb = o.grant.as_ref().and_then(|g| g.readback.as_ref());
+                match (&o.request, o.window, rb) {
+                    (Request::Account { .. }, _, _) => text::account_ready(
                         lang,
                         &o.jms_username,
                         self.settings.jms_web_url.as_deref(),
                     ),
-                    (_, Some(w)) => text::granted(
+                    (_, _, Some(rb)) => readback::granted(
+                        lang,
+                        &readback::GrantedView {
+                            order: &o.id,
+                            approver_name: &by,
+                            role_label: self.role_label(o),
+                            readback: rb,
+                            jms_url: self.settings.jms_web_url.as_deref(),
+                        },
+                        tz,
+                    ),
+                    (_, Some(w), None) => text::granted(
                         lang,
                         &text::GrantView {
                             order: &o.id,
@@ -1067,7 +1351,17 @@ impl Workflow {
             "cancelled" => text::cancelled(lang, &o.id),
             "withdrawn_oa" => text::withdrawn_in_oa(lang, &o.id),
             "timed_out" => text::approval_timed_out(lang, &o.id),
-            "expired" => text::expired(lang, &o.id),
+            "expired" => {
+                let g = o.grant.as_ref();
+                readback::expired(
+                    lang,
+                    &o.id,
+                    self.role_label(o),
+                    g.and_then(|g| g.revocation.as_ref()),
+                    g.and_then(|g| g.readback.as_ref()),
+                    tz,
+                )
+            }
             "revoked" => {
                 let by = match get("by_name") {
                     "" => match o.closure.as_ref().and_then(|c| c.by.clone()) {
@@ -1076,9 +1370,83 @@ impl Workflow {
                     },
                     n => n.to_string(),
                 };
-                text::revoked(lang, &o.id, &by)
+                let g = o.grant.as_ref();
+                readback::revoked(
+                    lang,
+                    &o.id,
+                    &by,
+                    self.role_label(o),
+                    g.and_then(|g| g.revocation.as_ref()),
+                    g.and_then(|g| g.readback.as_ref()),
+                    tz,
+                )
             }
-            "renewed" => text::renewed(lang, &o.id, o.window?.end, tz),
+            "renewed" => readback::renewed(
+                lang,
+                &readback::RenewedView {
+                    order: &o.id,
+                    old_end: get("old_end").parse().ok(),
+                    new_end: o.window?.end,
+                    capped: get("capped") == "true",
+                    role_label: self.role_label(o),
+                    readback: o.grant.as_ref().and_then(|g| g.readback.as_ref()),
+                },
+                tz,
+            ),
+            "renewed_approver" => readback::renewed_for_approver(
+                lang,
+                &o.id,
+                &o.requester_name,
+                get("old_end").parse().ok(),
+                o.window?.end,
+                tz,
+            ),
+            "name_conflicts" => {
+                let g = o.grant.as_ref()?;
+                readback::admin_name_conflicts(
+                    lang,
+                    &o.id,
+                    &g.name_conflicts,
+                    g.permission_name.as_deref().unwrap_or("-"),
+                )
+            }
+            "missing_logins" => {
+                let pairs = match o.grant.as_ref().and_then(|g| g.readback.as_ref()) {
+                    Some(rb) => rb.missing_logins(),
+                    None => o
+                        .preview
+                        .as_ref()
+                        .map(|p| p.missing_logins.clone())
+                        .unwrap_or_default(),
+                };
+                readback::admin_missing_logins(
+                    lang,
+                    &o.id,
+                    &o.requester_name,
+                    &pairs,
+                    get("refused") == "true",
+                )
+            }
+            "revoke_not_ours" => readback::admin_revoke_not_ours(lang, &o.id, get("name")),
+            "renew_failed" => readback::renew_failed(
+                lang,
+                &o.id,
+                o.grant
+                    .as_ref()
+                    .and_then(|g| g.readback.as_ref())
+                    .and_then(|rb| rb.permission.as_ref())
+                    .and_then(|p| p.until),
+                get("detail"),
+                tz,
+            ),
+            "revoke_failed" => readback::admin_revoke_failed(
+                lang,
+                &o.id,
+                &o.granted_permission_name(),
+                o.window.map(|w| w.end),
+                get("detail"),
+                tz,
+            ),
             "expiry_reminder" => {
                 let w = o.window?;
                 let left = w.end.duration_since(self.now()).as_mins().max(1);
@@ -1100,6 +1468,7 @@ impl Workflow {
             "failed" => text::failure(lang, &o.id, failure_from(get("kind")), Some(get("detail"))),
             "admin_failed" => text::admin_failure(lang, &o.id, &o.requester_name, get("detail")),
             "identity_failed" => text::identity_failed(lang, &o.id, get("detail")),
+            "not_taken" => text::request_not_taken(lang, &o.id, get("detail")),
             "account_exists" => text::account_exists(lang, &o.jms_username),
             "left_org" => text::left_org_closed(lang, &o.id),
             "text" => get("text").to_string(),

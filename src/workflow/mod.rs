@@ -17,7 +17,7 @@ mod sync;
 
 use crate::chat::text::{self, Lang};
 use crate::clock::SharedClock;
-use crate::config::{CardsConfig, Config, WorkflowConfig};
+use crate::config::{CardsConfig, Config, MissingLogin, RevokeModeConfig, WorkflowConfig};
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::message::OutMessage;
 use crate::dispatch::{Dispatch, DispatchError, DispatchReply};
@@ -25,10 +25,12 @@ use crate::domain::command::Role;
 use crate::domain::duration::AccessDuration;
 use crate::domain::ids::DingUserId;
 use crate::domain::order::{ApprovalMode, Order, Request, State};
+use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
 use crate::domain::target::{self, SystemLookup, Target};
 use crate::inbound::Inbound;
 use crate::jumpserver::client::JmsClient;
+use crate::jumpserver::grant::RevokeMode;
 use crate::store::dialogs::Dialogs;
 use crate::store::index::Index;
 use crate::store::orders::Orders;
@@ -56,6 +58,12 @@ pub struct Settings {
     pub retry: SignedDuration,
     /// Platform of hosts the grant creates.
     pub platform: String,
+    /// What a host without the role's login does to a request (`[workflow] missing_login`).
+    pub missing_login: MissingLogin,
+    /// How revoke, give-back and expiry end the permission.
+    pub revoke_mode: RevokeMode,
+    /// End the holder's live sessions on revoke and at expiry.
+    pub end_sessions: bool,
 }
 
 impl Settings {
@@ -74,6 +82,12 @@ impl Settings {
             jms_web_url: (!web.is_empty()).then_some(web),
             retry: SignedDuration::from_hours(i64::try_from(w.retry_hours.max(1)).unwrap_or(24)),
             platform: config.jumpserver.default_platform.clone(),
+            missing_login: w.missing_login,
+            revoke_mode: match w.revoke_mode {
+                RevokeModeConfig::Deactivate => RevokeMode::Deactivate,
+                RevokeModeConfig::Delete => RevokeMode::Delete,
+            },
+            end_sessions: w.end_sessions,
         }
     }
 
@@ -105,6 +119,9 @@ pub struct Workflow {
     /// Display names seen in directory lookups, so paths that must not do IO (the card-tap
     /// response, due within DingTalk's 2 s) can still show 李四 rather than `lisi`.
     pub names: NameCache,
+    /// This installation's id: new orders carry it, and with it the names and ownership
+    /// markers of what they create in JumpServer.
+    pub installation: InstallationId,
 }
 
 /// userid → display name, filled by `Workflow::name_of`. In memory only: after a restart it
@@ -158,6 +175,26 @@ impl Workflow {
                 })
                 .collect(),
         }
+    }
+
+    /// The order's role label in the configured language (`运维`), for logins in words.
+    fn role_label(&self, o: &Order) -> &str {
+        self.policy
+            .role(Self::role_of(o).unwrap_or(Role::Readonly))
+            .label(self.lang())
+    }
+
+    /// A permission's accounts in words, each username labelled with the role that grants it.
+    fn logins_words(&self, accounts: &[String]) -> String {
+        logins_words(&self.policy, self.lang(), accounts)
+    }
+
+    /// The JumpServer accounts the order's role grants.
+    fn role_accounts(&self, o: &Order) -> Vec<String> {
+        self.policy
+            .role(Self::role_of(o).unwrap_or(Role::Readonly))
+            .accounts
+            .clone()
     }
 
     fn role_of(o: &Order) -> Option<Role> {
@@ -393,6 +430,20 @@ impl Dispatch for WorkflowDispatcher {
             }
         })
     }
+}
+
+/// A permission's accounts in words (`运维账号 ops`), each username labelled with the role
+/// that grants it; raw markers such as `@SPEC` never reach a person.
+fn logins_words(policy: &Policy, lang: Lang, accounts: &[String]) -> String {
+    let label_of = |u: &str| -> String {
+        [Role::Ops, Role::Readonly]
+            .into_iter()
+            .map(|r| policy.role(r))
+            .find(|rp| rp.accounts.iter().any(|a| a == u))
+            .map(|rp| rp.label(lang).to_owned())
+            .unwrap_or_default()
+    };
+    crate::chat::readback::accounts(lang, &label_of, accounts)
 }
 
 /// Approval mode of the domain from the policy's.

@@ -63,7 +63,14 @@ impl Workflow {
 
     /// `/who-has` (admin) from the index; `None` when the index was never built (the caller
     /// asks JumpServer live instead).
-    pub(super) fn who_has_indexed(&self, subject: &str) -> Result<Option<String>, DispatchError> {
+    /// `/who-has` from the index. Only users who can connect now (active, not expired) are
+    /// listed unless `all`, which marks the others: JumpServer keeps a disabled user's grants
+    /// "valid" (transcript 168), so validity alone would list people who cannot log in.
+    pub(super) fn who_has_indexed(
+        &self,
+        subject: &str,
+        all: bool,
+    ) -> Result<Option<String>, DispatchError> {
         let Some(stats) = self.index.stats().map_err(retry)? else {
             return Ok(None);
         };
@@ -72,6 +79,12 @@ impl Workflow {
         let is_address = target::classify(subject).is_ok_and(|t| t.is_address());
         if !is_address {
             if let Some(access) = self.index.user_access(subject, now).map_err(retry)? {
+                if !access.user.is_active && !all {
+                    return Ok(Some(text::who_has_user_disabled(
+                        lang,
+                        &access.user.username,
+                    )));
+                }
                 // One line per grant: a node grant can cover hundreds of hosts.
                 let whats: Vec<(String, _)> = access
                     .grants
@@ -91,7 +104,7 @@ impl Workflow {
                     .map(|(what, g)| text::LiveAccess {
                         who: &g.permission_name,
                         what,
-                        accounts: &g.accounts,
+                        accounts: self.logins_words(&g.accounts),
                         until: g.date_expired,
                     })
                     .collect();
@@ -133,18 +146,28 @@ impl Workflow {
                     .filter(|r| ids.is_empty() || ids.contains(r.host.id.as_str())),
             );
         }
-        let whos: Vec<String> = reach.iter().map(|r| r.user.display()).collect();
+        let total = reach.len();
+        reach.retain(|r| all || r.user.is_active);
+        let hidden = total - reach.len();
+        let whos: Vec<String> = reach
+            .iter()
+            .map(|r| text::user_marked(lang, &r.user.display(), r.user.is_active))
+            .collect();
         let rows: Vec<text::LiveAccess<'_>> = reach
             .iter()
             .zip(&whos)
             .map(|(r, who)| text::LiveAccess {
                 who,
                 what: &r.permission_name,
-                accounts: &r.accounts,
+                accounts: self.logins_words(&r.accounts),
                 until: r.date_expired,
             })
             .collect();
-        let answer = text::who_has_indexed(lang, subject, &rows, stats.synced_at, tz);
+        let mut answer = text::who_has_indexed(lang, subject, &rows, stats.synced_at, tz);
+        if hidden > 0 {
+            answer.push('\n');
+            answer.push_str(&text::who_has_hidden(lang, hidden));
+        }
         Ok(Some(format!("{answer}\n\n{orders}")))
     }
 
@@ -271,7 +294,8 @@ impl Workflow {
                 username: u.username,
                 name: u.name,
                 email: u.email,
-                is_active: u.is_active,
+                // "Can log in": JumpServer's own `is_valid` is active and not expired.
+                is_active: u.is_active && u.is_valid,
             })
             .collect();
         let nodes = self

@@ -190,9 +190,41 @@ fn admin_commands_in_both_languages() {
     let cases: Vec<(&str, Command)> = vec![
         ("/sync", Command::Sync),
         ("同步", Command::Sync),
-        ("/who-has 10.1.2.3", Command::WhoHas("10.1.2.3".into())),
-        ("who has alice", Command::WhoHas("alice".into())),
-        ("谁有权限 10.1.2.3", Command::WhoHas("10.1.2.3".into())),
+        (
+            "/who-has 10.1.2.3",
+            Command::WhoHas {
+                subject: "10.1.2.3".into(),
+                all: false,
+            },
+        ),
+        (
+            "who has alice",
+            Command::WhoHas {
+                subject: "alice".into(),
+                all: false,
+            },
+        ),
+        (
+            "谁有权限 10.1.2.3",
+            Command::WhoHas {
+                subject: "10.1.2.3".into(),
+                all: false,
+            },
+        ),
+        (
+            "谁有权限 10.1.2.3 全部",
+            Command::WhoHas {
+                subject: "10.1.2.3".into(),
+                all: true,
+            },
+        ),
+        (
+            "/who-has alice all",
+            Command::WhoHas {
+                subject: "alice".into(),
+                all: true,
+            },
+        ),
         ("/revoke R261122-007", Command::Revoke(a.clone())),
         ("撤销 R261122-007", Command::Revoke(a.clone())),
         (

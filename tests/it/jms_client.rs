@@ -2,7 +2,9 @@
 //! (a real loopback HTTP server that checks signatures): auth modes, operations, error mapping,
 //! retries, and the grant's idempotence and call budget.
 use accessbot::clock::{ManualClock, SharedClock};
-use accessbot::domain::ids::JmsUserId;
+use accessbot::domain::access::RevokedHow;
+use accessbot::domain::ids::{JmsUserId, OrderId};
+use accessbot::domain::ownership::Marker;
 use accessbot::jumpserver::httpsig::{self, HttpSigError};
 use accessbot::jumpserver::totp::{self, TotpDigest};
 use accessbot::jumpserver::*;
@@ -218,6 +220,7 @@ fn client(env: &Env, cfg: JumpServerConfig) -> JmsClient {
 fn plan(addresses: &[&str]) -> GrantPlan {
     GrantPlan {
         username: "alice".into(),
+        email: None,
         new_user: None,
         node_name: "PaymentSystem".into(),
         addresses: addresses.iter().map(|s| s.to_string()).collect(),
@@ -229,6 +232,10 @@ fn plan(addresses: &[&str]) -> GrantPlan {
         date_expired: t0() + SignedDuration::from_hours(72),
         permission_name: "dt-A20261122-0001".into(),
         comment: "approved in DingTalk by bob".into(),
+        owner: Marker {
+            installation: "testinst01".into(),
+            order: OrderId::new("A20261122-0001"),
+        },
     }
 }
 
@@ -373,6 +380,7 @@ async fn users_create_is_idempotent_and_errors_read_well() {
         name: "Bob".into(),
         username: "bob".into(),
         email: "bob@example.com".into(),
+        comment: String::new(),
     };
     let (u, created) = c.create_user(&spec).await.unwrap();
     assert!(created);
@@ -486,10 +494,13 @@ async fn grant_budget_and_idempotence_one_existing_host() {
     // Sub-second precision is lost on the server; a re-run must still see "the same" expiry.
     p.date_expired += SignedDuration::from_millis(250);
     let out = c.grant(&p).await.unwrap();
-    // User, hosts, accounts on the host, permission.
+    // User, hosts, permission, and the read-back of the host (which also shows the login).
     assert_eq!(env.sim.total_calls(), 4);
-    assert_eq!(env.sim.calls_to("GET", "/api/v1/accounts/accounts/"), 1);
+    assert_eq!(env.sim.calls_to("GET", "/api/v1/perms/users/"), 1);
+    assert_eq!(env.sim.calls_to("GET", "/api/v1/accounts/accounts/"), 0);
     assert!(out.accounts_missing.is_empty() && out.notices(true).is_empty());
+    assert!(out.readback.usable());
+    assert_eq!(out.readback.hosts[0].logins[0].username, "readonly");
     assert_eq!(out.permission, PermissionResult::Created);
     assert!(out.user_active);
     assert_eq!(
@@ -512,12 +523,16 @@ async fn grant_budget_and_idempotence_one_existing_host() {
     env.sim.reset_counts();
     let again = c.grant(&p).await.unwrap();
     assert_eq!(again.creates(), 0);
-    assert_eq!(again.permission, PermissionResult::AlreadyExisted);
+    assert_eq!(again.permission, PermissionResult::Repaired);
     assert_eq!(again.permission_id, out.permission_id);
-    // Re-run: user, hosts, permission create (exists) and the lookup of its id; the accounts
-    // check ran when the permission was created.
-    assert_eq!(env.sim.total_calls(), 4, "re-run");
-    assert_eq!(env.sim.calls_to("GET", "/api/v1/perms/"), 1);
+    // Re-run: user, hosts, permission create (name taken), the lookup by name that finds our
+    // marker, the repairing PATCH, and the read-back.
+    assert_eq!(env.sim.total_calls(), 6, "re-run");
+    assert_eq!(
+        env.sim.calls_to("GET", "/api/v1/perms/asset-permissions/"),
+        1
+    );
+    assert_eq!(env.sim.calls_to("PATCH", "/api/v1/perms/"), 1);
     assert_eq!(env.sim.calls_to("POST", "/api/v1/assets/"), 0);
 }
 
@@ -538,12 +553,10 @@ async fn grant_creates_three_hosts_user_and_node_then_nothing() {
     env.sim.reset_counts();
     let out = c.grant(&p).await.unwrap();
     let n = 3;
-    // n + 4, plus one each for the user and node that did not exist.
-    assert!(
-        env.sim.total_calls() <= n + 4 + 2,
-        "calls {}",
-        env.sim.total_calls()
-    );
+    // A new user is looked for three ways (username, other letter case, e-mail) and created;
+    // the node is looked up and created; then hosts, n creates, the permission and n
+    // read-backs.
+    assert_eq!(env.sim.total_calls(), 4 + 2 + 1 + n + 1 + n, "calls");
     assert!(out.user_created && out.node_created);
     assert_eq!(out.hosts_created.len(), 3);
     assert_eq!(out.creates(), 6);
@@ -559,17 +572,16 @@ async fn grant_creates_three_hosts_user_and_node_then_nothing() {
     let again = c.grant(&p).await.unwrap();
     assert_eq!(again.creates(), 0);
     assert_eq!(again.hosts_found.len(), 3);
-    // User, hosts, accounts, permission POST ("name exists") and the GET that finds it.
-    // Re-run: user, hosts, permission create (exists) and the lookup of its id; the accounts
-    // check ran when the permission was created.
-    assert_eq!(env.sim.total_calls(), 4, "re-run");
+    // Re-run: user, hosts, permission POST (name taken), the GET that finds our marker, the
+    // repairing PATCH, and one read-back per host.
+    assert_eq!(env.sim.total_calls(), 5 + 3, "re-run");
     assert!(again.accounts_missing.is_empty(), "made inline on creation");
     assert_eq!(env.sim.hosts().len(), 3);
     assert_eq!(env.sim.permissions().len(), 1);
-    // A later end date on the same order updates instead of duplicating.
+    // A later end date on the same order repairs ours instead of duplicating.
     p.date_expired += SignedDuration::from_hours(24);
     let ext = c.grant(&p).await.unwrap();
-    assert_eq!(ext.permission, PermissionResult::ExpiryUpdated);
+    assert_eq!(ext.permission, PermissionResult::Repaired);
     assert_eq!(env.sim.permissions()[0].date_expired, p.date_expired);
     // Budget for new hosts when user and node exist: exactly n + 4.
     let mut q = plan(&["10.40.0.9", "10.40.0.8"]);
@@ -577,15 +589,17 @@ async fn grant_creates_three_hosts_user_and_node_then_nothing() {
     env.sim.reset_counts();
     let o2 = c.grant(&q).await.unwrap();
     assert_eq!(o2.hosts_created.len(), 2);
-    // The node is cached since the first grant made it: user, hosts, 2 creates, permission.
-    assert_eq!(env.sim.total_calls(), 2 + 3);
-    // Mixed: one existing host and one new, node cached: n + 4 with the accounts check.
+    // The node is cached since the first grant made it: user, hosts, 2 creates, permission,
+    // 2 read-backs.
+    assert_eq!(env.sim.total_calls(), 2 + 3 + 2);
+    // Mixed: one existing host and one new, node cached: user, hosts, create, permission and
+    // a read-back per host.
     let mut m = plan(&["10.40.0.1", "10.40.0.7"]);
     m.permission_name = "dt-A20261122-0003".into();
     env.sim.reset_counts();
     let o3 = c.grant(&m).await.unwrap();
     assert_eq!((o3.hosts_found.len(), o3.hosts_created.len()), (1, 1));
-    assert_eq!(env.sim.total_calls(), 1 + 4);
+    assert_eq!(env.sim.total_calls(), 4 + 2);
 }
 
 #[tokio::test]
@@ -652,10 +666,10 @@ async fn renew_revoke_queries_and_sessions() {
     assert!(c.who_can_reach("10.99.9.9").await.unwrap().is_empty());
 
     let later = p.date_expired + SignedDuration::from_hours(48);
-    let renewed = c.renew(&p.permission_name, later).await.unwrap();
+    let renewed = c.renew(&p.permission_name, &p.owner, later).await.unwrap();
     assert_eq!(renewed.date_expired, Some(later));
     assert!(matches!(
-        c.renew("dt-missing", later).await,
+        c.renew("dt-missing", &p.owner, later).await,
         Err(JmsError::NotFound(_))
     ));
 
@@ -687,11 +701,19 @@ async fn renew_revoke_queries_and_sessions() {
     assert!(c.end_sessions(&alice_id, &other).await.unwrap().is_empty());
     assert_eq!(env.sim.calls_to("POST", "/api/v1/terminal/"), 0);
 
-    let r = c.revoke(&p.permission_name).await.unwrap();
+    let r = c
+        .revoke(&p.permission_name, &p.owner, RevokeMode::Delete, None)
+        .await
+        .unwrap();
     assert!(r.found);
+    assert_eq!(r.revocation.how, RevokedHow::Deleted);
     assert!(c.user_granted_assets(&alice_id).await.unwrap().is_empty());
-    let r2 = c.revoke(&p.permission_name).await.unwrap();
+    let r2 = c
+        .revoke(&p.permission_name, &p.owner, RevokeMode::Delete, None)
+        .await
+        .unwrap();
     assert!(!r2.found);
+    assert_eq!(r2.revocation.how, RevokedHow::AlreadyGone);
     let perm_id = c.find_permission("dt-future").await.unwrap().unwrap().id;
     c.deactivate_permission(&perm_id).await.unwrap();
     assert!(
@@ -1040,7 +1062,7 @@ async fn grant_request_bodies_match_the_recorded_shapes() {
                 ("GET", "/api/v1/assets/hosts/") => page(json!([])),
                 ("GET", "/api/v1/assets/nodes/") => page(json!([])),
                 ("POST", "/api/v1/assets/nodes/r0/children/") => json!({"id": "n1", "key": "1:0", "value": b["value"], "full_value": "/DEFAULT/PaymentSystem"}),
-                ("POST", "/api/v1/assets/hosts/") => json!({"id": format!("h-{}", b["address"].as_str().unwrap_or("")), "name": b["name"], "address": b["address"]}),
+                ("POST", "/api/v1/assets/hosts/") => json!({"id": format!("h-{}", b["address"].as_str().unwrap_or("").replace('.', "-")), "name": b["name"], "address": b["address"]}),
                 ("POST", "/api/v1/perms/asset-permissions/") => json!({"id": "p1", "name": b["name"], "date_expired": "2026/11/25 16:00:00 +0800"}),
                 _ => json!({}),
             };
@@ -1095,7 +1117,7 @@ async fn grant_request_bodies_match_the_recorded_shapes() {
         .2;
     assert_eq!(keys(perm), rec_keys("100-perms-create-all-accounts.json"));
     assert_eq!(perm["users"], json!(["u1"]));
-    assert_eq!(perm["assets"], json!(["h-10.70.0.1", "h-10.70.0.2"]));
+    assert_eq!(perm["assets"], json!(["h-10-70-0-1", "h-10-70-0-2"]));
     assert_eq!(perm["accounts"], json!(["@SPEC", "readonly"]));
     assert_eq!(perm["actions"], json!(["connect"]));
     assert_eq!(perm["protocols"], json!(["ssh"]));
@@ -1172,8 +1194,14 @@ async fn grant_reports_accounts_missing_on_existing_hosts() {
     assert_eq!(pv.accounts_missing, want);
     env.sim.reset_counts();
     let out = c.grant(&p).await.unwrap();
-    assert_eq!(env.sim.total_calls(), 4);
+    // User, hosts, permission, one read-back per host.
+    assert_eq!(env.sim.total_calls(), 3 + 3);
     assert_eq!(out.accounts_missing, want);
+    assert_eq!(
+        out.readback.usable_hosts().len(),
+        1,
+        "only 10.50.0.1 has readonly"
+    );
     assert_eq!(out.permission, PermissionResult::Created);
     assert!(env.sim.accounts().len() == 4, "nothing created on hosts");
     let en = out.notices(true);
@@ -1205,15 +1233,16 @@ async fn grant_reports_accounts_missing_on_existing_hosts() {
     empty.permission_name = "dt-empty".into();
     env.sim.reset_counts();
     let o = c.grant(&empty).await.unwrap();
-    assert_eq!(env.sim.total_calls(), 3);
+    assert_eq!(env.sim.total_calls(), 4);
     assert_eq!(o.accounts_missing.len(), 1);
+    assert!(!o.readback.usable(), "granted, but no login on the host");
     // @ALL names no account, so there is nothing to check.
     let mut all = plan(&["10.50.0.1", "10.50.0.2"]);
     all.accounts = vec!["@ALL".into()];
     all.permission_name = "dt-all".into();
     env.sim.reset_counts();
     let o = c.grant(&all).await.unwrap();
-    assert_eq!(env.sim.total_calls(), 3);
+    assert_eq!(env.sim.total_calls(), 3 + 2);
     assert!(o.accounts_missing.is_empty());
     // A disabled user is said in words too.
     c.set_user_active(&o.user_id, false).await.unwrap();
@@ -1260,8 +1289,8 @@ async fn node_grant_finds_or_creates_the_node_and_names_it() {
     assert!(pv.node_grant && !pv.node_exists && pv.hosts_to_create.is_empty());
     env.sim.reset_counts();
     let out = c.grant(&p).await.unwrap();
-    // User, node lookup, node create, permission.
-    assert_eq!(env.sim.total_calls(), 4);
+    // User, node lookup, node create, permission, the count of the user's hosts in it.
+    assert_eq!(env.sim.total_calls(), 5);
     assert!(out.node_grant && out.node_created);
     let node = out.node.clone().unwrap();
     assert_eq!(node.value, "HRSystem");
@@ -1278,11 +1307,11 @@ async fn node_grant_finds_or_creates_the_node_and_names_it() {
     env.sim.reset_counts();
     let again = c.grant(&p).await.unwrap();
     assert_eq!(again.creates(), 0);
-    assert_eq!(again.permission, PermissionResult::AlreadyExisted);
+    assert_eq!(again.permission, PermissionResult::Repaired);
     assert_eq!(
         env.sim.total_calls(),
-        3,
-        "user, permission POST, GET by name"
+        5,
+        "user, permission POST, GET by name, PATCH, count"
     );
     // An existing node (made by an admin, found by value) under another order: 2 calls warm,
     // 3 when the node is not cached yet.
@@ -1291,7 +1320,7 @@ async fn node_grant_finds_or_creates_the_node_and_names_it() {
     q.permission_name = "dt-node-2".into();
     env.sim.reset_counts();
     let o = c.grant(&q).await.unwrap();
-    assert_eq!(env.sim.total_calls(), 3);
+    assert_eq!(env.sim.total_calls(), 4);
     assert!(!o.node_created);
     assert_eq!(o.node.unwrap().id, pay);
     assert_eq!(env.sim.nodes().len(), 3, "root, HRSystem, PaymentSystem");

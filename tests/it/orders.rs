@@ -87,6 +87,7 @@ fn grant() -> GrantResult {
         permission_id: Some("4d3c".into()),
         hosts: vec!["web-01".into()],
         account: Some("root".into()),
+        ..GrantResult::default()
     }
 }
 

@@ -209,6 +209,15 @@ impl BotEnv {
             .count()
     }
 
+    /// Permissions named `name` that are still active (a revoke deactivates by default).
+    pub fn active_permissions_named(&self, name: &str) -> usize {
+        self.jms
+            .permissions()
+            .iter()
+            .filter(|p| p.name == name && p.is_active)
+            .count()
+    }
+
     /// `user`'s signed 1:1 text message to the robot endpoint. Its session webhook is keyed by
     /// `msg_id`, so the bot's replies land in `dt.webhook_messages(msg_id)`.
     pub async fn push_robot_text(&self, user: &str, msg_id: &str, text: &str) {

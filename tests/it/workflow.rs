@@ -3,7 +3,6 @@
 //! callbacks, encrypted event pushes). Outbox and deadlines are driven step by step
 //! (`workflow.run_workers = false`), so every assertion is about state, never about timing.
 use crate::support::{bot_env_newtype, ding_user, BotEnv};
-use accessbot::clock::Clock;
 use accessbot::config::Config;
 use accessbot::dispatch::Dispatch;
 use accessbot::domain::ids::{DingUserId, OrderId};
@@ -433,8 +432,11 @@ async fn text_mode_approval_with_dtmd_buttons_and_refusals() {
     env.drain().await;
     let o = env.order(&id);
     assert_eq!(o.state, State::Revoked);
-    assert_eq!(env.permissions_named(&o.permission_name()), 0);
+    // Deactivated (kept in JumpServer for its records), no longer valid.
+    assert_eq!(env.permissions_named(&o.permission_name()), 1);
+    assert_eq!(env.active_permissions_named(&o.permission_name()), 0);
     assert_eq!(env.count_to(ALICE, "提前收回"), 1);
+    assert_eq!(env.count_to(ALICE, "授权已停用"), 1);
 }
 
 #[tokio::test]
@@ -489,8 +491,9 @@ async fn expiry_reminds_then_revokes_and_leaver_is_disabled() {
     env.bot().fire_deadlines().await;
     env.drain().await;
     assert_eq!(env.order(&id).state, State::Expired);
-    assert_eq!(env.permissions_named(&o.permission_name()), 0);
-    assert_eq!(env.count_to(ALICE, "已到期并收回"), 1);
+    assert_eq!(env.active_permissions_named(&o.permission_name()), 0);
+    assert_eq!(env.count_to(ALICE, "已到期。"), 1);
+    assert_eq!(env.count_to(ALICE, "授权已停用"), 1);
 
     // A new grant, then alice leaves: revoked and her JumpServer user disabled.
     let id2 = env.alice_requests().await;
@@ -501,7 +504,10 @@ async fn expiry_reminds_then_revokes_and_leaver_is_disabled() {
     assert_eq!(env.push_event(ev).await, 200);
     env.drain().await;
     assert_eq!(env.order(&id2).state, State::Revoked);
-    assert_eq!(env.permissions_named(&env.order(&id2).permission_name()), 0);
+    assert_eq!(
+        env.active_permissions_named(&env.order(&id2).permission_name()),
+        0
+    );
     let alice = env
         .jms
         .users()
@@ -677,11 +683,13 @@ async fn approval_timeout_closes_and_renew_and_who_has_work() {
     // Renewal beyond the role's maximum is refused; within it, JumpServer follows.
     let r = env.ask(ALICE, &format!("/renew {id} 60d")).await;
     assert!(r.contains("不能续期"), "{r}");
+    let old_end = env.order(&id).window.unwrap().end;
     env.say(ALICE, &format!("/renew {id} 8h")).await;
     env.drain().await;
     let o = env.order(&id);
     let end = o.window.unwrap().end;
-    assert_eq!(end, env.clock.now() + SignedDuration::from_hours(8));
+    // From the current end: a renewal never shortens what is left.
+    assert_eq!(end, old_end + SignedDuration::from_hours(8));
     let perm = env
         .jms
         .permissions()
