@@ -255,10 +255,10 @@ pub struct ChangePreview {
     /// Requested names that match several hosts: `(name, candidates)`; the grant cannot guess.
     #[serde(default)]
     pub ambiguous: Vec<(String, Vec<String>)>,
-    /// The addresses the requested hosts stand for (host names resolved in JumpServer), which
-    /// policy routes by the `[[systems]]` ranges.
+    /// `(asked for, address)` of every requested host found in JumpServer (host names
+    /// resolved), which policy routes by the `[[systems]]` ranges.
     #[serde(default)]
-    pub addresses: Vec<String>,
+    pub resolved: Vec<(String, String)>,
 }
 
 /// What the grant created in JumpServer; needed to revoke it and to tell the requester.

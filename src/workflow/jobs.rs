@@ -292,7 +292,7 @@ impl Workflow {
         // Routed again with the addresses host names resolved to: a name inside a system's
         // range goes to that system's approvers.
         let approvers = match &o.request {
-            Request::Host { .. } if !preview.addresses.is_empty() => {
+            Request::Host { .. } if !preview.resolved.is_empty() => {
                 let routed = self
                     .policy
                     .approvers_for(&o.requester, &self.routing_targets(o, &preview));
@@ -418,19 +418,37 @@ impl Workflow {
         None
     }
 
-    /// The order's targets plus the addresses its host names stand for in JumpServer, so that a
-    /// name is routed by the `[[systems]]` ranges of its address and cannot dodge them.
+    /// The order's targets with each host name that JumpServer resolved replaced by its
+    /// address, so a name is routed by the `[[systems]]` range of its address and cannot dodge
+    /// it. A name a system lists by name keeps routing there too.
     fn routing_targets(&self, o: &Order, p: &ChangePreview) -> Vec<Target> {
-        let mut targets = self.targets_of(o);
-        for a in &p.addresses {
-            if let Ok(ip) = a.parse::<std::net::IpAddr>() {
-                let t = Target::Address(ip);
-                if !targets.contains(&t) {
-                    targets.push(t);
+        let mut out: Vec<Target> = Vec::new();
+        let mut push = |t: Target| {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        };
+        for t in self.targets_of(o) {
+            let Target::Hostname(name) = &t else {
+                push(t);
+                continue;
+            };
+            let address = p
+                .resolved
+                .iter()
+                .find(|(asked, _)| asked.eq_ignore_ascii_case(name))
+                .and_then(|(_, a)| a.parse::<std::net::IpAddr>().ok());
+            match address {
+                Some(ip) => {
+                    if !self.policy.systems_for(std::slice::from_ref(&t)).is_empty() {
+                        push(t.clone());
+                    }
+                    push(Target::Address(ip));
                 }
+                None => push(t),
             }
         }
-        targets
+        out
     }
 
     pub(super) fn plan_for(
@@ -531,7 +549,12 @@ impl Workflow {
             name_conflicts: p.name_conflicts.clone(),
             hosts_renamed: p.hosts_renamed.clone(),
             ambiguous: p.ambiguous.clone(),
-            addresses: p.addresses.clone(),
+            resolved: p
+                .hosts_existing
+                .iter()
+                .map(|h| h.address.clone())
+                .zip(p.addresses.iter().cloned())
+                .collect(),
         })
     }
 

@@ -571,7 +571,7 @@ pub fn protocol_setting_for(name: &str) -> Value {
     protocol_setting(name)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permission {
     pub id: String,
     pub name: String,
