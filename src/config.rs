@@ -20,6 +20,10 @@ pub const EXAMPLE: &str = include_str!("../config/accessbot.example.toml");
 /// Prefix of environment overrides: `ACCESSBOT_DINGTALK__APP_KEY` sets `[dingtalk] app_key`.
 pub const ENV_PREFIX: &str = "ACCESSBOT_";
 
+/// `ACCESSBOT_*` variables the binary reads for itself, not configuration overrides: the
+/// override scanner must neither warn about them nor make `check-config` fail on them.
+pub const NOT_CONFIG_ENV: &[&str] = &[crate::logging::LOG_ENV];
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -389,6 +393,9 @@ fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>, problems: &m
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        if NOT_CONFIG_ENV.contains(&name.as_str()) {
+            continue;
+        }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         if path.len() < 2 || path.iter().any(|s| s.is_empty()) {
             problems.push(Problem {

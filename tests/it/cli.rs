@@ -181,6 +181,37 @@ fn check_config_prints_every_problem_with_its_key() {
     assert!(out.contains("cannot read the config file"), "{out}");
 }
 
+/// `ACCESSBOT_LOG` is the log filter, not a configuration override: `check-config` passes
+/// with it set and says nothing about it, while a real malformed override is still reported.
+#[test]
+fn check_config_is_not_confused_by_the_log_filter_variable() {
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    for filter in ["debug", "trace,cookie_store=debug", "info"] {
+        let (ok, out, err) = run(&["check-config"], Some(&cfg), &[("ACCESSBOT_LOG", filter)]);
+        assert!(ok, "ACCESSBOT_LOG={filter}: {out}{err}");
+        assert_eq!(out.trim(), format!("{}: ok", cfg.display()));
+        assert!(!err.contains("ACCESSBOT_LOG"), "{err}");
+    }
+    // One underscore short of an override: still a warning, and still a failed check.
+    let (ok, out, _) = run(
+        &["check-config"],
+        Some(&cfg),
+        &[
+            ("ACCESSBOT_LOG", "debug"),
+            ("ACCESSBOT_DINGTALK_APP_KEY", "x"),
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("warning: ACCESSBOT_DINGTALK_APP_KEY: environment overrides look like"),
+        "{out}"
+    );
+    assert!(!out.contains("ACCESSBOT_LOG"), "{out}");
+    assert!(out.contains("1 problem(s)"), "{out}");
+}
+
 #[test]
 fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     let files = Files::new();
@@ -440,6 +471,16 @@ async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
     }
     assert!(
         lines.iter().any(|l| l.contains("refused inbound request")),
+        "{lines:?}"
+    );
+    // ACCESSBOT_LOG=debug applied (debug lines are there) and was not taken for a malformed
+    // config override.
+    assert!(
+        lines.iter().any(|l| l.contains(r#""level":"DEBUG""#)),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("ACCESSBOT_LOG")),
         "{lines:?}"
     );
 }
