@@ -52,7 +52,8 @@ pub struct CardsConfig {
     pub approval_template_id: String,
     /// Template of the request form card sent for a bare `/apply`.
     pub request_template_id: String,
-    /// Route key registered for HTTP card callbacks; empty = callbacks over Stream mode.
+    /// Route key registered for HTTP card callbacks; empty = callbacks over Stream mode, so it
+    /// is required in HTTP mode as soon as a template is set (`validate` says so).
     pub callback_route_key: String,
 }
 
@@ -314,6 +315,34 @@ impl Config {
                 "cards.callback_route_key",
                 "HTTP card callbacks need dingtalk.card_callback_secret (unsigned taps are refused)",
             ));
+        }
+        // Without a route key cards are created with callbackType STREAM: in HTTP mode nothing
+        // listens on that socket, so every tap on an approval or request form card is lost.
+        if self.dingtalk.mode == crate::dingtalk::ListenerMode::Http
+            && self.cards.callback_route_key.trim().is_empty()
+        {
+            for (key, id) in [
+                (
+                    "cards.approval_template_id",
+                    &self.cards.approval_template_id,
+                ),
+                ("cards.request_template_id", &self.cards.request_template_id),
+            ] {
+                if !id.trim().is_empty() {
+                    p.push(Problem::error(
+                        "cards.callback_route_key",
+                        format!(
+                            "is required in HTTP mode when {key} is set: without it cards are \
+                             created with callbackType STREAM and taps never reach this bot. Set \
+                             it to the callbackRouteKey you registered for \
+                             https://<your host>/dingtalk/cards with DingTalk's \
+                             POST /v1.0/card/callbacks/register (whose apiSecret goes in \
+                             dingtalk.card_callback_secret), or set dingtalk.mode = \"stream\""
+                        ),
+                    ));
+                    break;
+                }
+            }
         }
         let w = &self.workflow;
         if crate::jumpserver::api::validate_node_value(&w.default_node).is_err() {

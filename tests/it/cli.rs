@@ -212,6 +212,59 @@ fn check_config_is_not_confused_by_the_log_filter_variable() {
     assert!(out.contains("1 problem(s)"), "{out}");
 }
 
+/// HTTP mode with a card template but no callback route key: DingTalk would create the cards
+/// with callbackType STREAM and no tap would ever reach the bot. `check-config` refuses it and
+/// says what to set; the same file passes with a route key, or in Stream mode.
+#[test]
+fn check_config_refuses_http_card_templates_without_a_callback_route_key() {
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    let secret = [("ACCESSBOT_DINGTALK__CARD_CALLBACK_SECRET", CARD_SECRET)];
+    for template in [
+        "ACCESSBOT_CARDS__APPROVAL_TEMPLATE_ID",
+        "ACCESSBOT_CARDS__REQUEST_TEMPLATE_ID",
+    ] {
+        let env = [(template, "tpl-1234"), secret[0]];
+        let (ok, out, _) = run(&["check-config"], Some(&cfg), &env);
+        assert!(!ok, "{template}: {out}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("error: cards.callback_route_key: "))
+            .unwrap_or_else(|| panic!("{template}: {out}"));
+        let key = template
+            .trim_start_matches("ACCESSBOT_CARDS__")
+            .to_ascii_lowercase();
+        for needle in [
+            format!("cards.{key}"),
+            "callbackType STREAM".into(),
+            "/dingtalk/cards".into(),
+            "/v1.0/card/callbacks/register".into(),
+            "dingtalk.card_callback_secret".into(),
+            "dingtalk.mode = \"stream\"".into(),
+        ] {
+            assert!(line.contains(&needle), "{needle} missing: {line}");
+        }
+        assert!(out.contains("1 problem(s)"), "{out}");
+        assert_no_secret(&out);
+
+        // Fixed either way: a route key (with its secret), or Stream mode.
+        let fixed = [
+            (template, "tpl-1234"),
+            secret[0],
+            ("ACCESSBOT_CARDS__CALLBACK_ROUTE_KEY", "accessbot"),
+        ];
+        let (ok, out, err) = run(&["check-config"], Some(&cfg), &fixed);
+        assert!(ok, "{out}{err}");
+        let stream = [
+            (template, "tpl-1234"),
+            ("ACCESSBOT_DINGTALK__MODE", "stream"),
+        ];
+        let (ok, out, err) = run(&["check-config"], Some(&cfg), &stream);
+        assert!(ok, "{out}{err}");
+    }
+}
+
 #[test]
 fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     let files = Files::new();
