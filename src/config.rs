@@ -79,6 +79,12 @@ pub struct WorkflowConfig {
     /// Run the outbox and deadline workers in the background. `false` is for tests and
     /// step-by-step demos, which drive them with `Bot::run_outbox_once` / `fire_deadlines`.
     pub run_workers: bool,
+    /// New orders one requester may create per `rate_window_minutes`; 0 = no limit. Every
+    /// order reaches approvers, so a flood from one person (seen: 22 in 50 s) is theirs to
+    /// wade through. Counted from the stored orders, so a restart does not reset it.
+    pub max_new_orders_per_user: u32,
+    /// The sliding window of `max_new_orders_per_user`, in minutes.
+    pub rate_window_minutes: u64,
 }
 
 impl Default for WorkflowConfig {
@@ -92,6 +98,8 @@ impl Default for WorkflowConfig {
             expiry_reminder_minutes: 60,
             max_concurrent_jobs: 8,
             run_workers: true,
+            max_new_orders_per_user: 5,
+            rate_window_minutes: 10,
         }
     }
 }
@@ -359,6 +367,12 @@ impl Config {
             if v == 0 {
                 p.push(Problem::error(key, "must be at least 1"));
             }
+        }
+        if w.max_new_orders_per_user > 0 && w.rate_window_minutes == 0 {
+            p.push(Problem::error(
+                "workflow.rate_window_minutes",
+                "must be at least 1 (or set workflow.max_new_orders_per_user = 0 for no limit)",
+            ));
         }
         if self.storage.path.as_os_str().is_empty() {
             p.push(Problem::error("storage.path", "must not be empty"));
@@ -657,6 +671,26 @@ mod tests {
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_rate_window_of_zero_is_refused_unless_the_limit_is_off() {
+        let mut e = minimal_env();
+        e.insert("ACCESSBOT_WORKFLOW__RATE_WINDOW_MINUTES".into(), "0".into());
+        let problems = load(&Sources {
+            file: None,
+            env: e.clone(),
+        })
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["workflow.rate_window_minutes"]);
+        e.insert(
+            "ACCESSBOT_WORKFLOW__MAX_NEW_ORDERS_PER_USER".into(),
+            "0".into(),
+        );
+        let (c, warnings) = load(&Sources { file: None, env: e }).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.workflow.max_new_orders_per_user, 0);
     }
 
     #[test]

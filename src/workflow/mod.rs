@@ -56,6 +56,8 @@ pub struct Settings {
     pub retry: SignedDuration,
     /// Platform of hosts the grant creates.
     pub platform: String,
+    /// At most this many new orders per requester within the window; `None` = no limit.
+    pub order_limit: Option<(u32, SignedDuration)>,
 }
 
 impl Settings {
@@ -74,6 +76,13 @@ impl Settings {
             jms_web_url: (!web.is_empty()).then_some(web),
             retry: SignedDuration::from_hours(i64::try_from(w.retry_hours.max(1)).unwrap_or(24)),
             platform: config.jumpserver.default_platform.clone(),
+            order_limit: (w.max_new_orders_per_user > 0 && w.rate_window_minutes > 0).then(|| {
+                let mins = i64::try_from(w.rate_window_minutes).unwrap_or(i64::MAX / 60);
+                (
+                    w.max_new_orders_per_user,
+                    SignedDuration::from_mins(mins.min(i64::MAX / 60)),
+                )
+            }),
         }
     }
 
@@ -383,7 +392,14 @@ impl Dispatch for WorkflowDispatcher {
                     let _guard = self.user_lock(msg.sender_staff_id.as_ref());
                     wf.on_chat(msg).map(|_| DispatchReply::None)
                 }
-                Inbound::CardAction(a) => wf.on_card(a),
+                Inbound::CardAction(a) => {
+                    // A request form submit creates an order like a chat message does, so it
+                    // takes the same per-user lock: the "identical open request" and rate-limit
+                    // checks must not race the same user's message. Approval taps need none.
+                    let form = a.out_track_id.starts_with(chat::FORM_PREFIX);
+                    let _guard = form.then(|| self.user_lock(Some(&a.user_id))).flatten();
+                    wf.on_card(a)
+                }
                 Inbound::Approval(a) => wf.on_approval(a).map(|_| DispatchReply::None),
                 Inbound::Org(o) => wf.on_org(o).map(|_| DispatchReply::None),
                 Inbound::Other { event_type, .. } => {
