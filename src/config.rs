@@ -20,6 +20,10 @@ pub const EXAMPLE: &str = include_str!("../config/accessbot.example.toml");
 /// Prefix of environment overrides: `ACCESSBOT_DINGTALK__APP_KEY` sets `[dingtalk] app_key`.
 pub const ENV_PREFIX: &str = "ACCESSBOT_";
 
+/// `ACCESSBOT_*` variables the binary reads for itself, not configuration overrides: the
+/// override scanner must neither warn about them nor make `check-config` fail on them.
+pub const NOT_CONFIG_ENV: &[&str] = &[crate::logging::LOG_ENV];
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -48,7 +52,8 @@ pub struct CardsConfig {
     pub approval_template_id: String,
     /// Template of the request form card sent for a bare `/apply`.
     pub request_template_id: String,
-    /// Route key registered for HTTP card callbacks; empty = callbacks over Stream mode.
+    /// Route key registered for HTTP card callbacks; empty = callbacks over Stream mode, so it
+    /// is required in HTTP mode as soon as a template is set (`validate` says so).
     pub callback_route_key: String,
 }
 
@@ -84,6 +89,12 @@ pub struct WorkflowConfig {
     /// On revoke and at expiry, ask JumpServer's terminals to end the holder's live sessions
     /// on the order's hosts.
     pub end_sessions: bool,
+    /// New orders one requester may create per `rate_window_minutes`; 0 = no limit. Every
+    /// order reaches approvers, so a flood from one person (seen: 22 in 50 s) is theirs to
+    /// wade through. Counted from the stored orders, so a restart does not reset it.
+    pub max_new_orders_per_user: u32,
+    /// The sliding window of `max_new_orders_per_user`, in minutes.
+    pub rate_window_minutes: u64,
 }
 
 /// `[workflow] missing_login`.
@@ -118,6 +129,8 @@ impl Default for WorkflowConfig {
             missing_login: MissingLogin::Warn,
             revoke_mode: RevokeModeConfig::Deactivate,
             end_sessions: true,
+            max_new_orders_per_user: 5,
+            rate_window_minutes: 10,
         }
     }
 }
@@ -342,6 +355,34 @@ impl Config {
                 "HTTP card callbacks need dingtalk.card_callback_secret (unsigned taps are refused)",
             ));
         }
+        // Without a route key cards are created with callbackType STREAM: in HTTP mode nothing
+        // listens on that socket, so every tap on an approval or request form card is lost.
+        if self.dingtalk.mode == crate::dingtalk::ListenerMode::Http
+            && self.cards.callback_route_key.trim().is_empty()
+        {
+            for (key, id) in [
+                (
+                    "cards.approval_template_id",
+                    &self.cards.approval_template_id,
+                ),
+                ("cards.request_template_id", &self.cards.request_template_id),
+            ] {
+                if !id.trim().is_empty() {
+                    p.push(Problem::error(
+                        "cards.callback_route_key",
+                        format!(
+                            "is required in HTTP mode when {key} is set: without it cards are \
+                             created with callbackType STREAM and taps never reach this bot. Set \
+                             it to the callbackRouteKey you registered for \
+                             https://<your host>/dingtalk/cards with DingTalk's \
+                             POST /v1.0/card/callbacks/register (whose apiSecret goes in \
+                             dingtalk.card_callback_secret), or set dingtalk.mode = \"stream\""
+                        ),
+                    ));
+                    break;
+                }
+            }
+        }
         let w = &self.workflow;
         if crate::jumpserver::api::validate_node_value(&w.default_node).is_err() {
             p.push(Problem::error(
@@ -357,6 +398,12 @@ impl Config {
             if v == 0 {
                 p.push(Problem::error(key, "must be at least 1"));
             }
+        }
+        if w.max_new_orders_per_user > 0 && w.rate_window_minutes == 0 {
+            p.push(Problem::error(
+                "workflow.rate_window_minutes",
+                "must be at least 1 (or set workflow.max_new_orders_per_user = 0 for no limit)",
+            ));
         }
         if self.storage.path.as_os_str().is_empty() {
             p.push(Problem::error("storage.path", "must not be empty"));
@@ -420,6 +467,9 @@ fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>, problems: &m
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
         };
+        if NOT_CONFIG_ENV.contains(&name.as_str()) {
+            continue;
+        }
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
         if path.len() < 2 || path.iter().any(|s| s.is_empty()) {
             problems.push(Problem {
@@ -652,6 +702,26 @@ mod tests {
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_rate_window_of_zero_is_refused_unless_the_limit_is_off() {
+        let mut e = minimal_env();
+        e.insert("ACCESSBOT_WORKFLOW__RATE_WINDOW_MINUTES".into(), "0".into());
+        let problems = load(&Sources {
+            file: None,
+            env: e.clone(),
+        })
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["workflow.rate_window_minutes"]);
+        e.insert(
+            "ACCESSBOT_WORKFLOW__MAX_NEW_ORDERS_PER_USER".into(),
+            "0".into(),
+        );
+        let (c, warnings) = load(&Sources { file: None, env: e }).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.workflow.max_new_orders_per_user, 0);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod domain; //     pure types and rules (no IO): ids, commands, durations, p
 pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
 pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
+pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
 pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit, index

@@ -129,14 +129,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("ACCESSBOT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sled=warn,hyper=warn,reqwest=warn")));
+    let user = std::env::var(accessbot::logging::LOG_ENV).ok();
+    let (filter, problem) = accessbot::logging::filter(user.as_deref(), level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    // Said once logging works, so it lands in the chosen format; the bot still starts.
+    if let Some(why) = problem {
+        tracing::warn!("{why}");
     }
 }

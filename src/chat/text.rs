@@ -1067,6 +1067,59 @@ pub fn request_received(lang: Lang, order: &OrderId) -> String {
     )
 }
 
+/// The requester asked again for what one of their open orders already asks for; nothing new
+/// was created. `waiting_for`: the approvers' names while the order awaits a decision.
+pub fn same_request_open(
+    lang: Lang,
+    order: &OrderId,
+    status: &str,
+    waiting_for: Option<&[String]>,
+) -> String {
+    match waiting_for {
+        Some(names) => {
+            let who = names.join(if lang == Lang::ZhCn { "、" } else { ", " });
+            pick(
+                lang,
+                format!(
+                    "你已有相同的申请 {order}，正在等待 {who} 审批，这次没有重复提交。\n查询进度：状态 {order}；要改申请内容，先撤回：取消 {order}"
+                ),
+                format!(
+                    "You already have the same request open: {order}, waiting for {who} to approve; it was not submitted again.\nTrack it: /status {order}; to change it, withdraw it first: /cancel {order}"
+                ),
+            )
+        }
+        None => pick(
+            lang,
+            format!("你已有相同的申请 {order}（{status}），这次没有重复提交。\n查询进度：状态 {order}"),
+            format!(
+                "You already have the same request: {order} ({status}); it was not submitted again.\nTrack it: /status {order}"
+            ),
+        ),
+    }
+}
+
+/// The requester reached the per-user limit of new requests; `retry_at` is when one more fits.
+pub fn too_many_requests(
+    lang: Lang,
+    max: u32,
+    window_minutes: u64,
+    retry_at: Timestamp,
+    tz: &TimeZone,
+) -> String {
+    let window = minutes(lang, window_minutes);
+    let at = time(retry_at, tz);
+    let requests = if max == 1 { "request" } else { "requests" };
+    pick(
+        lang,
+        format!(
+            "你在 {window}内已提交 {max} 个申请，达到上限，这次没有提交。请在 {at} 之后再试；已有的申请可用“我的权限”查看。"
+        ),
+        format!(
+            "You have made {max} {requests} within {window}, the most allowed; this one was not submitted. Try again after {at}; /my lists the ones you have."
+        ),
+    )
+}
+
 pub fn not_your_order(lang: Lang, order: &OrderId) -> String {
     pick(
         lang,

@@ -13,7 +13,7 @@ use crate::store::audit::{Actor, AuditEvent, AuditRecord};
 use crate::store::orders::{CasError, Change};
 use crate::store::outbox::JobKind;
 use sha2::Digest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -223,6 +223,22 @@ impl Workflow {
         if approvers.is_empty() {
             return Ok(text::no_approvers(lang));
         }
+        // Same targets (as a set, canonical spellings) and role: the same ask. Duration and
+        // reason do not make a new one; the reply says how to change them (withdraw first).
+        let want: BTreeSet<String> = req.targets.iter().map(ToString::to_string).collect();
+        let same = |o: &Order| match &o.request {
+            Request::Host { role, .. } if role == req.role.key() => {
+                self.targets_of(o)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<BTreeSet<_>>()
+                    == want
+            }
+            _ => false,
+        };
+        if let Some(answer) = self.existing_or_limited(sender, same)? {
+            return Ok(answer);
+        }
         let request = Request::Host {
             targets: req.targets.iter().map(|t| t.to_string()).collect(),
             system: None,
@@ -234,6 +250,65 @@ impl Workflow {
         };
         let id = self.create_order(sender, nick, request, approvers)?;
         Ok(text::request_received(lang, &id))
+    }
+
+    /// The answer that replaces a new order, if any: the requester's open order that `same`
+    /// recognises (asked again: one order, not two for approvers to wade through), else the
+    /// refusal when they reached `workflow.max_new_orders_per_user`. `None`: go ahead.
+    ///
+    /// Both read the requester's stored orders, so the limit holds across restarts; the caller
+    /// holds the requester's lock, so two messages cannot both pass the check.
+    fn existing_or_limited(
+        &self,
+        sender: &DingUserId,
+        same: impl Fn(&Order) -> bool,
+    ) -> Result<Option<String>, DispatchError> {
+        let lang = self.lang();
+        let orders = self.orders.list_by_requester(sender).map_err(retry)?;
+        if let Some(o) = orders.iter().find(|o| is_open(o.state) && same(o)) {
+            let waiting_for: Option<Vec<String>> =
+                matches!(o.state, State::Draft | State::PendingApproval).then(|| {
+                    // No directory call here (this runs under the requester's lock): names
+                    // seen before, else the userid.
+                    o.approvers
+                        .iter()
+                        .map(|a| self.names.get(a).unwrap_or_else(|| a.to_string()))
+                        .collect()
+                });
+            return Ok(Some(text::same_request_open(
+                lang,
+                &o.id,
+                &self.status_label(o),
+                waiting_for.as_deref(),
+            )));
+        }
+        let Some((max, window)) = self.settings.order_limit else {
+            return Ok(None);
+        };
+        let now = self.now();
+        // Newest first, so the max-th newest is the one whose leaving makes room.
+        let recent: Vec<&Order> = match now.checked_sub(window) {
+            Ok(since) => orders.iter().filter(|o| o.created_at > since).collect(),
+            Err(_) => orders.iter().collect(),
+        };
+        let Some(nth) = recent.get(usize::try_from(max).unwrap_or(usize::MAX).saturating_sub(1))
+        else {
+            return Ok(None);
+        };
+        let retry_at = ceil_minute(nth.created_at.checked_add(window).unwrap_or(now));
+        tracing::info!(
+            requester = %sender,
+            recent = recent.len(),
+            max,
+            "new request refused: per-requester limit reached"
+        );
+        Ok(Some(text::too_many_requests(
+            lang,
+            max,
+            u64::try_from(window.as_mins()).unwrap_or(0),
+            retry_at,
+            &self.settings.tz,
+        )))
     }
 
     /// One order is one JumpServer permission: either a whole system's node, or hosts.
@@ -269,6 +344,10 @@ impl Workflow {
         let approvers = self.policy.approvers_for(sender, &[]);
         if approvers.is_empty() {
             return Ok(text::no_approvers(lang));
+        }
+        let same = |o: &Order| matches!(o.request, Request::Account { .. });
+        if let Some(answer) = self.existing_or_limited(sender, same)? {
+            return Ok(answer);
         }
         let id = self.create_order(
             sender,
@@ -616,6 +695,30 @@ impl Workflow {
             }
         });
     }
+}
+
+/// Still asking for something: an identical ask is answered with this order. Active grants
+/// are not included: more time is `/renew`, and approvers of a new ask see the access the
+/// requester already holds.
+fn is_open(s: State) -> bool {
+    matches!(
+        s,
+        State::Draft
+            | State::PendingApproval
+            | State::Approved
+            | State::Provisioning
+            | State::FailedRetrying
+    )
+}
+
+/// Rounds up to a whole minute: "try again after 10:42" must not name a moment that is still
+/// inside the limit (times are shown to the minute).
+fn ceil_minute(t: jiff::Timestamp) -> jiff::Timestamp {
+    let s = t.as_second();
+    if s.rem_euclid(60) == 0 && t.subsec_nanosecond() == 0 {
+        return t;
+    }
+    jiff::Timestamp::from_second(s - s.rem_euclid(60) + 60).unwrap_or(t)
 }
 
 /// outTrackId of a request form card: per user and message, so each `/apply` has its own.

@@ -64,6 +64,8 @@ pub struct Settings {
     pub revoke_mode: RevokeMode,
     /// End the holder's live sessions on revoke and at expiry.
     pub end_sessions: bool,
+    /// At most this many new orders per requester within the window; `None` = no limit.
+    pub order_limit: Option<(u32, SignedDuration)>,
 }
 
 impl Settings {
@@ -88,6 +90,13 @@ impl Settings {
                 RevokeModeConfig::Delete => RevokeMode::Delete,
             },
             end_sessions: w.end_sessions,
+            order_limit: (w.max_new_orders_per_user > 0 && w.rate_window_minutes > 0).then(|| {
+                let mins = i64::try_from(w.rate_window_minutes).unwrap_or(i64::MAX / 60);
+                (
+                    w.max_new_orders_per_user,
+                    SignedDuration::from_mins(mins.min(i64::MAX / 60)),
+                )
+            }),
         }
     }
 
@@ -420,7 +429,14 @@ impl Dispatch for WorkflowDispatcher {
                     let _guard = self.user_lock(msg.sender_staff_id.as_ref());
                     wf.on_chat(msg).map(|_| DispatchReply::None)
                 }
-                Inbound::CardAction(a) => wf.on_card(a),
+                Inbound::CardAction(a) => {
+                    // A request form submit creates an order like a chat message does, so it
+                    // takes the same per-user lock: the "identical open request" and rate-limit
+                    // checks must not race the same user's message. Approval taps need none.
+                    let form = a.out_track_id.starts_with(chat::FORM_PREFIX);
+                    let _guard = form.then(|| self.user_lock(Some(&a.user_id))).flatten();
+                    wf.on_card(a)
+                }
                 Inbound::Approval(a) => wf.on_approval(a).map(|_| DispatchReply::None),
                 Inbound::Org(o) => wf.on_org(o).map(|_| DispatchReply::None),
                 Inbound::Other { event_type, .. } => {

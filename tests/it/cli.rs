@@ -181,6 +181,90 @@ fn check_config_prints_every_problem_with_its_key() {
     assert!(out.contains("cannot read the config file"), "{out}");
 }
 
+/// `ACCESSBOT_LOG` is the log filter, not a configuration override: `check-config` passes
+/// with it set and says nothing about it, while a real malformed override is still reported.
+#[test]
+fn check_config_is_not_confused_by_the_log_filter_variable() {
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    for filter in ["debug", "trace,cookie_store=debug", "info"] {
+        let (ok, out, err) = run(&["check-config"], Some(&cfg), &[("ACCESSBOT_LOG", filter)]);
+        assert!(ok, "ACCESSBOT_LOG={filter}: {out}{err}");
+        assert_eq!(out.trim(), format!("{}: ok", cfg.display()));
+        assert!(!err.contains("ACCESSBOT_LOG"), "{err}");
+    }
+    // One underscore short of an override: still a warning, and still a failed check.
+    let (ok, out, _) = run(
+        &["check-config"],
+        Some(&cfg),
+        &[
+            ("ACCESSBOT_LOG", "debug"),
+            ("ACCESSBOT_DINGTALK_APP_KEY", "x"),
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("warning: ACCESSBOT_DINGTALK_APP_KEY: environment overrides look like"),
+        "{out}"
+    );
+    assert!(!out.contains("ACCESSBOT_LOG"), "{out}");
+    assert!(out.contains("1 problem(s)"), "{out}");
+}
+
+/// HTTP mode with a card template but no callback route key: DingTalk would create the cards
+/// with callbackType STREAM and no tap would ever reach the bot. `check-config` refuses it and
+/// says what to set; the same file passes with a route key, or in Stream mode.
+#[test]
+fn check_config_refuses_http_card_templates_without_a_callback_route_key() {
+    let files = Files::new();
+    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let cfg = files.write("accessbot.toml", &example);
+    let secret = [("ACCESSBOT_DINGTALK__CARD_CALLBACK_SECRET", CARD_SECRET)];
+    for template in [
+        "ACCESSBOT_CARDS__APPROVAL_TEMPLATE_ID",
+        "ACCESSBOT_CARDS__REQUEST_TEMPLATE_ID",
+    ] {
+        let env = [(template, "tpl-1234"), secret[0]];
+        let (ok, out, _) = run(&["check-config"], Some(&cfg), &env);
+        assert!(!ok, "{template}: {out}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("error: cards.callback_route_key: "))
+            .unwrap_or_else(|| panic!("{template}: {out}"));
+        let key = template
+            .trim_start_matches("ACCESSBOT_CARDS__")
+            .to_ascii_lowercase();
+        for needle in [
+            format!("cards.{key}"),
+            "callbackType STREAM".into(),
+            "/dingtalk/cards".into(),
+            "/v1.0/card/callbacks/register".into(),
+            "dingtalk.card_callback_secret".into(),
+            "dingtalk.mode = \"stream\"".into(),
+        ] {
+            assert!(line.contains(&needle), "{needle} missing: {line}");
+        }
+        assert!(out.contains("1 problem(s)"), "{out}");
+        assert_no_secret(&out);
+
+        // Fixed either way: a route key (with its secret), or Stream mode.
+        let fixed = [
+            (template, "tpl-1234"),
+            secret[0],
+            ("ACCESSBOT_CARDS__CALLBACK_ROUTE_KEY", "accessbot"),
+        ];
+        let (ok, out, err) = run(&["check-config"], Some(&cfg), &fixed);
+        assert!(ok, "{out}{err}");
+        let stream = [
+            (template, "tpl-1234"),
+            ("ACCESSBOT_DINGTALK__MODE", "stream"),
+        ];
+        let (ok, out, err) = run(&["check-config"], Some(&cfg), &stream);
+        assert!(ok, "{out}{err}");
+    }
+}
+
 #[test]
 fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     let files = Files::new();
@@ -254,6 +338,69 @@ fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     assert_no_secret(&format!("{config:#?}"));
 }
 
+/// `accessbot --log-format json serve --config <cfg>` with `env`, its stderr collected line by
+/// line; `start` returns once it listens.
+struct Served {
+    child: std::process::Child,
+    reader: std::thread::JoinHandle<Vec<String>>,
+    url: String,
+}
+
+impl Served {
+    async fn start(cfg: &Path, env: &[(&str, &str)]) -> Served {
+        let mut child = accessbot(&["--log-format", "json", "serve"], Some(cfg), env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut all = Vec::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line.clone());
+                all.push(line);
+            }
+            all
+        });
+        let addr = loop {
+            let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
+                .await
+                .expect("serve did not start")
+                .expect("serve exited before listening");
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            if v["message"] == "accessbot listening" {
+                break v["addr"].as_str().unwrap().to_owned();
+            }
+        };
+        Served {
+            child,
+            reader,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    /// Graceful stop on SIGTERM, as a container runtime does it; every line it logged.
+    async fn stop(self) -> Vec<String> {
+        let Served {
+            mut child, reader, ..
+        } = self;
+        let pid = child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "{status}");
+        reader.join().unwrap()
+    }
+}
+
 /// `serve` with JSON logs at debug level: reached over HTTP with secrets that only came from
 /// the environment and files, stopped with SIGTERM; every log line is JSON and none holds a
 /// secret.
@@ -281,40 +428,8 @@ async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
     ] {
         env.push((k.into(), v.into()));
     }
-    let mut child = accessbot(
-        &["--log-format", "json", "serve"],
-        Some(&cfg),
-        &as_refs(&env),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead;
-        let mut all = Vec::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = tx.send(line.clone());
-            all.push(line);
-        }
-        all
-    });
-    let addr = loop {
-        let line = tokio::time::timeout(Duration::from_secs(60), rx.recv())
-            .await
-            .expect("serve did not start")
-            .expect("serve exited before listening");
-        let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if v["message"] == "accessbot listening" {
-            break v["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    let url = format!("http://{addr}");
+    let served = Served::start(&cfg, &as_refs(&env)).await;
+    let url = served.url.clone();
     let http = reqwest::Client::new();
     let now = || jiff::Timestamp::now().as_millisecond();
 
@@ -397,16 +512,7 @@ async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
     }
     assert_eq!(req.send().await.unwrap().status(), 200);
 
-    // Graceful stop on SIGTERM, as a container runtime does it.
-    let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let lines = reader.join().unwrap();
+    let lines = served.stop().await;
     assert!(lines.len() > 3, "{lines:?}");
     for line in &lines {
         let v: Result<Value, _> = serde_json::from_str(line);
@@ -418,6 +524,16 @@ async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
     }
     assert!(
         lines.iter().any(|l| l.contains("refused inbound request")),
+        "{lines:?}"
+    );
+    // ACCESSBOT_LOG=debug applied (debug lines are there) and was not taken for a malformed
+    // config override.
+    assert!(
+        lines.iter().any(|l| l.contains(r#""level":"DEBUG""#)),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("ACCESSBOT_LOG")),
         "{lines:?}"
     );
 }
@@ -446,4 +562,275 @@ fn serve_refuses_a_broken_config_naming_each_key_in_json_logs() {
             .contains("configuration problem")),
         "{lines:?}"
     );
+}
+
+/// Credentials of the bot's JumpServer account in password and MFA modes (canaries too).
+const JMS_PASSWORD: &str = "jmsPassw0rd-Canary-26";
+/// Base32 of "abcdefghijklmnopqrst": valid for TOTP, and nothing else prints it.
+const OTP_SEED: &str = "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U";
+const REQUESTER: &str = "alice01";
+const APPROVER: &str = "boss01";
+
+/// Simulated DingTalk and JumpServer (whose service account logs in with a password, plus a
+/// TOTP code when `mfa`), and a config file pointing `serve` at both; secrets come only from
+/// the environment and files.
+struct PasswordModeRig {
+    dt: SimDingTalk,
+    jms: accessbot::sandbox::jumpserver::SimJumpServer,
+    files: Files,
+    cfg: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl PasswordModeRig {
+    async fn new(mfa: bool, log_filter: &str) -> Self {
+        use accessbot::sandbox::jumpserver::{SimJmsOptions, SimJumpServer, SimLoginUser};
+        use accessbot::secret::Secret;
+        let dt = SimDingTalk::start(SimDingTalkOptions {
+            app_secret: APP_SECRET.into(),
+            qps_limit: None,
+            ..SimDingTalkOptions::default()
+        })
+        .await
+        .unwrap();
+        dt.add_user(crate::support::ding_user(
+            REQUESTER,
+            "张三",
+            "fx-alice@example.com",
+        ));
+        dt.add_user(crate::support::example_user(APPROVER, "李四"));
+        let mut opts = SimJmsOptions::new(std::sync::Arc::new(accessbot::clock::SystemClock));
+        opts.login_users = vec![SimLoginUser {
+            username: "fx-bot".into(),
+            name: "Fx Bot".into(),
+            email: "fx-bot@example.com".into(),
+            password: Secret::new(JMS_PASSWORD),
+            otp_seed: mfa.then(|| Secret::new(OTP_SEED)),
+        }];
+        let jms = SimJumpServer::start(opts).await.unwrap();
+        jms.seed_demo().unwrap();
+        let files = Files::new();
+        let cfg = files.write(
+            "accessbot.toml",
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\npath = \"{data}\"\n\
+                 [dingtalk]\napp_key = \"{key}\"\napi_base = \"{dt}\"\noapi_base = \"{dt}\"\n\
+                 [jumpserver]\nurl = \"{jms}\"\nusername = \"fx-bot\"\n\
+                 [approval]\ndefault_approvers = [\"{APPROVER}\"]\n",
+                data = files.path("data").display(),
+                key = dt.options().app_key,
+                dt = dt.base_url(),
+                jms = jms.url(),
+            ),
+        );
+        let app_secret = files.write("app_secret", APP_SECRET);
+        let password = files.write("jms_password", &format!("{JMS_PASSWORD}\n"));
+        let mut env: Vec<(String, String)> = [
+            (
+                "ACCESSBOT_DINGTALK__APP_SECRET_FILE",
+                app_secret.display().to_string(),
+            ),
+            ("ACCESSBOT_DINGTALK__CALLBACK_TOKEN", CALLBACK_TOKEN.into()),
+            ("ACCESSBOT_DINGTALK__CALLBACK_AES_KEY", AES_KEY.into()),
+            (
+                "ACCESSBOT_DINGTALK__CARD_CALLBACK_SECRET",
+                CARD_SECRET.into(),
+            ),
+            (
+                "ACCESSBOT_JUMPSERVER__PASSWORD_FILE",
+                password.display().to_string(),
+            ),
+            ("ACCESSBOT_LOG", log_filter.into()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v))
+        .into();
+        if mfa {
+            env.push(("ACCESSBOT_JUMPSERVER__OTP_SEED".into(), OTP_SEED.into()));
+        }
+        Self {
+            dt,
+            jms,
+            files,
+            cfg,
+            env,
+        }
+    }
+
+    async fn serve(&self) -> Served {
+        Served::start(&self.cfg, &as_refs(&self.env)).await
+    }
+
+    /// `user`'s signed 1:1 message to the running bot.
+    async fn say(&self, served: &Served, user: &str, msg_id: &str, text: &str) {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let app_key = self.dt.options().app_key.clone();
+        let sender = RobotSender {
+            staff_id: Some(user),
+            nick: user,
+            group: false,
+            conversation_id: &format!("cid-{user}"),
+            session_webhook: "unused",
+            robot_code: &app_key,
+        };
+        let mut msg = robot_text_message(&sender, msg_id, text, now);
+        let (hook, expires) = self.dt.session_webhook(msg_id);
+        msg["sessionWebhook"] = json!(hook);
+        msg["sessionWebhookExpiredTime"] = json!(expires);
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/dingtalk/robot", served.url))
+            .body(msg.to_string());
+        for (k, v) in signed_robot_headers(APP_SECRET, now) {
+            req = req.header(k, v);
+        }
+        assert_eq!(req.send().await.unwrap().status(), 200);
+    }
+
+    /// Texts of the robot messages `user` received.
+    fn texts_to(&self, user: &str) -> Vec<String> {
+        self.dt
+            .messages_to(&accessbot::domain::ids::DingUserId::new(user))
+            .into_iter()
+            .map(|m| m.param.to_string())
+            .collect()
+    }
+
+    /// Every credential of this run: the configured secrets, and what the simulators issued
+    /// (JumpServer session cookies and Bearer tokens, DingTalk access tokens).
+    fn credentials(&self) -> Vec<String> {
+        let mut all: Vec<String> = [
+            APP_SECRET,
+            CALLBACK_TOKEN,
+            AES_KEY,
+            CARD_SECRET,
+            JMS_PASSWORD,
+            OTP_SEED,
+        ]
+        .map(String::from)
+        .into();
+        all.extend(self.jms.issued_credentials());
+        let mut tokens: Vec<String> = self
+            .dt
+            .calls()
+            .into_iter()
+            .filter_map(|c| c.token)
+            .filter(|t| !t.is_empty())
+            .collect();
+        tokens.sort();
+        tokens.dedup();
+        all.extend(tokens);
+        all
+    }
+}
+
+/// Polls `probe` until it gives a value. The bound only keeps a broken run from hanging; it is
+/// generous because CI machines are shared (no speed is asserted).
+async fn eventually<T>(what: &str, probe: impl Fn() -> Option<T>) -> T {
+    for _ in 0..6000 {
+        if let Some(v) = probe() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// The first order id (`R261122-001`) in `text`.
+fn order_id_in(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    (0..b.len()).find_map(|i| {
+        let digits = |r: std::ops::Range<usize>| {
+            b.get(r.clone())
+                .is_some_and(|s| !s.is_empty() && s.iter().all(u8::is_ascii_digit))
+        };
+        let end = (i + 11..=b.len())
+            .take_while(|&e| digits(i + 8..e))
+            .last()?;
+        (b[i] == b'R' && digits(i + 1..i + 7) && b.get(i + 7) == Some(&b'-'))
+            .then(|| text[i..end].to_owned())
+    })
+}
+
+/// The whole flow — login (password, or password + TOTP), a request, the approval card, the
+/// approval, the grant — with `ACCESSBOT_LOG=trace`, the level the docs point operators at and
+/// beyond. No credential may appear in any log line: not the configured secrets, not the
+/// JumpServer session cookie (cookie_store logs each Set-Cookie at debug), not a Bearer token,
+/// not a DingTalk access token.
+async fn no_credential_in_trace_logs(mfa: bool) {
+    let rig = PasswordModeRig::new(mfa, "trace").await;
+    let served = rig.serve().await;
+    rig.say(
+        &served,
+        REQUESTER,
+        "msgTrace1",
+        "申请主机 10.10.1.11 只读 4h 原因：排查线上问题",
+    )
+    .await;
+    let order = eventually("the approver is asked", || {
+        rig.texts_to(APPROVER).iter().find_map(|t| order_id_in(t))
+    })
+    .await;
+    rig.say(&served, APPROVER, "msgTrace2", &format!("同意 {order}"))
+        .await;
+    eventually("the requester is told access is granted", || {
+        rig.texts_to(REQUESTER)
+            .iter()
+            .find(|t| t.contains("权限已开通"))
+            .cloned()
+    })
+    .await;
+    let lines = served.stop().await;
+
+    // The run did what it had to: it logged in the way this mode logs in, got a session cookie
+    // and a Bearer token, used DingTalk tokens, and logged at trace and debug level.
+    let auth = "/api/v1/authentication/";
+    assert_eq!(
+        rig.jms.calls_to("POST", &format!("{auth}mfa/")),
+        usize::from(mfa)
+    );
+    assert!(rig.jms.calls_to("POST", &format!("{auth}auth/")) >= 1);
+    assert!(rig.jms.issued_credentials().len() >= 2);
+    assert!(rig.dt.token_requests() >= 1);
+    assert!(lines.iter().any(|l| l.contains(r#""level":"DEBUG""#)));
+    let credentials = rig.credentials();
+    for line in &lines {
+        for c in &credentials {
+            assert!(
+                !line.contains(c.as_str()),
+                "credential {c:?} logged: {line}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_mode_at_trace_logs_no_credential() {
+    no_credential_in_trace_logs(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_mode_at_trace_logs_no_credential() {
+    no_credential_in_trace_logs(true).await;
+}
+
+/// The other side of the quiet defaults: an operator who names a quiet crate gets its logs, so
+/// a filter can still reach them on purpose. It also shows what the defaults hold back —
+/// cookie_store at debug prints the JumpServer session cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naming_a_quiet_crate_in_the_filter_lifts_its_default() {
+    let rig = PasswordModeRig::new(false, "info,cookie_store=debug").await;
+    let served = rig.serve().await;
+    // The bot logs in at start (it warms the JumpServer caches).
+    eventually("the bot logs in", || {
+        (rig.jms.calls_to("GET", "/api/v1/assets/nodes/") > 0).then_some(())
+    })
+    .await;
+    let lines = served.stop().await;
+    let sessions = rig.jms.issued_credentials();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("cookie_store") && sessions.iter().any(|s| l.contains(s.as_str()))),
+        "{lines:?}"
+    );
+    drop(rig.files);
 }

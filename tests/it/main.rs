@@ -11,6 +11,7 @@ mod grant_truth;
 mod jms_client;
 mod jms_transcripts;
 mod orders;
+mod requester_limits;
 mod stream;
 mod support;
 mod sync_index;

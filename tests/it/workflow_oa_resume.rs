@@ -44,15 +44,17 @@ impl Env {
 
     /// Alice asks for access; returns the new order (its jobs not run yet).
     async fn alice_asks(&self) -> OrderId {
+        self.alice_asks_for("申请主机 10.10.1.11 只读 4h 原因：排查线上问题")
+            .await
+    }
+
+    /// Alice asks in her own words (a second open request must differ from the first: an
+    /// identical one is answered with the open order instead).
+    async fn alice_asks_for(&self, text: &str) -> OrderId {
         let before = self.orders_of(ALICE).len();
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let msg_id = format!("msg-oa-{n}");
-        self.push_robot_text(
-            ALICE,
-            &msg_id,
-            "申请主机 10.10.1.11 只读 4h 原因：排查线上问题",
-        )
-        .await;
+        self.push_robot_text(ALICE, &msg_id, text).await;
         // The order is created while the push is answered; the reply itself is not needed.
         let orders = self.orders_of(ALICE);
         assert_eq!(orders.len(), before + 1, "no order created");
@@ -249,7 +251,9 @@ async fn the_search_picks_this_orders_instance_among_the_requesters_others() {
         .unwrap();
 
     env.dt.lose_next_response(START, 1, FaultKind::ServerError);
-    let second = env.alice_asks().await;
+    let second = env
+        .alice_asks_for("申请主机 10.10.1.12 只读 4h 原因：另一台机器")
+        .await;
     env.drain().await;
     assert_eq!(env.order(&second).approval_refs.oa_instance_id, None);
     env.later_drain().await;

@@ -166,6 +166,7 @@ pub(super) fn issue_token(sh: &Shared, st: &mut State, uid: &str, now: Timestamp
         let t = util::new_token(36);
         let exp = now.checked_add(sh.opts.bearer_ttl).unwrap_or(now);
         st.bearer.insert(t.clone(), (uid.to_owned(), exp));
+        st.remember_issued(&t);
         (t, exp)
     });
     let user = st.users.iter_mut().find(|u| u.id == uid);
@@ -216,6 +217,7 @@ pub(super) fn login(
         );
     }
     let sid = cookie.unwrap_or_else(|| util::new_token(32).to_ascii_lowercase());
+    st.remember_issued(&sid);
     let password = b.and_then(|v| v.get("password")).and_then(Value::as_str);
     let user = st
         .users

@@ -101,6 +101,24 @@ pub(crate) struct State {
     pub fail: Option<(usize, u16)>,
     /// user id -> (minute window start, count)
     pub throttle: HashMap<String, (i64, u32)>,
+    /// Every session id and Bearer token handed out, so tests can look for them in logs.
+    /// Bounded: a long demo run logs in a handful of times.
+    pub issued: std::collections::VecDeque<String>,
+}
+
+impl State {
+    const MAX_ISSUED: usize = 256;
+
+    /// Remembers a credential handed to a client (see `SimJumpServer::issued_credentials`).
+    pub(crate) fn remember_issued(&mut self, credential: &str) {
+        if self.issued.iter().any(|c| c == credential) {
+            return;
+        }
+        if self.issued.len() >= Self::MAX_ISSUED {
+            self.issued.pop_front();
+        }
+        self.issued.push_back(credential.to_owned());
+    }
 }
 
 pub(crate) struct Shared {
@@ -253,6 +271,11 @@ impl SimJumpServer {
     /// The next `n` requests (any route, after being counted) answer `status`.
     pub fn fail_next(&self, n: usize, status: u16) {
         self.shared.lock().fail = Some((n, status));
+    }
+    /// The session cookie values (`jms_sessionid`) and Bearer tokens handed out so far, oldest
+    /// first (the last 256): what must never show up in a client's logs.
+    pub fn issued_credentials(&self) -> Vec<String> {
+        self.shared.lock().issued.iter().cloned().collect()
     }
     /// Every Bearer token stops working, as when the server's cache entry expires.
     pub fn expire_bearer_tokens(&self) {
