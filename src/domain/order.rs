@@ -66,6 +66,10 @@ pub struct ApprovalRefs {
     /// looks for an instance started since then (a lost answer, or a crash before recording).
     #[serde(default)]
     pub oa_start_attempted_at: Option<Timestamp>,
+    /// Approvers whose approval request could not be delivered for good; when it is every
+    /// approver, nobody can decide and the order fails.
+    #[serde(default)]
+    pub undelivered: Vec<DingUserId>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -148,10 +152,13 @@ pub enum Action {
     Expire,
     Revoke,
     Renew,
+    /// The approval could not be started (no card reached any approver, or the OA instance
+    /// could not be created) and retrying will not help: the order fails before a decision.
+    ApprovalFailed,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Submit,
         Action::Approve,
         Action::Reject,
@@ -163,13 +170,16 @@ impl Action {
         Action::Expire,
         Action::Revoke,
         Action::Renew,
+        Action::ApprovalFailed,
     ];
 
     pub fn allowed_from(self) -> &'static [State] {
         use State::*;
         match self {
             Action::Submit => &[Draft],
-            Action::Approve | Action::Reject | Action::TimeOut => &[PendingApproval],
+            Action::Approve | Action::Reject | Action::TimeOut | Action::ApprovalFailed => {
+                &[PendingApproval]
+            }
             Action::Cancel => &[Draft, PendingApproval],
             // A retrying order goes back through Provisioning for each attempt.
             Action::StartProvisioning => &[Approved, FailedRetrying],
@@ -194,6 +204,7 @@ impl Action {
             Action::Expire => "expire",
             Action::Revoke => "revoke",
             Action::Renew => "renew",
+            Action::ApprovalFailed => "approval_failed",
         }
     }
 }
@@ -540,6 +551,24 @@ impl Order {
         }))
     }
 
+    /// The approval could not be started for good; the order is `Failed` before any decision,
+    /// with the reason kept for `/status`.
+    pub fn approval_failed(
+        &self,
+        reason: impl Into<String>,
+        at: Timestamp,
+    ) -> Result<Transition, TransitionError> {
+        self.check(Action::ApprovalFailed)?;
+        let reason = reason.into();
+        Ok(self.moved(Action::ApprovalFailed, State::Failed, at, |o| {
+            o.failure = Some(Failure {
+                reason,
+                attempts: 0,
+                retry_until: None,
+            });
+        }))
+    }
+
     /// Nobody decided in time; the order is cancelled by the system.
     pub fn time_out(&self, at: Timestamp) -> Result<Transition, TransitionError> {
         self.check(Action::TimeOut)?;
@@ -695,6 +724,25 @@ impl Order {
         o.grant = Some(grant);
         o.updated_at = at;
         o
+    }
+
+    /// Records an approver the approval request could not reach (not a state change).
+    pub fn with_undelivered(&self, approver: &DingUserId, at: Timestamp) -> Order {
+        let mut o = self.clone();
+        if !o.approval_refs.undelivered.contains(approver) {
+            o.approval_refs.undelivered.push(approver.clone());
+        }
+        o.updated_at = at;
+        o
+    }
+
+    /// Whether no approver can decide: every approval request failed to arrive.
+    pub fn nobody_can_decide(&self) -> bool {
+        !self.approvers.is_empty()
+            && self
+                .approvers
+                .iter()
+                .all(|a| self.approval_refs.undelivered.contains(a))
     }
 
     /// Records one approval that does not yet complete the order (`approvals_required` > 1).

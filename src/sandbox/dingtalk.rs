@@ -17,7 +17,7 @@ use jiff::SignedDuration;
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -170,6 +170,8 @@ struct Sim {
     card_callbacks: BTreeMap<String, (String, Option<String>)>,
     /// template name → processCode; when non-empty, only these codes can be started.
     processes: BTreeMap<String, String>,
+    /// Card template ids the org has; when non-empty, others are `param.templateNotExist`.
+    card_templates: BTreeSet<String>,
     seq: u64,
     /// session id → the user whose message opened it, so webhook replies land in their chat.
     session_owner: HashMap<String, String>,
@@ -388,6 +390,15 @@ impl SimDingTalk {
             .processes
             .insert(name.to_owned(), process_code.to_owned());
     }
+    /// A card template the org has; once any is added, unknown template ids are refused with
+    /// `param.templateNotExist` (the error DingTalk gives a wrong `cardTemplateId`).
+    pub fn add_card_template(&self, template_id: &str) {
+        self.shared
+            .lock()
+            .card_templates
+            .insert(template_id.to_owned());
+    }
+
     /// The URL and apiSecret registered for a card callback route key.
     pub fn card_callback(&self, route_key: &str) -> Option<(String, Option<String>)> {
         self.shared.lock().card_callbacks.get(route_key).cloned()
@@ -1044,6 +1055,9 @@ fn card_create(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
     let Some(tpl) = str_of(body, "cardTemplateId").filter(|t| !t.is_empty()) else {
         return new_err(s, 400, "param.templateNotExist", "param.templateNotExist");
     };
+    if !s.card_templates.is_empty() && !s.card_templates.contains(tpl) {
+        return new_err(s, 400, "param.templateNotExist", "param.templateNotExist");
+    }
     let Some(track) = str_of(body, "outTrackId").filter(|t| !t.is_empty()) else {
         return new_err(s, 400, "param.outTrackIdEmpty", "param.outTrackIdEmpty");
     };

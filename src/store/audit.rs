@@ -35,6 +35,8 @@ pub enum AuditEvent {
     ProvisioningStarted,
     Granted,
     ProvisioningFailed,
+    /// The approval could not be started (no approver reachable, OA start refused).
+    ApprovalFailed,
     Revoked,
     Expired,
     Renewed,
@@ -58,6 +60,7 @@ impl From<Action> for AuditEvent {
             Action::Expire => AuditEvent::Expired,
             Action::Revoke => AuditEvent::Revoked,
             Action::Renew => AuditEvent::Renewed,
+            Action::ApprovalFailed => AuditEvent::ApprovalFailed,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! instance recorded on the order before anything else happens.
 use super::chat::{notify, params};
 use super::Workflow;
-use crate::chat::{readback, text};
+use crate::chat::{failures, readback, text};
 use crate::config::MissingLogin;
 use crate::dingtalk::client::{
     ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
@@ -865,12 +865,31 @@ impl Workflow {
     }
 
     async fn terminate_oa(&self, o: &Order) -> Result<(), JobError> {
-        let Some(inst) = &o.approval_refs.oa_instance_id else {
-            return Ok(());
+        let inst = match (
+            &o.approval_refs.oa_instance_id,
+            o.approval_refs.oa_start_attempted_at,
+        ) {
+            (Some(i), _) => i.clone(),
+            // A start whose answer was lost may still have made an instance: find it, so it is
+            // not left to be approved in DingTalk for an order that no longer waits for it.
+            (None, Some(at)) => {
+                let Some(code) = self.policy.process_code.clone() else {
+                    return Ok(());
+                };
+                match self.find_started_oa(o, &code, at).await {
+                    Ok(Some((i, _))) => {
+                        self.record_oa_instance(o, &i, "found to terminate")?;
+                        i
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+            (None, None) => return Ok(()),
         };
         match self
             .dingtalk
-            .terminate_approval(inst, None, "accessbot: request closed")
+            .terminate_approval(&inst, None, "accessbot: request closed")
             .await
         {
             Ok(()) => Ok(()),
@@ -1210,18 +1229,90 @@ impl Workflow {
             return;
         };
         let detail = text::gave_up(self.lang(), &reason);
-        let r = match job.kind {
+        let r = match &job.kind {
             JobKind::Grant => self.grant_failed(&o, "unavailable", &detail).await,
             JobKind::Prepare => self.fail_prepare(&o, &detail).await,
             // The order says the access ended; JumpServer may still grant it. A person must
             // end it by hand, and needs to hear so.
             JobKind::Revoke => self.tell_admins(&o, "revoke_failed", &detail),
             JobKind::Renew => self.tell_admins(&o, "renew_failed", &detail),
+            JobKind::SendApprovalRequest { approver } => {
+                self.approval_undelivered(&o, approver, &reason)
+            }
+            JobKind::StartOaApproval => self.fail_approval(&o, &reason),
             _ => Ok(()),
         };
         if let Err(e) = r {
             tracing::error!(order = %o.id, error = %e, "could not record the failure");
         }
+    }
+
+    /// One approver's approval request could not be delivered for good. While another approver
+    /// got theirs the order waits for them (the admins hear which approver and why); when
+    /// nobody can decide, the approval failed.
+    fn approval_undelivered(
+        &self,
+        o: &Order,
+        approver: &DingUserId,
+        reason: &str,
+    ) -> Result<(), JobError> {
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            if cur.state != State::PendingApproval {
+                return Err("moved on");
+            }
+            let marked = cur.with_undelivered(approver, now);
+            if marked.nobody_can_decide() {
+                return self.approval_failed_change(&marked, reason, now);
+            }
+            Ok(Change::new(marked).job(JobKind::NotifyAdmins {
+                template: "approver_unreachable".into(),
+                params: params(&[("approver", approver.as_str()), ("reason", reason)]),
+            }))
+        });
+        cas_done(res)
+    }
+
+    /// The approval could not be started: the order fails, the requester and the admins are
+    /// told what failed and what to fix, and what was started is cleaned up (cards updated, an
+    /// OA instance terminated, found by search when its start's answer was lost).
+    fn fail_approval(&self, o: &Order, reason: &str) -> Result<(), JobError> {
+        let now = self.now();
+        let res = self.orders.update(&o.id, |cur| {
+            if cur.state != State::PendingApproval {
+                return Err("moved on");
+            }
+            self.approval_failed_change(cur, reason, now)
+        });
+        cas_done(res)
+    }
+
+    fn approval_failed_change(
+        &self,
+        cur: &Order,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Change, &'static str> {
+        let t = cur.approval_failed(reason, now).map_err(|_| "moved on")?;
+        let mut jobs = Vec::new();
+        match cur.approval_mode {
+            ApprovalMode::Oa => jobs.push(JobKind::TerminateOaApproval),
+            ApprovalMode::Card if self.settings.approval_template().is_some() => {
+                jobs.push(JobKind::UpdateCards)
+            }
+            ApprovalMode::Card => {}
+        }
+        jobs.push(notify("approval_failed", &[]));
+        jobs.push(JobKind::NotifyAdmins {
+            template: "approval_failed_admin".into(),
+            params: params(&[("reason", reason)]),
+        });
+        Ok(Change::from_transition(
+            t,
+            Actor::System,
+            reason.to_string(),
+            jobs,
+        ))
     }
 
     /// Queues a notice to the admins about this order (and, for a failed renewal, the
@@ -1265,6 +1356,9 @@ impl Workflow {
         let targets = self.targets_of(o);
         let role = Self::role_of(o).unwrap_or(Role::Readonly);
         let body = match template {
+            // Said only while it is true: an approval that could not start fails the order
+            // before this notice's turn comes.
+            "submitted" if o.state != State::PendingApproval => return None,
             "submitted" => {
                 let mut names = Vec::new();
                 for a in &o.approvers {
@@ -1451,6 +1545,26 @@ impl Workflow {
                 )
             }
             "revoke_not_ours" => readback::admin_revoke_not_ours(lang, &o.id, get("name")),
+            "approval_failed" => failures::approval_failed(lang, &o.id),
+            "approval_failed_admin" => {
+                let cleanup = match o.approval_mode {
+                    ApprovalMode::Oa if o.approval_refs.oa_start_attempted_at.is_some() => Some(
+                        failures::oa_cleanup(lang, o.approval_refs.oa_instance_id.as_deref()),
+                    ),
+                    _ => None,
+                };
+                failures::admin_approval_failed(
+                    lang,
+                    &o.id,
+                    &o.requester_name,
+                    get("reason"),
+                    cleanup.as_deref(),
+                )
+            }
+            "approver_unreachable" => {
+                let who = self.name_of(&DingUserId::new(get("approver"))).await;
+                failures::admin_approver_unreachable(lang, &o.id, &who, get("reason"))
+            }
             "renew_failed" => readback::renew_failed(
                 lang,
                 &o.id,

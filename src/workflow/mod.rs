@@ -240,6 +240,9 @@ impl Workflow {
 
     fn status_label(&self, o: &Order) -> String {
         if o.state == State::Failed {
+            if o.decided_at.is_none() {
+                return crate::chat::failures::approval_failed_label(self.lang()).to_string();
+            }
             return text::failed_label(self.lang()).to_string();
         }
         text::status_label(self.lang(), Self::status_kind(o)).to_string()

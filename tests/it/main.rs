@@ -1,4 +1,5 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
+mod approval_failures;
 mod cli;
 mod commands;
 mod dingtalk_client;

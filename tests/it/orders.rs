@@ -108,6 +108,7 @@ fn apply(o: &Order, a: Action) -> Result<State, TransitionError> {
         Action::Expire => o.expire(late),
         Action::Revoke => o.revoke(None, None, late),
         Action::Renew => o.renew(late + SignedDuration::from_hours(2), late),
+        Action::ApprovalFailed => o.approval_failed("no approver reachable", late),
     }?;
     assert_eq!(r.from, o.state);
     assert_eq!(r.action, a);
@@ -137,6 +138,7 @@ fn every_action_from_every_state_follows_the_table() {
         ((Action::Revoke, Active), Revoked),
         ((Action::Revoke, FailedRetrying), Revoked),
         ((Action::Renew, Active), Active),
+        ((Action::ApprovalFailed, PendingApproval), Failed),
     ]
     .into_iter()
     .collect();
@@ -1502,6 +1504,7 @@ mod props {
                         Action::Expire => cur.expire(now),
                         Action::Revoke => cur.revoke(None, None, now),
                         Action::Renew => cur.renew(now + SignedDuration::from_hours(1), now),
+                        Action::ApprovalFailed => cur.approval_failed("x", now),
                     }?;
                     Ok::<_, TransitionError>(Change::from_transition(t, Actor::System, "", vec![]))
                 });
