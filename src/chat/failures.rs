@@ -118,3 +118,35 @@ pub fn approval_failed_label(lang: Lang) -> &'static str {
         Lang::En => "approval could not start",
     }
 }
+
+/// To the admins: a leaver's JumpServer user could not be disabled.
+pub fn admin_leaver_not_disabled(lang: Lang, username: &str, reason: &str) -> String {
+    pick(
+        lang,
+        format!("❌ 离职人员的 JumpServer 用户 {username} 未能禁用：{reason}\n请立即在 JumpServer 中手工禁用该用户。"),
+        format!("❌ The JumpServer user {username} of someone who left could not be disabled: {reason}\nDisable it in JumpServer by hand now."),
+    )
+}
+
+/// To the admins: a message about an order could not be delivered.
+pub fn admin_notice_undelivered(
+    lang: Lang,
+    order: &OrderId,
+    requester: &str,
+    detail: &str,
+) -> String {
+    pick(
+        lang,
+        format!("⚠️ 申请 {order}（{requester}）的一条通知未能送达（{detail}）。请检查机器人消息权限，并告知相关人员。"),
+        format!("⚠️ A notice about {order} ({requester}) could not be delivered ({detail}). Check the robot's messaging permissions and tell the people concerned."),
+    )
+}
+
+/// To the admins: cards could not be updated or an OA instance withdrawn.
+pub fn admin_cleanup_failed(lang: Lang, order: &OrderId, detail: &str) -> String {
+    pick(
+        lang,
+        format!("⚠️ 申请 {order}：审批卡片或钉钉审批实例未能更新/撤销（{detail}）。审批人看到的可能仍是旧状态，请在钉钉中手工处理。"),
+        format!("⚠️ Order {order}: its approval cards or DingTalk approval instance could not be updated / withdrawn ({detail}). Approvers may still see the old state; handle it in DingTalk by hand."),
+    )
+}

@@ -1225,6 +1225,21 @@ impl Workflow {
     }
 
     async fn job_gave_up(&self, job: &OutboxJob, reason: String) {
+        if let JobKind::DisableJmsUser { username } = &job.kind {
+            // A leaver who keeps a working JumpServer login is a security matter: the admins
+            // must hear it, directly (there is no order to hang an outbox notice on).
+            tracing::error!(username = %username, %reason, "leaver's JumpServer user not disabled");
+            let m = OutMessage::text(failures::admin_leaver_not_disabled(
+                self.lang(),
+                username,
+                &reason,
+            ));
+            let admins: Vec<DingUserId> = self.policy.admins.iter().cloned().collect();
+            if let Err(e) = self.send(&admins, &m).await {
+                tracing::error!(error = %e, "could not tell the admins about the leaver");
+            }
+            return;
+        }
         let Ok(Some(o)) = self.orders.get(&job.order_id) else {
             return;
         };
@@ -1240,6 +1255,22 @@ impl Workflow {
                 self.approval_undelivered(&o, approver, &reason)
             }
             JobKind::StartOaApproval => self.fail_approval(&o, &reason),
+            // A person did not get a message about their order: the admins hear which one.
+            JobKind::NotifyRequester { template, .. }
+            | JobKind::NotifyUser { template, .. }
+            | JobKind::NotifyApprovers { template, .. } => {
+                self.tell_admins(&o, "notice_undelivered", &format!("{template}: {reason}"))
+            }
+            // Cards left showing an old state, or an OA instance not withdrawn: said to the
+            // admins, since the people concerned may act on what they still see.
+            JobKind::UpdateCards | JobKind::TerminateOaApproval => {
+                self.tell_admins(&o, "cleanup_failed", &reason)
+            }
+            // Telling the admins failed: nothing left to tell; the log line below is it.
+            JobKind::NotifyAdmins { .. } => {
+                tracing::error!(order = %o.id, %reason, "admin notice not delivered");
+                Ok(())
+            }
             _ => Ok(()),
         };
         if let Err(e) = r {
@@ -1546,6 +1577,10 @@ impl Workflow {
             }
             "revoke_not_ours" => readback::admin_revoke_not_ours(lang, &o.id, get("name")),
             "approval_failed" => failures::approval_failed(lang, &o.id),
+            "notice_undelivered" => {
+                failures::admin_notice_undelivered(lang, &o.id, &o.requester_name, get("detail"))
+            }
+            "cleanup_failed" => failures::admin_cleanup_failed(lang, &o.id, get("detail")),
             "approval_failed_admin" => {
                 let cleanup = match o.approval_mode {
                     ApprovalMode::Oa if o.approval_refs.oa_start_attempted_at.is_some() => Some(

@@ -1,7 +1,9 @@
-//! An approval that cannot start is never silent (issue 8.3), over real HTTP: a card template
-//! DingTalk does not know, a wrong OA process code, and an OA start whose answer was lost and
-//! whose resume then failed for good. Each leaves the order failed with `/status` saying so,
-//! tells the requester and the admins what failed and what to fix, and cleans up what it started.
+//! Jobs that give up are never silent (issue 8.3), over real HTTP. An approval that cannot
+//! start (a card template DingTalk does not know, a wrong OA process code, an OA start whose
+//! answer was lost and whose resume then failed for good) leaves the order failed with
+//! `/status` saying so, tells the requester and the admins what failed and what to fix, and
+//! cleans up what it started. A leaver whose JumpServer user cannot be disabled reaches the
+//! admins directly.
 use crate::support::{bot_env_newtype, example_user, BotEnv};
 use accessbot::domain::ids::OrderId;
 use accessbot::domain::order::State;
@@ -160,4 +162,22 @@ async fn a_resume_that_fails_for_good_terminates_the_orphaned_instance() {
     env.settle().await;
     assert_eq!(env.order(&id).state, State::Failed);
     assert!(env.jms.permissions().is_empty());
+}
+
+#[tokio::test]
+async fn a_leaver_whose_jumpserver_user_cannot_be_disabled_is_reported_to_the_admins() {
+    let env = Env::new(Setup::Oa).await;
+    // Alice is known to map to a JumpServer user once a request of hers was prepared.
+    env.alice_asks().await;
+    env.drain().await;
+    // The bot account lost its right to change users: the next call is refused for good.
+    env.jms.fail_next(1, 403);
+    let ev = serde_json::json!({"EventType": "user_leave_org", "UserId": [ALICE], "eventId": "leave-af"});
+    assert_eq!(env.push_event(ev).await, 200);
+    env.settle().await;
+    let admin = env.said_to(ADMIN);
+    assert!(
+        admin.contains("未能禁用") && admin.contains("手工禁用"),
+        "{admin}"
+    );
 }
