@@ -510,7 +510,13 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
             if args.is_empty() {
                 Err(CommandError::MissingSubject { kind })
             } else {
-                Ok(Command::WhoHas(first.to_string()))
+                // An address is asked about in its canonical form, the one orders record
+                // (`::ffff:10.1.2.3` is 10.1.2.3); anything else is a user or host name as typed.
+                let subject = match target::classify(first) {
+                    Ok(t @ Target::Address(_)) => t.to_string(),
+                    _ => first.to_string(),
+                };
+                Ok(Command::WhoHas(subject))
             }
         }
     }
