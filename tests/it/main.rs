@@ -10,6 +10,7 @@ mod edge;
 mod jms_client;
 mod jms_transcripts;
 mod orders;
+mod spellings;
 mod stream;
 mod support;
 mod sync_index;
