@@ -797,4 +797,19 @@ mod tests {
             Ok(Command::Cancel(Some(OrderId::new("A1"))))
         );
     }
+    #[test]
+    fn who_has_asks_about_an_address_in_its_canonical_form() {
+        for t in [
+            "/who-has ::ffff:10.1.2.3",
+            "谁有权限 010.1.2.3。",
+            "谁有权限 １０．１．２．３",
+        ] {
+            assert_eq!(parse(t), Ok(Command::WhoHas("10.1.2.3".into())), "{t}");
+        }
+        // A user or host name is looked up as typed (JumpServer names are case-sensitive).
+        assert_eq!(
+            parse("/who-has Zhang.San"),
+            Ok(Command::WhoHas("Zhang.San".into()))
+        );
+    }
 }
