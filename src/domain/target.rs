@@ -43,6 +43,13 @@ pub enum Target {
 }
 
 impl Target {
+    /// The target for an address from elsewhere (e.g. one a host name resolves to in
+    /// JumpServer), in the same canonical form as a typed one, so it routes through
+    /// `[[systems]]` ranges the same way.
+    pub fn address(ip: IpAddr) -> Target {
+        Target::Address(canonical_ip(ip))
+    }
+
     pub fn is_address(&self) -> bool {
         matches!(self, Target::Address(_))
     }
@@ -265,15 +272,24 @@ fn ends_in_number(t: &str) -> bool {
         .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Classifies one token (already split on spaces and commas) into its canonical target.
+/// An IPv6 address (with or without a zone id) or a dotted-decimal IPv4 address.
+fn is_address_literal(s: &str) -> bool {
+    let addr = s.split_once('%').map_or(s, |(a, _)| a);
+    addr.parse::<Ipv6Addr>().is_ok() || parse_v4_decimal(addr).is_some()
+}
+
+/// Classifies one token (already split on spaces and commas) into its canonical target. The
+/// result's text form (`to_string`, what an order records) classifies to the same target again.
 pub fn classify(token: &str) -> Result<Target, TargetError> {
     let folded = fold_width(token);
     let trimmed = folded.trim();
-    // One pair of brackets around an IPv6 literal, as in URLs; a lone bracket is left to fail.
-    let t = trimmed
-        .strip_prefix('[')
-        .and_then(|s| s.strip_suffix(']'))
-        .unwrap_or(trimmed);
+    // One pair of brackets around an address literal, as in URLs. Only there: brackets around
+    // anything else stay (and fail), or `[[x]]` would become `[x]` and then `x`, and the form an
+    // order records would classify to something else the next time it is read.
+    let t = match trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
+        Some(inner) if is_address_literal(inner) => inner,
+        _ => trimmed,
+    };
     if t.is_empty() {
         return Err(TargetError::Empty);
     }
@@ -661,7 +677,6 @@ mod tests {
                 "{s:?}: {:?}",
                 classify(s)
             );
-            assert!(!matches!(classify(s), Ok(_)), "{s:?}");
         }
         assert_eq!(
             classify("fe80::1%eth0"),
@@ -723,6 +738,25 @@ mod tests {
     }
 
     #[test]
+    fn brackets_are_only_taken_off_an_address() {
+        assert_eq!(
+            classify("[10.9.96.7]").map(|t| t.to_string()).as_deref(),
+            Ok("10.9.96.7")
+        );
+        assert!(matches!(
+            classify("[web1]"),
+            Err(TargetError::BadHostname(_))
+        ));
+        // Found by the `target` fuzzer: `[[…]…].` lost one pair of brackets per reading, so
+        // what an order recorded was not what policy had judged.
+        for s in ["[[支付]系统].", "[[支付]]", "[支付]"] {
+            let t = classify(s);
+            let again = t.as_ref().map(|t| classify(&t.to_string()));
+            assert_eq!(again.as_ref().ok(), Some(&t), "{s}");
+        }
+    }
+
+    #[test]
     fn blocks_compare_within_one_family_after_canonicalisation() {
         let ip = |s: &str| {
             s.parse::<IpAddr>()
@@ -750,5 +784,9 @@ mod tests {
         assert!(AddrBlock::parse("fd00::/8").is_some_and(|b| !b.contains(&ip("10.9.96.7"))));
         assert!(AddrBlock::parse("10.0.0.0/8").is_some_and(|b| !b.contains(&ip("fd00::1"))));
         assert!(AddrBlock::parse("::1").is_some_and(|b| b.contains(&ip("::1"))));
+        assert_eq!(
+            Target::address(ip("::ffff:10.9.96.7")).to_string(),
+            "10.9.96.7"
+        );
     }
 }
