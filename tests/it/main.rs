@@ -7,6 +7,7 @@ mod dingtalk_sim;
 mod dingtalk_vectors;
 mod e2e;
 mod edge;
+mod fuzz_corpus;
 mod jms_client;
 mod jms_transcripts;
 mod orders;
