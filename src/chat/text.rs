@@ -147,6 +147,11 @@ pub fn target_error(lang: Lang, e: &TargetError) -> String {
             format!("“{r}”是地址段，不支持按网段申请。请逐个列出主机，或申请它们所属的系统。"),
             format!("`{r}` is an address range, which cannot be requested. List the hosts one by one, or ask for their system."),
         ),
+        TargetError::ZoneId(a) => pick(
+            lang,
+            format!("“{a}”带有网卡标识（%…），它指的是本机网卡而不是主机。请去掉 % 及其后的部分。"),
+            format!("`{a}` carries a zone id (%…), which names a local interface, not a host. Leave out the % and what follows."),
+        ),
         TargetError::BadHostname(h) => pick(
             lang,
             format!("“{h}”不是有效的主机名（字母、数字、连字符和点）。"),

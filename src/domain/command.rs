@@ -518,10 +518,13 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
                 let all = rest.split_whitespace().any(|w| {
                     matches!(w.to_lowercase().as_str(), "all" | "--all" | "全部" | "所有")
                 });
-                Ok(Command::WhoHas {
-                    subject: first.to_string(),
-                    all,
-                })
+                // An address is asked about in its canonical form, the one orders record
+                // (`::ffff:10.1.2.3` is 10.1.2.3); anything else is a user or host name as typed.
+                let subject = match target::classify(first) {
+                    Ok(t @ Target::Address(_)) => t.to_string(),
+                    _ => first.to_string(),
+                };
+                Ok(Command::WhoHas { subject, all })
             }
         }
     }
@@ -800,6 +803,31 @@ mod tests {
         assert_eq!(
             parse("取消A1"),
             Ok(Command::Cancel(Some(OrderId::new("A1"))))
+        );
+    }
+    #[test]
+    fn who_has_asks_about_an_address_in_its_canonical_form() {
+        for t in [
+            "/who-has ::ffff:10.1.2.3",
+            "谁有权限 010.1.2.3。",
+            "谁有权限 １０．１．２．３",
+        ] {
+            assert_eq!(
+                parse(t),
+                Ok(Command::WhoHas {
+                    subject: "10.1.2.3".into(),
+                    all: false
+                }),
+                "{t}"
+            );
+        }
+        // A user or host name is looked up as typed (JumpServer names are case-sensitive).
+        assert_eq!(
+            parse("/who-has Zhang.San"),
+            Ok(Command::WhoHas {
+                subject: "Zhang.San".into(),
+                all: false
+            })
         );
     }
 }

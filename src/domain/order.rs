@@ -21,7 +21,9 @@ pub enum Request {
     Account { reason: String },
     /// Time-bound access to hosts: becomes one JumpServer asset permission.
     Host {
-        /// Host names, IPs or node paths exactly as the requester typed them (resolved at grant).
+        /// Host names, IPs or system names in canonical form (`target::classify`: an address
+        /// as policy judged it, never another spelling of it; a host name as typed, compared in
+        /// lower case), resolved at grant.
         targets: Vec<String>,
         /// The system account (JumpServer "account" on the asset), if the requester named one.
         system: Option<String>,

@@ -265,7 +265,7 @@ impl SystemPolicy {
         match t {
             Target::Address(ip) => self.blocks.iter().any(|b| b.contains(ip)),
             Target::Hostname(h) => {
-                self.hostnames.iter().any(|x| x.eq_ignore_ascii_case(h)) || self.is_named(h)
+                self.hostnames.iter().any(|x| x == h.key()) || self.is_named(h.key())
             }
             Target::System(s) => self.name == *s,
         }
@@ -645,11 +645,11 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
         }
         let mut hostnames = Vec::new();
         for h in &s.hostnames {
-            let l = h.trim().to_ascii_lowercase();
-            if target::is_hostname(&l) {
-                hostnames.push(l);
-            } else {
-                p.push(format!("{key}.hostnames: `{h}` is not a host name"));
+            // The same canonical form as a requested name (lower case, no trailing dot), so
+            // the comparison in `covers` is plain equality.
+            match target::classify(h) {
+                Ok(Target::Hostname(n)) => hostnames.push(n.key().to_string()),
+                _ => p.push(format!("{key}.hostnames: `{h}` is not a host name")),
             }
         }
         let approvers = users(&s.approvers);
@@ -771,5 +771,95 @@ mod tests {
             && !p.self_approval
             && p.approvals_required == 1
             && p.max_addresses == 50));
+    }
+    const SYSTEMS: &str = r#"
+[approval]
+default_approvers = ["manager01"]
+[[systems]]
+name = "支付系统"
+aliases = ["payments"]
+addresses = ["10.9.0.0/16"]
+hostnames = ["pay-db-01."]
+approvers = ["pay-owner01"]
+max_duration = { ops = "1d" }
+"#;
+
+    /// Everything policy decides about a request for `targets`: approvers, ceiling and the
+    /// system it applies for, the systems involved, and the verdict on 3 days of ops.
+    type Decision = (
+        Vec<DingUserId>,
+        (AccessDuration, Option<String>),
+        Vec<String>,
+        Result<(), PolicyViolation>,
+    );
+
+    fn decision(p: &Policy, targets: &[Target]) -> Decision {
+        let three_days = duration::parse("3d").unwrap_or_else(|e| panic!("{e}"));
+        (
+            p.approvers_for(&DingUserId::new("alice01"), targets),
+            p.max_duration(Role::Ops, targets),
+            p.systems_for(targets)
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+            p.check_duration(Role::Ops, targets, three_days),
+        )
+    }
+
+    #[test]
+    fn every_spelling_of_a_host_gets_the_same_decision() {
+        use crate::domain::command::{self, Command};
+        use crate::domain::dialog::{self, Problem, Reply};
+        use crate::domain::target::SPELLINGS_OF_10_9_96_7;
+        let cfg: PolicyConfig = toml::from_str(SYSTEMS).unwrap_or_else(|e| panic!("{e}"));
+        let p = Policy::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        let names = [
+            "pay-db-01",
+            "Pay-DB-01",
+            "pay-db-01.",
+            "ＰＡＹ－ＤＢ－０１",
+            "pay-db-01。",
+        ];
+        for (reference, spellings) in [
+            ("10.9.96.7", SPELLINGS_OF_10_9_96_7),
+            ("pay-db-01", &names[..]),
+        ] {
+            let want_targets =
+                target::parse_list([reference], 50).unwrap_or_else(|e| panic!("{e}"));
+            let want = decision(&p, &want_targets);
+            // The reference itself is the strict one: the system's approvers and its 1-day limit.
+            assert_eq!(want.0, vec![DingUserId::new("pay-owner01")]);
+            assert_eq!(want.2, vec!["支付系统".to_string()]);
+            assert!(matches!(
+                &want.3,
+                Err(PolicyViolation::DurationTooLong { system: Some(s), .. }) if s == "支付系统"
+            ));
+            for s in spellings {
+                let targets = match command::parse(&format!("/apply host {s} ops 3d")) {
+                    Ok(Command::ApplyHost(d)) => d.targets,
+                    other => panic!("{s:?}: {other:?}"),
+                };
+                assert_eq!(targets, want_targets, "{s:?}");
+                assert_eq!(decision(&p, &targets), want, "{s:?}");
+                // The dialog (what the chat path runs) refuses 3 days with the system's limit…
+                let step = dialog::step(None, &format!("申请主机 {s} 运维 3天 原因：排查"), &p, 0);
+                assert!(
+                    matches!(
+                        &step.reply,
+                        Reply::Ask { problem: Some(Problem::Policy(PolicyViolation::DurationTooLong { system: Some(n), .. })), .. } if n == "支付系统"
+                    ),
+                    "{s:?}: {:?}",
+                    step.reply
+                );
+                // …and hands over 1 day with the canonical target the order will record.
+                let step = dialog::step(None, &format!("申请主机 {s} 运维 1天 原因：排查"), &p, 0);
+                let done = step
+                    .done
+                    .unwrap_or_else(|| panic!("{s:?}: {:?}", step.reply));
+                assert_eq!(done.targets, want_targets, "{s:?}");
+                assert_eq!(done.targets[0].to_string().to_ascii_lowercase(), reference);
+                assert_eq!(decision(&p, &done.targets), want, "{s:?}");
+            }
+        }
     }
 }

@@ -436,14 +436,15 @@ impl Workflow {
             let address = p
                 .resolved
                 .iter()
-                .find(|(asked, _)| asked.eq_ignore_ascii_case(name))
+                .find(|(asked, _)| asked.eq_ignore_ascii_case(name.key()))
                 .and_then(|(_, a)| a.parse::<std::net::IpAddr>().ok());
             match address {
                 Some(ip) => {
                     if !self.policy.systems_for(std::slice::from_ref(&t)).is_empty() {
                         push(t.clone());
                     }
-                    push(Target::Address(ip));
+                    // JumpServer's address, in the one form policy judges.
+                    push(Target::address(ip));
                 }
                 None => push(t),
             }

@@ -180,7 +180,9 @@ impl Workflow {
                 .iter()
                 .map(|t| match self.policy.system_named(t) {
                     Some(s) => Target::System(s),
-                    None => target::classify(t).unwrap_or_else(|_| Target::Hostname(t.clone())),
+                    None => {
+                        target::classify(t).unwrap_or_else(|_| Target::Hostname(t.as_str().into()))
+                    }
                 })
                 .collect(),
         }
