@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 
 pub const DEFAULT_ORG_ID: &str = "00000000-0000-0000-0000-000000000002";
 pub const ROOT_ORG_ID: &str = "00000000-0000-0000-0000-000000000000";
+/// The built-in SYSTEM org (035, 170).
+pub const SYSTEM_ORG_ID: &str = "00000000-0000-0000-0000-000000000004";
 pub const DEFAULT_ORG_NAME: &str = "DEFAULT";
 /// The access-key owner's id in the recording; kept so fixtures line up.
 pub const ADMIN_ID: &str = "d3a2c8d5-0277-4719-8533-880261211b5f";
@@ -576,6 +578,8 @@ pub struct Permission {
     pub id: String,
     pub name: String,
     pub user_ids: Vec<String>,
+    /// User groups: their members are reached too (§4.6).
+    pub group_ids: Vec<String>,
     pub asset_ids: Vec<String>,
     pub node_ids: Vec<String>,
     pub accounts: Vec<String>,
@@ -609,22 +613,21 @@ pub fn actions_json(actions: &[String]) -> Value {
     )
 }
 
-/// `detail` adds the expanded relation lists; the list serializer only has the amounts.
-pub fn perm_json(
-    p: &Permission,
-    now: Timestamp,
-    detail: Option<(Vec<Value>, Vec<Value>, Vec<Value>)>,
-) -> Value {
+/// The member lists of a permission's detail: users, user groups, assets, nodes as `{id, name}`.
+pub type PermMembers = (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>);
+
+/// `detail` adds the expanded relation lists; the list serializer only has the amounts (164).
+pub fn perm_json(p: &Permission, now: Timestamp, detail: Option<PermMembers>) -> Value {
     let mut m = serde_json::Map::new();
     m.insert("id".into(), json!(p.id));
     m.insert("name".into(), json!(p.name));
-    if let Some((users, assets, nodes)) = detail {
+    if let Some((users, groups, assets, nodes)) = detail {
         m.insert("users".into(), Value::Array(users));
-        m.insert("user_groups".into(), json!([]));
+        m.insert("user_groups".into(), Value::Array(groups));
         m.insert("assets".into(), Value::Array(assets));
         m.insert("nodes".into(), Value::Array(nodes));
     }
-    let rest = json!({"labels": [], "users_amount": p.user_ids.len(), "user_groups_amount": 0,
+    let rest = json!({"labels": [], "users_amount": p.user_ids.len(), "user_groups_amount": p.group_ids.len(),
         "assets_amount": p.asset_ids.len(), "nodes_amount": p.node_ids.len(), "accounts": p.accounts,
         "protocols": p.protocols, "actions": actions_json(&p.actions), "org_id": DEFAULT_ORG_ID,
         "org_name": DEFAULT_ORG_NAME, "is_active": p.is_active, "is_expired": p.is_expired(now),
