@@ -8,6 +8,7 @@ mod dingtalk_vectors;
 mod e2e;
 mod edge;
 mod jms_client;
+mod jms_replay;
 mod jms_transcripts;
 mod orders;
 mod stream;
