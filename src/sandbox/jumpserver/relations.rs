@@ -224,7 +224,7 @@ pub(super) fn create(st: &mut State, c: &Ctx, kind: Kind, b: Option<&Value>) -> 
             (
                 "assetpermission",
                 &pid,
-                st.perms.iter().any(|p| &p.id == &pid),
+                st.perms.iter().any(|p| p.id == pid),
             ),
             (f, &mid, kind.exists(st, &mid)),
         ] {
