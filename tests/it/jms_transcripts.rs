@@ -7,11 +7,11 @@
 //! Files 160-172 come from a second recording run with its own setup; `jms_transcripts_fx2`
 //! replays them. The replay machinery (id map, re-signing, shape comparison) is `jms_replay`.
 use crate::jms_replay::{
-    fixture_dir, load_transcripts, options, shape_diff, steps_of, Map, Replayer,
+    fixture_dir, load_transcripts, options, shape_diff, steps_of, Client, Map, Replayer,
 };
 use accessbot::clock::ManualClock;
 use accessbot::jumpserver::httpsig;
-use accessbot::sandbox::jumpserver::{SeedHost, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET};
+use accessbot::sandbox::jumpserver::{SeedHost, SimJumpServer, VECTOR_KEY_SECRET};
 use serde_json::Value;
 
 fn recording_time() -> jiff::Timestamp {
@@ -117,111 +117,6 @@ async fn replay_all_transcripts_in_recorded_order() {
 }
 
 // ---- Behaviour beyond a single recording: clock, throttling, faults, hooks. ----
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Client {
-    fn new(sim: &SimJumpServer) -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            base: sim.url(),
-        }
-    }
-
-    /// Signs like the bot does (the client's header set) with the vector key.
-    async fn signed(
-        &self,
-        method: &str,
-        target: &str,
-        body: Option<Value>,
-        secret: &str,
-        signed: &[&str],
-    ) -> (u16, HeaderMapLite, String) {
-        let date = "Sun, 22 Nov 2026 11:42:41 GMT";
-        let headers = [
-            ("accept", "application/json"),
-            ("date", date),
-            ("x-jms-org", "00000000-0000-0000-0000-000000000002"),
-        ];
-        let ss = httpsig::signing_string(method, target, &headers, signed).expect("signable");
-        let auth =
-            httpsig::authorization_header(VECTOR_KEY_ID, signed, &httpsig::sign(secret, &ss));
-        let mut rb = self
-            .http
-            .request(
-                reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
-                format!("{}{}", self.base, target),
-            )
-            .header("Authorization", auth);
-        for (k, v) in headers {
-            rb = rb.header(k, v);
-        }
-        if let Some(b) = body {
-            rb = rb
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
-        }
-        let r = rb.send().await.expect("sim answers");
-        let status = r.status().as_u16();
-        let h = HeaderMapLite(
-            r.headers()
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
-                .collect(),
-        );
-        (status, h, r.text().await.unwrap_or_default())
-    }
-
-    async fn call(&self, method: &str, target: &str, body: Option<Value>) -> (u16, Value) {
-        let (s, _, t) = self
-            .signed(
-                method,
-                target,
-                body,
-                VECTOR_KEY_SECRET,
-                &httpsig::CLIENT_SIGNED_HEADERS,
-            )
-            .await;
-        (s, serde_json::from_str(&t).unwrap_or(Value::Null))
-    }
-
-    async fn login(&self, username: &str, password: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(format!("{}/api/v1/authentication/auth/", self.base))
-            .json(&serde_json::json!({"username": username, "password": password}))
-            .send()
-            .await
-            .expect("sim answers");
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn bearer_profile(&self, token: &str) -> u16 {
-        self.http
-            .get(format!("{}/api/v1/users/profile/", self.base))
-            .header("Authorization", format!("Bearer {token}"))
-            .send()
-            .await
-            .expect("sim answers")
-            .status()
-            .as_u16()
-    }
-}
-
-struct HeaderMapLite(Vec<(String, String)>);
-
-impl HeaderMapLite {
-    fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-    }
-}
 
 async fn fresh(clock: &ManualClock, rate: Option<u32>) -> SimJumpServer {
     let mut o = options(clock);
