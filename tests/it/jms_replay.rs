@@ -171,6 +171,8 @@ pub(crate) fn shape_diff(rec: &Value, act: &Value, at: &str, out: &mut Vec<Strin
 
 /// Drops a mismatch the caller explains (file, step index, mismatch text without the tag).
 pub(crate) type Relax = fn(&str, usize, &str) -> bool;
+/// Evens out what the caller explains before a comparison: (file, step, recorded, actual).
+pub(crate) type Normalize = fn(&str, usize, &mut Value, &mut Value);
 
 pub(crate) struct Replayer {
     pub(crate) sim: SimJumpServer,
@@ -178,8 +180,9 @@ pub(crate) struct Replayer {
     pub(crate) map: Map,
     /// Mismatches to drop, with the reason at the caller.
     pub(crate) relax: Relax,
-    /// Applied to every actual JSON body before it is compared.
-    pub(crate) normalize: fn(&mut Value),
+    /// Applied to the (id-mapped) recorded and the actual JSON body of every exchange before
+    /// they are compared: (file, step index, recorded, actual).
+    pub(crate) normalize: Normalize,
     /// Status and JSON body (`Null` if none) of the last exchange, for extra checks.
     pub(crate) last_status: u16,
     pub(crate) last_body: Value,
@@ -195,7 +198,7 @@ impl Replayer {
                 .expect("client"),
             map: Map::default(),
             relax: |_, _, _| false,
-            normalize: |_| {},
+            normalize: |_, _, _, _| {},
             last_status: 0,
             last_body: Value::Null,
         }
@@ -354,10 +357,10 @@ impl Replayer {
             return errs;
         }
         self.map.learn(rec_body, &act);
-        (self.normalize)(&mut act);
         // Recorded ids inside compared values are translated to the simulator's.
-        let rec_mapped: Value =
+        let mut rec_mapped: Value =
             serde_json::from_str(&self.map.apply(&rec_body.to_string())).unwrap_or(Value::Null);
+        (self.normalize)(file, step, &mut rec_mapped, &mut act);
         let mut d = Vec::new();
         shape_diff(&rec_mapped, &act, "body", &mut d);
         // Row counts of the top-level list: the original length when the recording trimmed it.

@@ -10,6 +10,7 @@ mod edge;
 mod jms_client;
 mod jms_replay;
 mod jms_transcripts;
+mod jms_transcripts_fx2;
 mod orders;
 mod stream;
 mod support;
