@@ -9,6 +9,7 @@ mod e2e;
 mod edge;
 mod jms_client;
 mod jms_replay;
+mod jms_sim_relations;
 mod jms_transcripts;
 mod jms_transcripts_fx2;
 mod orders;
