@@ -6,9 +6,10 @@
 //! comes from an injected clock.
 //!
 //! Files: `handler` (middleware order, route table), `auth`, `users` (users, orgs), `groups`
-//! (user groups, membership), `assets` (nodes, hosts, accounts), `perms` (permission CRUD),
-//! `relations` (the four relation tables), `grants` (what a permission reaches: user assets,
-//! permed accounts, users/all, perm-users), `terminal`, `model`, `response`, `util`.
+//! (user groups, membership), `assets` (nodes, hosts, accounts), `platforms`, `perms`
+//! (permission CRUD), `relations` (the four relation tables), `grants` (what a permission
+//! reaches: user assets, permed accounts, users/all, perm-users), `terminal`, `model`,
+//! `response`, `util`.
 //!
 //! Simplifications (none of them visible in the recorded transcripts): one real org (Default;
 //! the root org reads the same data and refuses writes; the SYSTEM org is reported by
@@ -24,6 +25,7 @@ mod groups;
 mod handler;
 pub mod model;
 mod perms;
+mod platforms;
 mod relations;
 mod response;
 mod terminal;
