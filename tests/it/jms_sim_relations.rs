@@ -159,6 +159,9 @@ async fn pages_without_order_skip_and_repeat_rows() {
     let (sim, c) = sim().await;
     let users: Vec<String> = (0..12).map(|i| user(&sim, &format!("pg-{i:02}"))).collect();
     let p = create_perm(&c, json!({"name": "pg", "users": users})).await;
+    // Created without `accounts`: the default is `[]`, no login at all (§4.6).
+    let (_, d) = c.call("GET", &format!("{PERMS}{p}/"), None).await;
+    assert_eq!(d["accounts"], json!([]));
     let walk = |order: &'static str| {
         let c = &c;
         let p = p.clone();

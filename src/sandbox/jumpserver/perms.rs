@@ -197,7 +197,8 @@ pub(super) fn perms_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
         group_ids: vec![],
         asset_ids: vec![],
         node_ids: vec![],
-        accounts: vec!["@ALL".into()],
+        // Default `[]`: a permission created without accounts grants no login (§4.6).
+        accounts: vec![],
         protocols: vec!["all".into()],
         actions: ACTIONS.iter().map(|(v, _)| (*v).to_owned()).collect(),
         is_active: true,
