@@ -237,7 +237,18 @@ pub(super) fn host_out(st: &State, h: &Host) -> Value {
     host_json(h, p, &node_refs(st, &h.node_ids), n)
 }
 
-pub(super) fn hosts_list(st: &State, c: &Ctx) -> Out {
+/// Which list serializer: `assets/hosts/` rows, or the `assets/assets/` rows, which lack
+/// `gathered_info` and `spec_info` (166).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HostRows {
+    Host,
+    Asset,
+}
+
+/// `GET assets/hosts/` and `assets/assets/`: exact `address`, `name` (case-sensitive: a prefix or
+/// other case finds nothing, 166), `id`, `ips=a,b`; `search` = case-insensitive substring of name
+/// or address (`10.30.0.1` matched .11, .12, .13, 166).
+pub(super) fn hosts_list(st: &State, c: &Ctx, shape: HostRows) -> Out {
     let ips: Option<Vec<&str>> = qget(c.q, "ips").map(|s| s.split(',').map(str::trim).collect());
     let search = qget(c.q, "search").map(str::to_lowercase);
     let mut rows: Vec<&Host> = st
@@ -255,7 +266,17 @@ pub(super) fn hosts_list(st: &State, c: &Ctx) -> Out {
         .collect();
     // Ordered by name, which keeps a limit/offset walk stable.
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let rows = rows.iter().map(|h| host_out(st, h)).collect();
+    let rows = rows
+        .iter()
+        .map(|h| {
+            let mut v = host_out(st, h);
+            if let (HostRows::Asset, Value::Object(m)) = (shape, &mut v) {
+                m.remove("gathered_info");
+                m.remove("spec_info");
+            }
+            v
+        })
+        .collect();
     out(200, paginate(rows, c.q, c.base, true))
 }
 

@@ -169,12 +169,11 @@ pub(super) fn issue_token(sh: &Shared, st: &mut State, uid: &str, now: Timestamp
         st.remember_issued(&t);
         (t, exp)
     });
-    let user = st.users.iter_mut().find(|u| u.id == uid);
-    let user_v = match user {
-        Some(u) => {
-            u.last_login = Some(now);
-            user_json(u, UserShape::Login, now)
-        }
+    if let Some(u) = st.users.iter_mut().find(|u| u.id == uid) {
+        u.last_login = Some(now);
+    }
+    let user_v = match st.users.iter().find(|u| u.id == uid) {
+        Some(u) => super::groups::user_out(st, u, UserShape::Login, now),
         None => Value::Null,
     };
     json!({"token": token, "keyword": "Bearer", "date_expired": fmt_dt(exp), "user": user_v})

@@ -2,8 +2,11 @@
 //! middleware stack does in order (APPEND_SLASH redirect, auth, throttling, org), then routes.
 use super::assets::*;
 use super::auth::*;
+use super::grants::*;
+use super::groups::*;
 use super::model::*;
 use super::perms::*;
+use super::relations::{self, Kind};
 use super::response::*;
 use super::terminal::*;
 use super::users::*;
@@ -30,6 +33,8 @@ const ROUTES: &[&str] = &[
     "v1/users/users",
     "v1/users/users/*",
     "v1/users/users/*/remove",
+    "v1/users/groups",
+    "v1/users/groups/*",
     "v1/assets/platforms",
     "v1/assets/nodes",
     "v1/assets/nodes/children",
@@ -38,6 +43,7 @@ const ROUTES: &[&str] = &[
     "v1/assets/nodes/*/assets/remove",
     "v1/assets/hosts",
     "v1/assets/hosts/*",
+    "v1/assets/assets",
     "v1/assets/assets/*/perm-users",
     "v1/assets/assets/*/perm-users/*/permissions",
     "v1/accounts/accounts",
@@ -45,6 +51,10 @@ const ROUTES: &[&str] = &[
     "v1/perms/asset-permissions/*",
     "v1/perms/asset-permissions/*/users/all",
     "v1/perms/asset-permissions/*/assets/all",
+    "v1/perms/asset-permissions-users-relations",
+    "v1/perms/asset-permissions-user-groups-relations",
+    "v1/perms/asset-permissions-assets-relations",
+    "v1/perms/asset-permissions-nodes-relations",
     "v1/perms/users/*/assets",
     "v1/perms/users/*/assets/*",
     "v1/terminal/sessions",
@@ -86,6 +96,8 @@ fn match_route(path: &str) -> Option<(&'static str, Vec<String>)> {
 pub(super) enum Org {
     Default,
     Root,
+    /// Reported by `orgs/current/` (170); reads and writes act on Default's data.
+    System,
 }
 
 pub(crate) async fn handle(AxState(sh): AxState<Arc<Shared>>, req: Request) -> Response {
@@ -213,6 +225,8 @@ fn dispatch(
     }
     let org = match headers.get("x-jms-org").and_then(|v| v.to_str().ok()) {
         Some(ROOT_ORG_ID) => Org::Root,
+        Some(SYSTEM_ORG_ID) => Org::System,
+        // CE: any other id, existing org or not, resolves to Default (032, 170).
         _ => Org::Default,
     };
     let mut st = sh.lock();
@@ -230,13 +244,7 @@ fn dispatch(
     match (route, m) {
         ("v1/users/profile", Method::GET) => profile(&st, &caller, now),
         ("v1/orgs/orgs/current", Method::GET) => out(200, org_json(org)),
-        ("v1/orgs/orgs", Method::GET) => {
-            let rows = vec![
-                org_list_json(&st, Org::Default),
-                org_list_json(&st, Org::Root),
-            ];
-            out(200, paginate(rows, &q, &base, true))
-        }
+        ("v1/orgs/orgs", Method::GET) => orgs_list(&st, &ctx),
         ("v1/users/users", Method::GET) => users_list(&st, &ctx),
         ("v1/users/users", Method::POST) => users_create(&mut st, &ctx, b),
         ("v1/users/users/*", Method::GET) => users_get(&st, &ctx, id),
@@ -250,6 +258,11 @@ fn dispatch(
                 None => not_found_obj("User"),
             }
         }
+        ("v1/users/groups", Method::GET) => groups_list(&st, &ctx),
+        ("v1/users/groups", Method::POST) => groups_create(&mut st, &ctx, b),
+        ("v1/users/groups/*", Method::GET) => groups_get(&st, id),
+        ("v1/users/groups/*", Method::PATCH) => groups_patch(&mut st, id, b),
+        ("v1/users/groups/*", Method::DELETE) => groups_delete(&mut st, id),
         ("v1/assets/platforms", Method::GET) => {
             let rows: Vec<Value> = st
                 .platforms
@@ -266,11 +279,20 @@ fn dispatch(
         ("v1/assets/nodes", Method::GET) => nodes_list(&st, &ctx),
         ("v1/assets/nodes", Method::POST) => nodes_create(&mut st, &ctx, b),
         ("v1/assets/nodes/children", Method::GET) => {
+            // The root first, then its direct children by value: 172 step 1 listed the root
+            // and four children (`Payments` before `accessbot`); a fresh org only the root (071).
             let root = ensure_root(&mut st);
+            let mut kids: Vec<&Node> = st
+                .nodes
+                .iter()
+                .filter(|n| parent_key(&n.key) == Some("1"))
+                .collect();
+            kids.sort_by(|a, b| a.value.cmp(&b.value));
             let rows: Vec<Value> = st
                 .nodes
                 .iter()
                 .filter(|n| n.id == root)
+                .chain(kids)
                 .map(|n| node_json(&st, n))
                 .collect();
             out(200, Value::Array(rows))
@@ -282,7 +304,8 @@ fn dispatch(
         ("v1/assets/nodes/*/assets/remove", Method::PUT | Method::PATCH) => {
             node_assets(&mut st, id, b, false)
         }
-        ("v1/assets/hosts", Method::GET) => hosts_list(&st, &ctx),
+        ("v1/assets/hosts", Method::GET) => hosts_list(&st, &ctx, HostRows::Host),
+        ("v1/assets/assets", Method::GET) => hosts_list(&st, &ctx, HostRows::Asset),
         ("v1/assets/hosts", Method::POST) => hosts_create(&mut st, &ctx, b),
         ("v1/assets/hosts/*", Method::GET) => match st.hosts.iter().find(|h| h.id == id) {
             Some(h) => {
@@ -306,92 +329,20 @@ fn dispatch(
             }
         }
         ("v1/perms/asset-permissions/*", Method::PATCH) => perms_patch(&mut st, &ctx, id, b),
-        ("v1/perms/asset-permissions/*", Method::DELETE) => {
-            let before = st.perms.len();
-            st.perms.retain(|p| p.id != id);
-            if st.perms.len() < before {
-                empty(204)
-            } else {
-                not_found_obj("AssetPermission")
-            }
-        }
-        ("v1/perms/asset-permissions/*/users/all", Method::GET) => {
-            match st.perms.iter().find(|p| p.id == id) {
-                Some(p) => {
-                    let rows: Vec<Value> = p
-                        .user_ids
-                        .iter()
-                        .filter_map(|uid| st.users.iter().find(|u| &u.id == uid))
-                        .map(|u| json!({"user": u.id, "user_display": u.display()}))
-                        .collect();
-                    out(200, paginate(rows, &q, &base, true))
-                }
-                None => not_found_obj("AssetPermission"),
-            }
-        }
-        ("v1/perms/asset-permissions/*/assets/all", Method::GET) => {
-            match st.perms.iter().find(|p| p.id == id) {
-                Some(p) => {
-                    let rows: Vec<Value> = perm_assets(&st, p)
-                        .into_iter()
-                        .map(|h| json!({"asset": h.id, "asset_display": h.display()}))
-                        .collect();
-                    out(200, paginate(rows, &q, &base, true))
-                }
-                None => not_found_obj("AssetPermission"),
-            }
-        }
-        ("v1/perms/users/*/assets", Method::GET) => {
-            let grants = valid_grants(&st, id, now);
-            let mut hosts: Vec<&Host> = Vec::new();
-            for p in &grants {
-                for h in perm_assets(&st, p) {
-                    if !hosts.iter().any(|x| x.id == h.id) {
-                        hosts.push(h);
-                    }
-                }
-            }
-            hosts.sort_by(|a, b| a.name.cmp(&b.name));
-            let rows: Vec<Value> = hosts
-                .iter()
-                .filter(|h| qget(&q, "address").is_none_or(|a| a == h.address))
-                .filter_map(|h| granted_asset(&st, h).map(Value::Object))
-                .collect();
-            out(200, paginate(rows, &q, &base, true))
-        }
+        ("v1/perms/asset-permissions/*", Method::DELETE) => perms_delete(&mut st, id),
+        ("v1/perms/asset-permissions/*/users/all", Method::GET) => users_all(&st, &ctx, id),
+        ("v1/perms/asset-permissions/*/assets/all", Method::GET) => assets_all(&st, &ctx, id),
+        (r, m) if r.ends_with("-relations") => match (Kind::from_route(r), m) {
+            (Some(k), Method::GET) => relations::list(&mut st, &ctx, k),
+            (Some(k), Method::POST) => relations::create(&mut st, &ctx, k, b),
+            (Some(k), Method::DELETE) => relations::delete(&mut st, &ctx, k),
+            (_, m) => not_allowed(&m),
+        },
+        ("v1/perms/users/*/assets", Method::GET) => user_assets(&st, &ctx, id),
         ("v1/perms/users/*/assets/*", Method::GET) => granted_asset_detail(&st, id, id2, now),
-        ("v1/assets/assets/*/perm-users", Method::GET) => {
-            let Some(h) = st.hosts.iter().find(|h| h.id == id) else {
-                return not_found_obj("Asset");
-            };
-            let mut uids: Vec<&String> = Vec::new();
-            for p in st.perms.iter().filter(|p| perm_covers(&st, p, h)) {
-                for u in &p.user_ids {
-                    if !uids.contains(&u) {
-                        uids.push(u);
-                    }
-                }
-            }
-            let mut users: Vec<&User> = st.users.iter().filter(|u| uids.contains(&&u.id)).collect();
-            users.sort_by(|a, b| a.username.cmp(&b.username));
-            let rows = users
-                .iter()
-                .map(|u| user_json(u, UserShape::List, now))
-                .collect();
-            out(200, paginate(rows, &q, &base, true))
-        }
+        ("v1/assets/assets/*/perm-users", Method::GET) => asset_perm_users(&st, &ctx, id),
         ("v1/assets/assets/*/perm-users/*/permissions", Method::GET) => {
-            let Some(h) = st.hosts.iter().find(|h| h.id == id) else {
-                return not_found_obj("Asset");
-            };
-            let rows: Vec<Value> = st
-                .perms
-                .iter()
-                .filter(|p| p.user_ids.iter().any(|u| u == id2) && perm_covers(&st, p, h))
-                .filter(|p| valid_filter(&q, p, now))
-                .map(|p| perm_detail(&st, p, now))
-                .collect();
-            out(200, paginate(rows, &q, &base, true))
+            asset_user_permissions(&st, &ctx, id, id2)
         }
         ("v1/terminal/sessions", Method::GET) => {
             let rows: Vec<Value> = st
@@ -419,12 +370,16 @@ fn dispatch(
             out(200, paginate(rows, &q, &base, true))
         }
         ("v1/terminal/tasks/kill-session", Method::POST) => kill_sessions(&mut st, &ctx, b),
-        (_, m) => detail(
-            405,
-            &format!("Method \"{}\" not allowed.", m.as_str()),
-            "method_not_allowed",
-        ),
+        (_, m) => not_allowed(&m),
     }
+}
+
+fn not_allowed(m: &Method) -> Out {
+    detail(
+        405,
+        &format!("Method \"{}\" not allowed.", m.as_str()),
+        "method_not_allowed",
+    )
 }
 
 pub(super) struct Ctx<'a> {

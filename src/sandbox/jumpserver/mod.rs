@@ -1,22 +1,38 @@
 //! Simulated JumpServer v4.10.16: a real axum server on 127.0.0.1 that answers like the recorded
 //! transcripts (tests/fixtures/jumpserver-v4.10.16/): access-key HTTP Signatures checked with the
 //! client's own primitives, private token, password + TOTP login to a Bearer token, org header
-//! quirks, DRF pagination, throttling, and the user/node/host/permission/session model.
-//! Used by integration tests and `accessbot demo`; time comes from an injected clock.
+//! quirks, DRF pagination, throttling, and the user/group/node/host/permission/session model
+//! with the permission relation tables. Used by integration tests and `accessbot demo`; time
+//! comes from an injected clock.
+//!
+//! Files: `handler` (middleware order, route table), `auth`, `users` (users, orgs), `groups`
+//! (user groups, membership), `assets` (nodes, hosts, accounts), `platforms`, `perms`
+//! (permission CRUD), `relations` (the four relation tables), `grants` (what a permission
+//! reaches: user assets, permed accounts, users/all, perm-users), `terminal`, `model`,
+//! `response`, `util`.
 //!
 //! Simplifications (none of them visible in the recorded transcripts): one real org (Default;
-//! the root org reads the same data and refuses writes), no user groups, no login lock-out
-//! counters, one anonymous throttle bucket for all clients, sessions without replays/commands.
-//! Platform ids other than the ones the recording showed are inferred (clients resolve by name).
+//! the root org reads the same data and refuses writes; the SYSTEM org is reported by
+//! `orgs/current/` (170) but reads and writes Default's data; other orgs are only listed), user
+//! groups are plain member lists (no group-level nodes or roles, and the shape of a group with
+//! members is inferred), no login lock-out counters, one anonymous throttle bucket for all
+//! clients, sessions without replays/commands. Platform ids other than the ones the recording
+//! showed are inferred (clients resolve by name).
 mod assets;
 mod auth;
+mod grants;
+mod groups;
 mod handler;
 pub mod model;
 mod perms;
+mod platforms;
+mod relations;
 mod response;
 mod terminal;
 mod users;
 pub mod util;
+
+pub use groups::UserGroup;
 
 use crate::clock::SharedClock;
 use crate::secret::Secret;
@@ -89,6 +105,11 @@ pub(crate) struct State {
     pub hosts: Vec<Host>,
     pub accounts: Vec<model::Account>,
     pub perms: Vec<Permission>,
+    pub groups: Vec<UserGroup>,
+    /// Through-table rows of permission members (160-163).
+    pub relations: relations::Relations,
+    /// Orgs made outside the API: (id, name); listed only (CE resolves their id to Default).
+    pub orgs: Vec<(String, String)>,
     pub sessions: Vec<Session>,
     pub tasks: Vec<Task>,
     /// token -> (user id, expiry)
@@ -429,7 +450,56 @@ impl SimJumpServer {
         }
         let before = st.nodes.len();
         st.nodes.retain(|n| n.id != id);
-        st.nodes.len() < before
+        if st.nodes.len() == before {
+            return false;
+        }
+        // A deleted node leaves every permission (and its relation rows).
+        let touched: Vec<String> = st
+            .perms
+            .iter_mut()
+            .filter(|p| p.node_ids.iter().any(|n| n == id))
+            .map(|p| {
+                p.node_ids.retain(|n| n != id);
+                p.id.clone()
+            })
+            .collect();
+        for pid in touched {
+            relations::sync(&mut st, &pid);
+        }
+        true
+    }
+
+    /// Adds a user group with these members (ids of existing users); returns its id.
+    pub fn add_user_group(&self, name: &str, user_ids: &[String]) -> Result<String, SimJmsError> {
+        let now = self.shared.now();
+        let mut st = self.shared.lock();
+        if st.groups.iter().any(|g| g.name == name) {
+            return Err(SimJmsError::Duplicate("user group name"));
+        }
+        if user_ids
+            .iter()
+            .any(|u| !st.users.iter().any(|x| &x.id == u))
+        {
+            return Err(SimJmsError::UnknownRef("user"));
+        }
+        let id = util::new_id();
+        st.groups.push(UserGroup {
+            id: id.clone(),
+            name: name.to_owned(),
+            comment: String::new(),
+            user_ids: user_ids.to_vec(),
+            date_created: now,
+            created_by: "Administrator".into(),
+        });
+        Ok(id)
+    }
+
+    /// Adds an org the way `manage.py shell` would (170's `Team2`): `orgs/orgs/` lists it; on
+    /// CE its id resolves to Default like any other non-internal org id. Returns its id.
+    pub fn add_org(&self, name: &str) -> String {
+        let id = util::new_id();
+        self.shared.lock().orgs.push((id.clone(), name.to_owned()));
+        id
     }
 
     /// Registers a live session the way a terminal component would; returns its id.
@@ -496,6 +566,9 @@ impl SimJumpServer {
     }
     pub fn permissions(&self) -> Vec<Permission> {
         self.shared.lock().perms.clone()
+    }
+    pub fn user_groups(&self) -> Vec<UserGroup> {
+        self.shared.lock().groups.clone()
     }
     pub fn sessions(&self) -> Vec<Session> {
         self.shared.lock().sessions.clone()

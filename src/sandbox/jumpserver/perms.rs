@@ -1,81 +1,47 @@
-//! Asset permissions and the "who can reach what" queries of the simulated JumpServer.
-use super::assets::*;
+//! Asset permissions of the simulated JumpServer: list (rows carry counts and `comment`, no
+//! member lists, 164), detail/echo (members as `{id, name}`), create, PATCH (each list given is
+//! replaced, the rest kept, 169) and delete. Member changes keep the relation tables in step
+//! (`relations::sync`). What a permission reaches is in `grants.rs`.
+use super::grants::*;
+use super::groups::group_ids;
 use super::handler::*;
 use super::model::*;
+use super::relations;
 use super::response::*;
 use super::users::*;
-use super::util::{self, fmt_dt, paginate, parse_dt, qget, Query};
+use super::util::{self, paginate, parse_dt, qget};
 use super::State;
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-/// True when node `inner` is `outer` or below it.
-pub(super) fn key_under(inner: &str, outer: &str) -> bool {
-    inner == outer || inner.starts_with(&format!("{outer}:"))
-}
-
-pub(super) fn perm_covers(st: &State, p: &Permission, h: &Host) -> bool {
-    if p.asset_ids.contains(&h.id) {
-        return true;
-    }
-    let pkeys: Vec<&str> = p
-        .node_ids
-        .iter()
-        .filter_map(|id| st.nodes.iter().find(|n| &n.id == id))
-        .map(|n| n.key.as_str())
-        .collect();
-    h.node_ids
-        .iter()
-        .filter_map(|id| st.nodes.iter().find(|n| &n.id == id))
-        .any(|n| pkeys.iter().any(|pk| key_under(&n.key, pk)))
-}
-
-pub(super) fn perm_assets<'a>(st: &'a State, p: &Permission) -> Vec<&'a Host> {
-    let mut v: Vec<&Host> = st.hosts.iter().filter(|h| perm_covers(st, p, h)).collect();
-    v.sort_by(|a, b| a.name.cmp(&b.name));
-    v
-}
-
-pub(super) fn valid_grants(st: &State, uid: &str, now: Timestamp) -> Vec<Permission> {
-    st.perms
-        .iter()
-        .filter(|p| p.user_ids.iter().any(|u| u == uid) && p.is_valid(now))
-        .cloned()
-        .collect()
-}
-
-pub(super) fn bool_filter(q: &Query, key: &str) -> Option<bool> {
-    match qget(q, key)? {
-        "1" | "true" | "True" => Some(true),
-        "0" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-pub(super) fn valid_filter(q: &Query, p: &Permission, now: Timestamp) -> bool {
-    bool_filter(q, "is_valid").is_none_or(|v| v == p.is_valid(now))
-}
-
+/// The detail/echo shape: members as `{id, name}` in the order the objects were created (the
+/// recorded echoes list them so, not in request order: 167 step 5, 172 step 27).
 pub(super) fn perm_detail(st: &State, p: &Permission, now: Timestamp) -> Value {
-    let users = p
-        .user_ids
+    let users = st
+        .users
         .iter()
-        .filter_map(|id| st.users.iter().find(|u| &u.id == id))
+        .filter(|u| p.user_ids.contains(&u.id))
         .map(|u| json!({"id": u.id, "name": u.name}))
         .collect();
-    let assets = p
-        .asset_ids
+    let groups = st
+        .groups
         .iter()
-        .filter_map(|id| st.hosts.iter().find(|h| &h.id == id))
+        .filter(|g| p.group_ids.contains(&g.id))
+        .map(|g| json!({"id": g.id, "name": g.name}))
+        .collect();
+    let assets = st
+        .hosts
+        .iter()
+        .filter(|h| p.asset_ids.contains(&h.id))
         .map(|h| json!({"id": h.id, "name": h.name}))
         .collect();
-    let nodes = p
-        .node_ids
+    let nodes = st
+        .nodes
         .iter()
-        .filter_map(|id| st.nodes.iter().find(|n| &n.id == id))
+        .filter(|n| p.node_ids.contains(&n.id))
         .map(|n| json!({"id": n.id, "name": n.value}))
         .collect();
-    perm_json(p, now, Some((users, assets, nodes)))
+    perm_json(p, now, Some((users, groups, assets, nodes)))
 }
 
 pub(super) fn perms_list(st: &State, c: &Ctx) -> Out {
@@ -87,7 +53,9 @@ pub(super) fn perms_list(st: &State, c: &Ctx) -> Out {
         .perms
         .iter()
         .filter(|p| qget(c.q, "name").is_none_or(|x| x == p.name))
-        .filter(|p| qget(c.q, "user_id").is_none_or(|x| p.user_ids.iter().any(|u| u == x)))
+        // `user_id` includes permissions reached through the user's groups (§4.6, `all=1`).
+        .filter(|p| qget(c.q, "user_id").is_none_or(|x| perm_reaches(st, p, x)))
+        .filter(|p| qget(c.q, "user_group_id").is_none_or(|x| p.group_ids.iter().any(|g| g == x)))
         .filter(|p| {
             asset
                 .as_ref()
@@ -136,12 +104,17 @@ pub(super) fn apply_perm_fields(
                     &format!("Invalid pk \"{id}\" - object does not exist."),
                 ));
             }
-            ids.push(id.to_owned());
+            if !ids.iter().any(|x| x == id) {
+                ids.push(id.to_owned());
+            }
         }
         Ok(Some(ids))
     };
     if let Some(v) = id_list("users")? {
         p.user_ids = v;
+    }
+    if let Some(v) = obj.get("user_groups") {
+        p.group_ids = group_ids(st, "user_groups", v)?;
     }
     if let Some(v) = id_list("assets")? {
         p.asset_ids = v;
@@ -158,7 +131,7 @@ pub(super) fn apply_perm_fields(
         })
     };
     if let Some(a) = strings("accounts") {
-        p.accounts = a;
+        p.accounts = virtual_order(a);
     }
     if let Some(a) = strings("protocols") {
         p.protocols = a;
@@ -221,9 +194,11 @@ pub(super) fn perms_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
         id: util::new_id(),
         name: name.into(),
         user_ids: vec![],
+        group_ids: vec![],
         asset_ids: vec![],
         node_ids: vec![],
-        accounts: vec!["@ALL".into()],
+        // Default `[]`: a permission created without accounts grants no login (§4.6).
+        accounts: vec![],
         protocols: vec!["all".into()],
         actions: ACTIONS.iter().map(|(v, _)| (*v).to_owned()).collect(),
         is_active: true,
@@ -237,7 +212,9 @@ pub(super) fn perms_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
         return o;
     }
     let v = perm_detail(st, &p, c.now);
+    let pid = p.id.clone();
     st.perms.push(p);
+    relations::sync(st, &pid);
     out(201, v)
 }
 
@@ -263,80 +240,33 @@ pub(super) fn perms_patch(st: &mut State, c: &Ctx, id: &str, b: Option<&Value>) 
     if let Some(slot) = st.perms.get_mut(idx) {
         *slot = p;
     }
+    relations::sync(st, id);
     out(200, v)
 }
 
-pub(super) fn granted_asset(st: &State, h: &Host) -> Option<serde_json::Map<String, Value>> {
-    let p = st.platforms.iter().find(|p| p.id == h.platform_id)?;
-    Some(granted_asset_json(h, p, &node_refs(st, &h.node_ids)))
+/// `DELETE asset-permissions/{id}/` → 204, again → 404 (122); its relation rows go (168).
+pub(super) fn perms_delete(st: &mut State, id: &str) -> Out {
+    let before = st.perms.len();
+    st.perms.retain(|p| p.id != id);
+    if st.perms.len() == before {
+        return not_found_obj("AssetPermission");
+    }
+    relations::sync(st, id);
+    empty(204)
 }
 
-pub(super) fn granted_asset_detail(st: &State, uid: &str, aid: &str, now: Timestamp) -> Out {
-    let Some(h) = st.hosts.iter().find(|h| h.id == aid) else {
-        return not_found_obj("Asset");
-    };
-    let grants: Vec<Permission> = valid_grants(st, uid, now)
-        .into_iter()
-        .filter(|p| perm_covers(st, p, h))
+/// The stored `accounts` list: the virtual aliases come back as `@USER` before `@INPUT`
+/// (`["@INPUT", "@USER"]` was echoed as `["@USER", "@INPUT"]`, 167); everything else keeps its
+/// place (`["@SPEC", "ops"]` is echoed as sent, 167/168).
+fn virtual_order(mut accounts: Vec<String>) -> Vec<String> {
+    const ORDER: [&str; 2] = ["@USER", "@INPUT"];
+    let slots: Vec<usize> = (0..accounts.len())
+        .filter(|i| ORDER.contains(&accounts[*i].as_str()))
         .collect();
-    if grants.is_empty() {
-        return not_found_obj("Asset");
+    let mut present: Vec<String> = slots.iter().map(|i| accounts[*i].clone()).collect();
+    present.sort_by_key(|a| ORDER.iter().position(|o| o == a));
+    for (slot, a) in slots.into_iter().zip(present) {
+        accounts[slot] = a;
     }
-    let Some(mut m) = granted_asset(st, h) else {
-        return internal();
-    };
-    let mut accounts: Vec<&Account> = st.accounts.iter().filter(|a| a.asset_id == h.id).collect();
-    accounts.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut permed = Vec::new();
-    for a in accounts {
-        let matching: Vec<&Permission> = grants
-            .iter()
-            .filter(|p| {
-                p.accounts.iter().any(|x| x == "@ALL")
-                    || p.accounts.iter().any(|x| x == &a.name || x == &a.username)
-            })
-            .collect();
-        if matching.is_empty() {
-            continue;
-        }
-        let mut acts: Vec<String> = Vec::new();
-        for p in &matching {
-            for x in &p.actions {
-                if !acts.contains(x) {
-                    acts.push(x.clone());
-                }
-            }
-        }
-        let exp = matching.iter().map(|p| p.date_expired).max().unwrap_or(now);
-        permed.push(
-            json!({"id": a.id, "alias": a.id, "name": a.name, "username": a.username,
-            "has_username": true, "has_secret": true, "secret_type": a.secret_type,
-            "actions": actions_json(&acts), "date_expired": fmt_dt(exp)}),
-        );
-    }
-    let all_protocols = grants
-        .iter()
-        .any(|p| p.protocols.iter().any(|x| x == "all"));
-    let protocols: Vec<Value> = h
-        .protocols
-        .iter()
-        .filter(|(n, _)| all_protocols || grants.iter().any(|p| p.protocols.contains(n)))
-        .map(|(n, port)| json!({"name": n, "port": port, "public": true, "setting": protocol_setting_for(n)}))
-        .collect();
-    // Keep the server's key order: permed_* sit after spec_info.
-    let tail: Vec<(String, Value)> = [
-        "is_active",
-        "date_verified",
-        "date_created",
-        "comment",
-        "created_by",
-    ]
-    .iter()
-    .filter_map(|k| m.remove(*k).map(|v| ((*k).to_owned(), v)))
-    .collect();
-    m.insert("spec_info".into(), json!({}));
-    m.insert("permed_protocols".into(), Value::Array(protocols));
-    m.insert("permed_accounts".into(), Value::Array(permed));
-    m.extend(tail);
-    out(200, Value::Object(m))
+    accounts
 }

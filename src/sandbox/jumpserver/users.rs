@@ -1,5 +1,6 @@
 //! Users, orgs and the caller's profile in the simulated JumpServer.
 use super::auth::*;
+use super::groups::{group_ids, set_user_groups, user_out};
 use super::handler::*;
 use super::model::*;
 use super::response::*;
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 
 pub(super) fn profile(st: &State, caller: &Caller, now: Timestamp) -> Out {
     match st.users.iter().find(|u| u.id == caller.user_id) {
-        Some(u) => out(200, user_json(u, UserShape::Profile, now)),
+        Some(u) => out(200, user_out(st, u, UserShape::Profile, now)),
         None => not_authenticated(),
     }
 }
@@ -21,22 +22,35 @@ pub(super) fn org_json(org: Org) -> Value {
             "is_root": false, "is_system": false, "comment": ""}),
         Org::Root => json!({"id": ROOT_ORG_ID, "name": "GLOBAL", "is_default": false,
             "is_root": true, "is_system": false, "comment": ""}),
+        // The built-in SYSTEM org is honoured on CE (170).
+        Org::System => json!({"id": SYSTEM_ORG_ID, "name": "SYSTEM", "is_default": false,
+            "is_root": false, "is_system": true, "comment": ""}),
     }
 }
 
-pub(super) fn org_list_json(st: &State, org: Org) -> Value {
-    let (id, name, def, root) = match org {
-        Org::Default => (DEFAULT_ORG_ID, DEFAULT_ORG_NAME, true, false),
-        Org::Root => (ROOT_ORG_ID, "GLOBAL", false, true),
+/// `GET /orgs/orgs/`: DEFAULT and SYSTEM (035), then orgs made outside the API (170's `Team2`,
+/// seeded with `SimJumpServer::add_org`). Only Default holds resources here.
+pub(super) fn orgs_list(st: &State, c: &Ctx) -> Out {
+    let org_row = |id: &str, name: &str, def: bool, internal: bool| {
+        let n = |x: usize| if def { x } else { 0 };
+        json!({"id": id, "name": name,
+            "resource_statistics": {"users_amount": n(st.users.iter().filter(|u| u.in_default_org).count()),
+                "groups_amount": n(st.groups.len()), "assets_amount": n(st.hosts.len()),
+                "nodes_amount": n(st.nodes.len()), "zones_amount": 0,
+                "asset_perms_amount": n(st.perms.len())},
+            "is_default": def, "is_root": false, "internal": internal,
+            "date_created": "2026/11/22 19:19:53 +0800", "created_by": "System", "comment": ""})
     };
-    // The root org owns no resources of its own; everything lives in Default.
-    let n = |x: usize| if root { 0 } else { x };
-    json!({"id": id, "name": name,
-        "resource_statistics": {"users_amount": n(st.users.iter().filter(|u| u.in_default_org).count()),
-            "groups_amount": 0, "assets_amount": n(st.hosts.len()), "nodes_amount": n(st.nodes.len()),
-            "zones_amount": 0, "asset_perms_amount": n(st.perms.len())},
-        "is_default": def, "is_root": root, "internal": true, "date_created": "2026/11/22 19:19:53 +0800",
-        "created_by": "System", "comment": ""})
+    let mut rows = vec![
+        org_row(DEFAULT_ORG_ID, DEFAULT_ORG_NAME, true, true),
+        org_row(SYSTEM_ORG_ID, "SYSTEM", false, true),
+    ];
+    rows.extend(
+        st.orgs
+            .iter()
+            .map(|(id, name)| org_row(id, name, false, false)),
+    );
+    out(200, paginate(rows, c.q, c.base, true))
 }
 
 pub(super) fn visible(u: &User, org: Org) -> bool {
@@ -65,7 +79,7 @@ pub(super) fn users_list(st: &State, c: &Ctx) -> Out {
     rows.sort_by(|a, b| a.username.cmp(&b.username));
     let rows = rows
         .iter()
-        .map(|u| user_json(u, UserShape::List, c.now))
+        .map(|u| user_out(st, u, UserShape::List, c.now))
         .collect();
     out(200, paginate(rows, c.q, c.base, true))
 }
@@ -137,9 +151,20 @@ pub(super) fn users_create(st: &mut State, c: &Ctx, b: Option<&Value>) -> Out {
         comment: str_field(b, "comment").map(str::to_owned),
         created_by: caller_name(st, c),
     };
-    let v = user_json(&u, UserShape::Write, c.now);
+    let groups = match b.and_then(|v| v.get("groups")) {
+        Some(v) => match group_ids(st, "groups", v) {
+            Ok(g) => g,
+            Err(o) => return o,
+        },
+        None => Vec::new(),
+    };
+    let uid = u.id.clone();
     st.users.push(u);
-    out(201, v)
+    set_user_groups(st, &uid, &groups);
+    match st.users.iter().find(|u| u.id == uid) {
+        Some(u) => out(201, user_out(st, u, UserShape::Write, c.now)),
+        None => internal(),
+    }
 }
 
 pub(super) fn caller_name(st: &State, c: &Ctx) -> String {
@@ -156,7 +181,7 @@ pub(super) fn users_get(st: &State, c: &Ctx, id: &str) -> Out {
         .iter()
         .find(|u| (u.id == id || u.username == id) && visible(u, c.org))
     {
-        Some(u) => out(200, user_json(u, UserShape::Detail, c.now)),
+        Some(u) => out(200, user_out(st, u, UserShape::Detail, c.now)),
         None => not_found_obj("User"),
     }
 }
@@ -178,6 +203,13 @@ pub(super) fn users_patch(st: &mut State, c: &Ctx, id: &str, b: Option<&Value>) 
         Some(s) => match parse_dt(s) {
             Some(t) => Some(t),
             None => return field_err("date_expired", util::DT_FORMAT_ERROR),
+        },
+        None => None,
+    };
+    let groups = match obj.get("groups") {
+        Some(v) => match group_ids(st, "groups", v) {
+            Ok(g) => Some(g),
+            Err(o) => return o,
         },
         None => None,
     };
@@ -203,5 +235,12 @@ pub(super) fn users_patch(st: &mut State, c: &Ctx, id: &str, b: Option<&Value>) 
     if let Some(cm) = obj.get("comment").and_then(Value::as_str) {
         u.comment = Some(cm.into());
     }
-    out(200, user_json(u, UserShape::WritePatch, c.now))
+    let uid = u.id.clone();
+    if let Some(g) = groups {
+        set_user_groups(st, &uid, &g);
+    }
+    match st.users.iter().find(|u| u.id == uid) {
+        Some(u) => out(200, user_out(st, u, UserShape::WritePatch, c.now)),
+        None => internal(),
+    }
 }
