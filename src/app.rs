@@ -76,6 +76,8 @@ pub struct Bot {
     addr: SocketAddr,
     pub store: Store,
     pub dingtalk: DingTalkClient,
+    /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
+    edge: Arc<EdgeState>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -220,7 +222,7 @@ impl Bot {
         tracing::info!(%addr, "accessbot listening");
         let mut tasks = vec![server];
         if d.mode == ListenerMode::Stream {
-            tasks.push(StreamListener::spawn(d, edge, shutdown.subscribe()));
+            tasks.push(StreamListener::spawn(d, edge.clone(), shutdown.subscribe()));
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
@@ -255,6 +257,7 @@ impl Bot {
             addr,
             store: opts.store,
             dingtalk,
+            edge,
             engine,
             shutdown,
             tasks,
@@ -265,6 +268,11 @@ impl Bot {
     /// started with a test dispatcher.
     pub fn workflow(&self) -> Option<&Arc<Workflow>> {
         self.engine.as_ref().map(|e| &e.workflow)
+    }
+
+    /// The ingress state both listeners share (dedupe counters for operators and tests).
+    pub fn edge(&self) -> &EdgeState {
+        &self.edge
     }
 
     pub fn orders(&self) -> Option<&Orders> {

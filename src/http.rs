@@ -274,12 +274,14 @@ async fn accept_within(
             .map_err(storage_failed)?;
         match seen {
             Delivery::First => {}
+            // Repeats are normal (DingTalk redelivers, people double-tap) and can come by the
+            // million under a redelivery storm: debug only, counted in `Dedupe::stats`.
             Delivery::Duplicate => {
-                tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
+                tracing::debug!(key = %key, "duplicate delivery acknowledged, not handled again");
                 return Ok(DispatchReply::None);
             }
             Delivery::InFlight => {
-                tracing::info!(key = %key, "copy of a delivery still being handled; asked to retry");
+                tracing::debug!(key = %key, "copy of a delivery still being handled; asked to retry");
                 return Err(Refusal(
                     StatusCode::CONFLICT,
                     "the same delivery is being handled; retry later".into(),

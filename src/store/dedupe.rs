@@ -11,7 +11,7 @@
 //! must not block the key until it expires). Expired keys are swept by value, at most once per
 //! `SWEEP_EVERY_MS`, by the delivery that notices it is time.
 use super::{Store, StoreError};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 const TREE: &str = "dedupe";
@@ -24,6 +24,18 @@ pub const SWEEP_EVERY_MS: i64 = 60 * 60 * 1000;
 pub struct Dedupe {
     tree: sled::Tree,
     next_sweep_ms: Arc<AtomicI64>,
+    stats: Arc<DedupeStats>,
+}
+
+/// What the tree answered since this process started. Repeats are logged at debug only (a
+/// redelivery storm must not flood the log), so these counters are how an operator — and a
+/// later `/metrics` — sees them. In memory: they describe the running process, not stored state.
+#[derive(Debug, Default)]
+pub struct DedupeStats {
+    /// Deliveries acknowledged as already handled (DingTalk redeliveries, double taps).
+    pub duplicates: AtomicU64,
+    /// Copies that arrived while their first delivery was still being handled (asked to retry).
+    pub in_flight: AtomicU64,
 }
 
 /// What a delivery is, seen from the dedupe tree.
@@ -72,7 +84,13 @@ impl Dedupe {
         Ok(Self {
             tree: store.tree(TREE)?,
             next_sweep_ms: Arc::new(AtomicI64::new(i64::MIN)),
+            stats: Arc::default(),
         })
+    }
+
+    /// Counters shared by every clone of this `Dedupe`.
+    pub fn stats(&self) -> &DedupeStats {
+        &self.stats
     }
 
     /// Starts handling a delivery. On `First` the key is in flight until `finish` (handled),
@@ -101,6 +119,11 @@ impl Dedupe {
             }
             None
         })?;
+        match seen {
+            Delivery::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
+            Delivery::InFlight => self.stats.in_flight.fetch_add(1, Ordering::Relaxed),
+            Delivery::First => 0,
+        };
         self.maybe_sweep(now_ms)?;
         Ok(seen)
     }
@@ -225,6 +248,10 @@ mod tests {
             d.begin("k", 60, 60 + ttl, 100).unwrap(),
             Delivery::Duplicate
         );
+        // Clones share the counters.
+        let stats = d.clone();
+        assert_eq!(stats.stats().in_flight.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.stats().duplicates.load(Ordering::Relaxed), 1);
         // Done keeps the first delivery's expiry.
         assert_eq!(d.begin("k", ttl, 2 * ttl, 100).unwrap(), Delivery::First);
     }

@@ -495,6 +495,31 @@ async fn redelivered_events_and_messages_are_acknowledged_and_dispatched_once() 
     assert_eq!(e.dedupe_len(), 4);
 }
 
+#[tokio::test]
+async fn repeats_are_counted_for_operators() {
+    let e = start(Setup::default()).await;
+    let stats = || {
+        let s = e.bot.edge().dedupe.stats();
+        (
+            s.duplicates.load(Ordering::Relaxed),
+            s.in_flight.load(Ordering::Relaxed),
+        )
+    };
+    assert_eq!(stats(), (0, 0));
+    let body = e.robot_body("msgCount1", "帮助");
+    let (s, r) = e.send_robot(&body).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(stats(), (0, 0), "a first delivery is not a repeat");
+    // DingTalk redelivers the message (fresh signature) twice.
+    for _ in 0..2 {
+        e.clock.advance(SignedDuration::from_secs(5));
+        let (s, r) = e.send_robot(&body).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    assert_eq!(stats(), (2, 0));
+    assert_eq!(e.rec.count(), 1);
+}
+
 /// One refused request: `status` with a short reason, and nothing changed anywhere.
 async fn refused(e: &Edge, before: &Snapshot, what: &str, status: u16, res: (u16, Value)) {
     assert_refused(res.0, &res.1, status, what);
