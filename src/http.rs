@@ -226,7 +226,7 @@ async fn cards(
         parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
     match accept_within(&st, window, Inbound::CardAction(action)).await? {
         DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
-        DispatchReply::None => Ok(Json(json!({})).into_response()),
+        DispatchReply::None | DispatchReply::Refused => Ok(Json(json!({})).into_response()),
     }
 }
 
@@ -296,6 +296,8 @@ async fn accept_within(
         key: key.as_deref(),
     };
     match st.dispatcher.handle(event).await {
+        // Nothing was recorded: the guard forgets the key (see `DispatchReply::Refused`).
+        Ok(DispatchReply::Refused) => Ok(DispatchReply::Refused),
         Ok(reply) => {
             if let Some(key) = guard.key.take() {
                 // The event is handled; failing to mark it only risks handling a redelivery
