@@ -4,7 +4,8 @@
 //! Order of work on every inbound route, and why:
 //! 1. verify the signature (and freshness) before looking inside the payload — a forged request
 //!    never reaches a parser;
-//! 2. decrypt / parse into `Inbound`;
+//! 2. decrypt / parse into `Inbound`; robot and card signatures cover only their timestamp, so
+//!    the headers are then bound to this body and refused with any other (`claim_signature`);
 //! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
 //! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, or does not
 //!    finish before the request deadline (408), the key is forgotten, so DingTalk's redelivery is
@@ -20,7 +21,7 @@ use crate::dingtalk::sign;
 use crate::dispatch::{Dispatch, DispatchReply};
 use crate::inbound::Inbound;
 use crate::secret::Secret;
-use crate::store::dedupe::{Dedupe, Delivery};
+use crate::store::dedupe::{Dedupe, Delivery, SignatureUse};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
@@ -184,14 +185,14 @@ async fn robot(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let body = body_or_refusal(body)?;
-    sign::verify_robot_request(
-        header(&headers, "timestamp"),
-        header(&headers, "sign"),
-        st.robot_secret.expose(),
-        st.clock.now_ms(),
-    )
-    .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    let (ts, sig) = (
+        header(&headers, sign::ROBOT_TIMESTAMP_HEADER),
+        header(&headers, sign::ROBOT_SIGN_HEADER),
+    );
+    sign::verify_robot_request(ts, sig, st.robot_secret.expose(), st.clock.now_ms())
+        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let msg = parse::parse_robot_message(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    claim_signature(&st, "robot", ts, sig, sign::ROBOT_WINDOW_MS, &body)?;
     accept_within(&st, window, Inbound::Chat(msg)).await?;
     // Replies go through the session webhook after the decision is recorded; an empty
     // synchronous answer keeps DingTalk from waiting on us.
@@ -213,9 +214,13 @@ async fn cards(
             "card callbacks are disabled: set dingtalk.card_callback_secret".into(),
         ));
     }
+    let (ts, sig) = (
+        header(&headers, sign::CARD_TIMESTAMP_HEADER),
+        header(&headers, sign::CARD_SIGN_HEADER),
+    );
     sign::verify_card_request(
-        header(&headers, "x-ddpaas-signature-timestamp"),
-        header(&headers, "x-ddpaas-signature"),
+        ts,
+        sig,
         st.card_secret.expose(),
         st.clock.now_ms(),
         // The platform documents no window (reference §5.4): five minutes of skew.
@@ -224,9 +229,61 @@ async fn cards(
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let action =
         parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    claim_signature(&st, "card", ts, sig, sign::CARD_WINDOW_MS, &body)?;
     match accept_within(&st, window, Inbound::CardAction(action)).await? {
         DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
         DispatchReply::None | DispatchReply::Refused => Ok(Json(json!({})).into_response()),
+    }
+}
+
+/// Refuses verified signature headers that already authenticated a different body.
+///
+/// The robot `sign` and the card `x-ddpaas-signature` are HMACs of the timestamp alone
+/// (reference §4.1, §5.4): nothing in the body is covered, so headers captured from one request
+/// would otherwise carry any other body until the timestamp goes stale (an hour for the robot).
+/// Each (timestamp, sign) pair is therefore bound, in the dedupe store, to the SHA-256 of the
+/// first body it came with, for as long as the timestamp is fresh. The same pair with the same
+/// body is a retransmission and goes on to dedupe; with another body it is refused (401) and
+/// nothing is stored. Called after parsing, so a request refused for its body claims nothing.
+///
+/// Binding to the session webhook was considered: it is just another unsigned body field, so it
+/// proves nothing about the sender. What keeps a re-bodied request from redirecting the bot's
+/// replies is that `DingTalkClient::reply_webhook` only posts to DingTalk's own oapi host.
+///
+/// Cost: two genuine deliveries stamped in the same millisecond carry identical headers, and the
+/// second is refused like a replay. DingTalk offers nothing to tell them apart; at a bot's
+/// message rates this is rare, and the sender sees no reply and can send again.
+fn claim_signature(
+    st: &EdgeState,
+    route: &str,
+    ts: Option<&str>,
+    sig: Option<&str>,
+    window_ms: i64,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    use sha2::{Digest, Sha256};
+    // Both headers were verified present before this point.
+    let (ts, sig) = (ts.unwrap_or_default(), sig.unwrap_or_default());
+    let now = st.clock.now_ms();
+    // Verified fresh, so the number parses and `ts + window` cannot overflow in practice; the
+    // fallbacks only keep this total.
+    let expires = ts
+        .trim()
+        .parse::<i64>()
+        .unwrap_or(now)
+        .saturating_add(window_ms)
+        .saturating_add(1);
+    let digest: [u8; 32] = Sha256::digest(body).into();
+    let pair = format!("{route}:{ts}:{sig}");
+    match st
+        .dedupe
+        .claim_signature(&pair, &digest, now, expires)
+        .map_err(storage_failed)?
+    {
+        SignatureUse::First | SignatureUse::SameBody => Ok(()),
+        SignatureUse::OtherBody => Err(Refusal::unauthorized(
+            "signature already used with another body (replayed headers)",
+        )),
     }
 }
 

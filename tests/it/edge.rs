@@ -288,8 +288,9 @@ impl Edge {
         body
     }
 
+    /// `body` with fresh robot signature headers (DingTalk's stamp, distinct per push).
     async fn send_robot(&self, body: &Value) -> (u16, Value) {
-        let h = signed_robot_headers(&self.app_secret, self.now());
+        let h = signed_robot_headers(&self.app_secret, self.sim.stamp());
         self.post_robot(&h, body.to_string()).await
     }
 
@@ -855,6 +856,78 @@ async fn card_refusals_change_nothing_and_a_signed_tap_is_dispatched_once() {
     assert_eq!(a.user_id, DingUserId::new("boss01"));
     assert_eq!(a.action_ids, vec!["approve".to_owned()]);
     assert_eq!(a.params["requestId"], json!("REQ-42"));
+}
+
+#[tokio::test]
+async fn captured_signature_headers_with_another_body_are_refused() {
+    let e = start(Setup::default()).await;
+    // A genuine robot message; its headers are captured on the way.
+    let robot_headers = signed_robot_headers(&e.app_secret, e.sim.stamp());
+    let genuine = e.robot_body("msgGenuine", "帮助");
+    let (s, r) = e.post_robot(&robot_headers, genuine.to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    // The same for a card tap.
+    let card_headers = card_signature_headers(CARD_SECRET, e.sim.stamp());
+    let (s, r) = e.post_card(&card_headers, tap("boss01").to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(e.rec.count(), 2);
+    // The headers are still fresh a minute later; bodies of the attacker's choosing are not
+    // let through with them, and nothing is recorded.
+    e.clock.advance(SignedDuration::from_secs(60));
+    let before = e.snapshot();
+    let forged = e.robot_body("msgForged", "申请主机 10.9.0.1 运维 7天 原因：x");
+    refused(
+        &e,
+        &before,
+        "robot headers, other message",
+        401,
+        e.post_robot(&robot_headers, forged.to_string()).await,
+    )
+    .await;
+    let mut same_id = genuine.clone();
+    same_id["text"]["content"] = json!("/approve R1");
+    refused(
+        &e,
+        &before,
+        "robot headers, same msgId, other text",
+        401,
+        e.post_robot(&robot_headers, same_id.to_string()).await,
+    )
+    .await;
+    let mut params = Map::new();
+    params.insert("requestId".into(), json!("REQ-42"));
+    params.insert("action".into(), json!("reject"));
+    let other_tap = card_callback_body("REQ-42", "boss01", &["reject"], params);
+    refused(
+        &e,
+        &before,
+        "card headers, other tap",
+        401,
+        e.post_card(&card_headers, other_tap.to_string()).await,
+    )
+    .await;
+    assert_eq!(
+        e.bot
+            .edge()
+            .dedupe
+            .stats()
+            .replayed_signatures
+            .load(Ordering::Relaxed),
+        3
+    );
+    // A retransmission of the very same request is no forgery: acknowledged as a duplicate.
+    let (s, r) = e.post_robot(&robot_headers, genuine.to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(e.rec.count(), 2);
+    // Once the timestamp is stale the headers are refused for that reason, and the stored
+    // signatures go with the next sweep.
+    e.clock.advance(SignedDuration::from_hours(2));
+    let (s, r) = e.post_robot(&robot_headers, forged.to_string()).await;
+    assert_refused(s, &r, 401, "stale");
+    assert!(r["error"].as_str().unwrap_or("").contains("window"), "{r}");
+    let now = e.now();
+    e.bot.edge().dedupe.sweep(now).unwrap();
+    assert!(e.bot.store.db().open_tree("signatures").unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -105,7 +105,7 @@ impl Env {
             .json(&body);
         for (k, v) in card_signature_headers(
             self.cfg.dingtalk.card_callback_secret.expose(),
-            self.now_ms(),
+            self.dt.stamp(),
         ) {
             req = req.header(k, v);
         }
