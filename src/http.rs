@@ -13,7 +13,8 @@
 //!    dispatched gets 409 (come back later), not an acknowledgement that might turn out false.
 //!
 //! Every refusal is a 4xx with a short JSON reason `{"error": "..."}`, including 413 (body over
-//! `server.max_body_bytes`) and 408 (over `server.request_timeout_ms`).
+//! `server.max_body_bytes`; the rest of the body is drained up to a bound first, so a client
+//! that writes before it reads still gets the answer) and 408 (over `server.request_timeout_ms`).
 use crate::clock::SharedClock;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use crate::dingtalk::parse::{self, DecryptedEvent};
@@ -65,20 +66,124 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -
         .route("/dingtalk/cards", post(cards))
         .route("/healthz", get(healthz))
         .layer(Extension(InFlightWindow(abandon_after_ms)))
+        // The body is read (and an over-size one drained) by `bounded` before any handler
+        // runs; this limit only guards a future route that would read its own.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| async move {
-                match tokio::time::timeout(timeout, next.run(req)).await {
-                    Ok(response) => response,
-                    Err(_) => Refusal(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request took longer than server.request_timeout_ms".into(),
-                    )
-                    .into_response(),
-                }
+                bounded(req, next, max_body_bytes, timeout).await
             },
         ))
         .with_state(state)
+}
+
+/// How much of an over-size body is read and thrown away so the client sees its 413: four
+/// times the limit, and at least 1 MiB. A client that writes its whole request before reading
+/// (most do) is otherwise cut off mid-write by the close and never reads the answer. Beyond the
+/// bound (or the request deadline) the connection is closed after the 413 instead: reading
+/// without end is what an attacker would want.
+fn drain_bound(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_mul(4).max(1 << 20)
+}
+
+/// Why a request body was not handed to the route.
+enum BodyError {
+    /// Over `max_body_bytes`; `drained` when the rest was read, so the connection stays usable.
+    TooLarge {
+        drained: bool,
+    },
+    TimedOut,
+    Unreadable,
+}
+
+/// Reads the body within `max` bytes before `deadline`; an over-size body is drained up to
+/// `drain_bound` (and the same deadline).
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, BodyError> {
+    use futures::StreamExt;
+    let bound = drain_bound(max);
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > bound as u64) {
+        // Draining would stop at the bound anyway; do not start.
+        return Err(BodyError::TooLarge { drained: false });
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total: usize = 0;
+    let mut over = announced.is_some_and(|n| n > max as u64);
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) if over => return Err(BodyError::TooLarge { drained: false }),
+            Err(_) => return Err(BodyError::TimedOut),
+            Ok(None) if over => return Err(BodyError::TooLarge { drained: true }),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(_))) if over => return Err(BodyError::TooLarge { drained: false }),
+            Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        total = total.saturating_add(chunk.len());
+        if total > bound {
+            return Err(BodyError::TooLarge { drained: false });
+        }
+        if total > max {
+            over = true;
+            buf = Vec::new();
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// The request deadline and the body limit, for every route: the body is read first (an
+/// over-size one drained, then 413), then the handler runs in the time left (else 408).
+async fn bounded(req: Request, next: Next, max_body_bytes: usize, timeout: Duration) -> Response {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (parts, body) = req.into_parts();
+    let timed_out = || {
+        Refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "request took longer than server.request_timeout_ms".into(),
+        )
+        .into_response()
+    };
+    let bytes = match read_body(&parts.headers, body, max_body_bytes, deadline).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge { drained }) => {
+            let mut r = Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body larger than server.max_body_bytes".into(),
+            )
+            .into_response();
+            if !drained {
+                // Part of the body is still unread: say so, and hyper closes after answering.
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            return r;
+        }
+        Err(BodyError::TimedOut) => return timed_out(),
+        Err(BodyError::Unreadable) => {
+            return Refusal(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body".into(),
+            )
+            .into_response()
+        }
+    };
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    match tokio::time::timeout_at(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => timed_out(),
+    }
 }
 
 /// Milliseconds after which an in-flight dedupe key counts as abandoned.

@@ -1051,6 +1051,69 @@ async fn concurrent_copies_of_one_message_are_dispatched_once() {
     assert_eq!(e.dedupe_len(), 1);
 }
 
+/// Writes `request` on a fresh connection to the bot, then reads until the server closes it
+/// (bounded generously for a loaded CI machine). Returns whether the whole request could be
+/// written, and what was read (even if the read then failed).
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (std::io::Result<()>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small send buffer, as over a real network: a request the server stops reading cannot
+    // hide in loopback's megabytes of kernel buffers.
+    socket.set_send_buffer_size(8 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(30), s.write_all(request))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+    (written, String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[tokio::test]
+async fn an_oversized_body_written_in_full_before_reading_still_gets_413() {
+    let e = start(Setup::default()).await;
+    let before = e.snapshot();
+    // A client that writes its whole request before reading anything (as many HTTP clients
+    // do) must be able to finish writing and then read the 413, not be cut off mid-write.
+    let body = "x".repeat(256 * 1024);
+    let h = signed_robot_headers(&e.app_secret, e.sim.stamp());
+    let mut request = format!(
+        "POST /dingtalk/robot HTTP/1.1\r\nhost: bot\r\ncontent-type: application/json\r\n\
+         {}: {}\r\n{}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        h[0].0,
+        h[0].1,
+        h[1].0,
+        h[1].1,
+        body.len()
+    );
+    request.push_str(&body);
+    let (written, response) = raw_exchange(e.bot.addr(), request.as_bytes()).await;
+    assert!(written.is_ok(), "cut off mid-write: {written:?}");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    assert!(response.contains("max_body_bytes"), "{response}");
+    // The same without a length (chunked), where the size shows only while reading.
+    let chunk = "y".repeat(1000);
+    let mut request = "POST /dingtalk/cards HTTP/1.1\r\nhost: bot\r\n\
+                       transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        .to_string();
+    for _ in 0..256 {
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    let (written, response) = raw_exchange(e.bot.addr(), request.as_bytes()).await;
+    assert!(written.is_ok(), "cut off mid-write: {written:?}");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    // Announcing far more than is worth draining: 413 at once, and the connection is closed.
+    let request = "POST /dingtalk/robot HTTP/1.1\r\nhost: bot\r\ncontent-length: 100000000\r\n\r\n";
+    let (_, response) = raw_exchange(e.bot.addr(), request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert_eq!(e.snapshot(), before);
+}
+
 #[tokio::test]
 async fn healthz_answers_ok() {
     let e = start(Setup::default()).await;
