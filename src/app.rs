@@ -78,6 +78,8 @@ pub struct Bot {
     pub dingtalk: DingTalkClient,
     /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
     edge: Arc<EdgeState>,
+    /// Counters of the HTTP connection layer (connections refused at the cap).
+    conn_stats: Arc<crate::server::ConnStats>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -208,15 +210,15 @@ impl Bot {
             source,
         })?;
         let (shutdown, mut rx) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server stopped");
+        let limits = crate::server::ConnLimits::from_config(&config.server);
+        let conn_stats = Arc::new(crate::server::ConnStats::default());
+        let server = tokio::spawn({
+            let conn_stats = conn_stats.clone();
+            async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                crate::server::serve(listener, router, limits, conn_stats, stop).await;
             }
         });
         tracing::info!(%addr, "accessbot listening");
@@ -258,6 +260,7 @@ impl Bot {
             store: opts.store,
             dingtalk,
             edge,
+            conn_stats,
             engine,
             shutdown,
             tasks,
@@ -273,6 +276,11 @@ impl Bot {
     /// The ingress state both listeners share (dedupe counters for operators and tests).
     pub fn edge(&self) -> &EdgeState {
         &self.edge
+    }
+
+    /// Counters of the HTTP connection layer.
+    pub fn conn_stats(&self) -> &crate::server::ConnStats {
+        &self.conn_stats
     }
 
     pub fn orders(&self) -> Option<&Orders> {
