@@ -76,6 +76,10 @@ pub struct Bot {
     addr: SocketAddr,
     pub store: Store,
     pub dingtalk: DingTalkClient,
+    /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
+    edge: Arc<EdgeState>,
+    /// Counters of the HTTP connection layer (connections refused at the cap).
+    conn_stats: Arc<crate::server::ConnStats>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -207,21 +211,21 @@ impl Bot {
             source,
         })?;
         let (shutdown, mut rx) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                tracing::error!(error = %e, "HTTP server stopped");
+        let limits = crate::server::ConnLimits::from_config(&config.server);
+        let conn_stats = Arc::new(crate::server::ConnStats::default());
+        let server = tokio::spawn({
+            let conn_stats = conn_stats.clone();
+            async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                crate::server::serve(listener, router, limits, conn_stats, stop).await;
             }
         });
         tracing::info!(%addr, "accessbot listening");
         let mut tasks = vec![server];
         if d.mode == ListenerMode::Stream {
-            tasks.push(StreamListener::spawn(d, edge, shutdown.subscribe()));
+            tasks.push(StreamListener::spawn(d, edge.clone(), shutdown.subscribe()));
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
@@ -256,6 +260,8 @@ impl Bot {
             addr,
             store: opts.store,
             dingtalk,
+            edge,
+            conn_stats,
             engine,
             shutdown,
             tasks,
@@ -266,6 +272,16 @@ impl Bot {
     /// started with a test dispatcher.
     pub fn workflow(&self) -> Option<&Arc<Workflow>> {
         self.engine.as_ref().map(|e| &e.workflow)
+    }
+
+    /// The ingress state both listeners share (dedupe counters for operators and tests).
+    pub fn edge(&self) -> &EdgeState {
+        &self.edge
+    }
+
+    /// Counters of the HTTP connection layer.
+    pub fn conn_stats(&self) -> &crate::server::ConnStats {
+        &self.conn_stats
     }
 
     pub fn orders(&self) -> Option<&Orders> {

@@ -135,6 +135,9 @@ impl Default for WorkflowConfig {
     }
 }
 
+/// Upper bound of `server.max_connections`: more sockets than any open-file limit allows.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
 pub struct ServerConfig {
@@ -149,6 +152,18 @@ pub struct ServerConfig {
     /// How long delivery keys are remembered for dedupe, in hours. DingTalk's redelivery
     /// window is undocumented; failed pushes are kept about a week (reference §2.6).
     pub dedupe_ttl_hours: u64,
+    /// A connection must deliver a complete request head within this long after it opens or
+    /// after its previous response, in milliseconds; else it is closed. So it also bounds how
+    /// long an idle keep-alive connection is kept. DingTalk sends its whole request at once.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which no byte moves either way for this long is closed, whatever it is
+    /// doing (a client that stops reading our answer, a stalled body), in milliseconds. Longer
+    /// than `request_timeout_ms`, so a request being handled is never cut.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most. Beyond it new connections get an immediate 503 with
+    /// Retry-After instead of an open socket, so idle or hostile connections cannot use up the
+    /// process's file descriptors (often 1024) and starve DingTalk.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -158,6 +173,9 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             request_timeout_ms: 1500,
             dedupe_ttl_hours: 7 * 24,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 512,
         }
     }
 }
@@ -345,6 +363,31 @@ impl Config {
             p.push(Problem::error(
                 "server.request_timeout_ms",
                 "must be above 0",
+            ));
+        }
+        if self.server.header_read_timeout_ms == 0 {
+            p.push(Problem::error(
+                "server.header_read_timeout_ms",
+                "must be above 0: without it a silent connection is kept forever",
+            ));
+        }
+        if self.server.idle_timeout_ms <= self.server.request_timeout_ms {
+            p.push(Problem::error(
+                "server.idle_timeout_ms",
+                format!(
+                    "must be longer than server.request_timeout_ms ({} ms), or requests being \
+                     handled would be cut",
+                    self.server.request_timeout_ms
+                ),
+            ));
+        }
+        if !(1..=MAX_CONNECTIONS_LIMIT).contains(&self.server.max_connections) {
+            p.push(Problem::error(
+                "server.max_connections",
+                format!(
+                    "must be between 1 and {MAX_CONNECTIONS_LIMIT}; keep it well below the \
+                     process's open-file limit (ulimit -n)"
+                ),
             ));
         }
         if !self.cards.callback_route_key.trim().is_empty()
@@ -722,6 +765,39 @@ mod tests {
         let (c, warnings) = load(&Sources { file: None, env: e }).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.workflow.max_new_orders_per_user, 0);
+    }
+
+    #[test]
+    fn connection_limits_are_validated_with_their_keys() {
+        let mut e = minimal_env();
+        e.insert(
+            "ACCESSBOT_SERVER__HEADER_READ_TIMEOUT_MS".into(),
+            "0".into(),
+        );
+        e.insert("ACCESSBOT_SERVER__IDLE_TIMEOUT_MS".into(), "1500".into());
+        e.insert("ACCESSBOT_SERVER__MAX_CONNECTIONS".into(), "0".into());
+        let problems = load(&Sources { file: None, env: e }).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        for key in [
+            "server.header_read_timeout_ms",
+            "server.idle_timeout_ms",
+            "server.max_connections",
+        ] {
+            assert!(keys.contains(&key), "{key}: {keys:?}");
+        }
+        let (c, _) = load(&Sources {
+            file: None,
+            env: minimal_env(),
+        })
+        .unwrap();
+        assert_eq!(
+            (
+                c.server.header_read_timeout_ms,
+                c.server.idle_timeout_ms,
+                c.server.max_connections
+            ),
+            (10_000, 60_000, 512)
+        );
     }
 
     #[test]

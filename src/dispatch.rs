@@ -12,6 +12,12 @@ pub enum DispatchReply {
     None,
     /// Body of a card-callback response (reference §5.5): updates the tapped card at once.
     CardUpdate(serde_json::Value),
+    /// The input was refused and nothing was recorded (a reject without a reason, a tap by
+    /// someone who may not decide, …); the user has been told why. It is acknowledged like any
+    /// other delivery, but its dedupe key is forgotten: a refusal judges the input against the
+    /// state of the moment, so the same input sent again is judged again instead of being
+    /// swallowed as a repeat for `server.dedupe_ttl_hours`.
+    Refused,
 }
 
 #[derive(Debug, thiserror::Error)]

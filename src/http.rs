@@ -4,7 +4,8 @@
 //! Order of work on every inbound route, and why:
 //! 1. verify the signature (and freshness) before looking inside the payload — a forged request
 //!    never reaches a parser;
-//! 2. decrypt / parse into `Inbound`;
+//! 2. decrypt / parse into `Inbound`; robot and card signatures cover only their timestamp, so
+//!    the headers are then bound to this body and refused with any other (`claim_signature`);
 //! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
 //! 4. dispatch (records state + outbox), then acknowledge. If dispatch cannot record, or does not
 //!    finish before the request deadline (408), the key is forgotten, so DingTalk's redelivery is
@@ -12,7 +13,8 @@
 //!    dispatched gets 409 (come back later), not an acknowledgement that might turn out false.
 //!
 //! Every refusal is a 4xx with a short JSON reason `{"error": "..."}`, including 413 (body over
-//! `server.max_body_bytes`) and 408 (over `server.request_timeout_ms`).
+//! `server.max_body_bytes`; the rest of the body is drained up to a bound first, so a client
+//! that writes before it reads still gets the answer) and 408 (over `server.request_timeout_ms`).
 use crate::clock::SharedClock;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
 use crate::dingtalk::parse::{self, DecryptedEvent};
@@ -20,7 +22,7 @@ use crate::dingtalk::sign;
 use crate::dispatch::{Dispatch, DispatchReply};
 use crate::inbound::Inbound;
 use crate::secret::Secret;
-use crate::store::dedupe::{Dedupe, Delivery};
+use crate::store::dedupe::{Dedupe, Delivery, SignatureUse};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
@@ -64,20 +66,124 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -
         .route("/dingtalk/cards", post(cards))
         .route("/healthz", get(healthz))
         .layer(Extension(InFlightWindow(abandon_after_ms)))
+        // The body is read (and an over-size one drained) by `bounded` before any handler
+        // runs; this limit only guards a future route that would read its own.
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| async move {
-                match tokio::time::timeout(timeout, next.run(req)).await {
-                    Ok(response) => response,
-                    Err(_) => Refusal(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request took longer than server.request_timeout_ms".into(),
-                    )
-                    .into_response(),
-                }
+                bounded(req, next, max_body_bytes, timeout).await
             },
         ))
         .with_state(state)
+}
+
+/// How much of an over-size body is read and thrown away so the client sees its 413: four
+/// times the limit, and at least 1 MiB. A client that writes its whole request before reading
+/// (most do) is otherwise cut off mid-write by the close and never reads the answer. Beyond the
+/// bound (or the request deadline) the connection is closed after the 413 instead: reading
+/// without end is what an attacker would want.
+fn drain_bound(max_body_bytes: usize) -> usize {
+    max_body_bytes.saturating_mul(4).max(1 << 20)
+}
+
+/// Why a request body was not handed to the route.
+enum BodyError {
+    /// Over `max_body_bytes`; `drained` when the rest was read, so the connection stays usable.
+    TooLarge {
+        drained: bool,
+    },
+    TimedOut,
+    Unreadable,
+}
+
+/// Reads the body within `max` bytes before `deadline`; an over-size body is drained up to
+/// `drain_bound` (and the same deadline).
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    max: usize,
+    deadline: tokio::time::Instant,
+) -> Result<Bytes, BodyError> {
+    use futures::StreamExt;
+    let bound = drain_bound(max);
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > bound as u64) {
+        // Draining would stop at the bound anyway; do not start.
+        return Err(BodyError::TooLarge { drained: false });
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total: usize = 0;
+    let mut over = announced.is_some_and(|n| n > max as u64);
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) if over => return Err(BodyError::TooLarge { drained: false }),
+            Err(_) => return Err(BodyError::TimedOut),
+            Ok(None) if over => return Err(BodyError::TooLarge { drained: true }),
+            Ok(None) => return Ok(Bytes::from(buf)),
+            Ok(Some(Err(_))) if over => return Err(BodyError::TooLarge { drained: false }),
+            Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        total = total.saturating_add(chunk.len());
+        if total > bound {
+            return Err(BodyError::TooLarge { drained: false });
+        }
+        if total > max {
+            over = true;
+            buf = Vec::new();
+        } else {
+            buf.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// The request deadline and the body limit, for every route: the body is read first (an
+/// over-size one drained, then 413), then the handler runs in the time left (else 408).
+async fn bounded(req: Request, next: Next, max_body_bytes: usize, timeout: Duration) -> Response {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let (parts, body) = req.into_parts();
+    let timed_out = || {
+        Refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "request took longer than server.request_timeout_ms".into(),
+        )
+        .into_response()
+    };
+    let bytes = match read_body(&parts.headers, body, max_body_bytes, deadline).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge { drained }) => {
+            let mut r = Refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body larger than server.max_body_bytes".into(),
+            )
+            .into_response();
+            if !drained {
+                // Part of the body is still unread: say so, and hyper closes after answering.
+                r.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            return r;
+        }
+        Err(BodyError::TimedOut) => return timed_out(),
+        Err(BodyError::Unreadable) => {
+            return Refusal(
+                StatusCode::BAD_REQUEST,
+                "could not read the request body".into(),
+            )
+            .into_response()
+        }
+    };
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    match tokio::time::timeout_at(deadline, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => timed_out(),
+    }
 }
 
 /// Milliseconds after which an in-flight dedupe key counts as abandoned.
@@ -184,14 +290,14 @@ async fn robot(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let body = body_or_refusal(body)?;
-    sign::verify_robot_request(
-        header(&headers, "timestamp"),
-        header(&headers, "sign"),
-        st.robot_secret.expose(),
-        st.clock.now_ms(),
-    )
-    .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    let (ts, sig) = (
+        header(&headers, sign::ROBOT_TIMESTAMP_HEADER),
+        header(&headers, sign::ROBOT_SIGN_HEADER),
+    );
+    sign::verify_robot_request(ts, sig, st.robot_secret.expose(), st.clock.now_ms())
+        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let msg = parse::parse_robot_message(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    claim_signature(&st, "robot", ts, sig, sign::ROBOT_WINDOW_MS, &body)?;
     accept_within(&st, window, Inbound::Chat(msg)).await?;
     // Replies go through the session webhook after the decision is recorded; an empty
     // synchronous answer keeps DingTalk from waiting on us.
@@ -213,9 +319,13 @@ async fn cards(
             "card callbacks are disabled: set dingtalk.card_callback_secret".into(),
         ));
     }
+    let (ts, sig) = (
+        header(&headers, sign::CARD_TIMESTAMP_HEADER),
+        header(&headers, sign::CARD_SIGN_HEADER),
+    );
     sign::verify_card_request(
-        header(&headers, "x-ddpaas-signature-timestamp"),
-        header(&headers, "x-ddpaas-signature"),
+        ts,
+        sig,
         st.card_secret.expose(),
         st.clock.now_ms(),
         // The platform documents no window (reference §5.4): five minutes of skew.
@@ -224,9 +334,61 @@ async fn cards(
     .map_err(|e| Refusal::unauthorized(e.to_string()))?;
     let action =
         parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+    claim_signature(&st, "card", ts, sig, sign::CARD_WINDOW_MS, &body)?;
     match accept_within(&st, window, Inbound::CardAction(action)).await? {
         DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
-        DispatchReply::None => Ok(Json(json!({})).into_response()),
+        DispatchReply::None | DispatchReply::Refused => Ok(Json(json!({})).into_response()),
+    }
+}
+
+/// Refuses verified signature headers that already authenticated a different body.
+///
+/// The robot `sign` and the card `x-ddpaas-signature` are HMACs of the timestamp alone
+/// (reference §4.1, §5.4): nothing in the body is covered, so headers captured from one request
+/// would otherwise carry any other body until the timestamp goes stale (an hour for the robot).
+/// Each (timestamp, sign) pair is therefore bound, in the dedupe store, to the SHA-256 of the
+/// first body it came with, for as long as the timestamp is fresh. The same pair with the same
+/// body is a retransmission and goes on to dedupe; with another body it is refused (401) and
+/// nothing is stored. Called after parsing, so a request refused for its body claims nothing.
+///
+/// Binding to the session webhook was considered: it is just another unsigned body field, so it
+/// proves nothing about the sender. What keeps a re-bodied request from redirecting the bot's
+/// replies is that `DingTalkClient::reply_webhook` only posts to DingTalk's own oapi host.
+///
+/// Cost: two genuine deliveries stamped in the same millisecond carry identical headers, and the
+/// second is refused like a replay. DingTalk offers nothing to tell them apart; at a bot's
+/// message rates this is rare, and the sender sees no reply and can send again.
+fn claim_signature(
+    st: &EdgeState,
+    route: &str,
+    ts: Option<&str>,
+    sig: Option<&str>,
+    window_ms: i64,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    use sha2::{Digest, Sha256};
+    // Both headers were verified present before this point.
+    let (ts, sig) = (ts.unwrap_or_default(), sig.unwrap_or_default());
+    let now = st.clock.now_ms();
+    // Verified fresh, so the number parses and `ts + window` cannot overflow in practice; the
+    // fallbacks only keep this total.
+    let expires = ts
+        .trim()
+        .parse::<i64>()
+        .unwrap_or(now)
+        .saturating_add(window_ms)
+        .saturating_add(1);
+    let digest: [u8; 32] = Sha256::digest(body).into();
+    let pair = format!("{route}:{ts}:{sig}");
+    match st
+        .dedupe
+        .claim_signature(&pair, &digest, now, expires)
+        .map_err(storage_failed)?
+    {
+        SignatureUse::First | SignatureUse::SameBody => Ok(()),
+        SignatureUse::OtherBody => Err(Refusal::unauthorized(
+            "signature already used with another body (replayed headers)",
+        )),
     }
 }
 
@@ -274,12 +436,14 @@ async fn accept_within(
             .map_err(storage_failed)?;
         match seen {
             Delivery::First => {}
+            // Repeats are normal (DingTalk redelivers, people double-tap) and can come by the
+            // million under a redelivery storm: debug only, counted in `Dedupe::stats`.
             Delivery::Duplicate => {
-                tracing::info!(key = %key, "duplicate delivery acknowledged, not handled again");
+                tracing::debug!(key = %key, "duplicate delivery acknowledged, not handled again");
                 return Ok(DispatchReply::None);
             }
             Delivery::InFlight => {
-                tracing::info!(key = %key, "copy of a delivery still being handled; asked to retry");
+                tracing::debug!(key = %key, "copy of a delivery still being handled; asked to retry");
                 return Err(Refusal(
                     StatusCode::CONFLICT,
                     "the same delivery is being handled; retry later".into(),
@@ -294,6 +458,8 @@ async fn accept_within(
         key: key.as_deref(),
     };
     match st.dispatcher.handle(event).await {
+        // Nothing was recorded: the guard forgets the key (see `DispatchReply::Refused`).
+        Ok(DispatchReply::Refused) => Ok(DispatchReply::Refused),
         Ok(reply) => {
             if let Some(key) = guard.key.take() {
                 // The event is handled; failing to mark it only risks handling a redelivery

@@ -23,13 +23,17 @@ impl Inbound {
     pub fn dedupe_key(&self) -> Option<String> {
         match self {
             Inbound::Chat(m) => Some(format!("msg:{}", m.msg_id)),
-            // A card callback has no delivery id; the same user tapping the same action on the
-            // same card is the same intent, whatever the timestamp.
+            // A card callback carries no delivery id (reference §5.4: type, outTrackId, corpId,
+            // userId, content), so a delivery is identified by everything the user chose: the
+            // card, the user, the action ids AND the params — the button's values and the form
+            // inputs. Without the params, "reject" with an empty reason and the corrected
+            // "reject, reason: …" (or, with one actionId shared by both buttons, reject and
+            // approve) were the same key, and the second was swallowed as a repeat.
             Inbound::CardAction(c) => Some(format!(
                 "card:{}:{}:{}",
                 c.out_track_id,
                 c.user_id,
-                c.action_ids.join(",")
+                c.input_digest()
             )),
             // Instance id + type identify an approval transition even when eventId differs
             // between a push and a redelivery of the same change.
@@ -80,6 +84,17 @@ pub struct CardAction {
     pub action_ids: Vec<String>,
     /// `cardPrivateData.params`: button params and form inputs.
     pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CardAction {
+    /// SHA-256 (hex) of the action ids and params. Hashed because form inputs can be long and
+    /// the digest becomes part of a sled key. `serde_json::Map` is sorted by key (the
+    /// `preserve_order` feature is off), so the same input always gives the same digest.
+    pub fn input_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let input = serde_json::json!({ "actionIds": self.action_ids, "params": self.params });
+        hex::encode(Sha256::digest(input.to_string().as_bytes()))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,4 +162,43 @@ pub struct OrgEvent {
     pub event_id: Option<String>,
     pub kind: OrgEventKind,
     pub user_ids: Vec<DingUserId>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tap(action_ids: &[&str], params: serde_json::Value) -> Inbound {
+        Inbound::CardAction(CardAction {
+            out_track_id: "card-1".into(),
+            user_id: DingUserId::new("boss01"),
+            corp_id: None,
+            action_ids: action_ids.iter().map(|s| s.to_string()).collect(),
+            params: params.as_object().cloned().unwrap_or_default(),
+        })
+    }
+
+    #[test]
+    fn card_taps_differing_only_in_params_are_different_deliveries() {
+        let empty = tap(
+            &["decide"],
+            json!({"action": "reject", "reject_reason": ""}),
+        );
+        let reason = tap(
+            &["decide"],
+            json!({"action": "reject", "reject_reason": "no"}),
+        );
+        let approve = tap(&["decide"], json!({"action": "approve"}));
+        let keys = [&empty, &reason, &approve].map(|t| t.dedupe_key().unwrap_or_default());
+        assert_ne!(keys[0], keys[1]);
+        assert_ne!(keys[0], keys[2]);
+        // A redelivery (same input, keys in another order) is the same delivery.
+        let again = tap(
+            &["decide"],
+            json!({"reject_reason": "", "action": "reject"}),
+        );
+        assert_eq!(again.dedupe_key(), empty.dedupe_key());
+        assert!(keys[0].starts_with("card:card-1:boss01:"), "{}", keys[0]);
+    }
 }

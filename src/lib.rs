@@ -15,6 +15,7 @@ pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed cl
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
+pub mod server; //     HTTP connections under the router: cap, header-read and idle timeouts, graceful stop
 pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit, index
 pub mod worker; //     background jobs: outbox runner, scheduler
 pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work

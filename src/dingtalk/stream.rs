@@ -573,7 +573,9 @@ pub async fn handle_frame(edge: &EdgeState, f: &StreamFrame) -> AckFrame {
         FrameKind::CardCallback => match parse::parse_card_callback(f.data.as_bytes()) {
             Ok(action) => match http::accept(edge, Inbound::CardAction(action)).await {
                 Ok(DispatchReply::CardUpdate(v)) => frame::callback_ack(id, v),
-                Ok(DispatchReply::None) => frame::callback_ack(id, json!({})),
+                Ok(DispatchReply::None | DispatchReply::Refused) => {
+                    frame::callback_ack(id, json!({}))
+                }
                 Err(r) => failed_ack(id, &r.1),
             },
             Err(e) => {

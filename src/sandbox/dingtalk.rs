@@ -191,6 +191,8 @@ struct Shared {
     bot_base_url: Mutex<Option<String>>,
     /// Client for what the sim sends to the bot (events, robot messages, card callbacks).
     http: reqwest::Client,
+    /// Timestamps of signed pushes: distinct even when the test clock stands still.
+    stamps: crate::sandbox::dingtalk_driver::Stamps,
 }
 
 impl Shared {
@@ -232,6 +234,7 @@ impl SimDingTalk {
             sim: Mutex::new(Sim::default()),
             bot_base_url: Mutex::new(None),
             http: reqwest::Client::new(),
+            stamps: Default::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -250,6 +253,13 @@ impl SimDingTalk {
             shutdown: Some(tx),
             task,
         })
+    }
+
+    /// The timestamp DingTalk puts on its next signed push (robot message, card callback): the
+    /// clock's reading, made distinct from every earlier stamp (see `Stamps`). Tests that sign
+    /// their own pushes take it from here, so theirs and the simulator's never collide.
+    pub fn stamp(&self) -> i64 {
+        self.shared.stamps.next(self.shared.now_ms())
     }
 
     /// Serves both the new API and oapi paths, so it is both `api_base` and `oapi_base`.

@@ -7,6 +7,29 @@ use crate::dingtalk::sign::{
     ROBOT_TIMESTAMP_HEADER,
 };
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Timestamps for signed pushes. DingTalk stamps each robot message and card callback with its
+/// own millisecond clock, and those signatures cover only the timestamp, so the bot refuses a
+/// (timestamp, sign) pair that comes back with a different body. A simulated DingTalk on a
+/// frozen test clock would stamp several pushes with the same millisecond; `next` hands out
+/// strictly increasing stamps from the clock's reading instead, as the real clock would have
+/// moved on between two pushes.
+#[derive(Debug, Default)]
+pub struct Stamps(AtomicI64);
+
+impl Stamps {
+    /// `now_ms`, or one past the previous stamp if that is not later.
+    pub fn next(&self, now_ms: i64) -> i64 {
+        let prev = self
+            .0
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |prev| {
+                Some(now_ms.max(prev.saturating_add(1)))
+            })
+            .unwrap_or_else(|prev| prev);
+        now_ms.max(prev.saturating_add(1))
+    }
+}
 
 /// `timestamp` and `sign` headers of a robot HTTP-mode push.
 pub fn signed_robot_headers(app_secret: &str, now_ms: i64) -> [(String, String); 2] {
@@ -117,6 +140,16 @@ pub fn card_signature_headers(api_secret: &str, now_ms: i64) -> [(String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_follow_the_clock_and_never_repeat() {
+        let s = Stamps::default();
+        assert_eq!(s.next(1_000), 1_000);
+        assert_eq!(s.next(1_000), 1_001);
+        assert_eq!(s.next(1_000), 1_002);
+        assert_eq!(s.next(5_000), 5_000);
+        assert_eq!(s.next(4_000), 5_001);
+    }
     use crate::dingtalk::parse::{parse_card_callback, parse_robot_message};
     use crate::dingtalk::sign::{verify_card_request, verify_robot_request, CARD_WINDOW_MS};
     use crate::inbound::ConversationKind;

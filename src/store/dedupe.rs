@@ -10,11 +10,18 @@
 //! the big-endian i64 millisecond after which the attempt counts as abandoned (a crash mid-dispatch
 //! must not block the key until it expires). Expired keys are swept by value, at most once per
 //! `SWEEP_EVERY_MS`, by the delivery that notices it is time.
+//!
+//! A second tree, `signatures`, remembers which body each robot / card signature (timestamp +
+//! sign headers) came with, until the timestamp leaves its freshness window: those signatures
+//! do not cover the body, so the same headers must not authenticate a second, different body
+//! (see `claim_signature`). Value: the expiry (big-endian i64 ms) followed by the SHA-256 of the
+//! body; swept with the dedupe keys.
 use super::{Store, StoreError};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 
 const TREE: &str = "dedupe";
+const SIGNATURES: &str = "signatures";
 
 /// How often expired keys are removed: often enough to keep the tree at about one TTL of
 /// traffic, rarely enough that the walk costs nothing noticeable.
@@ -23,7 +30,33 @@ pub const SWEEP_EVERY_MS: i64 = 60 * 60 * 1000;
 #[derive(Clone, Debug)]
 pub struct Dedupe {
     tree: sled::Tree,
+    signatures: sled::Tree,
     next_sweep_ms: Arc<AtomicI64>,
+    stats: Arc<DedupeStats>,
+}
+
+/// What the tree answered since this process started. Repeats are logged at debug only (a
+/// redelivery storm must not flood the log), so these counters are how an operator — and a
+/// later `/metrics` — sees them. In memory: they describe the running process, not stored state.
+#[derive(Debug, Default)]
+pub struct DedupeStats {
+    /// Deliveries acknowledged as already handled (DingTalk redeliveries, double taps).
+    pub duplicates: AtomicU64,
+    /// Copies that arrived while their first delivery was still being handled (asked to retry).
+    pub in_flight: AtomicU64,
+    /// Requests refused because their signature headers had come before with another body.
+    pub replayed_signatures: AtomicU64,
+}
+
+/// What a signature (timestamp + sign) has authenticated before, seen from `claim_signature`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureUse {
+    /// Not seen (or expired): it now belongs to this body.
+    First,
+    /// Seen with this very body: a retransmission of the same request, for dedupe to judge.
+    SameBody,
+    /// Seen with another body: captured headers replayed on a forged request.
+    OtherBody,
 }
 
 /// What a delivery is, seen from the dedupe tree.
@@ -71,8 +104,15 @@ impl Dedupe {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
             tree: store.tree(TREE)?,
+            signatures: store.tree(SIGNATURES)?,
             next_sweep_ms: Arc::new(AtomicI64::new(i64::MIN)),
+            stats: Arc::default(),
         })
+    }
+
+    /// Counters shared by every clone of this `Dedupe`.
+    pub fn stats(&self) -> &DedupeStats {
+        &self.stats
     }
 
     /// Starts handling a delivery. On `First` the key is in flight until `finish` (handled),
@@ -101,6 +141,11 @@ impl Dedupe {
             }
             None
         })?;
+        match seen {
+            Delivery::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
+            Delivery::InFlight => self.stats.in_flight.fetch_add(1, Ordering::Relaxed),
+            Delivery::First => 0,
+        };
         self.maybe_sweep(now_ms)?;
         Ok(seen)
     }
@@ -118,6 +163,44 @@ impl Dedupe {
     pub fn forget(&self, key: &str) -> Result<(), StoreError> {
         self.tree.remove(key)?;
         Ok(())
+    }
+
+    /// Binds a signature (`pair`, e.g. `robot:<timestamp>:<sign>`) to the body it came with,
+    /// until `expires_ms` (when the timestamp leaves its freshness window and the signature is
+    /// refused as stale anyway). Atomic under concurrency: of two different bodies racing with
+    /// one signature, exactly one is `First`.
+    pub fn claim_signature(
+        &self,
+        pair: &str,
+        body_sha256: &[u8; 32],
+        now_ms: i64,
+        expires_ms: i64,
+    ) -> Result<SignatureUse, StoreError> {
+        let mut value = expires_ms.to_be_bytes().to_vec();
+        value.extend_from_slice(body_sha256);
+        let mut current = self.signatures.get(pair)?;
+        let seen = loop {
+            let live = current.as_deref().filter(|v| signature_expiry(v) > now_ms);
+            match live {
+                Some(v) if v.get(8..) == Some(&body_sha256[..]) => break SignatureUse::SameBody,
+                Some(_) => break SignatureUse::OtherBody,
+                None => {}
+            }
+            match self
+                .signatures
+                .compare_and_swap(pair, current.clone(), Some(value.clone()))?
+            {
+                Ok(()) => break SignatureUse::First,
+                Err(e) => current = e.current,
+            }
+        };
+        if seen == SignatureUse::OtherBody {
+            self.stats
+                .replayed_signatures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.maybe_sweep(now_ms)?;
+        Ok(seen)
     }
 
     /// Compare-and-swap loop: `decide` sees the current state and returns the new value, or
@@ -157,27 +240,17 @@ impl Dedupe {
         {
             let n = self.sweep(now_ms)?;
             if n > 0 {
-                tracing::debug!(removed = n, "expired dedupe keys swept");
+                tracing::debug!(removed = n, "expired dedupe keys and signatures swept");
             }
         }
         Ok(())
     }
 
-    /// Removes expired keys; returns how many.
+    /// Removes expired keys and signatures; returns how many.
     pub fn sweep(&self, now_ms: i64) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for item in self.tree.iter() {
-            let (k, v) = item?;
-            if State::decode(&v).expires() <= now_ms
-                && self
-                    .tree
-                    .compare_and_swap(&k, Some(v), None::<&[u8]>)?
-                    .is_ok()
-            {
-                n += 1;
-            }
-        }
-        Ok(n)
+        let keys = sweep_tree(&self.tree, now_ms, |v| State::decode(v).expires())?;
+        let signatures = sweep_tree(&self.signatures, now_ms, signature_expiry)?;
+        Ok(keys + signatures)
     }
 
     pub fn len(&self) -> usize {
@@ -187,6 +260,31 @@ impl Dedupe {
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }
+}
+
+/// Expiry of a `signatures` value; an unreadable value counts as expired (claimed afresh).
+fn signature_expiry(v: &[u8]) -> i64 {
+    v.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_be_bytes)
+        .unwrap_or(i64::MIN)
+}
+
+/// Removes the entries of `tree` whose expiry (read by `expiry`) is due; a value changed
+/// meanwhile is left alone.
+fn sweep_tree(
+    tree: &sled::Tree,
+    now_ms: i64,
+    expiry: impl Fn(&[u8]) -> i64,
+) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for item in tree.iter() {
+        let (k, v) = item?;
+        if expiry(&v) <= now_ms && tree.compare_and_swap(&k, Some(v), None::<&[u8]>)?.is_ok() {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -225,6 +323,10 @@ mod tests {
             d.begin("k", 60, 60 + ttl, 100).unwrap(),
             Delivery::Duplicate
         );
+        // Clones share the counters.
+        let stats = d.clone();
+        assert_eq!(stats.stats().in_flight.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.stats().duplicates.load(Ordering::Relaxed), 1);
         // Done keeps the first delivery's expiry.
         assert_eq!(d.begin("k", ttl, 2 * ttl, 100).unwrap(), Delivery::First);
     }
@@ -264,6 +366,27 @@ mod tests {
             Delivery::First
         );
         assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn a_signature_belongs_to_its_first_body_until_it_expires() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let claim = |body: &[u8; 32], now: i64| d.claim_signature("robot:1:s", body, now, 1_000);
+        assert_eq!(claim(&a, 0).unwrap(), SignatureUse::First);
+        assert_eq!(claim(&a, 10).unwrap(), SignatureUse::SameBody);
+        assert_eq!(claim(&b, 20).unwrap(), SignatureUse::OtherBody);
+        assert_eq!(d.stats().replayed_signatures.load(Ordering::Relaxed), 1);
+        // Another signature is independent.
+        assert_eq!(
+            d.claim_signature("card:1:s", &b, 30, 1_000).unwrap(),
+            SignatureUse::First
+        );
+        // Expired (the timestamp is stale by then anyway): claimable again, and swept.
+        assert_eq!(claim(&b, 1_000).unwrap(), SignatureUse::First);
+        assert_eq!(d.sweep(5_000).unwrap(), 2);
+        assert!(d.signatures.is_empty());
     }
 
     #[test]

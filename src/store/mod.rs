@@ -3,6 +3,8 @@
 //!
 //! Trees (one per concern; keys are UTF-8 strings, values JSON unless noted):
 //! - `dedupe`: delivery keys of DingTalk events already handled, with their expiry (see dedupe.rs)
+//! - `signatures`: robot / card signature headers and the body each authenticated, until the
+//!   timestamp goes stale, so captured headers cannot carry another body (dedupe.rs)
 //! - `orders`, `orders_by_requester`, `orders_by_state`, `order_refs`, `order_seq`: orders and
 //!   their indexes; every change is one CAS transaction with its outbox jobs and audit (orders.rs)
 //! - `outbox`: work caused by committed decisions, removed when done (outbox.rs)

@@ -629,7 +629,7 @@ impl Workflow {
             }
             Err(e) => {
                 self.tell_later(tapper.clone(), text::card_input_error(lang, &e));
-                return Ok(crate::dispatch::DispatchReply::None);
+                return Ok(crate::dispatch::DispatchReply::Refused);
             }
         };
         let step = dialog::from_draft(draft, &self.policy, now.as_millisecond());

@@ -283,7 +283,7 @@ impl Workflow {
             let owner = format!("{}-", hex::encode(tapper.as_str().as_bytes()));
             if !rest.starts_with(&owner) {
                 self.tell_later(tapper, text::card_unknown(lang));
-                return Ok(DispatchReply::None);
+                return Ok(DispatchReply::Refused);
             }
             return self.on_form(&tapper, &params);
         }
@@ -293,13 +293,13 @@ impl Workflow {
             .map_err(retry)?
         else {
             self.tell_later(tapper, text::card_unknown(lang));
-            return Ok(DispatchReply::None);
+            return Ok(DispatchReply::Refused);
         };
         let action = match card::read_approval(&params) {
             Ok(x) => x,
             Err(e) => {
                 self.tell_later(tapper, text::card_input_error(lang, &e));
-                return Ok(DispatchReply::None);
+                return Ok(DispatchReply::Refused);
             }
         };
         let (id, reason) = match action {
@@ -309,7 +309,7 @@ impl Workflow {
         if id != order.id {
             // A card's buttons only act on the card's own order.
             self.tell_later(tapper, text::card_unknown(lang));
-            return Ok(DispatchReply::None);
+            return Ok(DispatchReply::Refused);
         }
         match self.decide(&tapper, &id, reason) {
             Ok(Decided::Final(o)) | Ok(Decided::Partial { order: o, .. }) => {
@@ -323,13 +323,15 @@ impl Workflow {
                 // The tapper's card catches up with the decision it missed.
                 Ok(card_update(self.approval_card_vars(&o, None)))
             }
+            // Refused before anything was recorded (not an approver, OA mode, invalid): the
+            // next tap is judged afresh (`DispatchReply::Refused`).
             Err(CasError::Refused(r)) => {
                 self.tell_later(tapper, self.refused_text(&id, &r));
-                Ok(DispatchReply::None)
+                Ok(DispatchReply::Refused)
             }
             Err(CasError::NotFound(_)) => {
                 self.tell_later(tapper, text::card_unknown(lang));
-                Ok(DispatchReply::None)
+                Ok(DispatchReply::Refused)
             }
             Err(CasError::Stale { .. }) => Err(DispatchError::Retry("order busy".into())),
             Err(CasError::Store(e)) => Err(retry(e)),

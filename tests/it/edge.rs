@@ -128,6 +128,8 @@ struct Setup {
     card_secret: Option<&'static str>,
     request_timeout_ms: u64,
     hang_first: usize,
+    header_read_timeout_ms: u64,
+    max_connections: usize,
 }
 
 impl Default for Setup {
@@ -137,6 +139,8 @@ impl Default for Setup {
             card_secret: Some(CARD_SECRET),
             request_timeout_ms: 1500,
             hang_first: 0,
+            header_read_timeout_ms: 10_000,
+            max_connections: 512,
         }
     }
 }
@@ -165,6 +169,8 @@ async fn start(setup: Setup) -> Edge {
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.max_body_bytes = MAX_BODY;
     cfg.server.request_timeout_ms = setup.request_timeout_ms;
+    cfg.server.header_read_timeout_ms = setup.header_read_timeout_ms;
+    cfg.server.max_connections = setup.max_connections;
     cfg.storage.path = dir.path().join("db");
     cfg.dingtalk = sim.dingtalk_config();
     cfg.dingtalk.callback_token = Secret::new(TOKEN);
@@ -288,8 +294,9 @@ impl Edge {
         body
     }
 
+    /// `body` with fresh robot signature headers (DingTalk's stamp, distinct per push).
     async fn send_robot(&self, body: &Value) -> (u16, Value) {
-        let h = signed_robot_headers(&self.app_secret, self.now());
+        let h = signed_robot_headers(&self.app_secret, self.sim.stamp());
         self.post_robot(&h, body.to_string()).await
     }
 
@@ -493,6 +500,31 @@ async fn redelivered_events_and_messages_are_acknowledged_and_dispatched_once() 
     }
     assert_eq!(e.rec.count(), 4);
     assert_eq!(e.dedupe_len(), 4);
+}
+
+#[tokio::test]
+async fn repeats_are_counted_for_operators() {
+    let e = start(Setup::default()).await;
+    let stats = || {
+        let s = e.bot.edge().dedupe.stats();
+        (
+            s.duplicates.load(Ordering::Relaxed),
+            s.in_flight.load(Ordering::Relaxed),
+        )
+    };
+    assert_eq!(stats(), (0, 0));
+    let body = e.robot_body("msgCount1", "帮助");
+    let (s, r) = e.send_robot(&body).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(stats(), (0, 0), "a first delivery is not a repeat");
+    // DingTalk redelivers the message (fresh signature) twice.
+    for _ in 0..2 {
+        e.clock.advance(SignedDuration::from_secs(5));
+        let (s, r) = e.send_robot(&body).await;
+        assert_eq!(s, 200, "{r}");
+    }
+    assert_eq!(stats(), (2, 0));
+    assert_eq!(e.rec.count(), 1);
 }
 
 /// One refused request: `status` with a short reason, and nothing changed anywhere.
@@ -833,6 +865,78 @@ async fn card_refusals_change_nothing_and_a_signed_tap_is_dispatched_once() {
 }
 
 #[tokio::test]
+async fn captured_signature_headers_with_another_body_are_refused() {
+    let e = start(Setup::default()).await;
+    // A genuine robot message; its headers are captured on the way.
+    let robot_headers = signed_robot_headers(&e.app_secret, e.sim.stamp());
+    let genuine = e.robot_body("msgGenuine", "帮助");
+    let (s, r) = e.post_robot(&robot_headers, genuine.to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    // The same for a card tap.
+    let card_headers = card_signature_headers(CARD_SECRET, e.sim.stamp());
+    let (s, r) = e.post_card(&card_headers, tap("boss01").to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(e.rec.count(), 2);
+    // The headers are still fresh a minute later; bodies of the attacker's choosing are not
+    // let through with them, and nothing is recorded.
+    e.clock.advance(SignedDuration::from_secs(60));
+    let before = e.snapshot();
+    let forged = e.robot_body("msgForged", "申请主机 10.9.0.1 运维 7天 原因：x");
+    refused(
+        &e,
+        &before,
+        "robot headers, other message",
+        401,
+        e.post_robot(&robot_headers, forged.to_string()).await,
+    )
+    .await;
+    let mut same_id = genuine.clone();
+    same_id["text"]["content"] = json!("/approve R1");
+    refused(
+        &e,
+        &before,
+        "robot headers, same msgId, other text",
+        401,
+        e.post_robot(&robot_headers, same_id.to_string()).await,
+    )
+    .await;
+    let mut params = Map::new();
+    params.insert("requestId".into(), json!("REQ-42"));
+    params.insert("action".into(), json!("reject"));
+    let other_tap = card_callback_body("REQ-42", "boss01", &["reject"], params);
+    refused(
+        &e,
+        &before,
+        "card headers, other tap",
+        401,
+        e.post_card(&card_headers, other_tap.to_string()).await,
+    )
+    .await;
+    assert_eq!(
+        e.bot
+            .edge()
+            .dedupe
+            .stats()
+            .replayed_signatures
+            .load(Ordering::Relaxed),
+        3
+    );
+    // A retransmission of the very same request is no forgery: acknowledged as a duplicate.
+    let (s, r) = e.post_robot(&robot_headers, genuine.to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(e.rec.count(), 2);
+    // Once the timestamp is stale the headers are refused for that reason, and the stored
+    // signatures go with the next sweep.
+    e.clock.advance(SignedDuration::from_hours(2));
+    let (s, r) = e.post_robot(&robot_headers, forged.to_string()).await;
+    assert_refused(s, &r, 401, "stale");
+    assert!(r["error"].as_str().unwrap_or("").contains("window"), "{r}");
+    let now = e.now();
+    e.bot.edge().dedupe.sweep(now).unwrap();
+    assert!(e.bot.store.db().open_tree("signatures").unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn without_a_card_secret_card_callbacks_are_refused_signed_or_not() {
     let e = start(Setup {
         card_secret: None,
@@ -951,6 +1055,170 @@ async fn concurrent_copies_of_one_message_are_dispatched_once() {
     assert!(results.iter().any(|(s, _)| *s == 200));
     assert_eq!(e.rec.count(), 1);
     assert_eq!(e.dedupe_len(), 1);
+}
+
+/// Writes `request` on a fresh connection to the bot, then reads until the server closes it
+/// (bounded generously for a loaded CI machine). Returns whether the whole request could be
+/// written, and what was read (even if the read then failed).
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> (std::io::Result<()>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small send buffer, as over a real network: a request the server stops reading cannot
+    // hide in loopback's megabytes of kernel buffers.
+    socket.set_send_buffer_size(8 * 1024).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    let written = tokio::time::timeout(Duration::from_secs(30), s.write_all(request))
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await;
+    (written, String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[tokio::test]
+async fn an_oversized_body_written_in_full_before_reading_still_gets_413() {
+    let e = start(Setup::default()).await;
+    let before = e.snapshot();
+    // A client that writes its whole request before reading anything (as many HTTP clients
+    // do) must be able to finish writing and then read the 413, not be cut off mid-write.
+    let body = "x".repeat(256 * 1024);
+    let h = signed_robot_headers(&e.app_secret, e.sim.stamp());
+    let mut request = format!(
+        "POST /dingtalk/robot HTTP/1.1\r\nhost: bot\r\ncontent-type: application/json\r\n\
+         {}: {}\r\n{}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        h[0].0,
+        h[0].1,
+        h[1].0,
+        h[1].1,
+        body.len()
+    );
+    request.push_str(&body);
+    let (written, response) = raw_exchange(e.bot.addr(), request.as_bytes()).await;
+    assert!(written.is_ok(), "cut off mid-write: {written:?}");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    assert!(response.contains("max_body_bytes"), "{response}");
+    // The same without a length (chunked), where the size shows only while reading.
+    let chunk = "y".repeat(1000);
+    let mut request = "POST /dingtalk/cards HTTP/1.1\r\nhost: bot\r\n\
+                       transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+        .to_string();
+    for _ in 0..256 {
+        request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    request.push_str("0\r\n\r\n");
+    let (written, response) = raw_exchange(e.bot.addr(), request.as_bytes()).await;
+    assert!(written.is_ok(), "cut off mid-write: {written:?}");
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    // Announcing far more than is worth draining: 413 at once, and the connection is closed.
+    let request = "POST /dingtalk/robot HTTP/1.1\r\nhost: bot\r\ncontent-length: 100000000\r\n\r\n";
+    let (_, response) = raw_exchange(e.bot.addr(), request.as_bytes()).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response:?}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert_eq!(e.snapshot(), before);
+}
+
+/// Reads until the server closes `s`; `None` if it is still open after a bound that is
+/// generous for a loaded CI machine (the server's timeouts in these tests are far shorter).
+async fn read_until_closed(s: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn silent_half_sent_and_idle_keep_alive_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let e = start(Setup {
+        header_read_timeout_ms: 300,
+        ..Setup::default()
+    })
+    .await;
+    let connect = || tokio::net::TcpStream::connect(e.bot.addr());
+    // Connects and sends nothing.
+    let mut silent = connect().await.unwrap();
+    // Sends half a header block and stops.
+    let mut half = connect().await.unwrap();
+    half.write_all(b"POST /dingtalk/robot HTTP/1.1\r\nhost: bot\r\ncontent-")
+        .await
+        .unwrap();
+    // Asks one thing, then keeps the connection open without a next request.
+    let mut kept = connect().await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: bot\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_until_closed(&mut silent).await.as_deref(), Some(""));
+    assert_eq!(read_until_closed(&mut half).await.as_deref(), Some(""));
+    let answered = read_until_closed(&mut kept).await.expect("kept open");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    assert!(answered.ends_with(r#"{"status":"ok"}"#), "{answered}");
+    // The bot itself carries on.
+    let (s, r) = read(
+        e.http
+            .get(format!("{}/healthz", e.bot.url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((s, r), (200, json!({"status": "ok"})));
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_and_service_resumes_when_they_close() {
+    use tokio::io::AsyncWriteExt;
+    let e = start(Setup {
+        max_connections: 2,
+        ..Setup::default()
+    })
+    .await;
+    let connect = || tokio::net::TcpStream::connect(e.bot.addr());
+    // Two idle connections take both places (the listener accepts in arrival order).
+    let hog1 = connect().await.unwrap();
+    let hog2 = connect().await.unwrap();
+    let mut third = connect().await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: bot\r\n\r\n")
+        .await
+        .unwrap();
+    let refused = read_until_closed(&mut third)
+        .await
+        .expect("refused at once");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(refused.ends_with(r#"{"error":"too many connections; retry later"}"#));
+    drop(third);
+    assert_eq!(e.bot.conn_stats().shed.load(Ordering::Relaxed), 1);
+    // Once they go, their places are free again (the server notices the close on its own
+    // time, so ask until it answers; bounded).
+    drop((hog1, hog2));
+    let mut status = 0;
+    for _ in 0..500 {
+        let r = e
+            .http
+            .get(format!("{}/healthz", e.bot.url()))
+            .send()
+            .await
+            .unwrap();
+        status = r.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200);
+    // Graceful shutdown does not wait for a connection that is only open: it is closed.
+    let mut idle = connect().await.unwrap();
+    let bot = e.bot;
+    let stopped = tokio::time::timeout(Duration::from_secs(30), bot.shutdown()).await;
+    assert!(stopped.is_ok(), "shutdown waited on an idle connection");
+    assert_eq!(read_until_closed(&mut idle).await.as_deref(), Some(""));
 }
 
 #[tokio::test]

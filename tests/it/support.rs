@@ -237,7 +237,8 @@ impl BotEnv {
         let mut req = reqwest::Client::new()
             .post(format!("{}/dingtalk/robot", self.bot().url()))
             .json(&body);
-        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), now) {
+        // DingTalk's stamp, distinct per push (the signature covers only the timestamp).
+        for (k, v) in signed_robot_headers(self.cfg.dingtalk.app_secret.expose(), self.dt.stamp()) {
             req = req.header(k, v);
         }
         let res = req.send().await.unwrap();

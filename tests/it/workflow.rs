@@ -77,22 +77,34 @@ impl Env {
         self.reply(&s).await
     }
 
+    /// A signed tap whose action id is the button's `action` param (one id per button).
     async fn tap(&self, track: &str, user: &str, params: Value) -> (u16, Value) {
-        let Value::Object(p) = params else {
-            panic!("params must be an object")
-        };
-        let action = p
+        let action = params
             .get("action")
             .and_then(Value::as_str)
             .unwrap_or("approve")
             .to_string();
-        let body = card_callback_body(track, user, &[action.as_str()], p);
+        self.tap_ids(track, user, &[action.as_str()], params).await
+    }
+
+    /// A signed tap with the given `actionIds` (a template may give every button one id).
+    async fn tap_ids(
+        &self,
+        track: &str,
+        user: &str,
+        action_ids: &[&str],
+        params: Value,
+    ) -> (u16, Value) {
+        let Value::Object(p) = params else {
+            panic!("params must be an object")
+        };
+        let body = card_callback_body(track, user, action_ids, p);
         let mut req = reqwest::Client::new()
             .post(format!("{}/dingtalk/cards", self.bot().url()))
             .json(&body);
         for (k, v) in card_signature_headers(
             self.cfg.dingtalk.card_callback_secret.expose(),
-            self.now_ms(),
+            self.dt.stamp(),
         ) {
             req = req.header(k, v);
         }
@@ -106,6 +118,18 @@ impl Env {
             .iter()
             .filter(|t| t.contains(needle))
             .count()
+    }
+
+    /// `count_to` once `n` such messages arrived (they are sent after the acknowledgement);
+    /// bounded, generous for a loaded CI machine.
+    async fn count_to_reaching(&self, user: &str, needle: &str, n: usize) -> usize {
+        for _ in 0..1000 {
+            if self.count_to(user, needle) >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.count_to(user, needle)
     }
 
     /// Alice asks for read-only access to an existing host; returns the order, submitted and
@@ -223,6 +247,67 @@ async fn card_approval_grants_once_despite_duplicate_and_concurrent_taps() {
     env.drain().await;
     assert_eq!(env.permissions_named(&done.permission_name()), 1);
     assert_eq!(env.count_to(ALICE, GRANTED), 1);
+}
+
+const NEED_REASON: &str = "拒绝时请填写原因";
+
+fn reject_params(id: &OrderId, reason: &str) -> Value {
+    json!({"action": "reject", "order_id": id.as_str(), "reject_reason": reason})
+}
+
+#[tokio::test]
+async fn a_refused_reject_does_not_swallow_the_corrected_reject() {
+    let env = Env::new(Mode::Cards).await;
+    let id = env.alice_requests().await;
+    let t1 = env.order(&id).card_track_id(&DingUserId::new(BOSS1));
+    // Reject without a reason, twice: refused each time (the second is judged again, not
+    // acknowledged silently as a repeat), and nothing changes.
+    for n in 1..=2 {
+        let (st, body) = env.tap(&t1, BOSS1, reject_params(&id, "")).await;
+        assert_eq!((st, &body), (200, &json!({})));
+        assert_eq!(env.count_to_reaching(BOSS1, NEED_REASON, n).await, n);
+        assert_eq!(env.order(&id).state, State::PendingApproval);
+    }
+    // The corrected tap is a different input: it decides.
+    let (st, body) = env.tap(&t1, BOSS1, reject_params(&id, "不需要")).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["cardData"]["cardParamMap"]["status"], "rejected",
+        "{body}"
+    );
+    let o = env.order(&id);
+    assert_eq!(o.state, State::Rejected);
+    assert_eq!(o.decision_reason.as_deref(), Some("不需要"));
+    assert_eq!(o.decided_by, Some(DingUserId::new(BOSS1)));
+}
+
+#[tokio::test]
+async fn with_one_action_id_for_both_buttons_a_refused_reject_does_not_swallow_approve() {
+    let env = Env::new(Mode::Cards).await;
+    let id = env.alice_requests().await;
+    let t1 = env.order(&id).card_track_id(&DingUserId::new(BOSS1));
+    let (st, _) = env
+        .tap_ids(&t1, BOSS1, &["decide"], reject_params(&id, ""))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(env.count_to_reaching(BOSS1, NEED_REASON, 1).await, 1);
+    assert_eq!(env.order(&id).state, State::PendingApproval);
+    let (st, body) = env
+        .tap_ids(&t1, BOSS1, &["decide"], approve_params(&id))
+        .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(
+        body["cardData"]["cardParamMap"]["status"], "approved",
+        "{body}"
+    );
+    assert_eq!(env.order(&id).state, State::Approved);
+    // The approve tap itself is still de-duplicated: its redelivery changes nothing.
+    let version = env.order(&id).version;
+    let (st, _) = env
+        .tap_ids(&t1, BOSS1, &["decide"], approve_params(&id))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(env.order(&id).version, version);
 }
 
 #[tokio::test]

@@ -386,11 +386,12 @@ impl Shared {
             .ok_or(DriveError::NoBot)
     }
 
-    /// The timestamp a request carries: now, or the past for a replay.
+    /// The timestamp a request carries: now (distinct from every earlier stamp), or the past
+    /// for a replay.
     fn stamp(&self, forgery: Option<Forgery>) -> i64 {
         match forgery {
             Some(Forgery::StaleTimestamp) => self.now_ms() - STALE_BY_MS,
-            _ => self.now_ms(),
+            _ => self.stamps.next(self.now_ms()),
         }
     }
 
@@ -679,7 +680,7 @@ impl SimDingTalk {
     pub async fn post_robot_raw(&self, body: Vec<u8>) -> Result<BotReply, DriveError> {
         let h = headers_for(
             (ROBOT_TIMESTAMP_HEADER, ROBOT_SIGN_HEADER),
-            self.now_ms(),
+            self.shared.stamp(None),
             None,
             robot_sign,
             &self.shared.opts.app_secret,
