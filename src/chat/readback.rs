@@ -284,15 +284,12 @@ pub fn revoked(
     after: Option<&ReadBack>,
     tz: &TimeZone,
 ) -> String {
-    let mut lines = vec![pick(
+    let head = pick(
         lang,
         format!("申请 {order} 的权限已被 {by_name} 提前收回。"),
         format!("Access from {order} was revoked by {by_name}."),
-    )];
-    if let Some(r) = r {
-        lines.extend(revocation_lines(lang, role_label, r, after, tz));
-    }
-    lines.join("\n")
+    );
+    ended(lang, head, role_label, r, after, tz)
 }
 
 pub fn expired(
@@ -303,11 +300,24 @@ pub fn expired(
     after: Option<&ReadBack>,
     tz: &TimeZone,
 ) -> String {
-    let mut lines = vec![pick(
+    let head = pick(
         lang,
         format!("申请 {order} 的权限已到期。"),
         format!("Access from {order} has expired."),
-    )];
+    );
+    ended(lang, head, role_label, r, after, tz)
+}
+
+/// The end of a grant: the head line, then how JumpServer ended it (when the job has run).
+fn ended(
+    lang: Lang,
+    head: String,
+    role_label: &str,
+    r: Option<&Revocation>,
+    after: Option<&ReadBack>,
+    tz: &TimeZone,
+) -> String {
+    let mut lines = vec![head];
     if let Some(r) = r {
         lines.extend(revocation_lines(lang, role_label, r, after, tz));
     }
