@@ -1,9 +1,11 @@
-//! The `accessbot` command line: serve, demo, check-config, config example.
+//! The `accessbot` command line: serve, demo, check-config, healthcheck, config example.
 use accessbot::config::{self, Sources};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +41,16 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Ask the running bot, on its configured listen address, whether it is ready: exit 0 when
+    /// `/readyz` answers 200 (on a build without `/readyz`, when `/healthz` does), 1 otherwise.
+    /// For container HEALTHCHECKs and service monitors.
+    Healthcheck {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
     },
     /// Configuration helpers.
     Config {
@@ -101,6 +113,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Healthcheck {
+            config: path,
+            timeout_ms,
+        } => {
+            // The same layers as `serve` (file, ACCESSBOT_* variables), so the address asked is
+            // the one the bot listens on.
+            let listen = match config::load(&Sources::from_process(Some(&path))) {
+                Ok((config, _)) => config.server.listen,
+                Err(problems) => {
+                    let errors = problems.iter().filter(|p| !p.warning_only).count();
+                    println!(
+                        "unhealthy: {errors} configuration problem(s); see accessbot check-config"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("while starting the runtime")?;
+            Ok(rt.block_on(healthcheck(&listen, Duration::from_millis(timeout_ms))))
+        }
         Command::Serve { config: path } => {
             let config = match config::load(&Sources::from_process(Some(&path))) {
                 Ok((config, warnings)) => {
@@ -126,6 +160,70 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `accessbot healthcheck`: one line on stdout (container runtimes keep it with the health
+/// status) and the exit code.
+async fn healthcheck(listen: &str, timeout: Duration) -> ExitCode {
+    let Ok(mut addr) = listen.parse::<SocketAddr>() else {
+        println!("unhealthy: server.listen `{listen}` is not an address");
+        return ExitCode::FAILURE;
+    };
+    // A wildcard bind (0.0.0.0, [::]) is reached on loopback.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    // No proxy: an HTTP(S)_PROXY in the environment must not carry a loopback request away.
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            println!("unhealthy: cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for path in ["/readyz", "/healthz"] {
+        let url = format!("http://{addr}{path}");
+        match client.get(&url).send().await {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => {
+                println!("ok: {url}");
+                return ExitCode::SUCCESS;
+            }
+            // A build without /readyz: that the bot answers is what can be checked.
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND && path == "/readyz" => {}
+            Ok(r) => {
+                let status = r.status();
+                let body: String = r
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(500)
+                    .collect();
+                println!("unhealthy: {url} answered {status}: {body}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                // reqwest's own words are "error sending request"; the cause is in the chain.
+                let mut why = vec![e.to_string()];
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why.push(s.to_string());
+                    source = s.source();
+                }
+                println!("unhealthy: {url}: {}", why.join(": "));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("unhealthy: no /readyz and no /healthz on {addr}");
+    ExitCode::FAILURE
 }
 
 fn init_logging(format: LogFormat, level: &str) {
