@@ -139,6 +139,21 @@ fn reach_lines(lang: Lang, role_label: &str, rb: &ReadBack, tz: &TimeZone) -> Ve
             format!("⚠️ {u}: JumpServer shows no access for you"),
         ));
     }
+    if let Some(p) = rb.permission.as_ref().filter(|p| !p.is_valid) {
+        lines.push(if p.is_active {
+            pick(
+                lang,
+                format!("⚠️ JumpServer 显示授权 {} 当前不在有效期内。", p.name),
+                format!("⚠️ JumpServer shows the permission {} outside its valid window.", p.name),
+            )
+        } else {
+            pick(
+                lang,
+                format!("⚠️ JumpServer 中授权 {} 已被停用（管理员操作）：目前无法使用。", p.name),
+                format!("⚠️ The permission {} is deactivated in JumpServer (by an administrator): it does not work now.", p.name),
+            )
+        });
+    }
     if !rb.user_active {
         lines.push(pick(
             lang,
@@ -193,18 +208,6 @@ pub fn granted(lang: Lang, g: &GrantedView<'_>, tz: &TimeZone) -> String {
     };
     let mut lines = vec![head];
     lines.extend(reach_lines(lang, g.role_label, rb, tz));
-    if let Some(p) = &rb.permission {
-        if !p.is_valid {
-            lines.push(pick(
-                lang,
-                format!("⚠️ JumpServer 显示授权 {} 当前无效。", p.name),
-                format!(
-                    "⚠️ JumpServer shows the permission {} as not valid.",
-                    p.name
-                ),
-            ));
-        }
-    }
     if rb.usable() {
         if let Some(u) = g.jms_url {
             lines.push(pick(lang, format!("登录：{u}"), format!("Log in: {u}")));

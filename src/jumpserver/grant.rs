@@ -1214,12 +1214,14 @@ impl JmsClient {
                     format!("没有名为 {permission_name} 的授权"),
                 ))
             })?;
-        if p.date_expired.map(|t| t.as_second()) == Some(new_expiry.as_second()) && p.is_active {
+        if p.date_expired.map(|t| t.as_second()) == Some(new_expiry.as_second()) {
             return Ok(p);
         }
+        // Only the end moves: an administrator who deactivated the permission by hand keeps it
+        // deactivated, and the read-back that follows says it is not valid.
         self.patch_permission(
             &p.id,
-            &json!({"date_expired": super::client::fmt_jms_time(new_expiry), "is_active": true}),
+            &json!({"date_expired": super::client::fmt_jms_time(new_expiry)}),
         )
         .await
     }

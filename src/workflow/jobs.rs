@@ -180,6 +180,18 @@ impl Workflow {
         if to.len() == 1 && !report.flow_controlled_user_ids.is_empty() {
             return Err(JobError::transient("recipient is flow-controlled"));
         }
+        if !report.invalid_user_ids.is_empty() {
+            // DingTalk accepted the call but will not deliver to these (outside the app's
+            // visible range, or gone): not silent. A lone recipient fails the job, so it gives
+            // up and the admins are told; in a group send the others did get it.
+            tracing::warn!(users = ?report.invalid_user_ids, "DingTalk refused recipients (invalidStaffIdList)");
+            if to.len() == 1 {
+                return Err(JobError::permanent(format!(
+                    "DingTalk will not deliver to {} (invalidStaffIdList: outside the app's visible range, or no longer in the organisation)",
+                    to[0]
+                )));
+            }
+        }
         Ok(())
     }
 

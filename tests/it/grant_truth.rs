@@ -481,3 +481,24 @@ async fn who_has_lists_only_users_who_can_connect() {
         assert!(r.contains("已被禁用"), "{r}");
     }
 }
+
+#[tokio::test]
+async fn renew_keeps_a_deactivation_made_by_hand_and_says_so() {
+    let env = Env::new(|_| {}, |_| {}).await;
+    let id = env
+        .request(ALICE, "申请主机 10.10.1.11 只读 4h 原因：排查")
+        .await;
+    env.drain().await;
+    env.ask(BOSS1, &format!("同意 {id}")).await;
+    env.drain().await;
+    let name = env.order(&id).granted_permission_name();
+    // An administrator switches it off in JumpServer.
+    let jms = env.bot().jms().unwrap();
+    jms.deactivate_permission(&env.perm(&name).id).await.unwrap();
+    env.say(ALICE, &format!("/renew {id} 2h")).await;
+    env.drain().await;
+    let p = env.perm(&name);
+    assert!(!p.is_active, "the administrator's choice stands");
+    let told = env.all_texts_to(ALICE);
+    assert!(told.contains("已被停用（管理员操作）"), "{told}");
+}
