@@ -154,6 +154,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     anyhow::bail!("{} configuration problem(s)", problems.len());
                 }
             };
+            // The one line an operator reads first: what runs, where, from which file.
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                mode = ?config.dingtalk.mode,
+                approval = ?config.approval.mode,
+                listen = %config.server.listen,
+                store = %config.storage.path.display(),
+                config = %path.display(),
+                jumpserver = %config.jumpserver.url,
+                "accessbot starting"
+            );
             let rt = tokio::runtime::Runtime::new().context("while starting the runtime")?;
             rt.block_on(accessbot::app::serve(config))
                 .context("while serving")?;

@@ -125,10 +125,21 @@ fn config_example_prints_the_example_file() {
 }
 
 #[test]
-fn check_config_accepts_the_example() {
+fn check_config_accepts_the_example_once_its_placeholders_are_filled() {
     let files = Files::new();
     let (_, example, _) = run(&["config", "example"], None, &[]);
-    let cfg = files.write("accessbot.toml", &example);
+    // As printed, the placeholders are refused, each by its key.
+    let raw = files.write("raw.toml", &example);
+    let (ok, out, _) = run(&["check-config"], Some(&raw), &[]);
+    assert!(!ok, "{out}");
+    for key in ["dingtalk.app_secret", "jumpserver.access_key_secret"] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!(": {key}: ")) && l.contains("placeholder")),
+            "{key}: {out}"
+        );
+    }
+    let cfg = files.write("accessbot.toml", &crate::support::filled_example());
     let (ok, out, err) = run(&["check-config"], Some(&cfg), &[]);
     assert!(ok, "{out}{err}");
     assert_eq!(out.trim(), format!("{}: ok", cfg.display()));
@@ -186,8 +197,7 @@ fn check_config_prints_every_problem_with_its_key() {
 #[test]
 fn check_config_is_not_confused_by_the_log_filter_variable() {
     let files = Files::new();
-    let (_, example, _) = run(&["config", "example"], None, &[]);
-    let cfg = files.write("accessbot.toml", &example);
+    let cfg = files.write("accessbot.toml", &crate::support::filled_example());
     for filter in ["debug", "trace,cookie_store=debug", "info"] {
         let (ok, out, err) = run(&["check-config"], Some(&cfg), &[("ACCESSBOT_LOG", filter)]);
         assert!(ok, "ACCESSBOT_LOG={filter}: {out}{err}");
@@ -218,7 +228,7 @@ fn check_config_is_not_confused_by_the_log_filter_variable() {
 #[test]
 fn check_config_refuses_http_card_templates_without_a_callback_route_key() {
     let files = Files::new();
-    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let example = crate::support::filled_example();
     let cfg = files.write("accessbot.toml", &example);
     let secret = [("ACCESSBOT_DINGTALK__CARD_CALLBACK_SECRET", CARD_SECRET)];
     for template in [
@@ -268,7 +278,7 @@ fn check_config_refuses_http_card_templates_without_a_callback_route_key() {
 #[test]
 fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     let files = Files::new();
-    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let example = crate::support::filled_example();
     let cfg = files.write("accessbot.toml", &example);
     let base = secret_env(&files);
     let (ok, out, err) = run(&["check-config"], Some(&cfg), &as_refs(&base));
@@ -276,13 +286,14 @@ fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     assert_no_secret(&out);
     assert_no_secret(&err);
 
-    // Env wins over the file: a bad override is reported under its key.
+    // Env wins over the file: a bad override is blamed on the variable, naming its key.
     let mut bad = base.clone();
     bad.push(("ACCESSBOT_SERVER__LISTEN".into(), "not-an-address".into()));
     let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
     assert!(!ok);
     assert!(
-        out.contains("error: server.listen: `not-an-address`"),
+        out.contains("error: ACCESSBOT_SERVER__LISTEN: `not-an-address`")
+            && out.contains("sets `server.listen`"),
         "{out}"
     );
 
@@ -297,7 +308,7 @@ fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
     assert!(!ok);
     assert!(
-        out.contains("error: dingtalk.callback_aes_key: must be 43 characters")
+        out.contains("error: ACCESSBOT_DINGTALK__CALLBACK_AES_KEY_FILE: must be 43 characters")
             && out.contains("got 42"),
         "{out}"
     );
@@ -312,7 +323,7 @@ fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
     assert!(!ok);
     assert!(
-        out.contains("error: dingtalk.app_secret_file: cannot read"),
+        out.contains("error: ACCESSBOT_DINGTALK__APP_SECRET_FILE: cannot read"),
         "{out}"
     );
 
@@ -321,7 +332,10 @@ fn env_overrides_and_file_secrets_reach_the_binary_and_never_its_output() {
     bad.push(("ACCESSBOT_SERVER__MAX_BODY_BYTES".into(), APP_SECRET.into()));
     let (ok, out, _) = run(&["check-config"], Some(&cfg), &as_refs(&bad));
     assert!(!ok);
-    assert!(out.contains("error: server.max_body_bytes:"), "{out}");
+    assert!(
+        out.contains("error: ACCESSBOT_SERVER__MAX_BODY_BYTES:") && out.contains("whole number"),
+        "{out}"
+    );
     assert_no_secret(&out);
 
     // The values really arrive: loaded the same way, they are the secrets, yet Debug hides them.
@@ -414,7 +428,7 @@ async fn serve_with_json_logs_works_with_outside_secrets_and_never_logs_them() {
     .unwrap();
     let app_key = sim.options().app_key.clone();
     let files = Files::new();
-    let (_, example, _) = run(&["config", "example"], None, &[]);
+    let example = crate::support::filled_example();
     let cfg = files.write("accessbot.toml", &example);
     let mut env = secret_env(&files);
     let data = files.path("data").display().to_string();

@@ -1239,7 +1239,7 @@ fn serve_on_a_data_dir_held_by_another_process_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let cfg = dir.path().join("accessbot.toml");
-    std::fs::write(&cfg, accessbot::config::EXAMPLE).unwrap();
+    std::fs::write(&cfg, crate::support::filled_example()).unwrap();
     let spawn = |format: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_accessbot"))
             .args(["--log-format", format, "serve", "--config"])

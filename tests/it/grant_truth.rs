@@ -494,7 +494,9 @@ async fn renew_keeps_a_deactivation_made_by_hand_and_says_so() {
     let name = env.order(&id).granted_permission_name();
     // An administrator switches it off in JumpServer.
     let jms = env.bot().jms().unwrap();
-    jms.deactivate_permission(&env.perm(&name).id).await.unwrap();
+    jms.deactivate_permission(&env.perm(&name).id)
+        .await
+        .unwrap();
     env.say(ALICE, &format!("/renew {id} 2h")).await;
     env.drain().await;
     let p = env.perm(&name);

@@ -47,6 +47,19 @@ pub fn example_user(id: &str, name: &str) -> DingUser {
     ding_user(id, name, &format!("{id}@example.com"))
 }
 
+/// The example configuration with its placeholders filled in, as an operator would: the example
+/// as shipped is refused on purpose (`check-config` names each placeholder).
+pub fn filled_example() -> String {
+    accessbot::config::EXAMPLE
+        .replace("\"replace-me\"", "\"s3cret-from-test\"")
+        .replace("dingexampleappkey", "dingtestappkey01")
+        .replace("dingexamplecorpid", "dingtestcorp01")
+        .replace(
+            "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
+            "k2x9bum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
+        )
+}
+
 pub struct BotEnv {
     pub dt: SimDingTalk,
     pub jms: SimJumpServer,

@@ -2,6 +2,8 @@
 //! variables → `<key>_file` indirection for secrets. Loading never stops at the first mistake:
 //! `load` returns every problem it can find, each with the key it belongs to, so an operator fixes
 //! a deployment file in one pass.
+mod diagnose;
+
 use crate::dingtalk::DingTalkConfig;
 use crate::domain::identity::IdentityConfig;
 use crate::domain::policy::{
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// The example configuration, every option commented. Kept as a file so operators can copy it;
 /// `accessbot config example` prints the same bytes.
-pub const EXAMPLE: &str = include_str!("../config/accessbot.example.toml");
+pub const EXAMPLE: &str = include_str!("../../config/accessbot.example.toml");
 
 /// Prefix of environment overrides: `ACCESSBOT_DINGTALK__APP_KEY` sets `[dingtalk] app_key`.
 pub const ENV_PREFIX: &str = "ACCESSBOT_";
@@ -252,10 +254,18 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
             Ok(text) => match text.parse::<toml::Table>() {
                 Ok(t) => t,
                 Err(e) => {
+                    // `file:line:column`, the way editors and compilers point at a spot.
+                    let at = match e.span() {
+                        Some(span) => {
+                            let (line, col) = diagnose::line_col(&text, span.start);
+                            format!("{}:{line}:{col}", path.display())
+                        }
+                        None => path.display().to_string(),
+                    };
                     return Err(vec![Problem::error(
-                        path.display().to_string(),
-                        format!("not valid TOML: {}", e.message()),
-                    )])
+                        at,
+                        format!("not valid TOML: {}", e.message().trim()),
+                    )]);
                 }
             },
             Err(e) => {
@@ -268,8 +278,9 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
         None => toml::Table::new(),
     };
 
-    apply_env(&mut doc, &sources.env, &mut problems);
+    let env_keys = apply_env(&mut doc, &sources.env, &mut problems);
     resolve_files(&mut doc, "", &mut problems);
+    problems.extend(diagnose::placeholders(&doc));
 
     // serde stops at the first ill-typed key; report it, drop it, and go on, so one run of
     // `check-config` names every ill-typed key rather than one per run.
@@ -296,12 +307,19 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
         }
     };
     for key in unknown {
+        let message = match diagnose::did_you_mean(&key) {
+            Some(k) => format!("unknown key (ignored); did you mean `{k}`?"),
+            None => "unknown key (ignored); check its spelling against `accessbot config example`"
+                .into(),
+        };
         problems.push(Problem {
             key,
-            message: "unknown key (ignored); check its spelling against `accessbot config example`"
-                .into(),
+            message,
             warning_only: true,
         });
+    }
+    for p in ill_typed.iter_mut() {
+        p.message = diagnose::plain_words(&p.message);
     }
     let config = match parsed {
         Some(c) if ill_typed.is_empty() => c,
@@ -313,14 +331,23 @@ pub fn load(sources: &Sources<'_>) -> Result<(Config, Vec<Problem>), Vec<Problem
                     .filter(|p| !ill_typed.iter().any(|t| t.key == p.key)),
             );
             problems.extend(ill_typed);
+            diagnose::blame_env(&mut problems, &env_keys);
             return Err(problems);
         }
         None => {
             problems.extend(ill_typed);
+            diagnose::blame_env(&mut problems, &env_keys);
             return Err(problems);
         }
     };
     problems.extend(config.validate());
+    // An empty `<key>_file` was reported as such; "<key> is required" would only repeat it.
+    let empty_files: Vec<String> = problems
+        .iter()
+        .filter_map(|p| p.key.strip_suffix("_file").map(str::to_owned))
+        .collect();
+    problems.retain(|p| !(p.message == "is required" && empty_files.contains(&p.key)));
+    diagnose::blame_env(&mut problems, &env_keys);
     if problems.iter().any(|p| !p.warning_only) {
         Err(problems)
     } else {
@@ -505,7 +532,13 @@ impl Config {
 /// `ACCESSBOT_A__B__C=v` sets `a.b.c = v`. Values that read as TOML booleans, numbers or arrays
 /// take that type (ports, limits, lists); everything else is a string. Quote a value to force
 /// a string: `ACCESSBOT_DINGTALK__APP_KEY='"123"'`.
-fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+fn apply_env(
+    doc: &mut toml::Table,
+    env: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, String> {
+    // dotted key → the variable that set it, so a problem with it is blamed on the variable.
+    let mut set_by = BTreeMap::new();
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -528,8 +561,30 @@ fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>, problems: &m
                 name.clone(),
                 format!("`{seg}` is not a section, cannot set a key inside it"),
             ));
+            continue;
         }
+        let dotted = path.join(".");
+        // An override replaces the file's value in whichever spelling the file used, so the
+        // value-and-file conflict below is only ever within one layer.
+        let (base, other, twin_var) = match dotted.strip_suffix("_file") {
+            Some(base) => (
+                base.to_owned(),
+                base.to_owned(),
+                name.strip_suffix("_FILE").unwrap_or(name).to_owned(),
+            ),
+            None => (
+                dotted.clone(),
+                format!("{dotted}_file"),
+                format!("{name}_FILE"),
+            ),
+        };
+        if !env.contains_key(&twin_var) {
+            remove_path(doc, &other);
+        }
+        set_by.insert(base, name.clone());
+        set_by.insert(dotted, name.clone());
     }
+    set_by
 }
 
 /// Sets `path` (at least one segment) to `value`, creating sections on the way. Fails with the
@@ -648,6 +703,15 @@ fn resolve_files(table: &mut toml::Table, prefix: &str, problems: &mut Vec<Probl
             problems.push(Problem::error(full, "must be a file path (a string)"));
             continue;
         };
+        if table.contains_key(target) {
+            // Which one wins would be a guess; an operator who set both meant one of them.
+            let base = full.strip_suffix("_file").unwrap_or(&full).to_owned();
+            problems.push(Problem::error(
+                full.clone(),
+                format!("both `{base}` and `{full}` are set: keep one"),
+            ));
+            continue;
+        }
         match std::fs::read_to_string(&path) {
             Ok(content) => {
                 let content = content
@@ -655,6 +719,11 @@ fn resolve_files(table: &mut toml::Table, prefix: &str, problems: &mut Vec<Probl
                     .or_else(|| content.strip_suffix('\n'))
                     .unwrap_or(&content)
                     .to_owned();
+                if content.trim().is_empty() {
+                    // Not "is required": the key is set, the file it names is empty.
+                    problems.push(Problem::error(full, format!("the file `{path}` is empty")));
+                    continue;
+                }
                 table.insert(target.to_owned(), toml::Value::String(content));
             }
             // The path is not a secret; the content is, and is never printed.
@@ -681,7 +750,7 @@ mod tests {
             ("ACCESSBOT_DINGTALK__CALLBACK_TOKEN", "tok123"),
             (
                 "ACCESSBOT_DINGTALK__CALLBACK_AES_KEY",
-                "o1w0aum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
+                "k2x9bum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
             ),
             ("ACCESSBOT_JUMPSERVER__URL", "http://127.0.0.1:1"),
             (
@@ -738,13 +807,115 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("c.toml");
         std::fs::write(&cfg, EXAMPLE).unwrap();
-        let (c, warnings) = load(&Sources {
+        // As shipped, every placeholder is refused by key, and nothing else is wrong.
+        let problems = load(&Sources {
             file: Some(&cfg),
             env: BTreeMap::new(),
+        })
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "dingtalk.app_key",
+                "dingtalk.app_secret",
+                "dingtalk.callback_aes_key",
+                "dingtalk.callback_token",
+                "dingtalk.corp_id",
+                "jumpserver.access_key_secret",
+            ],
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| p.message.contains("placeholder")));
+        // With real values in their place it loads without a warning.
+        let env = env(&[
+            ("ACCESSBOT_DINGTALK__APP_KEY", "dingrealappkey"),
+            ("ACCESSBOT_DINGTALK__APP_SECRET", "s3cret"),
+            ("ACCESSBOT_DINGTALK__CORP_ID", "dingrealcorp"),
+            ("ACCESSBOT_DINGTALK__CALLBACK_TOKEN", "tok"),
+            (
+                "ACCESSBOT_DINGTALK__CALLBACK_AES_KEY",
+                "k2x9bum42yaptlz8alnhwikjd3jenzt9cb9wmzptgus",
+            ),
+            ("ACCESSBOT_JUMPSERVER__ACCESS_KEY_SECRET", "s3cret"),
+        ]);
+        let (c, warnings) = load(&Sources {
+            file: Some(&cfg),
+            env,
         })
         .unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.server.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn problems_point_at_the_line_the_variable_and_the_likely_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("c.toml");
+        std::fs::write(
+            &cfg,
+            "[server]\nlisten = \"127.0.0.1:8080\"\nmax_body_bytes = = 3\n",
+        )
+        .unwrap();
+        let problems = load(&Sources {
+            file: Some(&cfg),
+            env: minimal_env(),
+        })
+        .unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].key.ends_with("c.toml:3:18"),
+            "{}",
+            problems[0].key
+        );
+        // A bad value from the environment is blamed on the variable, in plain words.
+        let mut e = minimal_env();
+        e.insert("ACCESSBOT_SERVER__MAX_BODY_BYTES".into(), "lots".into());
+        e.insert("ACCESSBOT_DINGTALK__APP_SECRTE".into(), "x".into());
+        let problems = load(&Sources { file: None, env: e }).unwrap_err();
+        let bad = problems
+            .iter()
+            .find(|p| p.key == "ACCESSBOT_SERVER__MAX_BODY_BYTES")
+            .expect("blamed on the variable");
+        assert!(bad.message.contains("whole number"), "{}", bad.message);
+        assert!(!bad.message.contains("usize"), "{}", bad.message);
+        let typo = problems
+            .iter()
+            .find(|p| p.key == "ACCESSBOT_DINGTALK__APP_SECRTE")
+            .expect("unknown key blamed on the variable");
+        assert!(
+            typo.message.contains("did you mean `dingtalk.app_secret`"),
+            "{}",
+            typo.message
+        );
+    }
+
+    #[test]
+    fn a_value_and_its_file_both_set_or_an_empty_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "\n").unwrap();
+        let mut e = minimal_env();
+        e.insert(
+            "ACCESSBOT_DINGTALK__APP_SECRET_FILE".into(),
+            secret.display().to_string(),
+        );
+        let problems = load(&Sources {
+            file: None,
+            env: e.clone(),
+        })
+        .unwrap_err();
+        assert!(
+            problems.iter().any(|p| p
+                .message
+                .contains("both `dingtalk.app_secret` and `dingtalk.app_secret_file` are set")),
+            "{problems:?}"
+        );
+        e.remove("ACCESSBOT_DINGTALK__APP_SECRET");
+        let problems = load(&Sources { file: None, env: e }).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].message.contains("is empty"), "{problems:?}");
+        assert_eq!(problems[0].key, "ACCESSBOT_DINGTALK__APP_SECRET_FILE");
     }
 
     #[test]
@@ -757,7 +928,11 @@ mod tests {
         })
         .unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["workflow.rate_window_minutes"]);
+        // Set through the environment: the problem names the variable.
+        assert_eq!(keys, ["ACCESSBOT_WORKFLOW__RATE_WINDOW_MINUTES"]);
+        assert!(problems[0]
+            .message
+            .contains("`workflow.rate_window_minutes`"));
         e.insert(
             "ACCESSBOT_WORKFLOW__MAX_NEW_ORDERS_PER_USER".into(),
             "0".into(),
@@ -779,9 +954,9 @@ mod tests {
         let problems = load(&Sources { file: None, env: e }).unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
         for key in [
-            "server.header_read_timeout_ms",
-            "server.idle_timeout_ms",
-            "server.max_connections",
+            "ACCESSBOT_SERVER__HEADER_READ_TIMEOUT_MS",
+            "ACCESSBOT_SERVER__IDLE_TIMEOUT_MS",
+            "ACCESSBOT_SERVER__MAX_CONNECTIONS",
         ] {
             assert!(keys.contains(&key), "{key}: {keys:?}");
         }
