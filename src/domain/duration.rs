@@ -1,6 +1,8 @@
-//! Access durations: parsing what people type (`4h`, `2h30m`, `3 days`, `3天`, `两个小时`) into a
-//! whole number of minutes, and the typed errors for what cannot be read. Rendering lives in
-//! `chat::text`, which turns an `AccessDuration` into `3天4小时` / `3 days 4 hours`.
+//! Access durations: parsing what people type (`4h`, `2h30m`, `3 days`, `3 天`, `两个小时`,
+//! `1.5h`, `半天`, `两天半`, `一个月`) into a whole number of minutes, and the typed errors for
+//! what cannot be read. "Until" forms (`到周五`, `明天下班前`) need a clock and live in
+//! `domain::until`. Rendering lives in `chat::text`, which turns an `AccessDuration` into
+//! `3天4小时` / `3 days 4 hours`.
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -8,6 +10,8 @@ pub const MINUTE: u64 = 1;
 pub const HOUR: u64 = 60;
 pub const DAY: u64 = 24 * HOUR;
 pub const WEEK: u64 = 7 * DAY;
+/// A month of access is 30 days: calendar months differ, and a grant's end is shown anyway.
+pub const MONTH: u64 = 30 * DAY;
 
 /// Hard ceiling whatever the policy says: one year. Beyond this a grant is a standing permission,
 /// which this bot is not for, and the number is probably a typo (`300d` for `30d`).
@@ -115,7 +119,9 @@ pub enum DurationError {
 
 /// Unit words, longest first so `mins` wins over `m` and `小时` over `时`.
 const UNITS: &[(&str, u64)] = &[
+    ("months", MONTH),
     ("minutes", MINUTE),
+    ("month", MONTH),
     ("minute", MINUTE),
     ("weeks", WEEK),
     ("hours", HOUR),
@@ -130,6 +136,8 @@ const UNITS: &[(&str, u64)] = &[
     ("hr", HOUR),
     ("wk", WEEK),
     ("个小时", HOUR),
+    ("个半月", MONTH),
+    ("个月", MONTH),
     ("个星期", WEEK),
     ("个礼拜", WEEK),
     ("分钟", MINUTE),
@@ -142,11 +150,13 @@ const UNITS: &[(&str, u64)] = &[
     ("h", HOUR),
     ("d", DAY),
     ("w", WEEK),
+    ("mo", MONTH),
     ("分", MINUTE),
     ("时", HOUR),
     ("天", DAY),
     ("日", DAY),
     ("周", WEEK),
+    ("月", MONTH),
 ];
 
 /// Parses one duration written as one or more `<number><unit>` groups, e.g. `4h`, `2h30m`,
@@ -169,15 +179,31 @@ pub fn parse(input: &str) -> Result<AccessDuration, DurationError> {
     let garbage = || DurationError::Garbage {
         text: input.trim().chars().take(40).collect(),
     };
+    let too_long = || DurationError::TooLong {
+        max_minutes: MAX_MINUTES,
+    };
     let mut rest = text.as_str();
-    let mut total: u64 = 0;
+    // Tenths of a minute, so `1.5h` and `半天` stay exact until the end.
+    let mut total_tenths: u64 = 0;
     while !rest.is_empty() {
-        let (number, after_number) = take_number(rest).ok_or_else(garbage)?;
+        // `半天` / `半小时`: a half with no number before it.
+        let (tenths, after_number) = match rest.strip_prefix('半') {
+            Some(after) => (5, after),
+            None => take_number(rest).ok_or_else(garbage)?,
+        };
         if after_number.is_empty() {
             return Err(DurationError::MissingUnit {
                 number: rest.chars().take(20).collect(),
             });
         }
+        // `一个半小时` / `1个半月`: the half sits between the number and the unit.
+        let (tenths, after_number) = match after_number
+            .strip_prefix("个半")
+            .or_else(|| after_number.strip_prefix('半').filter(|r| !r.is_empty()))
+        {
+            Some(r) if tenths % 10 == 0 => (tenths + 5, r),
+            _ => (tenths, after_number),
+        };
         let (unit, after_unit) = match UNITS.iter().find(|(w, _)| after_number.starts_with(w)) {
             Some((w, u)) => (*u, &after_number[w.len()..]),
             None => {
@@ -189,14 +215,17 @@ pub fn parse(input: &str) -> Result<AccessDuration, DurationError> {
                 return Err(DurationError::UnknownUnit { unit: word });
             }
         };
-        let too_long = DurationError::TooLong {
-            max_minutes: MAX_MINUTES,
+        // `两天半`: a half of the unit just named.
+        let (tenths, after_unit) = match after_unit.strip_prefix('半') {
+            Some(r) if tenths % 10 == 0 => (tenths + 5, r),
+            _ => (tenths, after_unit),
         };
-        let part = number.checked_mul(unit).ok_or(too_long.clone())?;
-        total = total.checked_add(part).ok_or(too_long)?;
+        let part = tenths.checked_mul(unit).ok_or_else(too_long)?;
+        total_tenths = total_tenths.checked_add(part).ok_or_else(too_long)?;
         rest = after_unit;
     }
-    AccessDuration::from_minutes(total)
+    // A fraction of a minute rounds up: asking for some access is never asking for none.
+    AccessDuration::from_minutes(total_tenths.div_ceil(10))
 }
 
 /// Full-width digits and letters to ASCII so `３ｄ` reads like `3d`.
@@ -208,13 +237,27 @@ fn fold_width(c: char) -> char {
     }
 }
 
-/// Reads an ASCII or a small Chinese number (一 … 九十九, 两) at the start of `s`.
+/// Reads an ASCII number (`3`, `1.5`, one decimal place kept) or a small Chinese one (一 …
+/// 九十九, 两) at the start of `s`, in tenths.
 fn take_number(s: &str) -> Option<(u64, &str)> {
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();
     if digits > 0 {
         // A number too big for u64 is far beyond MAX_MINUTES anyway; saturate and let TooLong say so.
-        let n = s[..digits].parse::<u64>().unwrap_or(u64::MAX);
-        return Some((n, &s[digits..]));
+        let whole = s[..digits].parse::<u64>().unwrap_or(u64::MAX / 10);
+        let mut rest = &s[digits..];
+        let mut tenths = whole.saturating_mul(10);
+        if let Some(frac) = rest.strip_prefix('.') {
+            let fd = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if fd == 0 {
+                return None;
+            }
+            // `1.25h`: more precision than a tenth is rounded up, never down to nothing.
+            let first = u64::from(frac.as_bytes()[0] - b'0');
+            let more = frac.as_bytes()[1..fd].iter().any(|b| *b != b'0');
+            tenths = tenths.saturating_add(first + u64::from(more));
+            rest = &frac[fd..];
+        }
+        return Some((tenths, rest));
     }
     let mut value: Option<u64> = None;
     let mut tens: Option<u64> = None;
@@ -250,7 +293,7 @@ fn take_number(s: &str) -> Option<(u64, &str)> {
     if used == 0 {
         return None;
     }
-    Some((tens.unwrap_or(0) + value.unwrap_or(0), &s[used..]))
+    Some(((tens.unwrap_or(0) + value.unwrap_or(0)) * 10, &s[used..]))
 }
 
 #[cfg(test)]
@@ -284,6 +327,32 @@ mod tests {
         assert_eq!(mins("十二小时"), 12 * HOUR);
         assert_eq!(mins("二十天"), 20 * DAY);
         assert_eq!(mins("１天２小时"), DAY + 2 * HOUR);
+    }
+
+    #[test]
+    fn what_people_type() {
+        for (text, want) in [
+            ("3 天", 3 * DAY),
+            ("2 hours", 2 * HOUR),
+            ("1.5h", 90),
+            ("1.5 天", 36 * HOUR),
+            ("0.5d", 12 * HOUR),
+            ("半天", 12 * HOUR),
+            ("半小时", 30),
+            ("半个小时", 30),
+            ("一个半小时", 90),
+            ("两天半", 60 * HOUR),
+            ("一个月", MONTH),
+            ("1个月", MONTH),
+            ("2 months", 2 * MONTH),
+            ("1个半月", 45 * DAY),
+            ("1 week 2 days", WEEK + 2 * DAY),
+            ("0.01h", 6),
+        ] {
+            assert_eq!(mins(text), want, "{text}");
+        }
+        assert!(matches!(parse("1.h"), Err(DurationError::Garbage { .. })));
+        assert!(matches!(parse("半"), Err(DurationError::MissingUnit { .. })));
     }
 
     #[test]
