@@ -113,8 +113,8 @@ pub fn duration_error(lang: Lang, e: &DurationError) -> String {
         ),
         DurationError::UnknownUnit { unit } => pick(
             lang,
-            format!("看不懂时间单位“{unit}”，请用 分钟/小时/天/周（或 m/h/d/w）。"),
-            format!("`{unit}` is not a unit of time; use m, h, d or w."),
+            format!("看不懂时间单位“{unit}”，请用 分钟/小时/天/周/月（或 m/h/d/w）。"),
+            format!("`{unit}` is not a unit of time; use m, h, d, w or months."),
         ),
         DurationError::MissingUnit { number } => pick(
             lang,
@@ -123,8 +123,13 @@ pub fn duration_error(lang: Lang, e: &DurationError) -> String {
         ),
         DurationError::Garbage { text } => pick(
             lang,
-            format!("“{text}”不是时长，例如 30分钟、4小时、3天、1周。"),
-            format!("`{text}` is not a duration; e.g. 30m, 4h, 3d, 1w."),
+            format!("“{text}”不是时长，例如 30分钟、4小时、3天、1周、到周五。"),
+            format!("`{text}` is not a duration; e.g. 30m, 4h, 3d, 1w, until Friday."),
+        ),
+        DurationError::Past => pick(
+            lang,
+            "这个时间已经过去了，请给一个将来的时间。".into(),
+            "That time has already passed; give one in the future.".into(),
         ),
     }
 }

@@ -115,6 +115,8 @@ pub enum DurationError {
     MissingUnit { number: String },
     #[error("`{text}` is not a duration")]
     Garbage { text: String },
+    #[error("that time has already passed")]
+    Past,
 }
 
 /// Unit words, longest first so `mins` wins over `m` and `小时` over `时`.
@@ -352,7 +354,10 @@ mod tests {
             assert_eq!(mins(text), want, "{text}");
         }
         assert!(matches!(parse("1.h"), Err(DurationError::Garbage { .. })));
-        assert!(matches!(parse("半"), Err(DurationError::MissingUnit { .. })));
+        assert!(matches!(
+            parse("半"),
+            Err(DurationError::MissingUnit { .. })
+        ));
     }
 
     #[test]

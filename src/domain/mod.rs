@@ -9,3 +9,4 @@ pub mod order;
 pub mod ownership;
 pub mod policy;
 pub mod target;
+pub mod until;
