@@ -297,8 +297,16 @@ struct World {
 }
 
 /// A port nobody listens on now, for the bot: it must keep one address across restarts, because
-/// DingTalk calls the URL it was given (the card callback route is registered once).
-fn free_port() -> std::io::Result<u16> {
+/// DingTalk calls the URL it was given (the card callback route is registered once). Taken below
+/// Linux's ephemeral range (32768 and up), which `bind(…:0)` and outgoing connections draw from:
+/// while the bot is down, nothing else on the machine is handed its port by accident.
+fn free_port(rng: &mut StdRng) -> std::io::Result<u16> {
+    for _ in 0..200 {
+        let port = rng.random_range(20_000..32_768);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -335,7 +343,8 @@ impl World {
         if opts.approval == Approval::Oa {
             dt.add_process(demo::PROCESS_NAME, demo::PROCESS_CODE);
         }
-        let port = free_port()?;
+        // Not from the run's seed: two runs at once (say, with the same seed) must not collide.
+        let port = free_port(&mut StdRng::from_os_rng())?;
         let bot_url = format!("http://127.0.0.1:{port}");
         dt.set_bot_base_url(&bot_url);
         dt.register_card_callback(

@@ -121,3 +121,29 @@ async fn a_message_the_bot_marked_sent_is_not_sent_again_after_a_kill() {
         env.texts_to(ZHANGSAN)
     );
 }
+
+/// The fault script itself, small: a handful of requests, a few SIGKILLs of a real
+/// `accessbot serve` process, the whole end check. Keeps the driver working between the runs
+/// of `scripts/fault.sh` recorded in docs/reliability.md.
+#[tokio::test]
+async fn the_fault_script_passes_a_short_run() {
+    use accessbot::fault::{run, FaultOptions};
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = FaultOptions::new(
+        env!("CARGO_BIN_EXE_accessbot").into(),
+        dir.path().join("run"),
+        7,
+    );
+    o.orders = 6;
+    o.kills = 3;
+    o.min_uptime = Duration::from_millis(50);
+    o.max_uptime = Duration::from_millis(400);
+    o.max_downtime = Duration::from_millis(50);
+    o.max_think = Duration::from_millis(100);
+    o.settle = Duration::from_secs(60);
+    let report = run(o).await.unwrap();
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.kills.kills, 3);
+    assert_eq!(report.approved + report.rejected, 6);
+}
