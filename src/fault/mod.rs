@@ -218,6 +218,8 @@ pub struct FaultReport {
     pub duplicates: BTreeMap<&'static str, usize>,
     /// Runnable jobs left after the clean stop at the end.
     pub outbox_left: usize,
+    /// Starts that found a sled snapshot half-written by a kill and cleared it (bot log).
+    pub torn_snapshots: usize,
     pub clean_stop: bool,
     pub violations: Vec<String>,
     pub dir: PathBuf,
@@ -261,13 +263,14 @@ impl fmt::Display for FaultReport {
             .collect();
         writeln!(
             f,
-            "  duplicate chat messages: {} · outbox jobs left {} · clean stop at the end: {}",
+            "  duplicate chat messages: {} · outbox jobs left {} · torn sled snapshots cleared at start {} · clean stop at the end: {}",
             if dups.is_empty() {
                 "none".to_owned()
             } else {
                 dups.join(", ")
             },
             self.outbox_left,
+            self.torn_snapshots,
             if self.clean_stop { "yes" } else { "no" }
         )?;
         if self.violations.is_empty() {
@@ -880,6 +883,10 @@ pub async fn run(opts: FaultOptions) -> Result<FaultReport, FaultError> {
         settled_in,
         duplicates: findings.duplicates,
         outbox_left,
+        torn_snapshots: std::fs::read_to_string(&world.log_path)
+            .unwrap_or_default()
+            .matches(crate::store::TORN_SNAPSHOT_CLEARED)
+            .count(),
         clean_stop,
         violations,
         dir: opts.dir.clone(),

@@ -74,6 +74,10 @@ fn installation_of(db: &sled::Db) -> Result<InstallationId, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("meta/installation_id is {s:?}")))
 }
 
+/// What the log says when a torn snapshot is removed (the fault script counts these lines).
+pub const TORN_SNAPSHOT_CLEARED: &str =
+    "removed a snapshot file left half-written by an earlier crash";
+
 /// Removes the snapshot files a kill left half-written, before sled reads the directory.
 ///
 /// sled 0.34.7 writes each snapshot (one on every open that finds new log entries) to
@@ -103,10 +107,7 @@ fn clear_torn_snapshots(path: &Path) {
         let name = name.to_string_lossy();
         if name.starts_with("snap.") && name.ends_with(".generating") {
             match std::fs::remove_file(entry.path()) {
-                Ok(()) => tracing::warn!(
-                    file = %entry.path().display(),
-                    "removed a snapshot file left half-written by an earlier crash"
-                ),
+                Ok(()) => tracing::warn!(file = %entry.path().display(), "{TORN_SNAPSHOT_CLEARED}"),
                 Err(e) => tracing::warn!(
                     file = %entry.path().display(),
                     error = %e,

@@ -362,8 +362,9 @@ impl Outbox {
         Ok(self.tree.remove(job_id.as_bytes())?.is_some())
     }
 
-    /// Writes everything recorded so far to disk. sled otherwise writes back every 500 ms, and
-    /// what a kill catches in between is lost.
+    /// Writes everything recorded so far to disk. sled keeps a plain write (one outside a
+    /// transaction, like `complete`) in its in-memory log buffer until the next transaction or
+    /// its write-back every 500 ms; a kill in between loses it.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.tree.flush_async().await?;
         Ok(())

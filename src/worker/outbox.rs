@@ -247,7 +247,7 @@ impl<R: JobRunner> OutboxRunner<R> {
                 self.outbox.complete(&job.id)?;
                 if job.kind.repeat_is_visible() {
                     // The message is out; a crash before this mark reaches the disk would send
-                    // it again. Waiting for sled's own write-back left half a second for that.
+                    // it again. Left to sled's own write-back, that took up to half a second.
                     self.outbox.flush().await?;
                 }
                 tracing::debug!(job = %job.id, "outbox job done");
