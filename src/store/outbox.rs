@@ -362,9 +362,9 @@ impl Outbox {
         Ok(self.tree.remove(job_id.as_bytes())?.is_some())
     }
 
-    /// Writes everything recorded so far to disk. sled keeps a plain write (one outside a
-    /// transaction, like `complete`) in its in-memory log buffer until the next transaction or
-    /// its write-back every 500 ms; a kill in between loses it.
+    /// Writes everything recorded so far to disk. sled keeps writes in its in-memory log
+    /// buffer until the buffer is written out (its write-back every 500 ms, a flush, or a full
+    /// buffer); a kill in between loses them.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.tree.flush_async().await?;
         Ok(())
