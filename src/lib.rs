@@ -9,6 +9,7 @@ pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler
 pub mod domain; //     pure types and rules (no IO): ids, commands, durations, policy, order state machine
+pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
 pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
 pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan

@@ -1,4 +1,6 @@
-//! The `accessbot` command line: serve, demo, check-config, healthcheck, config example.
+//! The `accessbot` command line: serve, demo, check-config, healthcheck, config example; and,
+//! hidden from help because operators have no use for it, `fault` (the SIGKILL fault script's
+//! driver).
 use accessbot::config::{self, Sources};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -57,6 +59,56 @@ enum Command {
         #[command(subcommand)]
         what: ConfigCommand,
     },
+    /// Fault injection: runs this binary as the bot (`serve`) against simulated DingTalk and
+    /// JumpServer held by this process, kills it with SIGKILL at random moments while requests
+    /// are made and decided, restarts it, and checks one permission per approved order and none
+    /// lost. Exit 1 on any violation. See scripts/fault.sh and docs/reliability.md.
+    #[command(hide = true)]
+    Fault(FaultArgs),
+}
+
+#[derive(clap::Args)]
+struct FaultArgs {
+    /// Requests to make (each is approved or rejected).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=64_000))]
+    orders: u32,
+    /// SIGKILLs to deliver, each followed by a restart on the same data directory.
+    #[arg(long, default_value_t = 25)]
+    kills: u32,
+    /// Seed of every random choice (the plan, the pauses, the kill schedule); printed with the
+    /// report so the schedule can be replayed. Default: a fresh one.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How approvers decide: approval cards (taps and typed /approve) or DingTalk OA instances.
+    #[arg(long, value_enum, default_value_t = FaultApproval::Card)]
+    approval: FaultApproval,
+    /// Working directory for the bot's config, data and log; must be new or empty. Default: a
+    /// new directory under the system temp dir, removed after a passing run.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// A kill comes at a uniformly random moment between these after each (re)start (ms).
+    #[arg(long, default_value_t = 20)]
+    min_uptime_ms: u64,
+    #[arg(long, default_value_t = 1200)]
+    max_uptime_ms: u64,
+    /// The bot stays down up to this long after each kill (ms).
+    #[arg(long, default_value_t = 300)]
+    max_downtime_ms: u64,
+    /// Share of requests the approver rejects (percent).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
+    reject_percent: u32,
+    /// Longest wait for any delivery to be acknowledged and for the end state (seconds).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    settle_secs: u64,
+    /// Only the report, not a line per kill.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FaultApproval {
+    Card,
+    Oa,
 }
 
 #[derive(Subcommand)]
@@ -70,7 +122,7 @@ fn main() -> ExitCode {
     let format = cli.log_format;
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
-        Command::Demo => "warn",
+        Command::Demo | Command::Fault(_) => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -90,6 +142,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo => Ok(accessbot::demo::main_entry()),
+        Command::Fault(args) => fault(args),
         Command::Config {
             what: ConfigCommand::Example,
         } => {
@@ -235,6 +288,49 @@ async fn healthcheck(listen: &str, timeout: Duration) -> ExitCode {
     }
     println!("unhealthy: no /readyz and no /healthz on {addr}");
     ExitCode::FAILURE
+}
+
+fn fault(a: FaultArgs) -> anyhow::Result<ExitCode> {
+    use accessbot::fault::{self, Approval, FaultOptions};
+    use std::time::Duration;
+    let seed = a.seed.unwrap_or_else(rand::random);
+    // The bot under test is this very binary, so what is killed is what was built.
+    let bin = std::env::current_exe().context("while finding this binary")?;
+    let temp = a.dir.is_none();
+    let dir = a.dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("accessbot-fault-{seed}-{}", std::process::id()))
+    });
+    let mut o = FaultOptions::new(bin, dir.clone(), seed);
+    o.orders = a.orders as usize;
+    o.kills = a.kills as usize;
+    o.approval = match a.approval {
+        FaultApproval::Card => Approval::Card,
+        FaultApproval::Oa => Approval::Oa,
+    };
+    o.min_uptime = Duration::from_millis(a.min_uptime_ms);
+    o.max_uptime = Duration::from_millis(a.max_uptime_ms);
+    o.max_downtime = Duration::from_millis(a.max_downtime_ms);
+    o.reject_percent = a.reject_percent;
+    o.settle = Duration::from_secs(a.settle_secs);
+    o.verbose = !a.quiet;
+    println!(
+        "accessbot fault: seed {seed}, {} requests, {} kills, approval {} (replay: --seed {seed})",
+        o.orders, o.kills, o.approval
+    );
+    let rt = tokio::runtime::Runtime::new().context("while starting the runtime")?;
+    let report = rt.block_on(fault::run(o))?;
+    print!("{report}");
+    // Nothing to look at after a pass; a failing run's directory is kept for its log.
+    if report.passed() && temp {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("  bot config, data and log: {}", dir.display());
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn init_logging(format: LogFormat, level: &str) {

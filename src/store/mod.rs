@@ -76,6 +76,51 @@ fn installation_of(db: &sled::Db) -> Result<InstallationId, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("meta/installation_id is {s:?}")))
 }
 
+/// What the log says when a torn snapshot is removed (the fault script counts these lines).
+pub const TORN_SNAPSHOT_CLEARED: &str =
+    "removed a snapshot file left half-written by an earlier crash";
+
+/// Removes the snapshot files a kill left half-written, before sled reads the directory.
+///
+/// sled 0.34.7 writes each snapshot (one on every open that finds new log entries) to
+/// `snap.<lsn>.generating`, syncs it and renames it to `snap.<lsn>`. A process killed before the
+/// rename leaves the `.generating` file, and sled's own recovery then takes it for the newest
+/// snapshot (it only skips `.in___motion` files), finds it empty or cut short, and refuses to
+/// open the database, on this and every later start (upstream spacejam/sled#1527, unfixed).
+/// Such a file was never part of the database: the previous snapshot and the log are intact,
+/// and sled rebuilds the same snapshot from them. Done only while holding sled's own lock (an
+/// exclusive flock on `<path>/db`), so the file of a live process writing its snapshot right
+/// now is never touched; failures are logged and left to sled's open to report.
+fn clear_torn_snapshots(path: &Path) {
+    let Ok(db) = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path.join("db"))
+    else {
+        return; // a new directory: nothing torn yet
+    };
+    if db.try_lock().is_err() {
+        return; // in use: sled's open says so (`StoreError::Locked`)
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(file = %entry.path().display(), "{TORN_SNAPSHOT_CLEARED}"),
+                Err(e) => tracing::warn!(
+                    file = %entry.path().display(),
+                    error = %e,
+                    "cannot remove a snapshot file left half-written by an earlier crash"
+                ),
+            }
+        }
+    }
+    // The lock goes with `db`; sled takes its own next.
+}
+
 impl Store {
     /// Opens (or creates) the database at `path`. A second process on the same path gets
     /// `StoreError::Locked` with a message that says what to do, not sled's raw io error.
@@ -97,6 +142,7 @@ impl Store {
     }
 
     fn open_once(path: &Path) -> Result<Self, StoreError> {
+        clear_torn_snapshots(path);
         match sled::Config::new().path(path).open() {
             Ok(db) => Ok(Self {
                 installation: installation_of(&db)?,

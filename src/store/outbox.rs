@@ -72,6 +72,33 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Whether running the job a second time is something a person notices: it sends a chat
+    /// message (DingTalk's robot send has no idempotency key). Such a job's completion is
+    /// written to disk before the runner moves on, so a crash cannot bring it back; the other
+    /// kinds re-run harmlessly (they look before they act). A new kind that messages someone
+    /// belongs here.
+    pub fn repeat_is_visible(&self) -> bool {
+        match self {
+            JobKind::NotifyRequester { .. }
+            | JobKind::NotifyUser { .. }
+            | JobKind::NotifyApprovers { .. }
+            | JobKind::NotifyAdmins { .. }
+            // An action-card message when no card template is configured (a card is keyed by
+            // its outTrackId and would not double, but the kind does not say which).
+            | JobKind::SendApprovalRequest { .. }
+            // Tells the admin who asked how the sync went.
+            | JobKind::Sync { .. } => true,
+            JobKind::Grant
+            | JobKind::Revoke
+            | JobKind::Renew
+            | JobKind::UpdateCards
+            | JobKind::StartOaApproval
+            | JobKind::Prepare
+            | JobKind::TerminateOaApproval
+            | JobKind::DisableJmsUser { .. } => false,
+        }
+    }
+
     /// Short stable name, part of the job id: the same kind enqueued twice for the same order
     /// version is the same job.
     pub fn key(&self) -> String {
@@ -333,6 +360,14 @@ impl Outbox {
     /// Removes a finished job. `false` if it was already gone.
     pub fn complete(&self, job_id: &str) -> Result<bool, StoreError> {
         Ok(self.tree.remove(job_id.as_bytes())?.is_some())
+    }
+
+    /// Writes everything recorded so far to disk. sled keeps writes in its in-memory log
+    /// buffer until the buffer is written out (its write-back every 500 ms, a flush, or a full
+    /// buffer); a kill in between loses them.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush_async().await?;
+        Ok(())
     }
 
     /// Records a failed attempt and when to try again.

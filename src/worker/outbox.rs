@@ -245,6 +245,11 @@ impl<R: JobRunner> OutboxRunner<R> {
         let reason = match result {
             Ok(()) => {
                 self.outbox.complete(&job.id)?;
+                if job.kind.repeat_is_visible() {
+                    // The message is out; a crash before this mark reaches the disk would send
+                    // it again. Left to sled's own write-back, that took up to half a second.
+                    self.outbox.flush().await?;
+                }
                 tracing::debug!(job = %job.id, "outbox job done");
                 return Ok(Applied::Completed);
             }

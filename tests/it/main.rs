@@ -2,6 +2,7 @@
 mod approval_failures;
 mod cli;
 mod commands;
+mod crash;
 mod dingtalk_client;
 mod dingtalk_props;
 mod dingtalk_sim;
