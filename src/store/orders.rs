@@ -6,11 +6,14 @@
 //! Trees: `orders` id → JSON `Order`; `orders_by_requester` `<userid>/<id>` → ""; `orders_by_state`
 //! `<state>/<id>` → ""; `order_refs` `oa/<instance id>` or `card/<outTrackId>` → id;
 //! `order_seq` `<yymmdd>` → u64 BE (per-day id counter, see `domain::order::format_order_id`).
-use super::audit::{self, AuditRecord};
-use super::outbox::{self, JobKind, Outbox, OutboxJob};
+use super::audit;
+use super::outbox::{self, Outbox, OutboxJob};
 use super::{Store, StoreError};
+use crate::domain::audit::AuditRecord;
+use crate::domain::change::Change;
 use crate::domain::ids::{DingUserId, OrderId};
-use crate::domain::order::{format_order_id, Order, State, Transition};
+use crate::domain::jobs::JobKind;
+use crate::domain::order::{format_order_id, Order, State};
 use jiff::{tz::TimeZone, Timestamp};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
@@ -23,47 +26,6 @@ const BY_REQUESTER: &str = "orders_by_requester";
 const BY_STATE: &str = "orders_by_state";
 const REFS: &str = "order_refs";
 const SEQ: &str = "order_seq";
-
-/// What a transition writes besides the order: the jobs it causes (in the order they must run)
-/// and its audit records.
-#[derive(Clone, Debug)]
-pub struct Change {
-    pub order: Order,
-    pub jobs: Vec<JobKind>,
-    pub audit: Vec<AuditRecord>,
-}
-
-impl Change {
-    pub fn new(order: Order) -> Self {
-        Self {
-            order,
-            jobs: Vec::new(),
-            audit: Vec::new(),
-        }
-    }
-    /// The usual case: a state-machine transition, its audit record, and its jobs.
-    pub fn from_transition(
-        t: Transition,
-        actor: audit::Actor,
-        detail: impl Into<String>,
-        jobs: Vec<JobKind>,
-    ) -> Self {
-        let rec = AuditRecord::for_transition(&t, actor, detail);
-        Self {
-            order: t.order,
-            jobs,
-            audit: vec![rec],
-        }
-    }
-    pub fn job(mut self, kind: JobKind) -> Self {
-        self.jobs.push(kind);
-        self
-    }
-    pub fn audit(mut self, rec: AuditRecord) -> Self {
-        self.audit.push(rec);
-        self
-    }
-}
 
 /// The committed result: the order as stored (version bumped) and the jobs written.
 #[derive(Clone, Debug)]

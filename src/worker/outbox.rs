@@ -8,8 +8,9 @@
 //! in creation order (only an order's head job is ever taken); different orders run
 //! concurrently, up to `max_concurrency`.
 use crate::clock::SharedClock;
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::ids::OrderId;
-use crate::store::audit::{Actor, Audit, AuditEvent, AuditRecord};
+use crate::store::audit::Audit;
 use crate::store::outbox::{Outbox, OutboxJob, ParkReason};
 use crate::store::StoreError;
 use futures::FutureExt;

@@ -3,15 +3,16 @@
 use super::{order_mode, retry, Workflow};
 use crate::chat::text;
 use crate::dispatch::DispatchError;
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
+use crate::domain::change::Change;
 use crate::domain::command::{self, Command};
 use crate::domain::dialog::{self, DialogState, Reply};
 use crate::domain::ids::{DingUserId, OrderId};
+use crate::domain::jobs::JobKind;
 use crate::domain::order::{NewOrder, Order, Request, State};
 use crate::domain::policy::AccessRequest;
 use crate::inbound::ChatMessage;
-use crate::store::audit::{Actor, AuditEvent, AuditRecord};
-use crate::store::orders::{CasError, Change};
-use crate::store::outbox::JobKind;
+use crate::store::orders::CasError;
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 

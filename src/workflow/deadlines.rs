@@ -4,11 +4,12 @@
 use super::chat::notify;
 use super::Workflow;
 use crate::dingtalk::client::{ApprovalResult, ApprovalStatus};
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
+use crate::domain::change::Change;
+use crate::domain::jobs::JobKind;
 use crate::domain::order::{ApprovalMode, DeadlineKind, State};
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
-use crate::store::audit::{Actor, AuditEvent, AuditRecord};
-use crate::store::orders::{CasError, Change};
-use crate::store::outbox::JobKind;
+use crate::store::orders::CasError;
 use crate::worker::scheduler::{Deadline, DeadlineHandler};
 use std::collections::BTreeMap;
 

@@ -6,15 +6,17 @@ use super::{retry, Workflow, OA_DECIDER};
 use crate::chat::card::{self, ApprovalAction, ApprovalProgress, ApprovalStatus, CardVars};
 use crate::chat::text;
 use crate::dispatch::{DispatchError, DispatchReply};
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
+use crate::domain::change::Change;
 use crate::domain::ids::{DingUserId, OrderId};
+use crate::domain::jobs::JobKind;
 use crate::domain::order::{ApprovalMode, Order, State};
 use crate::domain::policy::{DecisionSubject, Denied};
 use crate::inbound::{
     ApprovalEvent, ApprovalEventKind, ApprovalOutcome, CardAction, OrgEvent, OrgEventKind,
 };
-use crate::store::audit::{Actor, AuditEvent, AuditRecord};
-use crate::store::orders::{CasError, Change, Committed};
-use crate::store::outbox::{JobKind, OutboxJob};
+use crate::store::orders::{CasError, Committed};
+use crate::store::outbox::OutboxJob;
 use serde_json::json;
 use std::collections::BTreeMap;
 

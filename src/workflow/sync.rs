@@ -5,15 +5,15 @@ use super::{retry, Workflow};
 use crate::chat::text;
 use crate::dingtalk::message::OutMessage;
 use crate::dispatch::DispatchError;
+use crate::domain::audit::Actor;
 use crate::domain::ids::DingUserId;
+use crate::domain::inventory::{
+    IndexStats, IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Snapshot,
+};
 use crate::domain::order::State;
 use crate::domain::target::{self, Target};
 use crate::jumpserver::client::Req;
 use crate::jumpserver::error::JmsError;
-use crate::store::audit::Actor;
-use crate::store::index::{
-    IndexStats, IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Snapshot,
-};
 use crate::store::outbox::OutboxJob;
 use crate::worker::outbox::JobError;
 use serde_json::Value;

@@ -1,14 +1,17 @@
 //! Orders, outbox, audit, dialogs and the two workers: the exactly-once backbone.
 use accessbot::clock::{Clock, ManualClock, SharedClock};
+use accessbot::domain::audit::{Actor, AuditEvent, AuditRecord};
+use accessbot::domain::change::Change;
 use accessbot::domain::ids::{DingUserId, OrderId};
+use accessbot::domain::jobs::JobKind;
 use accessbot::domain::order::{
     Action, ApprovalMode, DeadlineKind, DeadlinePolicy, GrantResult, NewOrder, Order, Request,
     State, TransitionError,
 };
-use accessbot::store::audit::{Actor, Audit, AuditEvent, AuditRecord};
+use accessbot::store::audit::Audit;
 use accessbot::store::dialogs::Dialogs;
-use accessbot::store::orders::{CasError, Change, Orders};
-use accessbot::store::outbox::{JobKind, Outbox, OutboxJob, ParkReason};
+use accessbot::store::orders::{CasError, Orders};
+use accessbot::store::outbox::{Outbox, OutboxJob, ParkReason};
 use accessbot::store::Store;
 use accessbot::worker::outbox::{backoff_delay, JobError, JobRunner, OutboxRunner, RunnerConfig};
 use accessbot::worker::scheduler::{Deadline, DeadlineHandler, Scheduler, SchedulerConfig};

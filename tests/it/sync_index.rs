@@ -278,7 +278,7 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
     assert!(rec.detail.contains(&format!("{} hosts", BULK_HOSTS + 3)));
     assert_eq!(
         rec.actor,
-        accessbot::store::audit::Actor::User(DingUserId::new(ADMIN))
+        accessbot::domain::audit::Actor::User(DingUserId::new(ADMIN))
     );
 }
 

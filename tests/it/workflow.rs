@@ -259,7 +259,7 @@ async fn crash_after_grant_before_its_job_completed_grants_and_tells_once() {
         .pending_for_order(&id)
         .unwrap()
         .into_iter()
-        .find(|j| j.kind == accessbot::store::outbox::JobKind::Grant)
+        .find(|j| j.kind == accessbot::domain::jobs::JobKind::Grant)
         .expect("grant job queued");
     let wf = env.bot().workflow().unwrap().clone();
     wf.run(&job).await.unwrap();
