@@ -360,6 +360,22 @@ impl Policy {
         self.admins.contains(user)
     }
 
+    /// An order's targets with every name that is a configured system read as that system.
+    /// New orders record systems as such already (the dialog resolved them); orders stored
+    /// before targets were typed recorded plain words, which read back as host names.
+    pub fn known_targets(&self, targets: &[Target]) -> Vec<Target> {
+        targets
+            .iter()
+            .map(|t| match t {
+                Target::Address(_) => t.clone(),
+                Target::Hostname(h) => self
+                    .system_named(h.as_typed())
+                    .map_or_else(|| t.clone(), Target::System),
+                Target::System(s) => Target::System(self.system_named(s).unwrap_or(s.clone())),
+            })
+            .collect()
+    }
+
     pub fn role(&self, role: Role) -> &RolePolicy {
         match role {
             Role::Ops => &self.ops,

@@ -228,7 +228,7 @@ impl Workflow {
         // reason do not make a new one; the reply says how to change them (withdraw first).
         let want: BTreeSet<String> = req.targets.iter().map(ToString::to_string).collect();
         let same = |o: &Order| match &o.request {
-            Request::Host { role, .. } if role == req.role.key() => {
+            Request::Host { role, .. } if *role == req.role => {
                 self.targets_of(o)
                     .iter()
                     .map(ToString::to_string)
@@ -241,12 +241,10 @@ impl Workflow {
             return Ok(answer);
         }
         let request = Request::Host {
-            targets: req.targets.iter().map(|t| t.to_string()).collect(),
+            targets: req.targets.clone(),
             system: None,
-            role: req.role.key().to_string(),
-            duration_secs: i64::try_from(req.duration.minutes())
-                .unwrap_or(i64::MAX / 60)
-                .saturating_mul(60),
+            role: req.role,
+            duration: req.duration,
             reason: req.reason.unwrap_or_default(),
         };
         let id = self.create_order(sender, nick, request, approvers)?;

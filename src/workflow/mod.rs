@@ -27,7 +27,7 @@ use crate::domain::ids::DingUserId;
 use crate::domain::order::{ApprovalMode, Order, Request, State};
 use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
-use crate::domain::target::{self, SystemLookup, Target};
+use crate::domain::target::Target;
 use crate::inbound::Inbound;
 use crate::jumpserver::client::JmsClient;
 use crate::jumpserver::grant::RevokeMode;
@@ -172,20 +172,9 @@ impl Workflow {
         self.lang() == Lang::En
     }
 
-    /// The targets of a host order, typed again (stored as typed by the user, resolved).
+    /// The targets of an order (systems recognised in orders stored before targets were typed).
     fn targets_of(&self, o: &Order) -> Vec<Target> {
-        match &o.request {
-            Request::Account { .. } => Vec::new(),
-            Request::Host { targets, .. } => targets
-                .iter()
-                .map(|t| match self.policy.system_named(t) {
-                    Some(s) => Target::System(s),
-                    None => {
-                        target::classify(t).unwrap_or_else(|_| Target::Hostname(t.as_str().into()))
-                    }
-                })
-                .collect(),
-        }
+        self.policy.known_targets(o.request.targets())
     }
 
     /// The order's role label in the configured language (`运维`), for logins in words.
@@ -209,19 +198,11 @@ impl Workflow {
     }
 
     fn role_of(o: &Order) -> Option<Role> {
-        match &o.request {
-            Request::Host { role, .. } => Role::from_word(role),
-            Request::Account { .. } => None,
-        }
+        o.request.role()
     }
 
     fn duration_of(o: &Order) -> Option<AccessDuration> {
-        match &o.request {
-            Request::Host { duration_secs, .. } => {
-                AccessDuration::from_minutes(u64::try_from(*duration_secs / 60).ok()?).ok()
-            }
-            Request::Account { .. } => None,
-        }
+        o.request.access_duration()
     }
 
     /// How `/my`, `/status` and cards describe an order's state.

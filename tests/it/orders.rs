@@ -2,12 +2,15 @@
 use accessbot::clock::{Clock, ManualClock, SharedClock};
 use accessbot::domain::audit::{Actor, AuditEvent, AuditRecord};
 use accessbot::domain::change::Change;
+use accessbot::domain::command::Role;
+use accessbot::domain::duration::AccessDuration;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::jobs::JobKind;
 use accessbot::domain::order::{
     Action, ApprovalMode, DeadlineKind, DeadlinePolicy, GrantResult, NewOrder, Order, Request,
     State, TransitionError,
 };
+use accessbot::domain::target::Target;
 use accessbot::store::audit::Audit;
 use accessbot::store::dialogs::Dialogs;
 use accessbot::store::orders::{CasError, Orders};
@@ -36,10 +39,13 @@ fn new_host_order(id: &str, at: Timestamp) -> Order {
             requester_name: "张三".into(),
             jms_username: "alice".into(),
             request: Request::Host {
-                targets: vec!["web-01".into(), "10.0.0.5".into()],
+                targets: vec![
+                    Target::Hostname("web-01".into()),
+                    Target::Address("10.0.0.5".parse().unwrap()),
+                ],
                 system: Some("root".into()),
-                role: "ops".into(),
-                duration_secs: 4 * 3600,
+                role: Role::Ops,
+                duration: AccessDuration::from_minutes(4 * 60).unwrap(),
                 reason: "排查线上问题".into(),
             },
             approval_mode: ApprovalMode::Card,
