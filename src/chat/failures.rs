@@ -111,14 +111,6 @@ pub fn oa_cleanup(lang: Lang, instance: Option<&str>) -> String {
     }
 }
 
-/// The `/status` label of an order whose approval could not be started.
-pub fn approval_failed_label(lang: Lang) -> &'static str {
-    match lang {
-        Lang::ZhCn => "审批发起失败",
-        Lang::En => "approval could not start",
-    }
-}
-
 /// To the admins: a leaver's JumpServer user could not be disabled.
 pub fn admin_leaver_not_disabled(lang: Lang, username: &str, reason: &str) -> String {
     pick(

@@ -7,6 +7,9 @@ use crate::domain::dialog::{Field, Problem, Reply};
 use crate::domain::duration::{AccessDuration, DurationError};
 use crate::domain::identity::IdentityError;
 use crate::domain::ids::OrderId;
+/// Things that can go wrong after a decision, in words a requester understands.
+pub use crate::domain::notice::FailureKind as Failure;
+use crate::domain::order::Status;
 use crate::domain::policy::{Denied, PolicyViolation};
 use crate::domain::target::{Target, TargetError};
 use jiff::tz::TimeZone;
@@ -867,41 +870,30 @@ pub fn sync_failed(lang: Lang, detail: &str) -> String {
     )
 }
 
-/// Where an order stands, as the user is told; the workflow maps its order states onto these.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusKind {
-    PendingApproval,
-    Approved,
-    Provisioning,
-    Active,
-    Expired,
-    Revoked,
-    Rejected,
-    Cancelled,
-    /// Granting failed and is being retried.
-    Retrying,
-}
-
-pub fn status_label(lang: Lang, k: StatusKind) -> &'static str {
+pub fn status_label(lang: Lang, k: Status) -> &'static str {
     match (lang, k) {
-        (Lang::ZhCn, StatusKind::PendingApproval) => "待审批",
-        (Lang::ZhCn, StatusKind::Approved) => "已同意",
-        (Lang::ZhCn, StatusKind::Provisioning) => "开通中",
-        (Lang::ZhCn, StatusKind::Active) => "生效中",
-        (Lang::ZhCn, StatusKind::Expired) => "已到期",
-        (Lang::ZhCn, StatusKind::Revoked) => "已收回",
-        (Lang::ZhCn, StatusKind::Rejected) => "已拒绝",
-        (Lang::ZhCn, StatusKind::Cancelled) => "已撤回",
-        (Lang::ZhCn, StatusKind::Retrying) => "开通失败，重试中",
-        (Lang::En, StatusKind::PendingApproval) => "waiting for approval",
-        (Lang::En, StatusKind::Approved) => "approved",
-        (Lang::En, StatusKind::Provisioning) => "being set up",
-        (Lang::En, StatusKind::Active) => "active",
-        (Lang::En, StatusKind::Expired) => "expired",
-        (Lang::En, StatusKind::Revoked) => "revoked",
-        (Lang::En, StatusKind::Rejected) => "rejected",
-        (Lang::En, StatusKind::Cancelled) => "withdrawn",
-        (Lang::En, StatusKind::Retrying) => "setup failed, retrying",
+        (Lang::ZhCn, Status::PendingApproval) => "待审批",
+        (Lang::ZhCn, Status::Approved) => "已同意",
+        (Lang::ZhCn, Status::Provisioning) => "开通中",
+        (Lang::ZhCn, Status::Active) => "生效中",
+        (Lang::ZhCn, Status::Expired) => "已到期",
+        (Lang::ZhCn, Status::Revoked) => "已收回",
+        (Lang::ZhCn, Status::Rejected) => "已拒绝",
+        (Lang::ZhCn, Status::Cancelled) => "已撤回",
+        (Lang::ZhCn, Status::Retrying) => "开通失败，重试中",
+        (Lang::ZhCn, Status::Failed) => "开通失败",
+        (Lang::ZhCn, Status::ApprovalFailed) => "审批发起失败",
+        (Lang::En, Status::PendingApproval) => "waiting for approval",
+        (Lang::En, Status::Approved) => "approved",
+        (Lang::En, Status::Provisioning) => "being set up",
+        (Lang::En, Status::Active) => "active",
+        (Lang::En, Status::Expired) => "expired",
+        (Lang::En, Status::Revoked) => "revoked",
+        (Lang::En, Status::Rejected) => "rejected",
+        (Lang::En, Status::Cancelled) => "withdrawn",
+        (Lang::En, Status::Retrying) => "setup failed, retrying",
+        (Lang::En, Status::Failed) => "failed",
+        (Lang::En, Status::ApprovalFailed) => "approval could not start",
     }
 }
 
@@ -909,7 +901,7 @@ pub fn status_label(lang: Lang, k: StatusKind) -> &'static str {
 #[derive(Clone, Debug)]
 pub struct StatusView<'a> {
     pub order: &'a OrderId,
-    pub status: StatusKind,
+    pub status: Status,
     pub targets: &'a [Target],
     pub role: Role,
     /// Who holds or asked for the access (display name; used by `/who-has`).
@@ -968,26 +960,6 @@ pub fn who_has(lang: Lang, subject: &str, rows: &[StatusView<'_>], tz: &TimeZone
         .map(|v| format!("• {} · {}", v.holder, status_line(lang, v, tz)))
         .collect();
     format!("{head}\n{}", lines.join("\n"))
-}
-
-/// Things that can go wrong after a decision, in words a requester understands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// JumpServer could not be reached or answered with a server error; we keep retrying.
-    JumpServerUnavailable,
-    /// JumpServer refused to create the user (e.g. e-mail already taken).
-    UserCreateFailed,
-    /// No JumpServer user and `auto_create_user = false`.
-    UserMissing,
-    /// A host in the request is not in JumpServer.
-    HostNotFound,
-    /// The grant itself was refused.
-    GrantFailed,
-    /// The OA approval could not be started.
-    ApprovalStartFailed,
-    /// A message to DingTalk could not be delivered.
-    NotifyFailed,
-    Internal,
 }
 
 pub fn failure(lang: Lang, order: &OrderId, f: Failure, detail: Option<&str>) -> String {
@@ -1849,13 +1821,6 @@ pub fn account_submitted(
             approvers.join(", ")
         ),
     )
-}
-
-pub fn failed_label(lang: Lang) -> &'static str {
-    match lang {
-        Lang::ZhCn => "开通失败",
-        Lang::En => "failed",
-    }
 }
 
 pub fn account_order_line(lang: Lang, order: &OrderId, status: &str, username: &str) -> String {

@@ -2,8 +2,8 @@
 //! notices. Pure data; `store::outbox` keeps these in the same transaction as the decision and
 //! the worker runs them. Serialized into sled: keep old variants decodable.
 use crate::domain::ids::DingUserId;
+use crate::domain::notice::{Audience, Notice};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// What a job does. The workflow adds kinds as it needs them; keep old ones decodable.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,10 +15,13 @@ pub enum JobKind {
     Revoke,
     /// Move the permission's `date_expired` to the order's new window end.
     Renew,
-    NotifyRequester {
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
+    /// Tell `to` about the order, rendered from the order as it is when the job runs. (Kinds
+    /// `notify_requester` / `notify_user` / `notify_approvers` / `notify_admins`, with a
+    /// template name and string parameters, were written before notices were typed; they no
+    /// longer decode and the outbox parks them with a log line.)
+    Notify {
+        to: Audience,
+        notice: Notice,
     },
     SendApprovalRequest {
         approver: DingUserId,
@@ -26,26 +29,8 @@ pub enum JobKind {
     /// Refresh every card of the order to its current state (buttons off once decided).
     UpdateCards,
     StartOaApproval,
-    NotifyAdmins {
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
     /// Resolve the requester's identity and preview the JumpServer change, then submit.
     Prepare,
-    /// A 1:1 message to one user about the order (e.g. the approver who decided by text).
-    NotifyUser {
-        user: DingUserId,
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
-    /// A message to every approver of the order (text-mode approvals: "decided by X").
-    NotifyApprovers {
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
     /// Withdraw the order's OA approval instance.
     TerminateOaApproval,
     /// Disable a JumpServer user (the person left the organisation).
@@ -67,19 +52,38 @@ impl JobKind {
             JobKind::Grant => "grant".into(),
             JobKind::Revoke => "revoke".into(),
             JobKind::Renew => "renew".into(),
-            JobKind::NotifyRequester { template, .. } => format!("notify-requester.{template}"),
+            JobKind::Notify { to, notice } => format!("notify-{}.{}", to.key(), notice.name()),
             JobKind::SendApprovalRequest { approver } => format!("send-approval.{approver}"),
             JobKind::UpdateCards => "update-cards".into(),
             JobKind::StartOaApproval => "start-oa".into(),
-            JobKind::NotifyAdmins { template, .. } => format!("notify-admins.{template}"),
             JobKind::Prepare => "prepare".into(),
-            JobKind::NotifyUser { user, template, .. } => {
-                format!("notify-user.{user}.{template}")
-            }
-            JobKind::NotifyApprovers { template, .. } => format!("notify-approvers.{template}"),
             JobKind::TerminateOaApproval => "terminate-oa".into(),
             JobKind::DisableJmsUser { username } => format!("disable-jms-user.{username}"),
             JobKind::Sync { .. } => "sync".into(),
+        }
+    }
+
+    /// A notice to the order's requester.
+    pub fn tell_requester(notice: Notice) -> Self {
+        JobKind::Notify {
+            to: Audience::Requester,
+            notice,
+        }
+    }
+
+    /// A notice to the administrators.
+    pub fn tell_admins(notice: Notice) -> Self {
+        JobKind::Notify {
+            to: Audience::Admins,
+            notice,
+        }
+    }
+
+    /// A notice to the order's approvers (but whoever decided).
+    pub fn tell_approvers(notice: Notice) -> Self {
+        JobKind::Notify {
+            to: Audience::Approvers,
+            notice,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Pure types and rules, no IO: ids, commands, durations, policy, the order state machine, and
-//! the application's vocabulary (jobs, audit events, changes, the JumpServer inventory) that the
+//! the application's vocabulary (jobs, notices, audit events, changes, the JumpServer inventory) that the
 //! store persists and the workflow speaks.
 pub mod access;
 pub mod audit;
@@ -11,6 +11,7 @@ pub mod identity;
 pub mod ids;
 pub mod inventory;
 pub mod jobs;
+pub mod notice;
 pub mod order;
 pub mod ownership;
 pub mod policy;

@@ -209,6 +209,27 @@ impl fmt::Display for State {
     }
 }
 
+/// Where an order stands as people are told: its [`State`], with what the state alone does not
+/// say (a failed order either never reached an approver or failed to be granted). Replies,
+/// status lines and labels all derive from this one value (see `Order::status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    PendingApproval,
+    Approved,
+    Provisioning,
+    Active,
+    Expired,
+    Revoked,
+    Rejected,
+    Cancelled,
+    /// Granting failed and is being retried.
+    Retrying,
+    /// Granting failed for good.
+    Failed,
+    /// The approval could not be started; nobody decided.
+    ApprovalFailed,
+}
+
 /// Every way an order can move. `allowed_from` is the whole table of the state machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -494,6 +515,23 @@ impl Order {
             requester_email: None,
             installation: String::new(),
             version: 0,
+        }
+    }
+
+    /// Where the order stands, as people are told.
+    pub fn status(&self) -> Status {
+        match self.state {
+            State::Draft | State::PendingApproval => Status::PendingApproval,
+            State::Approved => Status::Approved,
+            State::Provisioning => Status::Provisioning,
+            State::Active => Status::Active,
+            State::Expired => Status::Expired,
+            State::Revoked => Status::Revoked,
+            State::Rejected => Status::Rejected,
+            State::Cancelled => Status::Cancelled,
+            State::FailedRetrying => Status::Retrying,
+            State::Failed if self.decided_at.is_none() => Status::ApprovalFailed,
+            State::Failed => Status::Failed,
         }
     }
 

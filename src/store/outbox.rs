@@ -144,6 +144,16 @@ fn next_order_start(key: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A notice job as versions before typed notices wrote it (`notify_requester` and its kin, with
+/// a `template` name): it no longer decodes and is parked.
+fn is_untyped_notice(kind: &serde_json::Value) -> bool {
+    kind.get("template").is_some()
+        && kind
+            .get("kind")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|k| k.starts_with("notify_"))
+}
+
 /// Inserts `job` inside a transaction unless a job with the same id exists.
 pub(crate) fn stage(
     tree: &TransactionalTree,
@@ -237,7 +247,13 @@ impl Outbox {
                         continue 'orders;
                     }
                     Err(e) => {
-                        tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
+                        if is_untyped_notice(&s.kind) {
+                            // Written before notices were typed (a template name and string
+                            // parameters): this version cannot say it, so it is kept, not sent.
+                            tracing::warn!(job = %s.id, kind = %s.kind, "outbox notice from before typed notices; parked, not sent");
+                        } else {
+                            tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
+                        }
                         let mut p = s.clone();
                         p.parked = Some(ParkReason::UnknownKind);
                         p.last_error = Some(format!("cannot decode job kind: {e}"));
@@ -444,6 +460,39 @@ mod tests {
                 "B/1",
                 "zz"
             ]
+        );
+    }
+
+    #[test]
+    fn notices_from_before_typed_notices_are_parked_not_run() {
+        let store = Store::temporary().unwrap();
+        let ob = Outbox::new(&store).unwrap();
+        let t = Timestamp::UNIX_EPOCH;
+        let a = OrderId::new("A");
+        let old = serde_json::json!({
+            "kind": "notify_requester", "template": "granted", "params": {}
+        });
+        ob.insert_raw(
+            "A/0000000002-00/notify-requester.granted",
+            &a,
+            old.clone(),
+            t,
+        )
+        .unwrap();
+        ob.enqueue(&OutboxJob::new(&a, 2, 1, JobKind::UpdateCards, t))
+            .unwrap();
+        assert!(is_untyped_notice(&old));
+        let heads = ob.heads().unwrap();
+        assert_eq!(heads.len(), 1);
+        assert_eq!(heads[0].kind, JobKind::UpdateCards);
+        let parked = ob.parked().unwrap();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].reason, ParkReason::UnknownKind);
+        assert_eq!(parked[0].kind, old);
+        assert_eq!(
+            ob.revive_unknown_kinds(t).unwrap(),
+            0,
+            "still not decodable"
         );
     }
 }

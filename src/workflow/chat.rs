@@ -9,26 +9,13 @@ use crate::domain::command::{self, Command};
 use crate::domain::dialog::{self, DialogState, Reply};
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::jobs::JobKind;
+use crate::domain::notice::{Audience, Notice};
 use crate::domain::order::{NewOrder, Order, Request, State};
 use crate::domain::policy::AccessRequest;
 use crate::inbound::ChatMessage;
 use crate::store::orders::CasError;
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
-
-pub(super) fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect()
-}
-
-pub(super) fn notify(template: &str, pairs: &[(&str, &str)]) -> JobKind {
-    JobKind::NotifyRequester {
-        template: template.into(),
-        params: params(pairs),
-    }
-}
 
 /// Why a state-changing command did nothing (told to the sender).
 pub(super) enum Refusal {
@@ -277,7 +264,7 @@ impl Workflow {
             return Ok(Some(text::same_request_open(
                 lang,
                 &o.id,
-                &self.status_label(o),
+                self.text().status_label(o),
                 waiting_for.as_deref(),
             )));
         }
@@ -364,7 +351,7 @@ impl Workflow {
         let lines: Vec<String> = orders
             .iter()
             .filter(|o| !o.state.is_terminal())
-            .map(|o| self.status_line(o))
+            .map(|o| self.text().status_line(o))
             .collect();
         Ok(text::my_lines(self.lang(), &lines))
     }
@@ -395,7 +382,7 @@ impl Workflow {
             .or_else(|| o.decision_reason.clone());
         Ok(text::status_detail(
             lang,
-            &self.status_line(&o),
+            &self.text().status_line(&o),
             &format!("{} ({})", o.requester_name, o.requester),
             &approvers,
             decided.as_deref(),
@@ -414,7 +401,7 @@ impl Workflow {
                 return Err(Refusal::Text(text::not_pending(
                     lang,
                     id,
-                    &self.status_label(o),
+                    self.text().status_label(o),
                 )));
             }
             let t = o
@@ -427,7 +414,7 @@ impl Workflow {
             if has_cards {
                 jobs.push(JobKind::UpdateCards);
             }
-            jobs.push(notify("cancelled", &[]));
+            jobs.push(JobKind::tell_requester(Notice::Cancelled));
             Ok(Change::from_transition(
                 t,
                 Actor::User(sender.clone()),
@@ -471,8 +458,15 @@ impl Workflow {
                     Some("revoked by an administrator".into()),
                     self.now(),
                 )
-                .map_err(|_| Refusal::Text(text::not_active(lang, id, &self.status_label(o))))?;
-            let jobs = vec![JobKind::Revoke, notify("revoked", &[("by_name", nick)])];
+                .map_err(|_| {
+                    Refusal::Text(text::not_active(lang, id, self.text().status_label(o)))
+                })?;
+            let jobs = vec![
+                JobKind::Revoke,
+                JobKind::tell_requester(Notice::Revoked {
+                    by_name: nick.to_string(),
+                }),
+            ];
             Ok(Change::from_transition(
                 t,
                 Actor::User(sender.clone()),
@@ -500,10 +494,10 @@ impl Workflow {
                 return Err(Refusal::Text(text::not_active(
                     lang,
                     id,
-                    &self.status_label(o),
+                    self.text().status_label(o),
                 )));
             }
-            let (Some(role), Some(orig)) = (Self::role_of(o), Self::duration_of(o)) else {
+            let (Some(role), Some(orig)) = (o.request.role(), o.request.access_duration()) else {
                 return Err(Refusal::Text(text::renew_refused(
                     lang,
                     id,
@@ -544,11 +538,12 @@ impl Workflow {
             let t = o
                 .renew(end, now)
                 .map_err(|e| Refusal::Text(text::renew_refused(lang, id, &e.to_string())))?;
-            let old = old_end.map(|t| t.to_string()).unwrap_or_default();
-            let capped = if end < wanted { "true" } else { "false" };
             let mut jobs = vec![
                 JobKind::Renew,
-                notify("renewed", &[("old_end", &old), ("capped", capped)]),
+                JobKind::tell_requester(Notice::Renewed {
+                    old_end,
+                    capped: end < wanted,
+                }),
             ];
             // The approver who granted it sees the new end (for OA orders, which name no
             // single decider here, every approver of the order).
@@ -557,10 +552,9 @@ impl Workflow {
                 _ => o.approvers.clone(),
             };
             for user in who.into_iter().filter(|u| u != sender) {
-                jobs.push(JobKind::NotifyUser {
-                    user,
-                    template: "renewed_approver".into(),
-                    params: params(&[("old_end", &old)]),
+                jobs.push(JobKind::Notify {
+                    to: Audience::User(user),
+                    notice: Notice::RenewedForApprover { old_end },
                 });
             }
             Ok(Change::from_transition(
@@ -782,6 +776,7 @@ async fn who_has(
         Ok(rows) => rows,
         Err(e) => return text::who_has_failed(lang, &e.user_message(en)),
     };
+    let words = crate::chat::order::OrderText { lang, tz, policy };
     let mut active: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for r in &rows {
         if !active.contains_key(r.user_id.as_str()) {
@@ -810,7 +805,7 @@ async fn who_has(
         .map(|(r, who)| text::LiveAccess {
             who,
             what: &r.permission_name,
-            accounts: super::logins_words(policy, lang, &r.accounts),
+            accounts: words.logins(&r.accounts),
             until: r.date_expired,
         })
         .collect();

@@ -1,17 +1,16 @@
 //! The scheduler side: approval reminders and timeouts, expiry reminders and expiry. Each
 //! deadline re-checks the order (it may be stale) and records what it did in the same change
 //! that queues its messages, so a restart that rebuilds the deadlines does not repeat them.
-use super::chat::notify;
 use super::Workflow;
 use crate::dingtalk::client::{ApprovalResult, ApprovalStatus};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
 use crate::domain::jobs::JobKind;
+use crate::domain::notice::Notice;
 use crate::domain::order::{ApprovalMode, DeadlineKind, State};
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
 use crate::store::orders::CasError;
 use crate::worker::scheduler::{Deadline, DeadlineHandler};
-use std::collections::BTreeMap;
 
 impl DeadlineHandler for Workflow {
     async fn on_deadline(&self, d: &Deadline) -> Result<(), String> {
@@ -95,12 +94,9 @@ impl Workflow {
                         AuditEvent::Reminded,
                         "approvers reminded",
                     );
-                    Ok(Change::new(o.mark_approval_reminded(now)).audit(rec).job(
-                        JobKind::NotifyApprovers {
-                            template: "reminder".into(),
-                            params: BTreeMap::new(),
-                        },
-                    ))
+                    Ok(Change::new(o.mark_approval_reminded(now))
+                        .audit(rec)
+                        .job(JobKind::tell_approvers(Notice::Reminder)))
                 }
                 DeadlineKind::ApprovalTimeout => {
                     let t = o.time_out(now).map_err(|_| "stale deadline")?;
@@ -111,7 +107,7 @@ impl Workflow {
                     if cards {
                         jobs.push(JobKind::UpdateCards);
                     }
-                    jobs.push(notify("timed_out", &[]));
+                    jobs.push(JobKind::tell_requester(Notice::TimedOut));
                     Ok(Change::from_transition(
                         t,
                         Actor::System,
@@ -135,7 +131,7 @@ impl Workflow {
                     );
                     Ok(Change::new(o.mark_expiry_reminded(now))
                         .audit(rec)
-                        .job(notify("expiry_reminder", &[])))
+                        .job(JobKind::tell_requester(Notice::ExpiryReminder)))
                 }
                 DeadlineKind::Expiry => {
                     let t = o.expire(now).map_err(|_| "stale deadline")?;
@@ -143,7 +139,7 @@ impl Workflow {
                         t,
                         Actor::System,
                         "access window ended",
-                        vec![JobKind::Revoke, notify("expired", &[])],
+                        vec![JobKind::Revoke, JobKind::tell_requester(Notice::Expired)],
                     ))
                 }
             }

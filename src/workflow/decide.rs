@@ -1,15 +1,16 @@
 //! Decisions: approve / reject by text or card tap, OA results, leavers. Each decision is one
 //! compare-and-swap on the order: of two approvers tapping at once exactly one commits, the
 //! other is told who decided; a redelivered event finds the order decided and changes nothing.
-use super::chat::{notify, params, Refusal};
+use super::chat::Refusal;
 use super::{retry, Workflow, OA_DECIDER};
-use crate::chat::card::{self, ApprovalAction, ApprovalProgress, ApprovalStatus, CardVars};
+use crate::chat::card::{self, ApprovalAction, CardVars};
 use crate::chat::text;
 use crate::dispatch::{DispatchError, DispatchReply};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::jobs::JobKind;
+use crate::domain::notice::Notice;
 use crate::domain::order::{ApprovalMode, Order, State};
 use crate::domain::policy::{DecisionSubject, Denied};
 use crate::inbound::{
@@ -78,20 +79,17 @@ impl Workflow {
                             .map_err(|e| DecideRefused::Invalid(e.to_string()))?;
                         jobs.insert(0, JobKind::Grant);
                         if !has_cards && o.approvers.len() > 1 {
-                            jobs.push(JobKind::NotifyApprovers {
-                                template: "decided".into(),
-                                params: params(&[("approved", "true")]),
-                            });
+                            jobs.push(JobKind::tell_approvers(Notice::Decided { approved: true }));
                         }
                         Ok(Change::from_transition(t, actor, "approved", jobs))
                     } else {
                         let done = after.decided_by.len() as u32;
                         partial_remaining = self.policy.approvals_required.saturating_sub(done);
-                        let remaining = partial_remaining.to_string();
-                        jobs.push(notify(
-                            "approved_waiting",
-                            &[("by", by.as_str()), ("remaining", &remaining)],
-                        ));
+                        let remaining = partial_remaining;
+                        jobs.push(JobKind::tell_requester(Notice::ApprovedWaiting {
+                            by: by.clone(),
+                            remaining,
+                        }));
                         let rec = AuditRecord::new(
                             now,
                             Some(o.id.clone()),
@@ -108,12 +106,9 @@ impl Workflow {
                     let t = o
                         .reject(by, now, Some(r.clone()))
                         .map_err(|e| DecideRefused::Invalid(e.to_string()))?;
-                    jobs.push(notify("rejected", &[]));
+                    jobs.push(JobKind::tell_requester(Notice::Rejected));
                     if !has_cards && o.approvers.len() > 1 {
-                        jobs.push(JobKind::NotifyApprovers {
-                            template: "decided".into(),
-                            params: params(&[("approved", "false")]),
-                        });
+                        jobs.push(JobKind::tell_approvers(Notice::Decided { approved: false }));
                     }
                     Ok(Change::from_transition(t, actor, r.clone(), jobs))
                 }
@@ -165,7 +160,7 @@ impl Workflow {
             DecideRefused::NotPending(o) => text::already_decided_by(
                 lang,
                 id,
-                &self.status_label(o),
+                self.text().status_label(o),
                 &self.decider_name(o),
                 o.decided_at.or(o.closure.as_ref().map(|c| c.at)),
                 &self.settings.tz,
@@ -199,71 +194,13 @@ impl Workflow {
 
     /// The approval card variables of `o` as it stands now. `decider` is the decider's display
     /// name when the caller could look it up (jobs); the tap response, which must answer within
-    /// DingTalk's 2 s, shows the userid and the UpdateCards job replaces it with the name.
+    /// DingTalk's 2 s, shows a name seen before (else the userid) and the UpdateCards job
+    /// replaces it with the looked-up name.
     pub(super) fn approval_card_vars(&self, o: &Order, decider: Option<&str>) -> CardVars {
-        let lang = self.lang();
-        let targets = self.targets_of(o);
-        let role = Self::role_of(o).unwrap_or(crate::domain::command::Role::Readonly);
-        let duration = Self::duration_of(o)
-            .or_else(|| crate::domain::duration::AccessDuration::from_minutes(60).ok());
-        let status = match o.state {
-            State::Draft | State::PendingApproval => ApprovalStatus::Pending,
-            State::Rejected => ApprovalStatus::Rejected,
-            State::Cancelled if o.closure.as_ref().is_some_and(|c| c.by.is_none()) => {
-                ApprovalStatus::Expired
-            }
-            State::Cancelled => ApprovalStatus::Cancelled,
-            _ => ApprovalStatus::Approved,
-        };
-        let decided_by = match status {
-            ApprovalStatus::Pending => String::new(),
-            _ => {
-                let who = decider
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| self.decider_name(o));
-                match o.decided_at.or(o.closure.as_ref().map(|c| c.at)) {
-                    Some(t) => format!("{who} · {}", text::time(t, &self.settings.tz)),
-                    None => who,
-                }
-            }
-        };
-        let reject_reason = o.decision_reason.clone().unwrap_or_default();
-        let Some(duration) = duration else {
-            return CardVars::new();
-        };
-        let reason = o.request.reason().to_string();
-        let view = text::RequestView {
-            order: &o.id,
-            requester_name: &o.requester_name,
-            username: &o.jms_username,
-            targets: &targets,
-            role,
-            duration,
-            reason: (!reason.is_empty()).then_some(reason.as_str()),
-        };
-        let change = self.change_text(o).unwrap_or_default();
-        let mut vars = card::approval_vars_with_change(
-            lang,
-            &view,
-            &ApprovalProgress {
-                status,
-                approvals_required: self.policy.approvals_required,
-                approvals_done: u32::try_from(o.approvals.len()).unwrap_or(u32::MAX),
-                decided_by: &decided_by,
-                reject_reason: &reject_reason,
-            },
-            &change,
-        );
-        if let crate::domain::order::Request::Account { .. } = o.request {
-            vars.insert(
-                "targets".into(),
-                text::account_target(lang, &o.jms_username),
-            );
-            for k in ["role_label", "duration_text", "duration", "role"] {
-                vars.insert(k.into(), "-".into());
-            }
-        }
-        vars
+        let who = decider
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.decider_name(o));
+        self.text().card_vars(o, &who)
     }
 
     pub(super) fn on_card(&self, a: CardAction) -> Result<DispatchReply, DispatchError> {
@@ -374,7 +311,7 @@ impl Workflow {
                         t,
                         Actor::System,
                         format!("OA instance {} refused", ev.process_instance_id),
-                        vec![notify("rejected", &[])],
+                        vec![JobKind::tell_requester(Notice::Rejected)],
                     ))
                 }
                 (ApprovalEventKind::Terminate | ApprovalEventKind::Delete, _) => {
@@ -383,7 +320,7 @@ impl Workflow {
                         t,
                         Actor::System,
                         format!("OA instance {} withdrawn", ev.process_instance_id),
-                        vec![notify("withdrawn_oa", &[])],
+                        vec![JobKind::tell_requester(Notice::WithdrawnOa)],
                     ))
                 }
                 _ => Err(Refusal::Text("no decision in this event".into())),
@@ -430,13 +367,7 @@ impl Workflow {
                             let t = cur
                                 .revoke(None, Some(reason.clone()), now)
                                 .map_err(|e| Refusal::Text(e.to_string()))?;
-                            let jobs = vec![
-                                JobKind::Revoke,
-                                JobKind::NotifyAdmins {
-                                    template: "left_org".into(),
-                                    params: BTreeMap::new(),
-                                },
-                            ];
+                            let jobs = vec![JobKind::Revoke, JobKind::tell_admins(Notice::LeftOrg)];
                             Ok(Change::from_transition(t, Actor::System, reason, jobs))
                         }
                     }

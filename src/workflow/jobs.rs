@@ -2,9 +2,11 @@
 //! state it finds (a job can run again after a crash, or after the order moved on), and every
 //! external effect has a stable identity: the permission name, the card outTrackIds, the OA
 //! instance recorded on the order before anything else happens.
-use super::chat::{notify, params};
 use super::Workflow;
-use crate::chat::{failures, readback, text};
+use crate::chat::message::Message;
+use crate::chat::notice::{self as notices, NoticeContext};
+use crate::chat::order::OrderText;
+use crate::chat::{failures, text};
 use crate::config::MissingLogin;
 use crate::dingtalk::client::{
     ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
@@ -14,10 +16,11 @@ use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
 use crate::domain::access::RevokedHow;
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
-use crate::domain::command::{display_word, CommandKind, Lang, Role};
+use crate::domain::command::Lang;
 use crate::domain::identity::{self, DirectoryEntry};
 use crate::domain::ids::{DingUserId, JmsUserId};
 use crate::domain::jobs::JobKind;
+use crate::domain::notice::{Audience, FailureKind, Notice};
 use crate::domain::order::{ApprovalMode, ChangePreview, GrantResult, Order, Request, State};
 use crate::domain::target::Target;
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
@@ -28,7 +31,7 @@ use crate::store::orders::CasError;
 use crate::store::outbox::OutboxJob;
 use crate::worker::outbox::{JobError, JobRunner};
 use jiff::{SignedDuration, Timestamp};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 /// Most hosts whose current access is looked up for the approval (one call each).
@@ -80,27 +83,35 @@ fn md(s: &str) -> String {
 }
 
 /// Which plain-words failure a JumpServer error is.
-fn failure_kind(e: &JmsError) -> &'static str {
+fn failure_kind(e: &JmsError) -> FailureKind {
     match e {
-        JmsError::NotFound(m) if m.en.contains("user") => "user_missing",
+        JmsError::NotFound(m) if m.en.contains("user") => FailureKind::UserMissing,
         JmsError::Rejected {
             kind: Problem::UsernameTaken | Problem::EmailTaken | Problem::InvalidEmail,
             ..
-        } => "user_create",
-        JmsError::NotFound(_) => "host",
-        _ => "grant",
+        } => FailureKind::UserCreateFailed,
+        JmsError::NotFound(_) => FailureKind::HostNotFound,
+        _ => FailureKind::GrantFailed,
     }
 }
 
-fn failure_from(kind: &str) -> text::Failure {
-    match kind {
-        "user_missing" => text::Failure::UserMissing,
-        "user_create" => text::Failure::UserCreateFailed,
-        "host" => text::Failure::HostNotFound,
-        "unavailable" => text::Failure::JumpServerUnavailable,
-        "approval_start" => text::Failure::ApprovalStartFailed,
-        "internal" => text::Failure::Internal,
-        _ => text::Failure::GrantFailed,
+/// A rendered message as DingTalk sends it: a prompt becomes an action card whose buttons send
+/// their command back through `dtmd://` links.
+fn out_message(m: Message) -> OutMessage {
+    match m {
+        Message::Text(t) => OutMessage::text(t),
+        Message::Prompt {
+            title,
+            text,
+            buttons,
+        } => OutMessage::ActionCard {
+            title,
+            text: md(&text),
+            buttons: buttons
+                .into_iter()
+                .map(|b| CardButton::new(b.label, dtmd_send_link(&b.sends)))
+                .collect(),
+        },
     }
 }
 
@@ -131,48 +142,56 @@ impl Workflow {
             JobKind::SendApprovalRequest { approver } => self.send_approval(&o, approver).await,
             JobKind::StartOaApproval => self.start_oa(&o).await,
             JobKind::TerminateOaApproval => self.terminate_oa(&o).await,
-            JobKind::NotifyRequester { template, params } => {
-                if template == "submitted" {
-                    self.deliver_requester_card(&o).await?;
-                }
-                match self.render(&o, template, params).await {
-                    Some(m) => self.send(std::slice::from_ref(&o.requester), &m).await,
-                    None => Ok(()),
-                }
-            }
-            JobKind::NotifyUser {
-                user,
-                template,
-                params,
-            } => match self.render(&o, template, params).await {
-                Some(m) => self.send(std::slice::from_ref(user), &m).await,
-                None => Ok(()),
-            },
-            JobKind::NotifyApprovers { template, params } => {
-                let to: Vec<DingUserId> = o
-                    .approvers
-                    .iter()
-                    .filter(|a| Some(*a) != o.decided_by.as_ref())
-                    .cloned()
-                    .collect();
-                match self.render(&o, template, params).await {
-                    Some(m) if !to.is_empty() => self.send(&to, &m).await,
-                    _ => Ok(()),
-                }
-            }
-            JobKind::NotifyAdmins { template, params } => {
-                let to: Vec<DingUserId> = self.policy.admins.iter().cloned().collect();
-                match self.render(&o, template, params).await {
-                    Some(m) if !to.is_empty() => self.send(&to, &m).await,
-                    _ => Ok(()),
-                }
-            }
+            JobKind::Notify { to, notice } => self.notify(&o, to, notice).await,
             JobKind::UpdateCards => self.update_cards(&o).await,
             JobKind::Grant => self.grant(job, &o).await,
             JobKind::Revoke => self.revoke(&o).await,
             JobKind::Renew => self.renew(&o).await,
             JobKind::DisableJmsUser { .. } | JobKind::Sync { .. } => Ok(()),
         }
+    }
+
+    /// Sends `notice` about `o` to `to`, rendered from the order as it is now.
+    async fn notify(&self, o: &Order, to: &Audience, notice: &Notice) -> Result<(), JobError> {
+        if to == &Audience::Requester && notice == &Notice::Submitted {
+            self.deliver_requester_card(o).await?;
+        }
+        let recipients: Vec<DingUserId> = match to {
+            Audience::Requester => vec![o.requester.clone()],
+            Audience::User(u) => vec![u.clone()],
+            Audience::Approvers => o
+                .approvers
+                .iter()
+                .filter(|a| Some(*a) != o.decided_by.as_ref())
+                .cloned()
+                .collect(),
+            Audience::Admins => self.policy.admins.iter().cloned().collect(),
+        };
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        match self.render(o, notice).await {
+            Some(m) => self.send(&recipients, &m).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Renders a notice at send time from the order as it is now, after looking up the names
+    /// it shows.
+    async fn render(&self, o: &Order, notice: &Notice) -> Option<OutMessage> {
+        let mut names: HashMap<DingUserId, String> = HashMap::new();
+        for u in notices::mentions(o, notice) {
+            let name = self.name_of(&u).await;
+            names.insert(u, name);
+        }
+        let name_of = |u: &DingUserId| names.get(u).cloned().unwrap_or_else(|| u.to_string());
+        let cx = NoticeContext {
+            text: self.text(),
+            jms_web_url: self.settings.jms_web_url.as_deref(),
+            now: self.now(),
+            name_of: &name_of,
+        };
+        notices::render(&cx, o, notice).map(out_message)
     }
 
     async fn send(&self, to: &[DingUserId], m: &OutMessage) -> Result<(), JobError> {
@@ -239,7 +258,7 @@ impl Workflow {
                             t,
                             Actor::System,
                             "the JumpServer account exists already",
-                            vec![notify("account_exists", &[])],
+                            vec![JobKind::tell_requester(Notice::AccountExists)],
                         ))
                     });
                     return cas_done(res);
@@ -287,7 +306,9 @@ impl Workflow {
         };
         if preview.unavailable.is_none() {
             if let Some((detail, admins)) = self.refusal_after_preview(o, &preview) {
-                let notice = notify("not_taken", &[("detail", &detail)]);
+                let notice = JobKind::tell_requester(Notice::NotTaken {
+                    detail: detail.clone(),
+                });
                 return self.close_draft(o, &detail, notice, admins);
             }
         }
@@ -338,7 +359,7 @@ impl Workflow {
                     }
                 }
             }
-            jobs.push(notify("submitted", &[]));
+            jobs.push(JobKind::tell_requester(Notice::Submitted));
             Ok(Change::from_transition(
                 t,
                 Actor::System,
@@ -354,7 +375,9 @@ impl Workflow {
         self.close_draft(
             o,
             detail,
-            notify("identity_failed", &[("detail", detail)]),
+            JobKind::tell_requester(Notice::IdentityFailed {
+                detail: detail.to_string(),
+            }),
             None,
         )
     }
@@ -401,17 +424,14 @@ impl Workflow {
         if let Some((name, candidates)) = p.ambiguous.first() {
             return Some((text::ambiguous_host(lang, name, candidates), None));
         }
-        if let (Some(role), Some(d)) = (Self::role_of(o), Self::duration_of(o)) {
+        if let (Some(role), Some(d)) = (o.request.role(), o.request.access_duration()) {
             let routed = self.routing_targets(o, p);
             if let Err(v) = self.policy.check_duration(role, &routed, d) {
                 return Some((text::policy_violation(lang, &v), None));
             }
         }
         if self.settings.missing_login == MissingLogin::Refuse && !p.missing_logins.is_empty() {
-            let admins = JobKind::NotifyAdmins {
-                template: "missing_logins".into(),
-                params: params(&[("refused", "true")]),
-            };
+            let admins = JobKind::tell_admins(Notice::MissingLogins { refused: true });
             return Some((
                 text::missing_logins_refused(lang, &p.missing_logins),
                 Some(admins),
@@ -464,8 +484,7 @@ impl Workflow {
         end: Timestamp,
     ) -> GrantPlan {
         let (node, addresses, _) = self.grant_scope(&self.targets_of(o));
-        let role = Self::role_of(o).unwrap_or(Role::Readonly);
-        let rp = self.policy.role(role);
+        let rp = self.policy.role(OrderText::role(o));
         let reason = o.request.reason();
         let mut comment = format!("{} {} ({})", o.id, o.requester_name, o.requester);
         if !reason.is_empty() {
@@ -561,76 +580,10 @@ impl Workflow {
         })
     }
 
-    /// The JumpServer change of an order in words (from the stored preview).
-    pub(super) fn change_text(&self, o: &Order) -> Option<String> {
-        let p = o.preview.as_ref()?;
-        if let Request::Account { .. } = o.request {
-            return None;
-        }
-        Some(text::change_preview(
-            self.lang(),
-            &text::ChangeView {
-                username: &o.jms_username,
-                user_exists: p.user_exists,
-                user_active: p.user_active,
-                will_create_user: self.policy.auto_create_user && o.requester_email.is_some(),
-                node: &p.node,
-                whole_node: p.whole_node,
-                hosts_existing: &p.hosts_existing,
-                hosts_to_create: &p.hosts_to_create,
-                accounts: &p.accounts,
-                actions: &p.actions,
-                duration: Self::duration_of(o),
-                already: &p.already,
-                unavailable: p.unavailable.as_deref(),
-                role_label: self.role_label(o),
-                user_matched: p.user_matched.as_ref().map(|(u, e)| (u.as_str(), *e)),
-                missing_logins: &p.missing_logins,
-                permission_name: &p.permission_name,
-                permission_repair: p.permission_repair,
-                name_conflicts: &p.name_conflicts,
-                hosts_renamed: &p.hosts_renamed,
-                ambiguous: &p.ambiguous,
-            },
-            &self.settings.tz,
-        ))
-    }
-
-    // ------------------------------------------------------------------ approval ----------
-
-    fn request_text(&self, o: &Order) -> String {
-        let lang = self.lang();
-        if let Request::Account { .. } = o.request {
-            return text::account_request_view(lang, &o.id, &o.requester_name, &o.jms_username);
-        }
-        let targets = self.targets_of(o);
-        let reason = o.request.reason();
-        let base = match Self::duration_of(o) {
-            Some(d) => text::approval_request(
-                lang,
-                &text::RequestView {
-                    order: &o.id,
-                    requester_name: &o.requester_name,
-                    username: &o.jms_username,
-                    targets: &targets,
-                    role: Self::role_of(o).unwrap_or(Role::Readonly),
-                    duration: d,
-                    reason: (!reason.is_empty()).then_some(reason),
-                },
-            ),
-            None => String::new(),
-        };
-        match self.change_text(o) {
-            Some(c) => format!("{base}\n{c}"),
-            None => base,
-        }
-    }
-
     async fn send_approval(&self, o: &Order, approver: &DingUserId) -> Result<(), JobError> {
         if o.state != State::PendingApproval {
             return Ok(());
         }
-        let lang = self.lang();
         if let Some(tpl) = self.settings.approval_template() {
             let req = CardDelivery {
                 template_id: tpl.to_string(),
@@ -645,18 +598,7 @@ impl Workflow {
                 .await
                 .map_err(dt_err);
         }
-        let approve = format!("{} {}", display_word(CommandKind::Approve, lang), o.id);
-        // The reason is typed after the prefilled text, so the link ends with a space.
-        let reject = format!("{} {} ", display_word(CommandKind::Reject, lang), o.id);
-        let title = text::approval_title(lang, &o.requester_name, &o.id);
-        let msg = OutMessage::ActionCard {
-            title,
-            text: md(&self.request_text(o)),
-            buttons: vec![
-                CardButton::new(text::approve_button(lang), dtmd_send_link(&approve)),
-                CardButton::new(text::reject_button(lang), dtmd_send_link(&reject)),
-            ],
-        };
+        let msg = out_message(self.text().approval_prompt(o));
         self.send(std::slice::from_ref(approver), &msg).await
     }
 
@@ -747,39 +689,12 @@ impl Workflow {
                 originator: o.requester.clone(),
                 dept_id: -1,
                 approvers: o.approvers.clone(),
-                form: self.oa_form(o),
+                form: self.text().oa_form(o),
             })
             .await
             .map_err(dt_err)?;
         // Recorded at once: the result event is matched to the order through it.
         self.record_oa_instance(o, &instance, "started")
-    }
-
-    /// The OA form: `(label, value)` pairs; the order-id field is what a later search matches.
-    fn oa_form(&self, o: &Order) -> Vec<(String, String)> {
-        let lang = self.lang();
-        let targets = self.targets_of(o);
-        let label = |f: text::OaField| text::oa_label(lang, f).to_string();
-        let mut form = vec![
-            (label(text::OaField::Order), o.id.to_string()),
-            (label(text::OaField::Requester), o.requester_name.clone()),
-            (label(text::OaField::JmsUser), o.jms_username.clone()),
-        ];
-        if let (Some(role), Some(d)) = (Self::role_of(o), Self::duration_of(o)) {
-            form.push((label(text::OaField::Hosts), text::targets(lang, &targets)));
-            form.push((
-                label(text::OaField::Access),
-                text::role(lang, role).to_string(),
-            ));
-            form.push((label(text::OaField::Duration), text::duration(lang, d)));
-        }
-        form.push((label(text::OaField::Reason), o.request.reason().to_string()));
-        if let Some(c) = self.change_text(o) {
-            // The form field already carries the "JumpServer 变更" label; drop the heading line.
-            let body = c.split_once('\n').map_or(c.as_str(), |(_, rest)| rest);
-            form.push((label(text::OaField::Change), body.to_owned()));
-        }
-        form
     }
 
     /// The instance an earlier, unconfirmed start of this order created, if DingTalk has one:
@@ -938,7 +853,7 @@ impl Workflow {
             Request::Host { .. } => {
                 let Some(w) = o.window else {
                     return self
-                        .grant_failed(&o, "internal", "approved order without a window")
+                        .grant_failed(&o, FailureKind::Internal, "approved order without a window")
                         .await;
                 };
                 let plan = self.plan_for(
@@ -988,21 +903,17 @@ impl Workflow {
                             t.order.jms_username = rb.username.clone();
                         }
                     }
-                    let mut jobs = vec![notify("granted", &[])];
+                    let mut jobs = vec![JobKind::tell_requester(Notice::Granted)];
                     if !g.name_conflicts.is_empty() {
-                        jobs.push(JobKind::NotifyAdmins {
-                            template: "name_conflicts".into(),
-                            params: params(&[]),
-                        });
+                        jobs.push(JobKind::tell_admins(Notice::NameConflicts));
                     }
                     if g.readback
                         .as_ref()
                         .is_some_and(|rb| !rb.missing_logins().is_empty())
                     {
-                        jobs.push(JobKind::NotifyAdmins {
-                            template: "missing_logins".into(),
-                            params: params(&[]),
-                        });
+                        jobs.push(JobKind::tell_admins(Notice::MissingLogins {
+                            refused: false,
+                        }));
                     }
                     let detail = g.permission_name.clone().unwrap_or_default();
                     Ok(Change::from_transition(t, Actor::System, detail, jobs))
@@ -1033,8 +944,11 @@ impl Workflow {
                     // This order's queued jobs wait behind the retrying grant, so the "we keep
                     // trying" notice goes out directly, once: only the first recorded failure
                     // sends it (at most once; a crash right here loses it, never doubles it).
-                    let p = params(&[("kind", "unavailable"), ("detail", detail.as_str())]);
-                    if let Some(m) = self.render(&o, "failed", &p).await {
+                    let notice = Notice::Failed {
+                        kind: FailureKind::JumpServerUnavailable,
+                        detail,
+                    };
+                    if let Some(m) = self.render(&o, &notice).await {
                         if let Err(e) = self.send(std::slice::from_ref(&o.requester), &m).await {
                             tracing::warn!(order = %o.id, error = %e, "retry notice not sent");
                         }
@@ -1074,7 +988,12 @@ impl Workflow {
     }
 
     /// Final failure: the order is `Failed`, requester and admins are told why.
-    async fn grant_failed(&self, o: &Order, kind: &str, detail: &str) -> Result<(), JobError> {
+    async fn grant_failed(
+        &self,
+        o: &Order,
+        kind: FailureKind,
+        detail: &str,
+    ) -> Result<(), JobError> {
         let now = self.now();
         let res = self.orders.update(&o.id, |cur| {
             let cur_p = match cur.state {
@@ -1090,11 +1009,13 @@ impl Workflow {
             let mut t = t;
             t.from = cur.state;
             let jobs = vec![
-                notify("failed", &[("kind", kind), ("detail", detail)]),
-                JobKind::NotifyAdmins {
-                    template: "admin_failed".into(),
-                    params: params(&[("detail", detail)]),
-                },
+                JobKind::tell_requester(Notice::Failed {
+                    kind,
+                    detail: detail.to_string(),
+                }),
+                JobKind::tell_admins(Notice::AdminFailed {
+                    detail: detail.to_string(),
+                }),
             ];
             Ok(Change::from_transition(
                 t,
@@ -1167,10 +1088,9 @@ impl Workflow {
             }
             let mut c = Change::new(cur.with_grant(g, now));
             if not_ours {
-                c = c.job(JobKind::NotifyAdmins {
-                    template: "revoke_not_ours".into(),
-                    params: params(&[("name", name.as_str())]),
-                });
+                c = c.job(JobKind::tell_admins(Notice::RevokeNotOurs {
+                    name: name.clone(),
+                }));
             }
             Ok(c)
         });
@@ -1248,32 +1168,42 @@ impl Workflow {
         };
         let detail = text::gave_up(self.lang(), &reason);
         let r = match &job.kind {
-            JobKind::Grant => self.grant_failed(&o, "unavailable", &detail).await,
+            JobKind::Grant => {
+                self.grant_failed(&o, FailureKind::JumpServerUnavailable, &detail)
+                    .await
+            }
             JobKind::Prepare => self.fail_prepare(&o, &detail).await,
             // The order says the access ended; JumpServer may still grant it. A person must
             // end it by hand, and needs to hear so.
-            JobKind::Revoke => self.tell_admins(&o, "revoke_failed", &detail),
-            JobKind::Renew => self.tell_admins(&o, "renew_failed", &detail),
+            JobKind::Revoke => self.tell_admins(&o, Notice::RevokeFailed { detail }),
+            JobKind::Renew => self.tell_admins(&o, Notice::RenewFailed { detail }),
             JobKind::SendApprovalRequest { approver } => {
                 self.approval_undelivered(&o, approver, &reason)
             }
             JobKind::StartOaApproval => self.fail_approval(&o, &reason),
-            // A person did not get a message about their order: the admins hear which one.
-            JobKind::NotifyRequester { template, .. }
-            | JobKind::NotifyUser { template, .. }
-            | JobKind::NotifyApprovers { template, .. } => {
-                self.tell_admins(&o, "notice_undelivered", &format!("{template}: {reason}"))
-            }
-            // Cards left showing an old state, or an OA instance not withdrawn: said to the
-            // admins, since the people concerned may act on what they still see.
-            JobKind::UpdateCards | JobKind::TerminateOaApproval => {
-                self.tell_admins(&o, "cleanup_failed", &reason)
-            }
             // Telling the admins failed: nothing left to tell; the log line below is it.
-            JobKind::NotifyAdmins { .. } => {
+            JobKind::Notify {
+                to: Audience::Admins,
+                ..
+            } => {
                 tracing::error!(order = %o.id, %reason, "admin notice not delivered");
                 Ok(())
             }
+            // A person did not get a message about their order: the admins hear which one.
+            JobKind::Notify { notice, .. } => self.tell_admins(
+                &o,
+                Notice::NoticeUndelivered {
+                    detail: format!("{}: {reason}", notice.name()),
+                },
+            ),
+            // Cards left showing an old state, or an OA instance not withdrawn: said to the
+            // admins, since the people concerned may act on what they still see.
+            JobKind::UpdateCards | JobKind::TerminateOaApproval => self.tell_admins(
+                &o,
+                Notice::CleanupFailed {
+                    detail: reason.clone(),
+                },
+            ),
             _ => Ok(()),
         };
         if let Err(e) = r {
@@ -1299,10 +1229,12 @@ impl Workflow {
             if marked.nobody_can_decide() {
                 return self.approval_failed_change(&marked, reason, now);
             }
-            Ok(Change::new(marked).job(JobKind::NotifyAdmins {
-                template: "approver_unreachable".into(),
-                params: params(&[("approver", approver.as_str()), ("reason", reason)]),
-            }))
+            Ok(
+                Change::new(marked).job(JobKind::tell_admins(Notice::ApproverUnreachable {
+                    approver: approver.clone(),
+                    reason: reason.to_string(),
+                })),
+            )
         });
         cas_done(res)
     }
@@ -1336,11 +1268,10 @@ impl Workflow {
             }
             ApprovalMode::Card => {}
         }
-        jobs.push(notify("approval_failed", &[]));
-        jobs.push(JobKind::NotifyAdmins {
-            template: "approval_failed_admin".into(),
-            params: params(&[("reason", reason)]),
-        });
+        jobs.push(JobKind::tell_requester(Notice::ApprovalFailed));
+        jobs.push(JobKind::tell_admins(Notice::ApprovalFailedAdmin {
+            reason: reason.to_string(),
+        }));
         Ok(Change::from_transition(
             t,
             Actor::System,
@@ -1351,308 +1282,32 @@ impl Workflow {
 
     /// Queues a notice to the admins about this order (and, for a failed renewal, the
     /// requester, whose access ends earlier than the bot said).
-    fn tell_admins(&self, o: &Order, template: &str, detail: &str) -> Result<(), JobError> {
+    fn tell_admins(&self, o: &Order, notice: Notice) -> Result<(), JobError> {
         let now = self.now();
+        let detail = match &notice {
+            Notice::RevokeFailed { detail }
+            | Notice::RenewFailed { detail }
+            | Notice::NoticeUndelivered { detail }
+            | Notice::CleanupFailed { detail } => detail.clone(),
+            _ => String::new(),
+        };
         let res = self.orders.update(&o.id, |cur| {
             let rec = AuditRecord::new(
                 now,
                 Some(cur.id.clone()),
                 Actor::System,
                 AuditEvent::Note,
-                format!("{template}: {detail}"),
+                format!("{}: {detail}", notice.name()),
             );
             let mut c = Change::new(cur.touched(now))
                 .audit(rec)
-                .job(JobKind::NotifyAdmins {
-                    template: template.into(),
-                    params: params(&[("detail", detail)]),
-                });
-            if template == "renew_failed" {
-                c = c.job(notify("renew_failed", &[("detail", detail)]));
+                .job(JobKind::tell_admins(notice.clone()));
+            if let Notice::RenewFailed { .. } = notice {
+                c = c.job(JobKind::tell_requester(notice.clone()));
             }
             Ok::<_, &str>(c)
         });
         cas_done(res)
-    }
-
-    // ------------------------------------------------------------------ messages ----------
-
-    /// Renders a notice at send time from the order as it is now.
-    async fn render(
-        &self,
-        o: &Order,
-        template: &str,
-        p: &BTreeMap<String, String>,
-    ) -> Option<OutMessage> {
-        let lang = self.lang();
-        let tz = &self.settings.tz;
-        let get = |k: &str| p.get(k).map(String::as_str).unwrap_or("");
-        let targets = self.targets_of(o);
-        let role = Self::role_of(o).unwrap_or(Role::Readonly);
-        let body = match template {
-            // Said only while it is true: an approval that could not start fails the order
-            // before this notice's turn comes.
-            "submitted" if o.state != State::PendingApproval => return None,
-            "submitted" => {
-                let mut names = Vec::new();
-                for a in &o.approvers {
-                    names.push(self.name_of(a).await);
-                }
-                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                let reason = o.request.reason();
-                let base = match Self::duration_of(o) {
-                    Some(d) => text::request_submitted(
-                        lang,
-                        &text::RequestView {
-                            order: &o.id,
-                            requester_name: &o.requester_name,
-                            username: &o.jms_username,
-                            targets: &targets,
-                            role,
-                            duration: d,
-                            reason: (!reason.is_empty()).then_some(reason),
-                        },
-                        &refs,
-                    ),
-                    None => text::account_submitted(lang, &o.id, &o.jms_username, &refs),
-                };
-                match self.change_text(o) {
-                    Some(c) => format!("{base}\n{c}"),
-                    None => base,
-                }
-            }
-            "granted" => {
-                let by = match &o.decided_by {
-                    Some(d) => self.name_of(d).await,
-                    None => text::system_actor(lang).to_string(),
-                };
-                let rb = o.grant.as_ref().and_then(|g| g.readback.as_ref());
-                match (&o.request, o.window, rb) {
-                    (Request::Account { .. }, _, _) => text::account_ready(
-                        lang,
-                        &o.jms_username,
-                        self.settings.jms_web_url.as_deref(),
-                    ),
-                    (_, _, Some(rb)) => readback::granted(
-                        lang,
-                        &readback::GrantedView {
-                            order: &o.id,
-                            approver_name: &by,
-                            role_label: self.role_label(o),
-                            readback: rb,
-                            jms_url: self.settings.jms_web_url.as_deref(),
-                        },
-                        tz,
-                    ),
-                    (_, Some(w), None) => text::granted(
-                        lang,
-                        &text::GrantView {
-                            order: &o.id,
-                            targets: &targets,
-                            username: &o.jms_username,
-                            role,
-                            expires_at: w.end,
-                            jms_url: self.settings.jms_web_url.as_deref(),
-                        },
-                        &by,
-                        tz,
-                    ),
-                    _ => return None,
-                }
-            }
-            "approved_waiting" => {
-                let by = self.name_of(&DingUserId::new(get("by"))).await;
-                let remaining = get("remaining").parse().unwrap_or(1);
-                text::approved_waiting_more(lang, &o.id, &by, remaining)
-            }
-            "rejected" => {
-                let by = match &o.decided_by {
-                    Some(d) => self.name_of(d).await,
-                    None => text::system_actor(lang).to_string(),
-                };
-                text::rejected(
-                    lang,
-                    &o.id,
-                    &by,
-                    o.decision_reason.as_deref().unwrap_or("-"),
-                )
-            }
-            "decided" => {
-                let by = match &o.decided_by {
-                    Some(d) => self.name_of(d).await,
-                    None => text::system_actor(lang).to_string(),
-                };
-                text::decided_notice(
-                    lang,
-                    &o.id,
-                    &by,
-                    get("approved") == "true",
-                    o.decision_reason.as_deref().unwrap_or("-"),
-                )
-            }
-            "reminder" => {
-                let waited = self.now().duration_since(o.created_at).as_mins().max(1);
-                let waited = crate::domain::duration::AccessDuration::from_minutes(
-                    u64::try_from(waited).unwrap_or(1),
-                )
-                .ok()?;
-                let body = text::approval_reminder(lang, &o.id, &o.requester_name, waited);
-                format!("{body}\n{}", self.request_text(o))
-            }
-            "cancelled" => text::cancelled(lang, &o.id),
-            "withdrawn_oa" => text::withdrawn_in_oa(lang, &o.id),
-            "timed_out" => text::approval_timed_out(lang, &o.id),
-            "expired" => {
-                let g = o.grant.as_ref();
-                readback::expired(
-                    lang,
-                    &o.id,
-                    self.role_label(o),
-                    g.and_then(|g| g.revocation.as_ref()),
-                    g.and_then(|g| g.readback.as_ref()),
-                    tz,
-                )
-            }
-            "revoked" => {
-                let by = match get("by_name") {
-                    "" => match o.closure.as_ref().and_then(|c| c.by.clone()) {
-                        Some(u) => self.name_of(&u).await,
-                        None => text::system_actor(lang).to_string(),
-                    },
-                    n => n.to_string(),
-                };
-                let g = o.grant.as_ref();
-                readback::revoked(
-                    lang,
-                    &o.id,
-                    &by,
-                    self.role_label(o),
-                    g.and_then(|g| g.revocation.as_ref()),
-                    g.and_then(|g| g.readback.as_ref()),
-                    tz,
-                )
-            }
-            "renewed" => readback::renewed(
-                lang,
-                &readback::RenewedView {
-                    order: &o.id,
-                    old_end: get("old_end").parse().ok(),
-                    new_end: o.window?.end,
-                    capped: get("capped") == "true",
-                    role_label: self.role_label(o),
-                    readback: o.grant.as_ref().and_then(|g| g.readback.as_ref()),
-                },
-                tz,
-            ),
-            "renewed_approver" => readback::renewed_for_approver(
-                lang,
-                &o.id,
-                &o.requester_name,
-                get("old_end").parse().ok(),
-                o.window?.end,
-                tz,
-            ),
-            "name_conflicts" => {
-                let g = o.grant.as_ref()?;
-                readback::admin_name_conflicts(
-                    lang,
-                    &o.id,
-                    &g.name_conflicts,
-                    g.permission_name.as_deref().unwrap_or("-"),
-                )
-            }
-            "missing_logins" => {
-                let pairs = match o.grant.as_ref().and_then(|g| g.readback.as_ref()) {
-                    Some(rb) => rb.missing_logins(),
-                    None => o
-                        .preview
-                        .as_ref()
-                        .map(|p| p.missing_logins.clone())
-                        .unwrap_or_default(),
-                };
-                readback::admin_missing_logins(
-                    lang,
-                    &o.id,
-                    &o.requester_name,
-                    &pairs,
-                    get("refused") == "true",
-                )
-            }
-            "revoke_not_ours" => readback::admin_revoke_not_ours(lang, &o.id, get("name")),
-            "approval_failed" => failures::approval_failed(lang, &o.id),
-            "notice_undelivered" => {
-                failures::admin_notice_undelivered(lang, &o.id, &o.requester_name, get("detail"))
-            }
-            "cleanup_failed" => failures::admin_cleanup_failed(lang, &o.id, get("detail")),
-            "approval_failed_admin" => {
-                let cleanup = match o.approval_mode {
-                    ApprovalMode::Oa if o.approval_refs.oa_start_attempted_at.is_some() => Some(
-                        failures::oa_cleanup(lang, o.approval_refs.oa_instance_id.as_deref()),
-                    ),
-                    _ => None,
-                };
-                failures::admin_approval_failed(
-                    lang,
-                    &o.id,
-                    &o.requester_name,
-                    get("reason"),
-                    cleanup.as_deref(),
-                )
-            }
-            "approver_unreachable" => {
-                let who = self.name_of(&DingUserId::new(get("approver"))).await;
-                failures::admin_approver_unreachable(lang, &o.id, &who, get("reason"))
-            }
-            "renew_failed" => readback::renew_failed(
-                lang,
-                &o.id,
-                o.grant
-                    .as_ref()
-                    .and_then(|g| g.readback.as_ref())
-                    .and_then(|rb| rb.permission.as_ref())
-                    .and_then(|p| p.until),
-                get("detail"),
-                tz,
-            ),
-            "revoke_failed" => readback::admin_revoke_failed(
-                lang,
-                &o.id,
-                &o.granted_permission_name(),
-                o.window.map(|w| w.end),
-                get("detail"),
-                tz,
-            ),
-            "expiry_reminder" => {
-                let w = o.window?;
-                let left = w.end.duration_since(self.now()).as_mins().max(1);
-                let left = crate::domain::duration::AccessDuration::from_minutes(
-                    u64::try_from(left).unwrap_or(1),
-                )
-                .ok()?;
-                let body = text::expiry_reminder(lang, &o.id, &targets, w.end, left, tz);
-                let renew = format!("{} {}", display_word(CommandKind::Renew, lang), o.id);
-                return Some(OutMessage::ActionCard {
-                    title: text::expiry_title(lang, &o.id),
-                    text: md(&body),
-                    buttons: vec![CardButton::new(
-                        text::renew_button(lang),
-                        dtmd_send_link(&renew),
-                    )],
-                });
-            }
-            "failed" => text::failure(lang, &o.id, failure_from(get("kind")), Some(get("detail"))),
-            "admin_failed" => text::admin_failure(lang, &o.id, &o.requester_name, get("detail")),
-            "identity_failed" => text::identity_failed(lang, &o.id, get("detail")),
-            "not_taken" => text::request_not_taken(lang, &o.id, get("detail")),
-            "account_exists" => text::account_exists(lang, &o.jms_username),
-            "left_org" => text::left_org_closed(lang, &o.id),
-            "text" => get("text").to_string(),
-            other => {
-                tracing::warn!(template = other, "unknown notice template; not sent");
-                return None;
-            }
-        };
-        Some(OutMessage::text(body))
     }
 }
 

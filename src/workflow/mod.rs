@@ -15,16 +15,15 @@ mod decide;
 mod jobs;
 mod sync;
 
+use crate::chat::order::OrderText;
 use crate::chat::text::{self, Lang};
 use crate::clock::SharedClock;
 use crate::config::{CardsConfig, Config, MissingLogin, RevokeModeConfig, WorkflowConfig};
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::message::OutMessage;
 use crate::dispatch::{Dispatch, DispatchError, DispatchReply};
-use crate::domain::command::Role;
-use crate::domain::duration::AccessDuration;
 use crate::domain::ids::DingUserId;
-use crate::domain::order::{ApprovalMode, Order, Request, State};
+use crate::domain::order::{ApprovalMode, Order};
 use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
 use crate::domain::target::Target;
@@ -172,104 +171,23 @@ impl Workflow {
         self.lang() == Lang::En
     }
 
+    /// How this workflow describes orders (language, time zone, policy).
+    fn text(&self) -> OrderText<'_> {
+        OrderText {
+            lang: self.lang(),
+            tz: &self.settings.tz,
+            policy: &self.policy,
+        }
+    }
+
     /// The targets of an order (systems recognised in orders stored before targets were typed).
     fn targets_of(&self, o: &Order) -> Vec<Target> {
-        self.policy.known_targets(o.request.targets())
-    }
-
-    /// The order's role label in the configured language (`运维`), for logins in words.
-    fn role_label(&self, o: &Order) -> &str {
-        self.policy
-            .role(Self::role_of(o).unwrap_or(Role::Readonly))
-            .label(self.lang())
-    }
-
-    /// A permission's accounts in words, each username labelled with the role that grants it.
-    fn logins_words(&self, accounts: &[String]) -> String {
-        logins_words(&self.policy, self.lang(), accounts)
+        self.text().targets(o)
     }
 
     /// The JumpServer accounts the order's role grants.
     fn role_accounts(&self, o: &Order) -> Vec<String> {
-        self.policy
-            .role(Self::role_of(o).unwrap_or(Role::Readonly))
-            .accounts
-            .clone()
-    }
-
-    fn role_of(o: &Order) -> Option<Role> {
-        o.request.role()
-    }
-
-    fn duration_of(o: &Order) -> Option<AccessDuration> {
-        o.request.access_duration()
-    }
-
-    /// How `/my`, `/status` and cards describe an order's state.
-    fn status_kind(o: &Order) -> text::StatusKind {
-        use text::StatusKind as K;
-        match o.state {
-            State::Draft | State::PendingApproval => K::PendingApproval,
-            State::Approved => K::Approved,
-            State::Provisioning => K::Provisioning,
-            State::Active => K::Active,
-            State::Expired => K::Expired,
-            State::Revoked => K::Revoked,
-            State::Rejected => K::Rejected,
-            State::Cancelled => K::Cancelled,
-            State::FailedRetrying | State::Failed => K::Retrying,
-        }
-    }
-
-    fn status_label(&self, o: &Order) -> String {
-        if o.state == State::Failed {
-            if o.decided_at.is_none() {
-                return crate::chat::failures::approval_failed_label(self.lang()).to_string();
-            }
-            return text::failed_label(self.lang()).to_string();
-        }
-        text::status_label(self.lang(), Self::status_kind(o)).to_string()
-    }
-
-    /// One line about an order, for `/my` and `/status`.
-    fn status_line(&self, o: &Order) -> String {
-        let targets = self.targets_of(o);
-        let role = Self::role_of(o).unwrap_or(Role::Readonly);
-        let expires_at = match o.state {
-            State::Approved | State::Provisioning | State::Active | State::FailedRetrying => {
-                o.window.map(|w| w.end)
-            }
-            _ => None,
-        };
-        if let Request::Account { .. } = o.request {
-            return text::account_order_line(
-                self.lang(),
-                &o.id,
-                &self.status_label(o),
-                &o.jms_username,
-            );
-        }
-        let line = text::status_line(
-            self.lang(),
-            &text::StatusView {
-                order: &o.id,
-                status: Self::status_kind(o),
-                targets: &targets,
-                role,
-                holder: &o.requester_name,
-                expires_at,
-            },
-            &self.settings.tz,
-        );
-        if o.state == State::Failed {
-            // status_line has no "failed for good" label; replace the retrying one.
-            line.replace(
-                text::status_label(self.lang(), text::StatusKind::Retrying),
-                &self.status_label(o),
-            )
-        } else {
-            line
-        }
+        self.policy.role(OrderText::role(o)).accounts.clone()
     }
 
     /// The node a host order is granted in, and whether the whole node is the grant.
@@ -432,20 +350,6 @@ impl Dispatch for WorkflowDispatcher {
             }
         })
     }
-}
-
-/// A permission's accounts in words (`运维账号 ops`), each username labelled with the role
-/// that grants it; raw markers such as `@SPEC` never reach a person.
-fn logins_words(policy: &Policy, lang: Lang, accounts: &[String]) -> String {
-    let label_of = |u: &str| -> String {
-        [Role::Ops, Role::Readonly]
-            .into_iter()
-            .map(|r| policy.role(r))
-            .find(|rp| rp.accounts.iter().any(|a| a == u))
-            .map(|rp| rp.label(lang).to_owned())
-            .unwrap_or_default()
-    };
-    crate::chat::readback::accounts(lang, &label_of, accounts)
 }
 
 /// Approval mode of the domain from the policy's.

@@ -104,7 +104,7 @@ impl Workflow {
                     .map(|(what, g)| text::LiveAccess {
                         who: &g.permission_name,
                         what,
-                        accounts: self.logins_words(&g.accounts),
+                        accounts: self.text().logins(&g.accounts),
                         until: g.date_expired,
                     })
                     .collect();
@@ -159,7 +159,7 @@ impl Workflow {
             .map(|(r, who)| text::LiveAccess {
                 who,
                 what: &r.permission_name,
-                accounts: self.logins_words(&r.accounts),
+                accounts: self.text().logins(&r.accounts),
                 until: r.date_expired,
             })
             .collect();
@@ -204,16 +204,10 @@ impl Workflow {
             .map(|o| (o, self.targets_of(o)))
             .filter(|(_, ts)| ts.iter().any(touches))
             .collect();
+        let words = self.text();
         let views: Vec<text::StatusView<'_>> = matching
             .iter()
-            .map(|(o, ts)| text::StatusView {
-                order: &o.id,
-                status: Self::status_kind(o),
-                targets: ts,
-                role: Self::role_of(o).unwrap_or(crate::domain::command::Role::Readonly),
-                holder: &o.requester_name,
-                expires_at: o.window.map(|w| w.end),
-            })
+            .map(|(o, ts)| words.status_view(o, ts))
             .collect();
         if views.is_empty() && !always {
             return Ok(None);

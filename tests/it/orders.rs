@@ -6,6 +6,7 @@ use accessbot::domain::command::Role;
 use accessbot::domain::duration::AccessDuration;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::jobs::JobKind;
+use accessbot::domain::notice::Notice;
 use accessbot::domain::order::{
     Action, ApprovalMode, DeadlineKind, DeadlinePolicy, GrantResult, NewOrder, Order, Request,
     State, TransitionError,
@@ -19,7 +20,7 @@ use accessbot::store::Store;
 use accessbot::worker::outbox::{backoff_delay, JobError, JobRunner, OutboxRunner, RunnerConfig};
 use accessbot::worker::scheduler::{Deadline, DeadlineHandler, Scheduler, SchedulerConfig};
 use jiff::{SignedDuration, Timestamp};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -421,10 +422,7 @@ fn approve(
                 vec![
                     JobKind::Grant,
                     JobKind::UpdateCards,
-                    JobKind::NotifyRequester {
-                        template: "approved".into(),
-                        params: BTreeMap::new(),
-                    },
+                    JobKind::tell_requester(Notice::Granted),
                 ],
             ))
         })
@@ -812,7 +810,7 @@ async fn crash_after_commit_the_reopened_store_runs_the_job() {
             "R261122-001:send-approval.bob",
             "R261122-001:send-approval.carol",
             "R261122-001:update-cards",
-            "R261122-001:notify-requester.approved"
+            "R261122-001:notify-requester.granted"
         ],
         "jobs of one order run in creation order"
     );
@@ -950,18 +948,24 @@ async fn a_failing_head_blocks_its_own_order_only() {
     let jms = Arc::new(FakeJms::default());
     let a = OrderId::new("R261122-001");
     let b = OrderId::new("R261122-002");
-    let notify = |t: &str| JobKind::NotifyRequester {
-        template: t.into(),
-        params: BTreeMap::new(),
-    };
+    let notify = JobKind::tell_requester;
     db.outbox
         .enqueue(&OutboxJob::new(&a, 2, 0, JobKind::Grant, t0()))
         .unwrap();
     db.outbox
-        .enqueue(&OutboxJob::new(&a, 2, 1, notify("granted"), t0()))
+        .enqueue(&OutboxJob::new(&a, 2, 1, notify(Notice::Granted), t0()))
         .unwrap();
     db.outbox
-        .enqueue(&OutboxJob::new(&b, 2, 0, notify("approved"), t0()))
+        .enqueue(&OutboxJob::new(
+            &b,
+            2,
+            0,
+            notify(Notice::ApprovedWaiting {
+                by: u("bob"),
+                remaining: 1,
+            }),
+            t0(),
+        ))
         .unwrap();
     jms.fail_next.store(1, Ordering::SeqCst);
     let r = runner(&db, jms.clone(), &clock);
@@ -973,7 +977,7 @@ async fn a_failing_head_blocks_its_own_order_only() {
     }
     assert!(db.outbox.is_empty());
     let msgs = jms.messages.lock().unwrap().clone();
-    assert!(msgs.contains(&"R261122-002:notify-requester.approved".to_string()));
+    assert!(msgs.contains(&"R261122-002:notify-requester.approved_waiting".to_string()));
     assert!(msgs.contains(&"R261122-001:notify-requester.granted".to_string()));
     assert_eq!(jms.creates.load(Ordering::SeqCst), 1);
     // A's notify can only have run after A's grant succeeded: the permission exists
@@ -998,10 +1002,7 @@ async fn the_grant_failing_keeps_the_notification_waiting() {
             &a,
             2,
             1,
-            JobKind::NotifyRequester {
-                template: "granted".into(),
-                params: BTreeMap::new(),
-            },
+            JobKind::tell_requester(Notice::Granted),
             t0(),
         ))
         .unwrap();
