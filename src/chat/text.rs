@@ -511,6 +511,15 @@ pub fn dialog_expired(lang: Lang) -> String {
     )
 }
 
+/// The stored dialog could not be read (written by another version, or damaged).
+pub fn dialog_unreadable(lang: Lang) -> String {
+    pick(
+        lang,
+        "（上一次未完成的申请无法读取，需要重新开始。）".into(),
+        "(Your unfinished request could not be read; starting over.)".into(),
+    )
+}
+
 // ------------------------------------------------------------------ workflow ----------
 
 /// What a request is, as shown to the requester and the approvers.

@@ -225,6 +225,11 @@ impl Orders {
         })
     }
 
+    /// The outbox this store writes jobs to (for work no order change carries).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
     /// Turns the per-commit fsync off (benches, throwaway demo stores) or on.
     pub fn with_durability(mut self, durable: bool) -> Self {
         self.durable = durable;

@@ -1,19 +1,21 @@
 //! Chat messages: identity check, dialog, command table. Read-only answers go back on the
 //! session webhook; every state change is one order transaction whose messages are outbox jobs.
+use super::ports::{
+    Bastion, CardDelivery, CardTarget, CasError, OrderStoreExt, OutMessage, Reacher, StoredDialog,
+};
 use super::{order_mode, retry, Workflow};
 use crate::chat::text;
 use crate::dispatch::DispatchError;
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
 use crate::domain::command::{self, Command};
-use crate::domain::dialog::{self, DialogState, Reply};
+use crate::domain::dialog::{self, Reply};
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::{Audience, Notice};
 use crate::domain::order::{NewOrder, Order, Request, State};
 use crate::domain::policy::AccessRequest;
 use crate::inbound::ChatMessage;
-use crate::store::orders::CasError;
 use sha2::Digest;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,17 +42,20 @@ impl Workflow {
         };
         let now = self.now();
         let now_ms = now.as_millisecond();
-        let state: Option<DialogState> = self
-            .dialogs
-            .get(&sender)
-            .map_err(retry)?
-            .and_then(|e| serde_json::from_value(e.state).ok());
-        let had_dialog = state.is_some();
+        let (state, unreadable) = match self.dialogs.load(&sender).map_err(retry)? {
+            None => (None, false),
+            Some(StoredDialog::Open(s)) => (Some(s), false),
+            Some(StoredDialog::Unreadable(why)) => {
+                // Said to the user with the answer below; the message is handled afresh.
+                tracing::warn!(user = %sender, %why, "stored dialog unreadable; starting over");
+                (None, true)
+            }
+        };
+        let had_dialog = state.is_some() || unreadable;
         let step = dialog::step(state, &input, &self.policy, now_ms);
         match &step.new_state {
             Some(s) => {
-                let v = serde_json::to_value(s).map_err(|e| DispatchError::Retry(e.to_string()))?;
-                self.dialogs.put(&sender, v, now).map_err(retry)?;
+                self.dialogs.save(&sender, s, now).map_err(retry)?;
             }
             None if had_dialog => {
                 self.dialogs.delete(&sender).map_err(retry)?;
@@ -79,16 +84,22 @@ impl Workflow {
                 Some(req) => self.submit_host(&sender, &msg.sender_nick, req)?,
                 None => text::help(lang, self.policy.is_admin(&sender)),
             },
-            Reply::Command(cmd) => match self.command(&sender, &msg.sender_nick, cmd, &webhook)? {
-                Some(t) => t,
-                None => return Ok(()),
-            },
+            // `None`: the command answers on its own (live queries).
+            Reply::Command(cmd) => self
+                .command(&sender, &msg.sender_nick, cmd, &webhook)?
+                .unwrap_or_default(),
             other => text::dialog_reply(lang, &other, step.dropped_idle)
                 .unwrap_or_else(|| text::help(lang, false)),
         };
+        let note = unreadable.then(|| text::dialog_unreadable(lang));
         // An empty answer means the outbox message is the answer (state changes).
-        if !answer.is_empty() {
-            self.reply_later(webhook, answer);
+        let reply = match (note, answer.is_empty()) {
+            (Some(note), true) => note,
+            (Some(note), false) => format!("{note}\n{answer}"),
+            (None, _) => answer,
+        };
+        if !reply.is_empty() {
+            self.reply_later(webhook, reply);
         }
         Ok(())
     }
@@ -117,9 +128,7 @@ impl Workflow {
                     (Reply::Complete, Some(req)) => self.submit_host(sender, nick, req)?,
                     (other, _) => {
                         if let Some(s) = step.new_state {
-                            let v = serde_json::to_value(&s)
-                                .map_err(|e| DispatchError::Retry(e.to_string()))?;
-                            self.dialogs.put(sender, v, self.now()).map_err(retry)?;
+                            self.dialogs.save(sender, &s, self.now()).map_err(retry)?;
                         }
                         text::dialog_reply(lang, &other, false).unwrap_or_default()
                     }
@@ -582,7 +591,7 @@ impl Workflow {
         let Some(tpl) = self.settings.request_template() else {
             return;
         };
-        let req = crate::dingtalk::client::CardDelivery {
+        let req = CardDelivery {
             template_id: tpl.to_string(),
             out_track_id: form_track_id(user, msg_id),
             params: crate::chat::card::request_form_vars(
@@ -590,12 +599,12 @@ impl Workflow {
                 &command::ApplyDraft::default(),
                 &self.policy,
             ),
-            to: crate::dingtalk::client::CardTarget::User(user.clone()),
+            to: CardTarget::User(user.clone()),
             callback_route_key: self.settings.route_key(),
         };
-        let client = self.dingtalk.clone();
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.create_and_deliver_card(req).await {
+            if let Err(e) = chat.deliver_card(req).await {
                 tracing::warn!(error = %e, "request form card not delivered");
             }
         });
@@ -648,9 +657,7 @@ impl Workflow {
             }
             (other, _) => {
                 if let Some(s) = step.new_state {
-                    let v = serde_json::to_value(&s)
-                        .map_err(|e| DispatchError::Retry(e.to_string()))?;
-                    self.dialogs.put(tapper, v, now).map_err(retry)?;
+                    self.dialogs.save(tapper, &s, now).map_err(retry)?;
                 }
                 self.tell_later(
                     tapper.clone(),
@@ -670,19 +677,19 @@ impl Workflow {
         orders: Option<String>,
         webhook: Option<String>,
     ) {
-        let jms = self.jms.clone();
+        let bastion = self.bastion.clone();
         let policy = self.policy.clone();
         let tz = self.settings.tz.clone();
-        let dingtalk = self.dingtalk.clone();
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            let live = who_has(&jms, &policy, &subject, all, &tz).await;
+            let live = who_has(bastion.as_ref(), &policy, &subject, all, &tz).await;
             let answer = match orders {
                 Some(o) => format!("{live}\n\n{o}"),
                 None => live,
             };
             if let Some(w) = webhook {
-                let msg = crate::dingtalk::message::OutMessage::text(answer);
-                if let Err(e) = dingtalk.reply_webhook(&w, &msg).await {
+                let msg = OutMessage::text(answer);
+                if let Err(e) = chat.reply_on_session(&w, &msg).await {
                     tracing::warn!(error = %e, "who-has reply failed");
                 }
             }
@@ -730,7 +737,7 @@ pub(super) const FORM_PREFIX: &str = "ab-form-";
 /// connect now are listed unless `all`: a disabled user's permissions stay "valid" in
 /// `asset-permissions/?is_valid=1` and `users/all/` (transcript 168), so each user is looked up.
 async fn who_has(
-    jms: &crate::jumpserver::client::JmsClient,
+    jms: &dyn Bastion,
     policy: &crate::domain::policy::Policy,
     subject: &str,
     all: bool,
@@ -742,12 +749,12 @@ async fn who_has(
     // An address is a host; any other word is first a JumpServer username, else a host name.
     let is_address = crate::domain::target::classify(subject).is_ok_and(|t| t.is_address());
     if !is_address {
-        match jms.find_user_by_username(subject).await {
+        match jms.find_user(subject).await {
             Ok(Some(user)) => {
                 if !user.is_active && !all {
                     return text::who_has_user_disabled(lang, &user.username);
                 }
-                return match jms.user_granted_assets(&user.id).await {
+                return match jms.granted_assets(&user.id).await {
                     Ok(assets) => {
                         let whats: Vec<String> = assets
                             .iter()
@@ -780,7 +787,7 @@ async fn who_has(
     let mut active: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for r in &rows {
         if !active.contains_key(r.user_id.as_str()) {
-            let ok = match jms.get_user(&r.user_id).await {
+            let ok = match jms.user(&r.user_id).await {
                 Ok(Some(u)) => u.is_active,
                 // Unknown here (another org): shown, since nothing says it cannot connect.
                 Ok(None) => true,
@@ -789,11 +796,8 @@ async fn who_has(
             active.insert(r.user_id.as_str().to_owned(), ok);
         }
     }
-    let is_active = |r: &crate::jumpserver::api::Reacher| {
-        active.get(r.user_id.as_str()).copied().unwrap_or(true)
-    };
-    let shown: Vec<&crate::jumpserver::api::Reacher> =
-        rows.iter().filter(|r| all || is_active(r)).collect();
+    let is_active = |r: &Reacher| active.get(r.user_id.as_str()).copied().unwrap_or(true);
+    let shown: Vec<&Reacher> = rows.iter().filter(|r| all || is_active(r)).collect();
     let hidden = rows.len() - shown.len();
     let whos: Vec<String> = shown
         .iter()

@@ -1,15 +1,14 @@
 //! The scheduler side: approval reminders and timeouts, expiry reminders and expiry. Each
 //! deadline re-checks the order (it may be stale) and records what it did in the same change
 //! that queues its messages, so a restart that rebuilds the deadlines does not repeat them.
+use super::ports::{ApprovalResult, ApprovalStatus, CasError, OrderStoreExt};
 use super::Workflow;
-use crate::dingtalk::client::{ApprovalResult, ApprovalStatus};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::Notice;
 use crate::domain::order::{ApprovalMode, DeadlineKind, State};
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
-use crate::store::orders::CasError;
 use crate::worker::scheduler::{Deadline, DeadlineHandler};
 
 impl DeadlineHandler for Workflow {
@@ -40,7 +39,7 @@ impl Workflow {
         ) else {
             return false;
         };
-        let st = match self.dingtalk.get_approval(&inst).await {
+        let st = match self.chat.approval_state(&inst).await {
             Ok(st) => st,
             Err(e) => {
                 tracing::info!(instance = %inst, error = %e, "OA status not available");

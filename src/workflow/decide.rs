@@ -2,6 +2,7 @@
 //! compare-and-swap on the order: of two approvers tapping at once exactly one commits, the
 //! other is told who decided; a redelivered event finds the order decided and changes nothing.
 use super::chat::Refusal;
+use super::ports::{CasError, Committed, OrderStoreExt, OutboxJob};
 use super::{retry, Workflow, OA_DECIDER};
 use crate::chat::card::{self, ApprovalAction, CardVars};
 use crate::chat::text;
@@ -16,8 +17,6 @@ use crate::domain::policy::{DecisionSubject, Denied};
 use crate::inbound::{
     ApprovalEvent, ApprovalEventKind, ApprovalOutcome, CardAction, OrgEvent, OrgEventKind,
 };
-use crate::store::orders::{CasError, Committed};
-use crate::store::outbox::OutboxJob;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -384,7 +383,7 @@ impl Workflow {
                 // Not tied to one order: a pseudo order key keeps the job unique per leaver.
                 let key = OrderId::new(format!("leaver-{}", hex::encode(user.as_str())));
                 let job = OutboxJob::new(&key, 0, 0, JobKind::DisableJmsUser { username }, now);
-                self.outbox.enqueue(&job).map_err(retry)?;
+                self.orders.enqueue(&job).map_err(retry)?;
             }
         }
         Ok(())

@@ -2,17 +2,17 @@
 //! state it finds (a job can run again after a crash, or after the order moved on), and every
 //! external effect has a stable identity: the permission name, the card outTrackIds, the OA
 //! instance recorded on the order before anything else happens.
+use super::ports::{
+    dtmd_send_link, ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart,
+    ApprovalState, ApprovalStatus, BastionError, CardButton, CardDelivery, CardTarget, CasError,
+    ChatError, GrantPlan, NewUser, NewUserSpec, OrderStoreExt, OutMessage, OutboxJob, UserMatch,
+};
 use super::Workflow;
 use crate::chat::message::Message;
 use crate::chat::notice::{self as notices, NoticeContext};
 use crate::chat::order::OrderText;
 use crate::chat::{failures, text};
 use crate::config::MissingLogin;
-use crate::dingtalk::client::{
-    ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
-    ApprovalStatus, CardDelivery, CardTarget, DingTalkError,
-};
-use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
 use crate::domain::access::RevokedHow;
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
@@ -24,11 +24,6 @@ use crate::domain::notice::{Audience, FailureKind, Notice};
 use crate::domain::order::{ApprovalMode, ChangePreview, GrantResult, Order, Request, State};
 use crate::domain::target::Target;
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
-use crate::jumpserver::api::NewUserSpec;
-use crate::jumpserver::error::{JmsError, Problem};
-use crate::jumpserver::grant::{GrantPlan, NewUser, UserMatch};
-use crate::store::orders::CasError;
-use crate::store::outbox::OutboxJob;
 use crate::worker::outbox::{JobError, JobRunner};
 use jiff::{SignedDuration, Timestamp};
 use std::collections::{BTreeMap, HashMap};
@@ -57,7 +52,7 @@ fn is_order_instance(d: &ApprovalDetail, o: &Order) -> bool {
         .any(|(name, value)| labels.contains(&name.as_str()) && value.trim() == o.id.as_str())
 }
 
-fn dt_err(e: DingTalkError) -> JobError {
+fn dt_err(e: ChatError) -> JobError {
     if e.is_transient() {
         JobError::transient(e.to_string())
     } else {
@@ -65,7 +60,7 @@ fn dt_err(e: DingTalkError) -> JobError {
     }
 }
 
-fn jms_err(e: &JmsError) -> JobError {
+fn jms_err(e: &BastionError) -> JobError {
     if e.is_transient() {
         JobError::transient(e.to_string())
     } else {
@@ -80,19 +75,6 @@ fn store_err<E: std::fmt::Display>(e: E) -> JobError {
 /// DingTalk markdown needs two trailing spaces for a line break.
 fn md(s: &str) -> String {
     s.replace('\n', "  \n")
-}
-
-/// Which plain-words failure a JumpServer error is.
-fn failure_kind(e: &JmsError) -> FailureKind {
-    match e {
-        JmsError::NotFound(m) if m.en.contains("user") => FailureKind::UserMissing,
-        JmsError::Rejected {
-            kind: Problem::UsernameTaken | Problem::EmailTaken | Problem::InvalidEmail,
-            ..
-        } => FailureKind::UserCreateFailed,
-        JmsError::NotFound(_) => FailureKind::HostNotFound,
-        _ => FailureKind::GrantFailed,
-    }
 }
 
 /// A rendered message as DingTalk sends it: a prompt becomes an action card whose buttons send
@@ -195,10 +177,10 @@ impl Workflow {
     }
 
     async fn send(&self, to: &[DingUserId], m: &OutMessage) -> Result<(), JobError> {
-        let report = self.dingtalk.send_to_users(to, m).await.map_err(dt_err)?;
+        let sent = self.chat.send_to_users(to, m).await.map_err(dt_err)?;
         // Re-sending to everyone would duplicate the message for those who got it; only a
         // single throttled recipient is worth a retry.
-        if to.len() == 1 && !report.flow_controlled_user_ids.is_empty() {
+        if to.len() == 1 && !sent.throttled.is_empty() {
             return Err(JobError::transient("recipient is flow-controlled"));
         }
         Ok(())
@@ -210,7 +192,7 @@ impl Workflow {
         if o.state != State::Draft {
             return Ok(());
         }
-        let user = match self.dingtalk.get_user(&o.requester).await {
+        let user = match self.chat.look_up_user(&o.requester).await {
             Ok(u) => u,
             Err(e) if e.is_transient() => return Err(JobError::transient(e.to_string())),
             Err(e) => {
@@ -242,7 +224,7 @@ impl Workflow {
         let email = user.email.clone().or(user.org_email.clone());
         let now = self.now();
         let preview = match &o.request {
-            Request::Account { .. } => match self.jms.find_user_by_username(&username).await {
+            Request::Account { .. } => match self.bastion.find_user(&username).await {
                 Ok(Some(_)) => {
                     // Nothing to approve: say so and close the request.
                     let res = self.orders.update(&o.id, |cur| {
@@ -515,13 +497,13 @@ impl Workflow {
         }
     }
 
-    async fn preview(&self, plan: &GrantPlan) -> Result<ChangePreview, JmsError> {
-        let p = self.jms.preview(plan).await?;
+    async fn preview(&self, plan: &GrantPlan) -> Result<ChangePreview, BastionError> {
+        let p = self.bastion.preview(plan).await?;
         let mut already = Vec::new();
         if let Some(uid) = &p.user_id {
             let hosts = p.hosts_existing_labels.iter().zip(&p.addresses);
             for (label, address) in hosts.take(ALREADY_LOOKUPS) {
-                match self.jms.who_can_reach(address).await {
+                match self.bastion.who_can_reach(address).await {
                     Ok(rows) => {
                         let mine: Vec<Option<Timestamp>> = rows
                             .iter()
@@ -592,11 +574,7 @@ impl Workflow {
                 to: CardTarget::User(approver.clone()),
                 callback_route_key: self.settings.route_key(),
             };
-            return self
-                .dingtalk
-                .create_and_deliver_card(req)
-                .await
-                .map_err(dt_err);
+            return self.chat.deliver_card(req).await.map_err(dt_err);
         }
         let msg = out_message(self.text().approval_prompt(o));
         self.send(std::slice::from_ref(approver), &msg).await
@@ -619,10 +597,7 @@ impl Workflow {
             to: CardTarget::User(o.requester.clone()),
             callback_route_key: self.settings.route_key(),
         };
-        self.dingtalk
-            .create_and_deliver_card(req)
-            .await
-            .map_err(dt_err)
+        self.chat.deliver_card(req).await.map_err(dt_err)
     }
 
     async fn update_cards(&self, o: &Order) -> Result<(), JobError> {
@@ -640,7 +615,7 @@ impl Workflow {
         mine.insert("buttons_visible".into(), "false".into());
         targets.push((o.requester_card_track_id(), mine));
         for (track, vars) in targets {
-            match self.dingtalk.update_card(&track, vars).await {
+            match self.chat.update_card(&track, vars).await {
                 Ok(()) => {}
                 Err(e) if e.is_transient() => return Err(JobError::transient(e.to_string())),
                 // A card that was never delivered cannot be updated; the others still are.
@@ -683,7 +658,7 @@ impl Workflow {
             Err(CasError::Store(e)) => return Err(store_err(e)),
         }
         let instance = self
-            .dingtalk
+            .chat
             .start_approval(ApprovalStart {
                 process_code: code,
                 originator: o.requester.clone(),
@@ -717,13 +692,9 @@ impl Workflow {
             end_ms: Some(to.as_millisecond()),
             originators: vec![o.requester.clone()],
         };
-        let ids = self
-            .dingtalk
-            .list_approval_instance_ids(&q)
-            .await
-            .map_err(dt_err)?;
+        let ids = self.chat.find_approvals(&q).await.map_err(dt_err)?;
         for id in ids {
-            match self.dingtalk.get_approval_detail(&id).await {
+            match self.chat.approval_detail(&id).await {
                 Ok(d) if is_order_instance(&d, o) => return Ok(Some((id, d))),
                 Ok(_) => {}
                 Err(e) if e.is_transient() => return Err(dt_err(e)),
@@ -806,8 +777,8 @@ impl Workflow {
             (None, None) => return Ok(()),
         };
         match self
-            .dingtalk
-            .terminate_approval(&inst, None, "accessbot: request closed")
+            .chat
+            .terminate_approval(&inst, "accessbot: request closed")
             .await
         {
             Ok(()) => Ok(()),
@@ -864,7 +835,7 @@ impl Workflow {
                     w.start,
                     w.end,
                 );
-                self.jms.grant(&plan).await.map(|out| GrantResult {
+                self.bastion.grant(&plan).await.map(|out| GrantResult {
                     permission_name: Some(out.permission_name.clone()),
                     permission_id: Some(out.permission_id.clone()),
                     hosts: out
@@ -958,21 +929,21 @@ impl Workflow {
             }
             Err(e) => {
                 let detail = e.user_message(self.en());
-                self.grant_failed(&o, failure_kind(&e), &detail).await
+                self.grant_failed(&o, e.kind, &detail).await
             }
         }
     }
 
-    async fn create_account(&self, o: &Order) -> Result<GrantResult, JmsError> {
+    async fn create_account(&self, o: &Order) -> Result<GrantResult, BastionError> {
         let username = o.jms_username.clone();
-        if self.jms.find_user_by_username(&username).await?.is_none() {
+        if self.bastion.find_user(&username).await?.is_none() {
             let Some(email) = o.requester_email.clone() else {
-                return Err(JmsError::Invalid(crate::jumpserver::error::Words::new(
-                    text::no_email_for_user(crate::domain::command::Lang::En),
-                    text::no_email_for_user(crate::domain::command::Lang::ZhCn),
-                )));
+                return Err(BastionError::invalid(
+                    text::no_email_for_user(Lang::En),
+                    text::no_email_for_user(Lang::ZhCn),
+                ));
             };
-            self.jms
+            self.bastion
                 .create_user(&NewUserSpec {
                     name: o.requester_name.clone(),
                     username: username.clone(),
@@ -1052,7 +1023,7 @@ impl Workflow {
             _ => None,
         };
         let out = self
-            .jms
+            .bastion
             .revoke(&name, &o.marker(), self.settings.revoke_mode, sessions)
             .await
             .map_err(|e| jms_err(&e))?;
@@ -1060,7 +1031,7 @@ impl Workflow {
             (Some(u), Some(rb)) => {
                 let accounts = self.role_accounts(o);
                 match self
-                    .jms
+                    .bastion
                     .read_back(u, &name, &rb.hosts, rb.node.as_ref(), &accounts)
                     .await
                 {
@@ -1104,8 +1075,8 @@ impl Workflow {
             return Ok(());
         };
         let name = o.granted_permission_name();
-        let p = self
-            .jms
+        let renewed = self
+            .bastion
             .renew(&name, &o.marker(), w.end)
             .await
             .map_err(|e| jms_err(&e))?;
@@ -1113,10 +1084,10 @@ impl Workflow {
         let after = match &before {
             Some(rb) if !rb.user_id.is_empty() => {
                 let accounts = self.role_accounts(o);
-                self.jms
+                self.bastion
                     .read_back(
                         &JmsUserId::new(rb.user_id.clone()),
-                        &p.name,
+                        &renewed,
                         &rb.hosts,
                         rb.node.as_ref(),
                         &accounts,
@@ -1136,9 +1107,9 @@ impl Workflow {
     }
 
     async fn disable_user(&self, username: &str) -> Result<(), JobError> {
-        match self.jms.find_user_by_username(username).await {
+        match self.bastion.find_user(username).await {
             Ok(Some(u)) if u.is_active => self
-                .jms
+                .bastion
                 .set_user_active(&u.id, false)
                 .await
                 .map_err(|e| jms_err(&e)),

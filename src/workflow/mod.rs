@@ -13,14 +13,13 @@ mod chat;
 mod deadlines;
 mod decide;
 mod jobs;
+pub mod ports;
 mod sync;
 
 use crate::chat::order::OrderText;
 use crate::chat::text::{self, Lang};
 use crate::clock::SharedClock;
 use crate::config::{CardsConfig, Config, MissingLogin, RevokeModeConfig, WorkflowConfig};
-use crate::dingtalk::client::DingTalkClient;
-use crate::dingtalk::message::OutMessage;
 use crate::dispatch::{Dispatch, DispatchError, DispatchReply};
 use crate::domain::ids::DingUserId;
 use crate::domain::order::{ApprovalMode, Order};
@@ -28,16 +27,12 @@ use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
 use crate::domain::target::Target;
 use crate::inbound::Inbound;
-use crate::jumpserver::client::JmsClient;
-use crate::jumpserver::grant::RevokeMode;
-use crate::store::dialogs::Dialogs;
-use crate::store::index::Index;
-use crate::store::orders::Orders;
-use crate::store::outbox::Outbox;
-use crate::store::StoreError;
 use futures::future::BoxFuture;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use ports::{
+    Bastion, ChatPlatform, DialogStore, IndexStore, OrderStore, OutMessage, RevokeMode, StoreError,
+};
 use std::sync::Arc;
 
 /// The DingTalk "user" recorded as the decider when an OA approval decided (the event does not
@@ -113,23 +108,36 @@ impl Settings {
 }
 
 /// The workflow service. Shared (`Arc`) by the dispatcher, the outbox runner and the scheduler.
+/// Its dependencies are ports (see `ports`); nothing here names an adapter.
 pub struct Workflow {
-    pub settings: Settings,
-    pub policy: Arc<Policy>,
-    pub orders: Orders,
-    pub outbox: Outbox,
-    pub dialogs: Dialogs,
+    settings: Settings,
+    policy: Arc<Policy>,
+    /// Orders with their outbox jobs and audit, one transaction per change.
+    orders: Arc<dyn OrderStore>,
+    /// Per-user multi-turn dialogs.
+    dialogs: Arc<dyn DialogStore>,
     /// The local JumpServer index `/sync` builds and `/who-has` reads.
-    pub index: Index,
-    pub dingtalk: DingTalkClient,
-    pub jms: JmsClient,
-    pub clock: SharedClock,
+    index: Arc<dyn IndexStore>,
+    /// Messages, cards, OA approvals, the directory.
+    chat: Arc<dyn ChatPlatform>,
+    /// JumpServer: grants, read-back, revocation, users, inventory.
+    bastion: Arc<dyn Bastion>,
+    clock: SharedClock,
     /// Display names seen in directory lookups, so paths that must not do IO (the card-tap
     /// response, due within DingTalk's 2 s) can still show 李四 rather than `lisi`.
-    pub names: NameCache,
+    names: NameCache,
     /// This installation's id: new orders carry it, and with it the names and ownership
     /// markers of what they create in JumpServer.
-    pub installation: InstallationId,
+    installation: InstallationId,
+}
+
+/// The ports a workflow runs on (`app` plugs the adapters in).
+pub struct Ports {
+    pub orders: Arc<dyn OrderStore>,
+    pub dialogs: Arc<dyn DialogStore>,
+    pub index: Arc<dyn IndexStore>,
+    pub chat: Arc<dyn ChatPlatform>,
+    pub bastion: Arc<dyn Bastion>,
 }
 
 /// userid → display name, filled by `Workflow::name_of`. In memory only: after a restart it
@@ -159,6 +167,27 @@ impl NameCache {
 }
 
 impl Workflow {
+    pub fn new(
+        settings: Settings,
+        policy: Arc<Policy>,
+        ports: Ports,
+        clock: SharedClock,
+        installation: InstallationId,
+    ) -> Self {
+        Self {
+            settings,
+            policy,
+            orders: ports.orders,
+            dialogs: ports.dialogs,
+            index: ports.index,
+            chat: ports.chat,
+            bastion: ports.bastion,
+            clock,
+            names: NameCache::default(),
+            installation,
+        }
+    }
+
     pub fn lang(&self) -> Lang {
         self.settings.lang
     }
@@ -244,7 +273,7 @@ impl Workflow {
         if user.as_str() == OA_DECIDER {
             return text::oa_decider(self.lang()).to_string();
         }
-        match self.dingtalk.get_user(user).await {
+        match self.chat.look_up_user(user).await {
             Ok(u) if !u.name.is_empty() => {
                 self.names.put(user, &u.name);
                 u.name
@@ -263,10 +292,10 @@ impl Workflow {
             tracing::info!("message without a session webhook; reply dropped");
             return;
         };
-        let client = self.dingtalk.clone();
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            if let Err(e) = client
-                .reply_webhook(&webhook, &OutMessage::text(text))
+            if let Err(e) = chat
+                .reply_on_session(&webhook, &OutMessage::text(text))
                 .await
             {
                 tracing::warn!(error = %e, "webhook reply failed");
@@ -276,9 +305,9 @@ impl Workflow {
 
     /// A direct 1:1 message that records nothing (e.g. "you may not approve this" to a tapper).
     fn tell_later(&self, user: DingUserId, text: String) {
-        let client = self.dingtalk.clone();
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.send_to_users(&[user], &OutMessage::text(text)).await {
+            if let Err(e) = chat.send_to_users(&[user], &OutMessage::text(text)).await {
                 tracing::warn!(error = %e, "direct message failed");
             }
         });

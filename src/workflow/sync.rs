@@ -1,22 +1,16 @@
 //! `/sync` and `/who-has` over the local JumpServer index: the command side (enqueue the one
 //! sync job; answer from the index, falling back to a live query before the first sync) and
 //! the job that walks JumpServer and swaps in a new index generation.
+use super::ports::{BastionError, OutMessage, OutboxJob};
 use super::{retry, Workflow};
 use crate::chat::text;
-use crate::dingtalk::message::OutMessage;
 use crate::dispatch::DispatchError;
 use crate::domain::audit::Actor;
 use crate::domain::ids::DingUserId;
-use crate::domain::inventory::{
-    IndexStats, IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Snapshot,
-};
+use crate::domain::inventory::{IndexStats, IndexedHost};
 use crate::domain::order::State;
 use crate::domain::target::{self, Target};
-use crate::jumpserver::client::Req;
-use crate::jumpserver::error::JmsError;
-use crate::store::outbox::OutboxJob;
 use crate::worker::outbox::JobError;
-use serde_json::Value;
 use std::collections::BTreeSet;
 
 /// Transient JumpServer failures are retried this many times before the admin is told the sync
@@ -26,25 +20,7 @@ const SYNC_ATTEMPTS: u32 = 3;
 /// Hosts named per grant in `/who-has <user>`.
 const HOSTS_PER_GRANT: usize = 10;
 
-const PERMS: &str = "/api/v1/perms/asset-permissions/";
-
-/// Ids of a relation in a permission detail: `[{"id": ..}]` or `["id"]`.
-fn ref_ids(v: &Value, k: &str) -> Vec<String> {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Object(_) => x.get("id").and_then(Value::as_str).map(str::to_owned),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn sync_error(e: &JmsError, attempts: u32) -> Option<JobError> {
+fn sync_error(e: &BastionError, attempts: u32) -> Option<JobError> {
     (e.is_transient() && attempts + 1 < SYNC_ATTEMPTS).then(|| JobError::transient(e.to_string()))
 }
 
@@ -54,7 +30,7 @@ impl Workflow {
     /// `/sync` (admin): queues the one sync job; a second `/sync` before it finished joins it.
     pub(super) fn sync_cmd(&self, sender: &DingUserId) -> Result<String, DispatchError> {
         let job = OutboxJob::sync(sender.clone(), self.now());
-        if self.outbox.enqueue(&job).map_err(retry)? {
+        if self.orders.enqueue(&job).map_err(retry)? {
             Ok(text::sync_started(self.lang()))
         } else {
             Ok(text::sync_already_running(self.lang()))
@@ -230,7 +206,7 @@ impl Workflow {
         requested_by: &DingUserId,
     ) -> Result<(), JobError> {
         let started = self.now();
-        let snap = match self.walk_jumpserver().await {
+        let snap = match self.bastion.inventory().await {
             Ok(s) => s,
             Err(e) => {
                 if let Some(err) = sync_error(&e, job.attempts) {
@@ -269,101 +245,12 @@ impl Workflow {
     /// for a message, and the index itself is already in place.
     async fn tell_admin(&self, admin: &DingUserId, m: String) {
         if let Err(e) = self
-            .dingtalk
+            .chat
             .send_to_users(std::slice::from_ref(admin), &OutMessage::text(m))
             .await
         {
             tracing::warn!(error = %e, "sync report not delivered");
         }
-    }
-
-    async fn walk_jumpserver(&self) -> Result<Snapshot, JmsError> {
-        let users = self
-            .jms
-            .list_users()
-            .await?
-            .into_iter()
-            .map(|u| IndexedUser {
-                id: u.id.as_str().to_string(),
-                username: u.username,
-                name: u.name,
-                email: u.email,
-                // "Can log in": JumpServer's own `is_valid` is active and not expired.
-                is_active: u.is_active && u.is_valid,
-            })
-            .collect();
-        let nodes = self
-            .jms
-            .list_nodes()
-            .await?
-            .into_iter()
-            .map(|n| IndexedNode {
-                id: n.id,
-                key: n.key,
-                full_value: n.full_value,
-            })
-            .collect();
-        let hosts = self
-            .jms
-            .list_hosts()
-            .await?
-            .into_iter()
-            .map(|h| IndexedHost {
-                id: h.id,
-                name: h.name,
-                address: h.address,
-                node_ids: h.node_ids,
-            })
-            .collect();
-        let mut permissions = Vec::new();
-        for p in self.jms.list_permissions().await? {
-            // The list serializer carries only amounts; the relations are on the detail.
-            let seg = crate::jumpserver::api::seg(&p.id)?;
-            let detail = self
-                .jms
-                .call(Req::get(&format!("{PERMS}{seg}/"), &[]))
-                .await?;
-            let mut user_ids = ref_ids(&detail, "users");
-            if !ref_ids(&detail, "user_groups").is_empty() {
-                // Group members count too: the expanded list names every user.
-                let rows = self
-                    .jms
-                    .list_all(&format!("{PERMS}{seg}/users/all/"), &[], None)
-                    .await?;
-                for r in &rows {
-                    let id = match r.get("user") {
-                        Some(Value::String(s)) => Some(s.clone()),
-                        Some(o @ Value::Object(_)) => {
-                            o.get("id").and_then(Value::as_str).map(str::to_owned)
-                        }
-                        _ => r.get("id").and_then(Value::as_str).map(str::to_owned),
-                    };
-                    if let Some(id) = id.filter(|s| !s.is_empty()) {
-                        if !user_ids.contains(&id) {
-                            user_ids.push(id);
-                        }
-                    }
-                }
-            }
-            permissions.push(IndexedPermission {
-                asset_ids: ref_ids(&detail, "assets"),
-                node_ids: ref_ids(&detail, "nodes"),
-                user_ids,
-                id: p.id,
-                name: p.name,
-                accounts: p.accounts,
-                actions: p.actions,
-                is_active: p.is_active,
-                date_start: p.date_start,
-                date_expired: p.date_expired,
-            });
-        }
-        Ok(Snapshot {
-            users,
-            hosts,
-            nodes,
-            permissions,
-        })
     }
 }
 
