@@ -12,7 +12,7 @@ use accessbot::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome, Inbo
 use accessbot::sandbox::dingtalk_driver::{card_callback_body, card_signature_headers};
 use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
-use accessbot::workflow::WorkflowDispatcher;
+use accessbot::workflow::dispatcher::WorkflowDispatcher;
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
