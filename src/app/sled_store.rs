@@ -43,8 +43,7 @@ impl OrderStore for Orders {
         expected_version: u64,
         change: Change,
     ) -> Result<Committed, CasError<Infallible>> {
-        let id = change.order.id.clone();
-        self.transition(&id, expected_version, move |_| Ok(change))
+        Orders::commit(self, expected_version, change)
     }
 
     fn list_by_requester(&self, user: &DingUserId) -> Result<Vec<Order>, StoreError> {

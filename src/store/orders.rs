@@ -18,6 +18,7 @@ use jiff::{tz::TimeZone, Timestamp};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
@@ -46,6 +47,31 @@ pub enum CasError<E> {
     Refused(E),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Compare-and-swap against whatever is stored now: reads the order, computes the change from
+/// it, commits it if the order is still at that version, and computes again (up to 16 times in
+/// all) when another change won the race. `f` refusing leaves everything as it is. The one
+/// retry loop of every order store (`Orders::update`, `workflow::ports::OrderStoreExt`).
+pub fn update_with<E>(
+    id: &OrderId,
+    get: impl Fn(&OrderId) -> Result<Option<Order>, StoreError>,
+    commit: impl Fn(u64, Change) -> Result<Committed, CasError<Infallible>>,
+    mut f: impl FnMut(&Order) -> Result<Change, E>,
+) -> Result<Committed, CasError<E>> {
+    let mut lost = 0;
+    loop {
+        let current = get(id)?.ok_or_else(|| CasError::NotFound(id.clone()))?;
+        let change = f(&current).map_err(CasError::Refused)?;
+        match commit(current.version, change) {
+            Ok(c) => return Ok(c),
+            Err(CasError::Stale { .. }) if lost < 15 => lost += 1,
+            Err(CasError::Stale { current }) => return Err(CasError::Stale { current }),
+            Err(CasError::NotFound(id)) => return Err(CasError::NotFound(id)),
+            Err(CasError::Store(e)) => return Err(CasError::Store(e)),
+            Err(CasError::Refused(never)) => match never {},
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -404,23 +430,24 @@ impl Orders {
         Ok(Committed { order, jobs })
     }
 
+    /// Writes an already computed change if the stored order still has `expected_version`.
+    pub fn commit(
+        &self,
+        expected_version: u64,
+        change: Change,
+    ) -> Result<Committed, CasError<Infallible>> {
+        let id = change.order.id.clone();
+        self.transition(&id, expected_version, move |_| Ok(change))
+    }
+
     /// `transition` against whatever is stored now, re-deciding on a lost race (up to 16
     /// times). For system actors (scheduler, runner) whose decision depends only on the order.
     pub fn update<E>(
         &self,
         id: &OrderId,
-        mut f: impl FnMut(&Order) -> Result<Change, E>,
+        f: impl FnMut(&Order) -> Result<Change, E>,
     ) -> Result<Committed, CasError<E>> {
-        let mut lost = 0;
-        loop {
-            let current = self
-                .get(id)?
-                .ok_or_else(|| CasError::NotFound(id.clone()))?;
-            match self.transition(id, current.version, &mut f) {
-                Err(CasError::Stale { .. }) if lost < 15 => lost += 1,
-                other => return other,
-            }
-        }
+        update_with(id, |id| self.get(id), |v, c| self.commit(v, c), f)
     }
 
     fn after_commit(&self, order: &Order, jobs: &[OutboxJob]) {

@@ -57,7 +57,6 @@ async fn reconcile_oa(wf: &Workflow, d: &Deadline) -> bool {
 
 fn deadline(wf: &Workflow, d: &Deadline) -> Result<(), String> {
     let now = wf.now();
-    let cards = wf.settings.approval_template().is_some();
     let res = wf.orders.update(&d.order, |o| {
         let stale = Err("stale deadline");
         match d.kind {
@@ -78,13 +77,7 @@ fn deadline(wf: &Workflow, d: &Deadline) -> Result<(), String> {
             }
             DeadlineKind::ApprovalTimeout => {
                 let t = o.time_out(now).map_err(|_| "stale deadline")?;
-                let mut jobs = Vec::new();
-                if o.approval_mode == ApprovalMode::Oa {
-                    jobs.push(JobKind::TerminateOaApproval);
-                }
-                if cards {
-                    jobs.push(JobKind::UpdateCards);
-                }
+                let mut jobs = wf.closing_jobs(o);
                 jobs.push(JobKind::tell_requester(Notice::TimedOut));
                 Ok(Change::from_transition(
                     t,

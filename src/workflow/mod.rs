@@ -34,6 +34,7 @@ use crate::chat::text::{self, Lang};
 use crate::clock::SharedClock;
 use crate::dispatch::DispatchError;
 use crate::domain::ids::DingUserId;
+use crate::domain::jobs::JobKind;
 use crate::domain::order::{ApprovalMode, Order};
 use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
@@ -156,6 +157,19 @@ impl Workflow {
     /// The JumpServer accounts the order's role grants.
     fn role_accounts(&self, o: &Order) -> Vec<String> {
         self.policy.role(OrderText::role(o)).accounts.clone()
+    }
+
+    /// The clean-up an order needs when it closes before a decision (withdrawn, timed out, its
+    /// requester gone): its OA instance withdrawn, its cards brought to the new state.
+    fn closing_jobs(&self, o: &Order) -> Vec<JobKind> {
+        let mut jobs = Vec::new();
+        if o.approval_mode == ApprovalMode::Oa {
+            jobs.push(JobKind::TerminateOaApproval);
+        }
+        if self.settings.approval_template().is_some() {
+            jobs.push(JobKind::UpdateCards);
+        }
+        jobs
     }
 
     /// Display name of a DingTalk user for messages; falls back to the userid.

@@ -33,6 +33,7 @@ pub use crate::jumpserver::{
     GrantOutcome, GrantPlan, GrantPreview, GrantedAsset, JmsUser, NewUser, NewUserSpec, Reacher,
     RevokeMode, RevokeOutcome, UserMatch,
 };
+use crate::store::orders::update_with;
 pub use crate::store::orders::{CasError, Committed, CreateError};
 pub use crate::store::outbox::OutboxJob;
 pub use crate::store::StoreError;
@@ -248,23 +249,9 @@ impl<S: OrderStore + ?Sized> OrderStoreExt for S {
     fn update<E>(
         &self,
         id: &OrderId,
-        mut f: impl FnMut(&Order) -> Result<Change, E>,
+        f: impl FnMut(&Order) -> Result<Change, E>,
     ) -> Result<Committed, CasError<E>> {
-        let mut lost = 0;
-        loop {
-            let current = self
-                .get(id)?
-                .ok_or_else(|| CasError::NotFound(id.clone()))?;
-            let change = f(&current).map_err(CasError::Refused)?;
-            match self.commit(current.version, change) {
-                Ok(c) => return Ok(c),
-                Err(CasError::Stale { .. }) if lost < 15 => lost += 1,
-                Err(CasError::Stale { current }) => return Err(CasError::Stale { current }),
-                Err(CasError::NotFound(id)) => return Err(CasError::NotFound(id)),
-                Err(CasError::Store(e)) => return Err(CasError::Store(e)),
-                Err(CasError::Refused(never)) => match never {},
-            }
-        }
+        update_with(id, |id| self.get(id), |v, c| self.commit(v, c), f)
     }
 }
 

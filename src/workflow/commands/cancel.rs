@@ -7,14 +7,13 @@ use crate::domain::change::Change;
 use crate::domain::ids::OrderId;
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::Notice;
-use crate::domain::order::{ApprovalMode, State};
+use crate::domain::order::State;
 use crate::workflow::commands::{refusal_or, Answer, Ctx, Refusal};
 use crate::workflow::ports::OrderStoreExt;
 
 pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
     let (wf, sender) = (cx.wf, cx.sender);
     let lang = wf.lang();
-    let has_cards = wf.settings.approval_template().is_some();
     let res = wf.orders.update(id, |o| {
         if o.requester != *sender {
             return Err(Refusal::Text(text::not_your_order(lang, id)));
@@ -29,13 +28,7 @@ pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
         let t = o
             .cancel(sender, wf.now())
             .map_err(|e| Refusal::Text(e.to_string()))?;
-        let mut jobs = Vec::new();
-        if o.approval_mode == ApprovalMode::Oa {
-            jobs.push(JobKind::TerminateOaApproval);
-        }
-        if has_cards {
-            jobs.push(JobKind::UpdateCards);
-        }
+        let mut jobs = wf.closing_jobs(o);
         jobs.push(JobKind::tell_requester(Notice::Cancelled));
         Ok(Change::from_transition(
             t,

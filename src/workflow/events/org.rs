@@ -6,7 +6,7 @@ use crate::domain::change::Change;
 use crate::domain::ids::OrderId;
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::Notice;
-use crate::domain::order::{ApprovalMode, State};
+use crate::domain::order::State;
 use crate::inbound::{OrgEvent, OrgEventKind};
 use crate::workflow::commands::Refusal;
 use crate::workflow::ports::{CasError, OrderStoreExt, OutboxJob};
@@ -18,7 +18,6 @@ pub(in crate::workflow) fn on_org(wf: &Workflow, ev: OrgEvent) -> Result<(), Dis
         return Ok(());
     }
     let now = wf.now();
-    let has_cards = wf.settings.approval_template().is_some();
     for user in &ev.user_ids {
         let orders = wf.orders.list_by_requester(user).map_err(retry)?;
         let username = orders
@@ -33,13 +32,7 @@ pub(in crate::workflow) fn on_org(wf: &Workflow, ev: OrgEvent) -> Result<(), Dis
                         let t = cur
                             .cancel(user, now)
                             .map_err(|e| Refusal::Text(e.to_string()))?;
-                        let mut jobs = Vec::new();
-                        if cur.approval_mode == ApprovalMode::Oa {
-                            jobs.push(JobKind::TerminateOaApproval);
-                        }
-                        if has_cards {
-                            jobs.push(JobKind::UpdateCards);
-                        }
+                        let jobs = wf.closing_jobs(cur);
                         Ok(Change::from_transition(t, Actor::System, reason, jobs))
                     }
                     _ => {
