@@ -2,7 +2,8 @@
 //! and reading what their buttons and inputs send back. DingTalk requires every `cardParamMap`
 //! value to be a string (booleans `"true"`/`"false"`, lists JSON-encoded), so the maps here are
 //! `String → String`; `cards/*.json` lists the same keys and a test keeps the two in step.
-use crate::chat::text::{self, Lang, RequestView};
+use crate::chat::text::request::RequestView;
+use crate::chat::text::words::{self as text, Lang};
 use crate::domain::command::{self, ApplyDraft, CommandError, Role};
 use crate::domain::duration;
 use crate::domain::ids::OrderId;

@@ -1,14 +1,7 @@
 //! What failed and what to fix, when a job gives up: the requester's notice, the admins' notice
 //! with the setting to change, derived from DingTalk's error codes where they say enough.
-use super::text::Lang;
+use crate::chat::text::words::{pick, Lang};
 use crate::domain::ids::OrderId;
-
-fn pick(lang: Lang, zh: String, en: String) -> String {
-    match lang {
-        Lang::ZhCn => zh,
-        Lang::En => en,
-    }
-}
 
 /// The setting an administrator must change for a failed approval start, from the error text
 /// DingTalk answered (its codes are stable: `processCodeError`, `param.templateNotExist`, …).

@@ -69,7 +69,7 @@ impl Audit {
         use sled::Transactional;
         (&self.tree, &self.by_order)
             .transaction(|(t, b)| stage(t, b, rec))
-            .map_err(super::orders::tx_error)
+            .map_err(super::tx_error)
     }
 
     /// The trail of one order, oldest first.

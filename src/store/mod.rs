@@ -43,6 +43,14 @@ pub enum StoreError {
     Conflict(String),
 }
 
+/// A failed transaction as a store error (its abort reason, or sled's own).
+pub(crate) fn tx_error(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
 /// The embedded database. Cheap to clone (sled handles are reference counted).
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -114,13 +114,6 @@ impl std::fmt::Debug for Orders {
     }
 }
 
-pub(crate) fn tx_error(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
-    }
-}
-
 enum Abort {
     Stale(Box<Order>),
     Missing,
