@@ -15,4 +15,5 @@ pub mod notice;
 pub mod order;
 pub mod ownership;
 pub mod policy;
+pub mod request;
 pub mod target;

@@ -2,6 +2,9 @@
 //! `[[systems]]`, `[chat]` and `[identity]` config sections (serde, with defaults) and the pure
 //! rules built from them ([`Policy`]). Config problems are collected as sentences naming the key,
 //! so `check-config` can print all of them at once.
+//!
+//! Longer than 600 lines on purpose: the config sections and the rules checked against them are
+//! one vocabulary (a key's meaning and its rule change together); its unit tests are at the end.
 use crate::domain::command::{Lang, Role};
 use crate::domain::duration::{self, AccessDuration};
 use crate::domain::identity::IdentityConfig;

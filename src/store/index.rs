@@ -14,6 +14,9 @@
 //! - `index_perms` (`<permission id>` → the permission plus the host ids it covers, nodes
 //!   expanded), `index_perms_by_address` (`<address>/<permission id>` → empty),
 //!   `index_perms_by_user` (`<user id>/<permission id>` → empty)
+//!
+//! Longer than 600 lines on purpose: writing a generation and every read of it share the key
+//! layout above, which is easiest to keep right in one file; its unit tests are at the end.
 use super::audit::Audit;
 use super::{Store, StoreError};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
