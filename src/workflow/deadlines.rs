@@ -5,7 +5,7 @@ use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::change::Change;
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::Notice;
-use crate::domain::order::{ApprovalMode, DeadlineKind, State};
+use crate::domain::order::{ApprovalMode, DeadlineKind, Order, State};
 use crate::worker::scheduler::{Deadline, DeadlineHandler};
 use crate::workflow::events::oa;
 use crate::workflow::ports::{CasError, OrderStoreExt};
@@ -57,6 +57,17 @@ async fn reconcile_oa(wf: &Workflow, d: &Deadline) -> bool {
 
 fn deadline(wf: &Workflow, d: &Deadline) -> Result<(), String> {
     let now = wf.now();
+    // A reminder is recorded on the order with its audit record and its message, in one change.
+    let reminded = |marked: Order, detail: &str, message: JobKind| {
+        let rec = AuditRecord::new(
+            now,
+            Some(marked.id.clone()),
+            Actor::System,
+            AuditEvent::Reminded,
+            detail,
+        );
+        Change::new(marked).audit(rec).job(message)
+    };
     let res = wf.orders.update(&d.order, |o| {
         let stale = Err("stale deadline");
         match d.kind {
@@ -64,16 +75,11 @@ fn deadline(wf: &Workflow, d: &Deadline) -> Result<(), String> {
                 if o.state != State::PendingApproval || o.reminders.approval_reminded_at.is_some() {
                     return stale;
                 }
-                let rec = AuditRecord::new(
-                    now,
-                    Some(o.id.clone()),
-                    Actor::System,
-                    AuditEvent::Reminded,
+                Ok(reminded(
+                    o.mark_approval_reminded(now),
                     "approvers reminded",
-                );
-                Ok(Change::new(o.mark_approval_reminded(now))
-                    .audit(rec)
-                    .job(JobKind::tell_approvers(Notice::Reminder)))
+                    JobKind::tell_approvers(Notice::Reminder),
+                ))
             }
             DeadlineKind::ApprovalTimeout => {
                 let t = o.time_out(now).map_err(|_| "stale deadline")?;
@@ -91,16 +97,11 @@ fn deadline(wf: &Workflow, d: &Deadline) -> Result<(), String> {
                 if o.state != State::Active || o.reminders.expiry_reminded_for_end == Some(w.end) {
                     return stale;
                 }
-                let rec = AuditRecord::new(
-                    now,
-                    Some(o.id.clone()),
-                    Actor::System,
-                    AuditEvent::Reminded,
+                Ok(reminded(
+                    o.mark_expiry_reminded(now),
                     "requester reminded of the expiry",
-                );
-                Ok(Change::new(o.mark_expiry_reminded(now))
-                    .audit(rec)
-                    .job(JobKind::tell_requester(Notice::ExpiryReminder)))
+                    JobKind::tell_requester(Notice::ExpiryReminder),
+                ))
             }
             DeadlineKind::Expiry => {
                 let t = o.expire(now).map_err(|_| "stale deadline")?;
