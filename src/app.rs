@@ -1,6 +1,13 @@
 //! Wiring: turns a `Config` into a running bot — store, clock, DingTalk client, dispatcher, HTTP
 //! server — and shuts it down cleanly. `serve` (production), `demo` and the integration tests all
 //! start the bot through `Bot::start`, so what the tests drive is what runs.
+//!
+//! The adapters become the workflow's ports here (`dingtalk_chat`, `jumpserver_bastion`,
+//! `sled_store`): the only place that knows which chat platform, bastion and store run.
+mod dingtalk_chat;
+mod jumpserver_bastion;
+mod sled_store;
+
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
@@ -15,12 +22,14 @@ use crate::jumpserver::client::JmsClient;
 use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
 use crate::store::dialogs::Dialogs;
+use crate::store::index::Index;
 use crate::store::orders::{OrderObserver, Orders};
 use crate::store::outbox::Outbox;
 use crate::store::{Store, StoreError};
 use crate::worker::outbox::{OutboxRunner, RunnerConfig, TickReport};
 use crate::worker::scheduler::{Fired, Scheduler, SchedulerConfig};
-use crate::workflow::{Settings, Workflow, WorkflowDispatcher};
+use crate::workflow::dispatcher::WorkflowDispatcher;
+use crate::workflow::{Ports, Settings, Workflow};
 use jiff::SignedDuration;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,9 +62,14 @@ pub struct BotOptions {
     pub dispatcher: Option<Arc<dyn Dispatch>>,
 }
 
-/// The workflow and its two workers (absent when a test passes its own dispatcher).
+/// The workflow and its two workers (absent when a test passes its own dispatcher), and the
+/// concrete adapters behind its ports (tests and the demo look at them).
 struct Engine {
     workflow: Arc<Workflow>,
+    orders: Orders,
+    outbox: Outbox,
+    index: Index,
+    jms: JmsClient,
     runner: Arc<OutboxRunner<Workflow>>,
     scheduler: Arc<Scheduler<Workflow>>,
 }
@@ -100,21 +114,22 @@ fn build_engine(
         .map_err(|e| AppError::Setup(format!("jumpserver: {e}")))?;
     let outbox = Outbox::new(&opts.store)?;
     let orders = Orders::new(&opts.store, &outbox)?;
+    let index = Index::new(&opts.store)?;
     let settings = Settings::from_config(config, &policy);
     let retry = settings.retry;
-    let workflow = Arc::new(Workflow {
+    let workflow = Arc::new(Workflow::new(
         settings,
-        policy: Arc::new(policy),
-        orders: orders.clone(),
-        outbox: outbox.clone(),
-        dialogs: Dialogs::new(&opts.store)?,
-        index: crate::store::index::Index::new(&opts.store)?,
-        dingtalk: dingtalk.clone(),
-        jms,
-        clock: opts.clock.clone(),
-        names: Default::default(),
-        installation: opts.store.installation_id().clone(),
-    });
+        Arc::new(policy),
+        Ports {
+            orders: Arc::new(orders.clone()),
+            dialogs: Arc::new(Dialogs::new(&opts.store)?),
+            index: Arc::new(index.clone()),
+            chat: Arc::new(dingtalk.clone()),
+            bastion: Arc::new(jms.clone()),
+        },
+        opts.clock.clone(),
+        opts.store.installation_id().clone(),
+    ));
     let w = &config.workflow;
     let runner = Arc::new(OutboxRunner::new(
         outbox.clone(),
@@ -155,6 +170,10 @@ fn build_engine(
     );
     Ok(Engine {
         workflow,
+        orders,
+        outbox,
+        index,
+        jms,
         runner,
         scheduler,
     })
@@ -229,7 +248,7 @@ impl Bot {
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
-            let jms = e.workflow.jms.clone();
+            let jms = e.jms.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(err) = jms.start().await {
                     tracing::warn!(error = %err, "JumpServer not reachable at start; jobs will retry");
@@ -285,15 +304,20 @@ impl Bot {
     }
 
     pub fn orders(&self) -> Option<&Orders> {
-        self.workflow().map(|w| &w.orders)
+        self.engine.as_ref().map(|e| &e.orders)
     }
 
     pub fn outbox(&self) -> Option<&Outbox> {
-        self.workflow().map(|w| &w.outbox)
+        self.engine.as_ref().map(|e| &e.outbox)
+    }
+
+    /// The local JumpServer index `/sync` builds.
+    pub fn index(&self) -> Option<&Index> {
+        self.engine.as_ref().map(|e| &e.index)
     }
 
     pub fn jms(&self) -> Option<&JmsClient> {
-        self.workflow().map(|w| &w.jms)
+        self.engine.as_ref().map(|e| &e.jms)
     }
 
     /// Runs every due outbox job once (tests and the demo drive the outbox with this when

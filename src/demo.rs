@@ -4,6 +4,9 @@
 //! simulators recorded (messages, cards, approvals, JumpServer permissions); the first step that
 //! did not happen stops the run with its name and why. The end-to-end tests build their worlds
 //! with the same [`World`], so what the demo shows is what the tests check.
+//!
+//! Longer than 600 lines on purpose: it is one scenario, step after step, each with its check;
+//! the world it runs in (`World`) is shared with the end-to-end tests.
 use crate::app::{AppError, Bot, BotOptions};
 use crate::clock::{Clock, ManualClock};
 use crate::config::Config;

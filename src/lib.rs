@@ -1,14 +1,14 @@
 //! accessbot: employees ask a DingTalk bot for JumpServer access; approvers decide; the bot grants.
 //!
 //! Module map (one line each; adapters never import the domain's IO-free rules the other way round):
-pub mod app; //        wiring: builds the state, starts the HTTP server and workers, shuts down cleanly
-pub mod chat; //       what users read: replies, help, cards, rendered in zh-CN / en
+pub mod app; //        wiring: adapters into the workflow's ports, the HTTP server and workers, clean shutdown
+pub mod chat; //       what users read: replies, notices, cards, by topic, in zh-CN / en (no IO)
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
 pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler
-pub mod domain; //     pure types and rules (no IO): ids, commands, durations, policy, order state machine
+pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
 pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
 pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
 pub mod inbound; //    the one typed event every DingTalk listener produces
@@ -17,6 +17,6 @@ pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for cha
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
 pub mod server; //     HTTP connections under the router: cap, header-read and idle timeouts, graceful stop
-pub mod store; //      sled trees behind small typed functions: dedupe, orders, dialogs, outbox, audit, index
+pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)
 pub mod worker; //     background jobs: outbox runner, scheduler
-pub mod workflow; //   request → approval → grant: turns commands and decisions into orders and outbox work
+pub mod workflow; //   request → approval → grant over ports: commands/, events/, jobs/, one file each

@@ -2,10 +2,12 @@
 //! and reading what their buttons and inputs send back. DingTalk requires every `cardParamMap`
 //! value to be a string (booleans `"true"`/`"false"`, lists JSON-encoded), so the maps here are
 //! `String → String`; `cards/*.json` lists the same keys and a test keeps the two in step.
-use crate::chat::text::{self, Lang, RequestView};
+use crate::chat::text::request::RequestView;
+use crate::chat::text::words::{self as text, Lang};
 use crate::domain::command::{self, ApplyDraft, CommandError, Role};
 use crate::domain::duration;
 use crate::domain::ids::OrderId;
+use crate::domain::order::{Order, State};
 use crate::domain::policy::Policy;
 use crate::domain::target;
 use std::collections::BTreeMap;
@@ -122,6 +124,20 @@ pub enum ApprovalStatus {
 }
 
 impl ApprovalStatus {
+    /// Where an order's approval stands, from its state: a cancel nobody made (the timeout)
+    /// shows as timed out, and everything after a decision to approve as approved.
+    pub fn of(o: &Order) -> Self {
+        match o.state {
+            State::Draft | State::PendingApproval => ApprovalStatus::Pending,
+            State::Rejected => ApprovalStatus::Rejected,
+            State::Cancelled if o.closure.as_ref().is_some_and(|c| c.by.is_none()) => {
+                ApprovalStatus::Expired
+            }
+            State::Cancelled => ApprovalStatus::Cancelled,
+            _ => ApprovalStatus::Approved,
+        }
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             ApprovalStatus::Pending => "pending",

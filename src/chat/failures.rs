@@ -1,14 +1,7 @@
 //! What failed and what to fix, when a job gives up: the requester's notice, the admins' notice
 //! with the setting to change, derived from DingTalk's error codes where they say enough.
-use super::text::Lang;
+use crate::chat::text::words::{pick, Lang};
 use crate::domain::ids::OrderId;
-
-fn pick(lang: Lang, zh: String, en: String) -> String {
-    match lang {
-        Lang::ZhCn => zh,
-        Lang::En => en,
-    }
-}
 
 /// The setting an administrator must change for a failed approval start, from the error text
 /// DingTalk answered (its codes are stable: `processCodeError`, `param.templateNotExist`, …).
@@ -108,14 +101,6 @@ pub fn oa_cleanup(lang: Lang, instance: Option<&str>) -> String {
             "钉钉中可能已有此单的审批实例（发起结果未知）：请在审批后台按单号搜索并撤销，它不会再被处理。".into(),
             "DingTalk may hold an approval instance for this order (its start's answer was lost): search the approval console for the order id and terminate it; it will not be acted on.".into(),
         ),
-    }
-}
-
-/// The `/status` label of an order whose approval could not be started.
-pub fn approval_failed_label(lang: Lang) -> &'static str {
-    match lang {
-        Lang::ZhCn => "审批发起失败",
-        Lang::En => "approval could not start",
     }
 }
 

@@ -1,5 +1,8 @@
-//! What users read: reply texts, help, card variables; zh-CN by default, English available.
+//! What users read: reply texts, help, notices, cards, rendered in zh-CN / en; no IO.
 pub mod card;
 pub mod failures;
+pub mod message;
+pub mod notice;
+pub mod order;
 pub mod readback;
 pub mod text;

@@ -1,18 +1,11 @@
 //! What JumpServer grants, in words: the messages after a grant, renewal, revocation or expiry,
 //! built only from what was read back (`domain::access`), and the logins as people know them
 //! (`运维账号 ops`, never `@SPEC`). Also the administrators' notices about what needs a person.
-use super::text::{time, Lang};
+use crate::chat::text::words::{pick, time, Lang};
 use crate::domain::access::{HostAccess, Login, LoginKind, ReadBack, Revocation, RevokedHow};
 use crate::domain::ids::OrderId;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-
-fn pick(lang: Lang, zh: String, en: String) -> String {
-    match lang {
-        Lang::ZhCn => zh,
-        Lang::En => en,
-    }
-}
 
 fn sep(lang: Lang) -> &'static str {
     match lang {

@@ -1,6 +1,9 @@
 //! Chat commands: ONE table ([`COMMANDS`]) declares every command's words (zh-CN and en), argument
 //! syntax, description and example; [`parse`] matches against it and [`help_text`] is generated
 //! from it, so help can never drift from what the parser accepts.
+//!
+//! Longer than 600 lines on purpose: the table, the parser and the help generated from it must
+//! agree word for word, so they are kept in one file; its unit tests are at the end.
 use crate::domain::duration::{self, AccessDuration, DurationError};
 use crate::domain::ids::OrderId;
 use crate::domain::target::{self, Target, TargetError, PARSE_MAX_TARGETS};

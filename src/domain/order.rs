@@ -5,49 +5,19 @@
 //!
 //! Versions are not bumped here: the store owns the version counter, because only the store knows
 //! which version it compared against (compare-and-swap lives in `store::orders`).
+//!
+//! Longer than 600 lines on purpose: the state table (`Action::allowed_from`), the transitions
+//! that obey it and the identities and deadlines they imply are read together when the state
+//! machine changes; its unit tests are at the end.
 use crate::domain::access::{ReadBack, Revocation};
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::ownership::{self, Marker};
+/// What the requester asked for (its own file; re-exported here, where orders are).
+pub use crate::domain::request::Request;
 use jiff::{civil::Date, SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use thiserror::Error;
-
-/// What the requester asked for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Request {
-    /// A JumpServer account for the requester (no time window: the account outlives the order).
-    Account { reason: String },
-    /// Time-bound access to hosts: becomes one JumpServer asset permission.
-    Host {
-        /// Host names, IPs or system names in canonical form (`target::classify`: an address
-        /// as policy judged it, never another spelling of it; a host name as typed, compared in
-        /// lower case), resolved at grant.
-        targets: Vec<String>,
-        /// The system account (JumpServer "account" on the asset), if the requester named one.
-        system: Option<String>,
-        /// Policy role, e.g. `readonly`, `ops`; maps to JumpServer actions.
-        role: String,
-        /// Length of the window; it starts at approval, not at request.
-        duration_secs: i64,
-        reason: String,
-    },
-}
-
-impl Request {
-    pub fn duration(&self) -> Option<SignedDuration> {
-        match self {
-            Request::Account { .. } => None,
-            Request::Host { duration_secs, .. } => Some(SignedDuration::from_secs(*duration_secs)),
-        }
-    }
-    pub fn reason(&self) -> &str {
-        match self {
-            Request::Account { reason } | Request::Host { reason, .. } => reason,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -136,6 +106,27 @@ impl fmt::Display for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Where an order stands as people are told: its [`State`], with what the state alone does not
+/// say (a failed order either never reached an approver or failed to be granted). Replies,
+/// status lines and labels all derive from this one value (see `Order::status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    PendingApproval,
+    Approved,
+    Provisioning,
+    Active,
+    Expired,
+    Revoked,
+    Rejected,
+    Cancelled,
+    /// Granting failed and is being retried.
+    Retrying,
+    /// Granting failed for good.
+    Failed,
+    /// The approval could not be started; nobody decided.
+    ApprovalFailed,
 }
 
 /// Every way an order can move. `allowed_from` is the whole table of the state machine.
@@ -423,6 +414,23 @@ impl Order {
             requester_email: None,
             installation: String::new(),
             version: 0,
+        }
+    }
+
+    /// Where the order stands, as people are told.
+    pub fn status(&self) -> Status {
+        match self.state {
+            State::Draft | State::PendingApproval => Status::PendingApproval,
+            State::Approved => Status::Approved,
+            State::Provisioning => Status::Provisioning,
+            State::Active => Status::Active,
+            State::Expired => Status::Expired,
+            State::Revoked => Status::Revoked,
+            State::Rejected => Status::Rejected,
+            State::Cancelled => Status::Cancelled,
+            State::FailedRetrying => Status::Retrying,
+            State::Failed if self.decided_at.is_none() => Status::ApprovalFailed,
+            State::Failed => Status::Failed,
         }
     }
 

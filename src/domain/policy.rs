@@ -2,6 +2,9 @@
 //! `[[systems]]`, `[chat]` and `[identity]` config sections (serde, with defaults) and the pure
 //! rules built from them ([`Policy`]). Config problems are collected as sentences naming the key,
 //! so `check-config` can print all of them at once.
+//!
+//! Longer than 600 lines on purpose: the config sections and the rules checked against them are
+//! one vocabulary (a key's meaning and its rule change together); its unit tests are at the end.
 use crate::domain::command::{Lang, Role};
 use crate::domain::duration::{self, AccessDuration};
 use crate::domain::identity::IdentityConfig;
@@ -358,6 +361,22 @@ impl Policy {
 
     pub fn is_admin(&self, user: &DingUserId) -> bool {
         self.admins.contains(user)
+    }
+
+    /// An order's targets with every name that is a configured system read as that system.
+    /// New orders record systems as such already (the dialog resolved them); orders stored
+    /// before targets were typed recorded plain words, which read back as host names.
+    pub fn known_targets(&self, targets: &[Target]) -> Vec<Target> {
+        targets
+            .iter()
+            .map(|t| match t {
+                Target::Address(_) => t.clone(),
+                Target::Hostname(h) => self
+                    .system_named(h.as_typed())
+                    .map_or_else(|| t.clone(), Target::System),
+                Target::System(s) => Target::System(self.system_named(s).unwrap_or(s.clone())),
+            })
+            .collect()
     }
 
     pub fn role(&self, role: Role) -> &RolePolicy {

@@ -19,6 +19,9 @@
 //! - `[…]` around an IPv6 address → dropped; a zone id (`fe80::1%eth0`) → refused (it names an
 //!   interface of the machine that connects, not a host);
 //! - address ranges and CIDR blocks → refused (the parser never accepted them).
+//!
+//! Longer than 600 lines on purpose: the canonical form is one set of folding rules applied in
+//! order; splitting them would hide which rule sees a token first. Its unit tests are at the end.
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::cmp::Ordering;
 use std::collections::BTreeSet;

@@ -356,11 +356,12 @@ fn check_order(
         Request::Host {
             targets,
             role,
-            duration_secs,
+            duration,
             ..
-        } if targets == std::slice::from_ref(&p.address)
-            && role == p.role.key()
-            && *duration_secs == p.duration_secs => {}
+        } if targets.len() == 1
+            && targets[0].to_string() == p.address
+            && role.key() == p.role.key()
+            && i64::try_from(duration.minutes()).unwrap_or(0) * 60 == p.duration_secs => {}
         other => f.violations.push(format!(
             "{label}: stored request {other:?} is not what was asked"
         )),

@@ -1,4 +1,4 @@
-//! Append-only audit trail: who asked, who decided, what was granted, what failed, how it ended.
+//! Append-only audit trail (`domain::audit` says what a record is; this file only keeps them).
 //! Records are written in the same sled transaction as the order change they describe (see
 //! orders.rs), so the trail can never disagree with the orders.
 //!
@@ -6,109 +6,13 @@
 //! then 8-byte sled id (ties and uniqueness) → JSON `AuditRecord`; `audit_by_order` key =
 //! `<order id>/` + the audit key → empty, for `list_for_order`.
 use super::{Store, StoreError};
-use crate::domain::ids::{DingUserId, OrderId};
-use crate::domain::order::{Action, State, Transition};
+use crate::domain::audit::AuditRecord;
+use crate::domain::ids::OrderId;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 
 pub(crate) const TREE: &str = "audit";
 pub(crate) const BY_ORDER: &str = "audit_by_order";
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "id", rename_all = "snake_case")]
-pub enum Actor {
-    User(DingUserId),
-    /// The bot itself: scheduler, outbox runner, reconcile.
-    System,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuditEvent {
-    Requested,
-    Submitted,
-    Approved,
-    Rejected,
-    Cancelled,
-    TimedOut,
-    ProvisioningStarted,
-    Granted,
-    ProvisioningFailed,
-    /// The approval could not be started (no approver reachable, OA start refused).
-    ApprovalFailed,
-    Revoked,
-    Expired,
-    Renewed,
-    Reminded,
-    /// An outbox job stopped retrying (permanent error or past its deadline).
-    JobGaveUp,
-    Note,
-}
-
-impl From<Action> for AuditEvent {
-    fn from(a: Action) -> Self {
-        match a {
-            Action::Submit => AuditEvent::Submitted,
-            Action::Approve => AuditEvent::Approved,
-            Action::Reject => AuditEvent::Rejected,
-            Action::Cancel => AuditEvent::Cancelled,
-            Action::TimeOut => AuditEvent::TimedOut,
-            Action::StartProvisioning => AuditEvent::ProvisioningStarted,
-            Action::Provisioned => AuditEvent::Granted,
-            Action::ProvisioningFailed => AuditEvent::ProvisioningFailed,
-            Action::Expire => AuditEvent::Expired,
-            Action::Revoke => AuditEvent::Revoked,
-            Action::Renew => AuditEvent::Renewed,
-            Action::ApprovalFailed => AuditEvent::ApprovalFailed,
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub at: Timestamp,
-    pub order_id: Option<OrderId>,
-    pub actor: Actor,
-    pub event: AuditEvent,
-    pub from: Option<State>,
-    pub to: Option<State>,
-    /// Free text for humans (reason, permission name, error); never a secret.
-    pub detail: String,
-}
-
-impl AuditRecord {
-    pub fn new(
-        at: Timestamp,
-        order_id: Option<OrderId>,
-        actor: Actor,
-        event: AuditEvent,
-        detail: impl Into<String>,
-    ) -> Self {
-        Self {
-            at,
-            order_id,
-            actor,
-            event,
-            from: None,
-            to: None,
-            detail: detail.into(),
-        }
-    }
-
-    /// The record for a state change; time and order come from the transition itself.
-    pub fn for_transition(t: &Transition, actor: Actor, detail: impl Into<String>) -> Self {
-        Self {
-            at: t.order.updated_at,
-            order_id: Some(t.order.id.clone()),
-            actor,
-            event: t.action.into(),
-            from: Some(t.from),
-            to: Some(t.to),
-            detail: detail.into(),
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct Audit {
@@ -165,7 +69,7 @@ impl Audit {
         use sled::Transactional;
         (&self.tree, &self.by_order)
             .transaction(|(t, b)| stage(t, b, rec))
-            .map_err(super::orders::tx_error)
+            .map_err(super::tx_error)
     }
 
     /// The trail of one order, oldest first.

@@ -1,6 +1,7 @@
-//! Per-user dialog state (multi-turn conversations). The chat layer owns the shape of the state;
-//! this tree stores it as opaque JSON with the time of the user's last activity, so idle dialogs
-//! can be swept without knowing what they are.
+//! Per-user dialog state (multi-turn conversations). `domain::dialog` owns the shape of the state;
+//! this tree stores it as JSON with the time of the user's last activity, so idle dialogs can be
+//! swept without knowing what they are. The workflow's `DialogStore` port (`app::sled_store`)
+//! reads it back typed, and reports one it cannot read instead of dropping it.
 //!
 //! Tree `dialogs`: key = DingTalk userid → JSON `DialogEntry`.
 use super::{Store, StoreError};

@@ -14,8 +14,15 @@
 //! - `index_perms` (`<permission id>` → the permission plus the host ids it covers, nodes
 //!   expanded), `index_perms_by_address` (`<address>/<permission id>` → empty),
 //!   `index_perms_by_user` (`<user id>/<permission id>` → empty)
-use super::audit::{Actor, Audit, AuditEvent, AuditRecord};
+//!
+//! Longer than 600 lines on purpose: writing a generation and every read of it share the key
+//! layout above, which is easiest to keep right in one file; its unit tests are at the end.
+use super::audit::Audit;
 use super::{Store, StoreError};
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
+use crate::domain::inventory::{
+    Grant, IndexStats, IndexedHost, IndexedPermission, IndexedUser, Reach, Snapshot, UserAccess,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,120 +53,6 @@ pub(crate) const DATA_TREES: [&str; 9] = [
 
 const CURRENT: &[u8] = b"current";
 const NEXT_GEN: &[u8] = b"next_gen";
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexedUser {
-    pub id: String,
-    pub username: String,
-    pub name: String,
-    pub email: String,
-    pub is_active: bool,
-}
-
-impl IndexedUser {
-    /// `Name(username)`, the way JumpServer shows a user.
-    pub fn display(&self) -> String {
-        if self.name.is_empty() || self.name == self.username {
-            self.username.clone()
-        } else {
-            format!("{}({})", self.name, self.username)
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexedHost {
-    pub id: String,
-    pub name: String,
-    pub address: String,
-    pub node_ids: Vec<String>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexedNode {
-    pub id: String,
-    /// Tree key such as `1:3:5`; a node is under another when its key extends the other's.
-    pub key: String,
-    pub full_value: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexedPermission {
-    pub id: String,
-    pub name: String,
-    /// Users the permission reaches, user groups already expanded.
-    pub user_ids: Vec<String>,
-    pub asset_ids: Vec<String>,
-    pub node_ids: Vec<String>,
-    pub accounts: Vec<String>,
-    pub actions: Vec<String>,
-    pub is_active: bool,
-    pub date_start: Option<Timestamp>,
-    pub date_expired: Option<Timestamp>,
-}
-
-impl IndexedPermission {
-    /// JumpServer's rule: active and `date_start <= now < date_expired` (a missing bound is
-    /// open).
-    pub fn is_valid(&self, now: Timestamp) -> bool {
-        self.is_active
-            && self.date_start.is_none_or(|s| s <= now)
-            && self.date_expired.is_none_or(|e| now < e)
-    }
-}
-
-/// Everything one sync read from JumpServer.
-#[derive(Clone, Debug, Default)]
-pub struct Snapshot {
-    pub users: Vec<IndexedUser>,
-    pub hosts: Vec<IndexedHost>,
-    pub nodes: Vec<IndexedNode>,
-    pub permissions: Vec<IndexedPermission>,
-}
-
-/// What the current generation holds and when it was read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IndexStats {
-    pub generation: u64,
-    pub synced_at: Timestamp,
-    /// How long reading JumpServer and writing the index took.
-    pub duration_ms: u64,
-    pub users: usize,
-    pub hosts: usize,
-    pub nodes: usize,
-    pub permissions: usize,
-    /// Permissions valid at `synced_at`.
-    pub valid_permissions: usize,
-}
-
-/// One user reaching one host through one valid permission.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reach {
-    pub user: IndexedUser,
-    pub host: IndexedHost,
-    pub permission_id: String,
-    pub permission_name: String,
-    pub accounts: Vec<String>,
-    pub actions: Vec<String>,
-    pub date_expired: Option<Timestamp>,
-}
-
-/// One valid permission of a user and the hosts it covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Grant {
-    pub permission_id: String,
-    pub permission_name: String,
-    pub hosts: Vec<IndexedHost>,
-    pub accounts: Vec<String>,
-    pub actions: Vec<String>,
-    pub date_expired: Option<Timestamp>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UserAccess {
-    pub user: IndexedUser,
-    pub grants: Vec<Grant>,
-}
 
 /// The `current` record: the generation readers use and the one before it (kept so a reader
 /// that started on it finishes; swept by the next sync).
@@ -644,6 +537,7 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::inventory::IndexedNode;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()

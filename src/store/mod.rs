@@ -1,5 +1,7 @@
-//! sled storage behind small typed functions. Every other module sees `Store` and the typed
-//! tree modules below it, never raw sled, so the storage engine stays one file away.
+//! sled storage behind small typed functions: the persistence of the domain's vocabulary
+//! (orders, jobs, audit records, dialogs, the JumpServer inventory), never its owner. The
+//! workflow reaches it only through its store ports (`workflow::ports`), which `app::sled_store`
+//! implements with the types here; tests and the demo may open the trees directly.
 //!
 //! Trees (one per concern; keys are UTF-8 strings, values JSON unless noted):
 //! - `dedupe`: delivery keys of DingTalk events already handled, with their expiry (see dedupe.rs)
@@ -43,6 +45,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("storage transaction aborted: {0}")]
     Conflict(String),
+}
+
+/// A failed transaction as a store error (its abort reason, or sled's own).
+pub(crate) fn tx_error(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    }
 }
 
 /// The embedded database. Cheap to clone (sled handles are reference counted).

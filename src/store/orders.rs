@@ -6,15 +6,19 @@
 //! Trees: `orders` id → JSON `Order`; `orders_by_requester` `<userid>/<id>` → ""; `orders_by_state`
 //! `<state>/<id>` → ""; `order_refs` `oa/<instance id>` or `card/<outTrackId>` → id;
 //! `order_seq` `<yymmdd>` → u64 BE (per-day id counter, see `domain::order::format_order_id`).
-use super::audit::{self, AuditRecord};
-use super::outbox::{self, JobKind, Outbox, OutboxJob};
+use super::audit;
+use super::outbox::{self, Outbox, OutboxJob};
 use super::{Store, StoreError};
+use crate::domain::audit::AuditRecord;
+use crate::domain::change::Change;
 use crate::domain::ids::{DingUserId, OrderId};
-use crate::domain::order::{format_order_id, Order, State, Transition};
+use crate::domain::jobs::JobKind;
+use crate::domain::order::{format_order_id, Order, State};
 use jiff::{tz::TimeZone, Timestamp};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
 use thiserror::Error;
 
@@ -23,47 +27,6 @@ const BY_REQUESTER: &str = "orders_by_requester";
 const BY_STATE: &str = "orders_by_state";
 const REFS: &str = "order_refs";
 const SEQ: &str = "order_seq";
-
-/// What a transition writes besides the order: the jobs it causes (in the order they must run)
-/// and its audit records.
-#[derive(Clone, Debug)]
-pub struct Change {
-    pub order: Order,
-    pub jobs: Vec<JobKind>,
-    pub audit: Vec<AuditRecord>,
-}
-
-impl Change {
-    pub fn new(order: Order) -> Self {
-        Self {
-            order,
-            jobs: Vec::new(),
-            audit: Vec::new(),
-        }
-    }
-    /// The usual case: a state-machine transition, its audit record, and its jobs.
-    pub fn from_transition(
-        t: Transition,
-        actor: audit::Actor,
-        detail: impl Into<String>,
-        jobs: Vec<JobKind>,
-    ) -> Self {
-        let rec = AuditRecord::for_transition(&t, actor, detail);
-        Self {
-            order: t.order,
-            jobs,
-            audit: vec![rec],
-        }
-    }
-    pub fn job(mut self, kind: JobKind) -> Self {
-        self.jobs.push(kind);
-        self
-    }
-    pub fn audit(mut self, rec: AuditRecord) -> Self {
-        self.audit.push(rec);
-        self
-    }
-}
 
 /// The committed result: the order as stored (version bumped) and the jobs written.
 #[derive(Clone, Debug)]
@@ -84,6 +47,31 @@ pub enum CasError<E> {
     Refused(E),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Compare-and-swap against whatever is stored now: reads the order, computes the change from
+/// it, commits it if the order is still at that version, and computes again (up to 16 times in
+/// all) when another change won the race. `f` refusing leaves everything as it is. The one
+/// retry loop of every order store (`Orders::update`, `workflow::ports::OrderStoreExt`).
+pub fn update_with<E>(
+    id: &OrderId,
+    get: impl Fn(&OrderId) -> Result<Option<Order>, StoreError>,
+    commit: impl Fn(u64, Change) -> Result<Committed, CasError<Infallible>>,
+    mut f: impl FnMut(&Order) -> Result<Change, E>,
+) -> Result<Committed, CasError<E>> {
+    let mut lost = 0;
+    loop {
+        let current = get(id)?.ok_or_else(|| CasError::NotFound(id.clone()))?;
+        let change = f(&current).map_err(CasError::Refused)?;
+        match commit(current.version, change) {
+            Ok(c) => return Ok(c),
+            Err(CasError::Stale { .. }) if lost < 15 => lost += 1,
+            Err(CasError::Stale { current }) => return Err(CasError::Stale { current }),
+            Err(CasError::NotFound(id)) => return Err(CasError::NotFound(id)),
+            Err(CasError::Store(e)) => return Err(CasError::Store(e)),
+            Err(CasError::Refused(never)) => match never {},
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -123,13 +111,6 @@ impl std::fmt::Debug for Orders {
         f.debug_struct("Orders")
             .field("len", &self.orders.len())
             .finish()
-    }
-}
-
-pub(crate) fn tx_error(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => StoreError::Sled(e),
     }
 }
 
@@ -261,6 +242,11 @@ impl Orders {
             observers: Arc::default(),
             durable: true,
         })
+    }
+
+    /// The outbox this store writes jobs to (for work no order change carries).
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Turns the per-commit fsync off (benches, throwaway demo stores) or on.
@@ -437,23 +423,24 @@ impl Orders {
         Ok(Committed { order, jobs })
     }
 
+    /// Writes an already computed change if the stored order still has `expected_version`.
+    pub fn commit(
+        &self,
+        expected_version: u64,
+        change: Change,
+    ) -> Result<Committed, CasError<Infallible>> {
+        let id = change.order.id.clone();
+        self.transition(&id, expected_version, move |_| Ok(change))
+    }
+
     /// `transition` against whatever is stored now, re-deciding on a lost race (up to 16
     /// times). For system actors (scheduler, runner) whose decision depends only on the order.
     pub fn update<E>(
         &self,
         id: &OrderId,
-        mut f: impl FnMut(&Order) -> Result<Change, E>,
+        f: impl FnMut(&Order) -> Result<Change, E>,
     ) -> Result<Committed, CasError<E>> {
-        let mut lost = 0;
-        loop {
-            let current = self
-                .get(id)?
-                .ok_or_else(|| CasError::NotFound(id.clone()))?;
-            match self.transition(id, current.version, &mut f) {
-                Err(CasError::Stale { .. }) if lost < 15 => lost += 1,
-                other => return other,
-            }
-        }
+        update_with(id, |id| self.get(id), |v, c| self.commit(v, c), f)
     }
 
     fn after_commit(&self, order: &Order, jobs: &[OutboxJob]) {

@@ -8,120 +8,14 @@
 //! version (after a rollback) is parked with an error instead of crashing or being lost.
 use super::{Store, StoreError};
 use crate::domain::ids::{DingUserId, OrderId};
+use crate::domain::jobs::JobKind;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub(crate) const TREE: &str = "outbox";
-
-/// What a job does. The workflow adds kinds as it needs them; keep old ones decodable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum JobKind {
-    /// Create the JumpServer permission (look first by `Order::permission_name`).
-    Grant,
-    /// Delete or disable the permission.
-    Revoke,
-    /// Move the permission's `date_expired` to the order's new window end.
-    Renew,
-    NotifyRequester {
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
-    SendApprovalRequest {
-        approver: DingUserId,
-    },
-    /// Refresh every card of the order to its current state (buttons off once decided).
-    UpdateCards,
-    StartOaApproval,
-    NotifyAdmins {
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
-    /// Resolve the requester's identity and preview the JumpServer change, then submit.
-    Prepare,
-    /// A 1:1 message to one user about the order (e.g. the approver who decided by text).
-    NotifyUser {
-        user: DingUserId,
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
-    /// A message to every approver of the order (text-mode approvals: "decided by X").
-    NotifyApprovers {
-        template: String,
-        #[serde(default)]
-        params: BTreeMap<String, String>,
-    },
-    /// Withdraw the order's OA approval instance.
-    TerminateOaApproval,
-    /// Disable a JumpServer user (the person left the organisation).
-    DisableJmsUser {
-        username: String,
-    },
-    /// Rebuild the local JumpServer index (`/sync`) and tell `requested_by` the result. Its key
-    /// does not name the requester, so a second `/sync` while one is queued is the same job.
-    Sync {
-        requested_by: DingUserId,
-    },
-}
-
-impl JobKind {
-    /// Whether running the job a second time is something a person notices: it sends a chat
-    /// message (DingTalk's robot send has no idempotency key). Such a job's completion is
-    /// written to disk before the runner moves on, so a crash cannot bring it back; the other
-    /// kinds re-run harmlessly (they look before they act). A new kind that messages someone
-    /// belongs here.
-    pub fn repeat_is_visible(&self) -> bool {
-        match self {
-            JobKind::NotifyRequester { .. }
-            | JobKind::NotifyUser { .. }
-            | JobKind::NotifyApprovers { .. }
-            | JobKind::NotifyAdmins { .. }
-            // An action-card message when no card template is configured (a card is keyed by
-            // its outTrackId and would not double, but the kind does not say which).
-            | JobKind::SendApprovalRequest { .. }
-            // Tells the admin who asked how the sync went.
-            | JobKind::Sync { .. } => true,
-            JobKind::Grant
-            | JobKind::Revoke
-            | JobKind::Renew
-            | JobKind::UpdateCards
-            | JobKind::StartOaApproval
-            | JobKind::Prepare
-            | JobKind::TerminateOaApproval
-            | JobKind::DisableJmsUser { .. } => false,
-        }
-    }
-
-    /// Short stable name, part of the job id: the same kind enqueued twice for the same order
-    /// version is the same job.
-    pub fn key(&self) -> String {
-        match self {
-            JobKind::Grant => "grant".into(),
-            JobKind::Revoke => "revoke".into(),
-            JobKind::Renew => "renew".into(),
-            JobKind::NotifyRequester { template, .. } => format!("notify-requester.{template}"),
-            JobKind::SendApprovalRequest { approver } => format!("send-approval.{approver}"),
-            JobKind::UpdateCards => "update-cards".into(),
-            JobKind::StartOaApproval => "start-oa".into(),
-            JobKind::NotifyAdmins { template, .. } => format!("notify-admins.{template}"),
-            JobKind::Prepare => "prepare".into(),
-            JobKind::NotifyUser { user, template, .. } => {
-                format!("notify-user.{user}.{template}")
-            }
-            JobKind::NotifyApprovers { template, .. } => format!("notify-approvers.{template}"),
-            JobKind::TerminateOaApproval => "terminate-oa".into(),
-            JobKind::DisableJmsUser { username } => format!("disable-jms-user.{username}"),
-            JobKind::Sync { .. } => "sync".into(),
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutboxJob {
@@ -250,6 +144,16 @@ fn next_order_start(key: &[u8]) -> Vec<u8> {
     }
 }
 
+/// A notice job as versions before typed notices wrote it (`notify_requester` and its kin, with
+/// a `template` name): it no longer decodes and is parked.
+fn is_untyped_notice(kind: &serde_json::Value) -> bool {
+    kind.get("template").is_some()
+        && kind
+            .get("kind")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|k| k.starts_with("notify_"))
+}
+
 /// Inserts `job` inside a transaction unless a job with the same id exists.
 pub(crate) fn stage(
     tree: &TransactionalTree,
@@ -343,7 +247,13 @@ impl Outbox {
                         continue 'orders;
                     }
                     Err(e) => {
-                        tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
+                        if is_untyped_notice(&s.kind) {
+                            // Written before notices were typed (a template name and string
+                            // parameters): this version cannot say it, so it is kept, not sent.
+                            tracing::warn!(job = %s.id, kind = %s.kind, "outbox notice from before typed notices; parked, not sent");
+                        } else {
+                            tracing::warn!(job = %s.id, error = %e, "outbox job kind unknown to this version; parked");
+                        }
                         let mut p = s.clone();
                         p.parked = Some(ParkReason::UnknownKind);
                         p.last_error = Some(format!("cannot decode job kind: {e}"));
@@ -558,6 +468,39 @@ mod tests {
                 "B/1",
                 "zz"
             ]
+        );
+    }
+
+    #[test]
+    fn notices_from_before_typed_notices_are_parked_not_run() {
+        let store = Store::temporary().unwrap();
+        let ob = Outbox::new(&store).unwrap();
+        let t = Timestamp::UNIX_EPOCH;
+        let a = OrderId::new("A");
+        let old = serde_json::json!({
+            "kind": "notify_requester", "template": "granted", "params": {}
+        });
+        ob.insert_raw(
+            "A/0000000002-00/notify-requester.granted",
+            &a,
+            old.clone(),
+            t,
+        )
+        .unwrap();
+        ob.enqueue(&OutboxJob::new(&a, 2, 1, JobKind::UpdateCards, t))
+            .unwrap();
+        assert!(is_untyped_notice(&old));
+        let heads = ob.heads().unwrap();
+        assert_eq!(heads.len(), 1);
+        assert_eq!(heads[0].kind, JobKind::UpdateCards);
+        let parked = ob.parked().unwrap();
+        assert_eq!(parked.len(), 1);
+        assert_eq!(parked[0].reason, ParkReason::UnknownKind);
+        assert_eq!(parked[0].kind, old);
+        assert_eq!(
+            ob.revive_unknown_kinds(t).unwrap(),
+            0,
+            "still not decodable"
         );
     }
 }

@@ -8,10 +8,12 @@
 //! in creation order (only an order's head job is ever taken); different orders run
 //! concurrently, up to `max_concurrency`.
 use crate::clock::SharedClock;
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::ids::OrderId;
-use crate::store::audit::{Actor, Audit, AuditEvent, AuditRecord};
+use crate::store::audit::Audit;
 use crate::store::outbox::{Outbox, OutboxJob, ParkReason};
 use crate::store::StoreError;
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use jiff::{SignedDuration, Timestamp};
 use std::collections::HashSet;
@@ -109,9 +111,70 @@ pub struct TickReport {
     pub gave_up: usize,
 }
 
+/// Where the runner takes its jobs from and records their outcomes: the store's outbox. sled's
+/// `Outbox` implements it (below); another store implements it beside the workflow's ports.
+pub trait JobQueue: Send + Sync + 'static {
+    /// The head job of each order, due by `now`, oldest first, at most `limit`.
+    fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxJob>, StoreError>;
+    /// The head job of every order, due or not.
+    fn heads(&self) -> Result<Vec<OutboxJob>, StoreError>;
+    /// Resolves when work was added.
+    fn notified(&self) -> BoxFuture<'_, ()>;
+    fn complete(&self, job_id: &str) -> Result<bool, StoreError>;
+    fn reschedule(
+        &self,
+        job_id: &str,
+        not_before: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError>;
+    fn park(&self, job_id: &str, reason: ParkReason, error: &str) -> Result<(), StoreError>;
+    /// Resolves once everything written so far is on disk (see `repeat_is_visible`).
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// Where a job that gave up is recorded (the store's audit trail).
+pub trait AuditLog: Send + Sync + 'static {
+    fn append(&self, rec: &AuditRecord) -> Result<(), StoreError>;
+}
+
+impl JobQueue for Outbox {
+    fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxJob>, StoreError> {
+        Outbox::due(self, now, limit)
+    }
+    fn heads(&self) -> Result<Vec<OutboxJob>, StoreError> {
+        Outbox::heads(self)
+    }
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Outbox::notified(self))
+    }
+    fn complete(&self, job_id: &str) -> Result<bool, StoreError> {
+        Outbox::complete(self, job_id)
+    }
+    fn reschedule(
+        &self,
+        job_id: &str,
+        not_before: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        Outbox::reschedule(self, job_id, not_before, error)
+    }
+    fn park(&self, job_id: &str, reason: ParkReason, error: &str) -> Result<(), StoreError> {
+        Outbox::park(self, job_id, reason, error)
+    }
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(Outbox::flush(self))
+    }
+}
+
+impl AuditLog for Audit {
+    fn append(&self, rec: &AuditRecord) -> Result<(), StoreError> {
+        Audit::append(self, rec)
+    }
+}
+
 pub struct OutboxRunner<R: JobRunner> {
-    outbox: Outbox,
-    audit: Audit,
+    outbox: Arc<dyn JobQueue>,
+    audit: Arc<dyn AuditLog>,
     runner: Arc<R>,
     clock: SharedClock,
     cfg: RunnerConfig,
@@ -125,15 +188,15 @@ enum Applied {
 
 impl<R: JobRunner> OutboxRunner<R> {
     pub fn new(
-        outbox: Outbox,
-        audit: Audit,
+        outbox: impl JobQueue,
+        audit: impl AuditLog,
         runner: Arc<R>,
         clock: SharedClock,
         cfg: RunnerConfig,
     ) -> Self {
         Self {
-            outbox,
-            audit,
+            outbox: Arc::new(outbox),
+            audit: Arc::new(audit),
             runner,
             clock,
             cfg,

@@ -16,6 +16,18 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+/// Where `rebuild` reads the orders that have deadlines: the store's orders (sled's `Orders`
+/// below; another store implements it beside the workflow's ports).
+pub trait OrdersByState {
+    fn list_by_state(&self, state: State) -> Result<Vec<Order>, StoreError>;
+}
+
+impl OrdersByState for Orders {
+    fn list_by_state(&self, state: State) -> Result<Vec<Order>, StoreError> {
+        Orders::list_by_state(self, state)
+    }
+}
+
 /// One deadline. Ordered by time, then kind (at equal times a reminder fires before the thing
 /// it reminds of), then order id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -122,7 +134,7 @@ impl<H: DeadlineHandler> Scheduler<H> {
     /// Replaces everything scheduled with the deadlines of the orders stored now (at start).
     /// Deadlines already past fire on the next tick, so downtime delays them, never drops them.
     /// Register the scheduler with `Orders::observe` first, so no change falls in between.
-    pub fn rebuild(&self, orders: &Orders) -> Result<usize, StoreError> {
+    pub fn rebuild(&self, orders: &dyn OrdersByState) -> Result<usize, StoreError> {
         let mut fresh = Inner::default();
         for state in [State::PendingApproval, State::Active] {
             for o in orders.list_by_state(state)? {

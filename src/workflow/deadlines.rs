@@ -1,155 +1,121 @@
 //! The scheduler side: approval reminders and timeouts, expiry reminders and expiry. Each
 //! deadline re-checks the order (it may be stale) and records what it did in the same change
 //! that queues its messages, so a restart that rebuilds the deadlines does not repeat them.
-use super::chat::notify;
-use super::Workflow;
-use crate::dingtalk::client::{ApprovalResult, ApprovalStatus};
-use crate::domain::order::{ApprovalMode, DeadlineKind, State};
-use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
-use crate::store::audit::{Actor, AuditEvent, AuditRecord};
-use crate::store::orders::{CasError, Change};
-use crate::store::outbox::JobKind;
+use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
+use crate::domain::change::Change;
+use crate::domain::jobs::JobKind;
+use crate::domain::notice::Notice;
+use crate::domain::order::{ApprovalMode, DeadlineKind, Order, State};
 use crate::worker::scheduler::{Deadline, DeadlineHandler};
-use std::collections::BTreeMap;
+use crate::workflow::events::oa;
+use crate::workflow::ports::{CasError, OrderStoreExt};
+use crate::workflow::Workflow;
 
 impl DeadlineHandler for Workflow {
     async fn on_deadline(&self, d: &Deadline) -> Result<(), String> {
         if matches!(
             d.kind,
             DeadlineKind::ApprovalReminder | DeadlineKind::ApprovalTimeout
-        ) && self.reconcile_oa(d).await
+        ) && reconcile_oa(self, d).await
         {
             return Ok(());
         }
-        self.deadline(d)
+        deadline(self, d)
     }
 }
 
-impl Workflow {
-    /// Before reminding or timing out an OA order, ask DingTalk whether it was decided and the
-    /// event got lost (missed push, or it came before the instance was recorded). Returns true
-    /// when that settled the order.
-    async fn reconcile_oa(&self, d: &Deadline) -> bool {
-        let Ok(Some(o)) = self.orders.get(&d.order) else {
-            return false;
-        };
-        let (State::PendingApproval, ApprovalMode::Oa, Some(inst)) = (
-            o.state,
-            o.approval_mode,
-            o.approval_refs.oa_instance_id.clone(),
-        ) else {
-            return false;
-        };
-        let st = match self.dingtalk.get_approval(&inst).await {
-            Ok(st) => st,
-            Err(e) => {
-                tracing::info!(instance = %inst, error = %e, "OA status not available");
-                return false;
-            }
-        };
-        let (kind, result) = match (&st.status, &st.result) {
-            (ApprovalStatus::Completed, Some(ApprovalResult::Agree)) => {
-                (ApprovalEventKind::Finish, Some(ApprovalOutcome::Agree))
-            }
-            (ApprovalStatus::Completed, Some(ApprovalResult::Refuse)) => {
-                (ApprovalEventKind::Finish, Some(ApprovalOutcome::Refuse))
-            }
-            (ApprovalStatus::Terminated | ApprovalStatus::Canceled, _) => {
-                (ApprovalEventKind::Terminate, None)
-            }
-            _ => return false,
-        };
-        tracing::info!(order = %o.id, instance = %inst, "OA decision found by polling");
-        let ev = ApprovalEvent {
-            event_id: None,
-            process_instance_id: inst,
-            process_code: None,
-            kind,
-            result,
-            staff_id: None,
-            finish_time_ms: None,
-        };
-        if self.on_approval(ev).is_err() {
+/// Before reminding or timing out an OA order, ask DingTalk whether it was decided and the
+/// event got lost (missed push, or it came before the instance was recorded). Returns true
+/// when that settled the order.
+async fn reconcile_oa(wf: &Workflow, d: &Deadline) -> bool {
+    let Ok(Some(o)) = wf.orders.get(&d.order) else {
+        return false;
+    };
+    let (State::PendingApproval, ApprovalMode::Oa, Some(inst)) = (
+        o.state,
+        o.approval_mode,
+        o.approval_refs.oa_instance_id.clone(),
+    ) else {
+        return false;
+    };
+    let st = match wf.chat.approval_state(&inst).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::info!(instance = %inst, error = %e, "OA status not available");
             return false;
         }
-        matches!(self.orders.get(&d.order), Ok(Some(o)) if o.state != State::PendingApproval)
+    };
+    let Some(ev) = oa::event_of(&inst, &st) else {
+        return false;
+    };
+    tracing::info!(order = %o.id, instance = %inst, "OA decision found by polling");
+    if oa::on_approval(wf, ev).is_err() {
+        return false;
     }
+    matches!(wf.orders.get(&d.order), Ok(Some(o)) if o.state != State::PendingApproval)
+}
 
-    fn deadline(&self, d: &Deadline) -> Result<(), String> {
-        let now = self.now();
-        let cards = self.settings.approval_template().is_some();
-        let res = self.orders.update(&d.order, |o| {
-            let stale = Err("stale deadline");
-            match d.kind {
-                DeadlineKind::ApprovalReminder => {
-                    if o.state != State::PendingApproval
-                        || o.reminders.approval_reminded_at.is_some()
-                    {
-                        return stale;
-                    }
-                    let rec = AuditRecord::new(
-                        now,
-                        Some(o.id.clone()),
-                        Actor::System,
-                        AuditEvent::Reminded,
-                        "approvers reminded",
-                    );
-                    Ok(Change::new(o.mark_approval_reminded(now)).audit(rec).job(
-                        JobKind::NotifyApprovers {
-                            template: "reminder".into(),
-                            params: BTreeMap::new(),
-                        },
-                    ))
+fn deadline(wf: &Workflow, d: &Deadline) -> Result<(), String> {
+    let now = wf.now();
+    // A reminder is recorded on the order with its audit record and its message, in one change.
+    let reminded = |marked: Order, detail: &str, message: JobKind| {
+        let rec = AuditRecord::new(
+            now,
+            Some(marked.id.clone()),
+            Actor::System,
+            AuditEvent::Reminded,
+            detail,
+        );
+        Change::new(marked).audit(rec).job(message)
+    };
+    let res = wf.orders.update(&d.order, |o| {
+        let stale = Err("stale deadline");
+        match d.kind {
+            DeadlineKind::ApprovalReminder => {
+                if o.state != State::PendingApproval || o.reminders.approval_reminded_at.is_some() {
+                    return stale;
                 }
-                DeadlineKind::ApprovalTimeout => {
-                    let t = o.time_out(now).map_err(|_| "stale deadline")?;
-                    let mut jobs = Vec::new();
-                    if o.approval_mode == ApprovalMode::Oa {
-                        jobs.push(JobKind::TerminateOaApproval);
-                    }
-                    if cards {
-                        jobs.push(JobKind::UpdateCards);
-                    }
-                    jobs.push(notify("timed_out", &[]));
-                    Ok(Change::from_transition(
-                        t,
-                        Actor::System,
-                        "nobody decided in time",
-                        jobs,
-                    ))
-                }
-                DeadlineKind::ExpiryReminder => {
-                    let Some(w) = o.window else { return stale };
-                    if o.state != State::Active
-                        || o.reminders.expiry_reminded_for_end == Some(w.end)
-                    {
-                        return stale;
-                    }
-                    let rec = AuditRecord::new(
-                        now,
-                        Some(o.id.clone()),
-                        Actor::System,
-                        AuditEvent::Reminded,
-                        "requester reminded of the expiry",
-                    );
-                    Ok(Change::new(o.mark_expiry_reminded(now))
-                        .audit(rec)
-                        .job(notify("expiry_reminder", &[])))
-                }
-                DeadlineKind::Expiry => {
-                    let t = o.expire(now).map_err(|_| "stale deadline")?;
-                    Ok(Change::from_transition(
-                        t,
-                        Actor::System,
-                        "access window ended",
-                        vec![JobKind::Revoke, notify("expired", &[])],
-                    ))
-                }
+                Ok(reminded(
+                    o.mark_approval_reminded(now),
+                    "approvers reminded",
+                    JobKind::tell_approvers(Notice::Reminder),
+                ))
             }
-        });
-        match res {
-            Ok(_) | Err(CasError::Refused(_)) | Err(CasError::NotFound(_)) => Ok(()),
-            Err(e) => Err(e.to_string()),
+            DeadlineKind::ApprovalTimeout => {
+                let t = o.time_out(now).map_err(|_| "stale deadline")?;
+                let mut jobs = wf.closing_jobs(o);
+                jobs.push(JobKind::tell_requester(Notice::TimedOut));
+                Ok(Change::from_transition(
+                    t,
+                    Actor::System,
+                    "nobody decided in time",
+                    jobs,
+                ))
+            }
+            DeadlineKind::ExpiryReminder => {
+                let Some(w) = o.window else { return stale };
+                if o.state != State::Active || o.reminders.expiry_reminded_for_end == Some(w.end) {
+                    return stale;
+                }
+                Ok(reminded(
+                    o.mark_expiry_reminded(now),
+                    "requester reminded of the expiry",
+                    JobKind::tell_requester(Notice::ExpiryReminder),
+                ))
+            }
+            DeadlineKind::Expiry => {
+                let t = o.expire(now).map_err(|_| "stale deadline")?;
+                Ok(Change::from_transition(
+                    t,
+                    Actor::System,
+                    "access window ended",
+                    vec![JobKind::Revoke, JobKind::tell_requester(Notice::Expired)],
+                ))
+            }
         }
+    });
+    match res {
+        Ok(_) | Err(CasError::Refused(_)) | Err(CasError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -1,142 +1,89 @@
-//! The request → approval → grant workflow (application service over domain + store + adapters).
+//! The request → approval → grant workflow: the application layer between the domain (pure rules
+//! and vocabulary) and the adapters, which it reaches only through `ports`.
 //!
-//! `Workflow` owns the wiring every step needs (policy, orders, outbox, dialogs, DingTalk and
-//! JumpServer clients, clock). It plays three roles, one file each:
-//! - `chat` / `decide`: the `Dispatch` side. Handling an event only reads sled and commits ONE
-//!   order transaction (state + outbox jobs + audit); read-only answers go back through the
-//!   message's session webhook after the acknowledgement. No JumpServer call happens here.
-//! - `jobs`: the `JobRunner` side. Every job is idempotent by the order's stable identities
-//!   (permission name, card outTrackIds, the recorded OA instance), so a re-run after a crash
-//!   changes nothing twice.
+//! `Workflow` is the context every handler takes: settings, policy, the ports, the clock, the
+//! name cache. The handlers are free functions, one file each:
+//! - `events/`: the `Dispatch` side (`dispatcher`): a chat message, a card tap, a request form, an
+//!   OA result, an org event. Handling one only reads the store and commits ONE order
+//!   transaction (state + outbox jobs + audit); read-only answers go back on the message's
+//!   session webhook after the acknowledgement. No JumpServer call happens here.
+//! - `commands/`: one file per chat command, reached from `events::message`; each returns a typed
+//!   `Answer`.
+//! - `decision`: the one compare-and-swap an approver's decision is, by text or by card.
+//! - `jobs/`: the `JobRunner` side, one file per job. Every job is idempotent by the order's
+//!   stable identities (permission name, card outTrackIds, the recorded OA instance), so a
+//!   re-run after a crash changes nothing twice.
 //! - `deadlines`: the `DeadlineHandler` side (reminders, approval timeouts, expiry).
-mod chat;
+//!
+//! Dependencies run one way: `dispatcher` → `events` → `commands` → `decision`; `jobs` and
+//! `deadlines` → `events::oa` (an OA state found by polling is applied like a pushed result).
+mod commands;
 mod deadlines;
-mod decide;
+mod decision;
+pub mod dispatcher;
+mod events;
 mod jobs;
-mod sync;
+pub mod ports;
+mod settings;
 
+pub use settings::Settings;
+
+use crate::chat::card::CardVars;
+use crate::chat::order::OrderText;
 use crate::chat::text::{self, Lang};
 use crate::clock::SharedClock;
-use crate::config::{CardsConfig, Config, MissingLogin, RevokeModeConfig, WorkflowConfig};
-use crate::dingtalk::client::DingTalkClient;
-use crate::dingtalk::message::OutMessage;
-use crate::dispatch::{Dispatch, DispatchError, DispatchReply};
-use crate::domain::command::Role;
-use crate::domain::duration::AccessDuration;
+use crate::dispatch::DispatchError;
 use crate::domain::ids::DingUserId;
-use crate::domain::order::{ApprovalMode, Order, Request, State};
+use crate::domain::jobs::JobKind;
+use crate::domain::order::{ApprovalMode, Order};
 use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
-use crate::domain::target::{self, SystemLookup, Target};
-use crate::inbound::Inbound;
-use crate::jumpserver::client::JmsClient;
-use crate::jumpserver::grant::RevokeMode;
-use crate::store::dialogs::Dialogs;
-use crate::store::index::Index;
-use crate::store::orders::Orders;
-use crate::store::outbox::Outbox;
-use crate::store::StoreError;
-use futures::future::BoxFuture;
-use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
+use crate::domain::target::Target;
+use jiff::Timestamp;
+use ports::{Bastion, ChatPlatform, DialogStore, IndexStore, OrderStore, OutMessage, StoreError};
 use std::sync::Arc;
 
 /// The DingTalk "user" recorded as the decider when an OA approval decided (the event does not
 /// name the approver).
 pub const OA_DECIDER: &str = "dingtalk-oa";
 
-/// What the workflow reads from the configuration, resolved once.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub lang: Lang,
-    pub tz: TimeZone,
-    pub cards: CardsConfig,
-    pub default_node: String,
-    /// Shown in "access granted" messages.
-    pub jms_web_url: Option<String>,
-    /// Transient failures of a grant are retried until this long after the job was created.
-    pub retry: SignedDuration,
-    /// Platform of hosts the grant creates.
-    pub platform: String,
-    /// What a host without the role's login does to a request (`[workflow] missing_login`).
-    pub missing_login: MissingLogin,
-    /// How revoke, give-back and expiry end the permission.
-    pub revoke_mode: RevokeMode,
-    /// End the holder's live sessions on revoke and at expiry.
-    pub end_sessions: bool,
-    /// At most this many new orders per requester within the window; `None` = no limit.
-    pub order_limit: Option<(u32, SignedDuration)>,
-}
-
-impl Settings {
-    pub fn from_config(config: &Config, policy: &Policy) -> Self {
-        let w: &WorkflowConfig = &config.workflow;
-        let web = if w.jms_web_url.trim().is_empty() {
-            config.jumpserver.url.trim().to_string()
-        } else {
-            w.jms_web_url.trim().to_string()
-        };
-        Self {
-            lang: policy.lang,
-            tz: policy.timezone.clone(),
-            cards: config.cards.clone(),
-            default_node: w.default_node.clone(),
-            jms_web_url: (!web.is_empty()).then_some(web),
-            retry: SignedDuration::from_hours(i64::try_from(w.retry_hours.max(1)).unwrap_or(24)),
-            platform: config.jumpserver.default_platform.clone(),
-            missing_login: w.missing_login,
-            revoke_mode: match w.revoke_mode {
-                RevokeModeConfig::Deactivate => RevokeMode::Deactivate,
-                RevokeModeConfig::Delete => RevokeMode::Delete,
-            },
-            end_sessions: w.end_sessions,
-            order_limit: (w.max_new_orders_per_user > 0 && w.rate_window_minutes > 0).then(|| {
-                let mins = i64::try_from(w.rate_window_minutes).unwrap_or(i64::MAX / 60);
-                (
-                    w.max_new_orders_per_user,
-                    SignedDuration::from_mins(mins.min(i64::MAX / 60)),
-                )
-            }),
-        }
-    }
-
-    pub fn approval_template(&self) -> Option<&str> {
-        Some(self.cards.approval_template_id.trim()).filter(|s| !s.is_empty())
-    }
-
-    pub fn request_template(&self) -> Option<&str> {
-        Some(self.cards.request_template_id.trim()).filter(|s| !s.is_empty())
-    }
-
-    pub fn route_key(&self) -> Option<String> {
-        Some(self.cards.callback_route_key.trim().to_string()).filter(|s| !s.is_empty())
-    }
-}
-
 /// The workflow service. Shared (`Arc`) by the dispatcher, the outbox runner and the scheduler.
+/// Its dependencies are ports (see `ports`); nothing here names an adapter.
 pub struct Workflow {
-    pub settings: Settings,
-    pub policy: Arc<Policy>,
-    pub orders: Orders,
-    pub outbox: Outbox,
-    pub dialogs: Dialogs,
+    settings: Settings,
+    policy: Arc<Policy>,
+    /// Orders with their outbox jobs and audit, one transaction per change.
+    orders: Arc<dyn OrderStore>,
+    /// Per-user multi-turn dialogs.
+    dialogs: Arc<dyn DialogStore>,
     /// The local JumpServer index `/sync` builds and `/who-has` reads.
-    pub index: Index,
-    pub dingtalk: DingTalkClient,
-    pub jms: JmsClient,
-    pub clock: SharedClock,
+    index: Arc<dyn IndexStore>,
+    /// Messages, cards, OA approvals, the directory.
+    chat: Arc<dyn ChatPlatform>,
+    /// JumpServer: grants, read-back, revocation, users, inventory.
+    bastion: Arc<dyn Bastion>,
+    clock: SharedClock,
     /// Display names seen in directory lookups, so paths that must not do IO (the card-tap
     /// response, due within DingTalk's 2 s) can still show 李四 rather than `lisi`.
-    pub names: NameCache,
+    names: NameCache,
     /// This installation's id: new orders carry it, and with it the names and ownership
     /// markers of what they create in JumpServer.
-    pub installation: InstallationId,
+    installation: InstallationId,
+}
+
+/// The ports a workflow runs on (`app` plugs the adapters in).
+pub struct Ports {
+    pub orders: Arc<dyn OrderStore>,
+    pub dialogs: Arc<dyn DialogStore>,
+    pub index: Arc<dyn IndexStore>,
+    pub chat: Arc<dyn ChatPlatform>,
+    pub bastion: Arc<dyn Bastion>,
 }
 
 /// userid → display name, filled by `Workflow::name_of`. In memory only: after a restart it
 /// refills on the next lookup, and until then the userid is shown.
 #[derive(Debug, Default)]
-pub struct NameCache(std::sync::Mutex<std::collections::HashMap<DingUserId, String>>);
+struct NameCache(std::sync::Mutex<std::collections::HashMap<DingUserId, String>>);
 
 impl NameCache {
     /// An org's directory is small, but a bound keeps a long-running process honest.
@@ -160,6 +107,27 @@ impl NameCache {
 }
 
 impl Workflow {
+    pub fn new(
+        settings: Settings,
+        policy: Arc<Policy>,
+        ports: Ports,
+        clock: SharedClock,
+        installation: InstallationId,
+    ) -> Self {
+        Self {
+            settings,
+            policy,
+            orders: ports.orders,
+            dialogs: ports.dialogs,
+            index: ports.index,
+            chat: ports.chat,
+            bastion: ports.bastion,
+            clock,
+            names: NameCache::default(),
+            installation,
+        }
+    }
+
     pub fn lang(&self) -> Lang {
         self.settings.lang
     }
@@ -172,172 +140,36 @@ impl Workflow {
         self.lang() == Lang::En
     }
 
-    /// The targets of a host order, typed again (stored as typed by the user, resolved).
-    fn targets_of(&self, o: &Order) -> Vec<Target> {
-        match &o.request {
-            Request::Account { .. } => Vec::new(),
-            Request::Host { targets, .. } => targets
-                .iter()
-                .map(|t| match self.policy.system_named(t) {
-                    Some(s) => Target::System(s),
-                    None => {
-                        target::classify(t).unwrap_or_else(|_| Target::Hostname(t.as_str().into()))
-                    }
-                })
-                .collect(),
+    /// How this workflow describes orders (language, time zone, policy).
+    fn text(&self) -> OrderText<'_> {
+        OrderText {
+            lang: self.lang(),
+            tz: &self.settings.tz,
+            policy: &self.policy,
         }
     }
 
-    /// The order's role label in the configured language (`运维`), for logins in words.
-    fn role_label(&self, o: &Order) -> &str {
-        self.policy
-            .role(Self::role_of(o).unwrap_or(Role::Readonly))
-            .label(self.lang())
-    }
-
-    /// A permission's accounts in words, each username labelled with the role that grants it.
-    fn logins_words(&self, accounts: &[String]) -> String {
-        logins_words(&self.policy, self.lang(), accounts)
+    /// The targets of an order (systems recognised in orders stored before targets were typed).
+    fn targets_of(&self, o: &Order) -> Vec<Target> {
+        self.text().targets(o)
     }
 
     /// The JumpServer accounts the order's role grants.
     fn role_accounts(&self, o: &Order) -> Vec<String> {
-        self.policy
-            .role(Self::role_of(o).unwrap_or(Role::Readonly))
-            .accounts
-            .clone()
+        self.policy.role(OrderText::role(o)).accounts.clone()
     }
 
-    fn role_of(o: &Order) -> Option<Role> {
-        match &o.request {
-            Request::Host { role, .. } => Role::from_word(role),
-            Request::Account { .. } => None,
+    /// The clean-up an order needs when it closes before a decision (withdrawn, timed out, its
+    /// requester gone): its OA instance withdrawn, its cards brought to the new state.
+    fn closing_jobs(&self, o: &Order) -> Vec<JobKind> {
+        let mut jobs = Vec::new();
+        if o.approval_mode == ApprovalMode::Oa {
+            jobs.push(JobKind::TerminateOaApproval);
         }
-    }
-
-    fn duration_of(o: &Order) -> Option<AccessDuration> {
-        match &o.request {
-            Request::Host { duration_secs, .. } => {
-                AccessDuration::from_minutes(u64::try_from(*duration_secs / 60).ok()?).ok()
-            }
-            Request::Account { .. } => None,
+        if self.settings.approval_template().is_some() {
+            jobs.push(JobKind::UpdateCards);
         }
-    }
-
-    /// How `/my`, `/status` and cards describe an order's state.
-    fn status_kind(o: &Order) -> text::StatusKind {
-        use text::StatusKind as K;
-        match o.state {
-            State::Draft | State::PendingApproval => K::PendingApproval,
-            State::Approved => K::Approved,
-            State::Provisioning => K::Provisioning,
-            State::Active => K::Active,
-            State::Expired => K::Expired,
-            State::Revoked => K::Revoked,
-            State::Rejected => K::Rejected,
-            State::Cancelled => K::Cancelled,
-            State::FailedRetrying | State::Failed => K::Retrying,
-        }
-    }
-
-    fn status_label(&self, o: &Order) -> String {
-        if o.state == State::Failed {
-            if o.decided_at.is_none() {
-                return crate::chat::failures::approval_failed_label(self.lang()).to_string();
-            }
-            return text::failed_label(self.lang()).to_string();
-        }
-        text::status_label(self.lang(), Self::status_kind(o)).to_string()
-    }
-
-    /// One line about an order, for `/my` and `/status`.
-    fn status_line(&self, o: &Order) -> String {
-        let targets = self.targets_of(o);
-        let role = Self::role_of(o).unwrap_or(Role::Readonly);
-        let expires_at = match o.state {
-            State::Approved | State::Provisioning | State::Active | State::FailedRetrying => {
-                o.window.map(|w| w.end)
-            }
-            _ => None,
-        };
-        if let Request::Account { .. } = o.request {
-            return text::account_order_line(
-                self.lang(),
-                &o.id,
-                &self.status_label(o),
-                &o.jms_username,
-            );
-        }
-        let line = text::status_line(
-            self.lang(),
-            &text::StatusView {
-                order: &o.id,
-                status: Self::status_kind(o),
-                targets: &targets,
-                role,
-                holder: &o.requester_name,
-                expires_at,
-            },
-            &self.settings.tz,
-        );
-        if o.state == State::Failed {
-            // status_line has no "failed for good" label; replace the retrying one.
-            line.replace(
-                text::status_label(self.lang(), text::StatusKind::Retrying),
-                &self.status_label(o),
-            )
-        } else {
-            line
-        }
-    }
-
-    /// The node a host order is granted in, and whether the whole node is the grant.
-    fn grant_scope(&self, targets: &[Target]) -> (String, Vec<String>, bool) {
-        let leaf = |node: &str| {
-            node.trim_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        };
-        let mut node: Option<String> = None;
-        let mut addresses: Vec<String> = Vec::new();
-        let mut systems_with_node = 0usize;
-        for t in targets {
-            match t {
-                Target::System(name) => {
-                    if let Some(s) = self.policy.systems.iter().find(|s| &s.name == name) {
-                        match &s.node {
-                            Some(n) => {
-                                systems_with_node += 1;
-                                node.get_or_insert_with(|| leaf(n));
-                            }
-                            // A system without a node is granted host by host.
-                            None => addresses.extend(s.hostnames.iter().cloned()),
-                        }
-                    }
-                }
-                other => {
-                    addresses.push(other.to_string());
-                    if node.is_none() {
-                        if let Some(n) = self
-                            .policy
-                            .systems_for(std::slice::from_ref(other))
-                            .iter()
-                            .find_map(|s| s.node.clone())
-                        {
-                            node = Some(leaf(&n));
-                        }
-                    }
-                }
-            }
-        }
-        let node = node
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| self.settings.default_node.clone());
-        // GrantPlan: empty addresses mean "grant the node itself".
-        let whole = addresses.is_empty() && systems_with_node > 0;
-        (node, addresses, whole)
+        jobs
     }
 
     /// Display name of a DingTalk user for messages; falls back to the userid.
@@ -345,7 +177,7 @@ impl Workflow {
         if user.as_str() == OA_DECIDER {
             return text::oa_decider(self.lang()).to_string();
         }
-        match self.dingtalk.get_user(user).await {
+        match self.chat.look_up_user(user).await {
             Ok(u) if !u.name.is_empty() => {
                 self.names.put(user, &u.name);
                 u.name
@@ -357,6 +189,44 @@ impl Workflow {
         }
     }
 
+    /// Display name of whoever decided or closed `o`, looked up in the directory.
+    async fn decider_display_name(&self, o: &Order) -> String {
+        match o
+            .decided_by
+            .as_ref()
+            .or(o.closure.as_ref().and_then(|c| c.by.as_ref()))
+        {
+            Some(user) => self.name_of(user).await,
+            None => text::system_actor(self.lang()).to_string(),
+        }
+    }
+
+    fn decider_name(&self, o: &Order) -> String {
+        match &o.decided_by {
+            Some(d) if d.as_str() == OA_DECIDER => text::oa_decider(self.lang()).to_string(),
+            Some(d) => self.names.get(d).unwrap_or_else(|| d.to_string()),
+            None => match &o.closure {
+                Some(c) => {
+                    c.by.as_ref()
+                        .map(|u| self.names.get(u).unwrap_or_else(|| u.to_string()))
+                        .unwrap_or_else(|| text::system_actor(self.lang()).to_string())
+                }
+                None => text::system_actor(self.lang()).to_string(),
+            },
+        }
+    }
+
+    /// The approval card variables of `o` as it stands now. `decider` is the decider's display
+    /// name when the caller could look it up (jobs); the tap response, which must answer within
+    /// DingTalk's 2 s, shows a name seen before (else the userid) and the UpdateCards job
+    /// replaces it with the looked-up name.
+    fn approval_card_vars(&self, o: &Order, decider: Option<&str>) -> CardVars {
+        let who = decider
+            .map(str::to_owned)
+            .unwrap_or_else(|| self.decider_name(o));
+        self.text().card_vars(o, &who)
+    }
+
     /// Replies on the message's session webhook, after the acknowledgement (a lost reply to a
     /// read-only question is harmless; a late acknowledgement is a redelivery).
     fn reply_later(&self, webhook: Option<String>, text: String) {
@@ -364,10 +234,10 @@ impl Workflow {
             tracing::info!("message without a session webhook; reply dropped");
             return;
         };
-        let client = self.dingtalk.clone();
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            if let Err(e) = client
-                .reply_webhook(&webhook, &OutMessage::text(text))
+            if let Err(e) = chat
+                .reply_on_session(&webhook, &OutMessage::text(text))
                 .await
             {
                 tracing::warn!(error = %e, "webhook reply failed");
@@ -377,94 +247,17 @@ impl Workflow {
 
     /// A direct 1:1 message that records nothing (e.g. "you may not approve this" to a tapper).
     fn tell_later(&self, user: DingUserId, text: String) {
-        let client = self.dingtalk.clone();
+        let chat = self.chat.clone();
         tokio::spawn(async move {
-            if let Err(e) = client.send_to_users(&[user], &OutMessage::text(text)).await {
+            if let Err(e) = chat.send_to_users(&[user], &OutMessage::text(text)).await {
                 tracing::warn!(error = %e, "direct message failed");
             }
         });
     }
 }
 
-/// Stripes of the per-user chat lock: enough that unrelated users rarely share one.
-const USER_STRIPES: usize = 64;
-
-/// The product's dispatcher: chat messages, card taps, OA results and org events.
-pub struct WorkflowDispatcher {
-    wf: Arc<Workflow>,
-    /// One user's messages are handled one at a time (their dialog is read, advanced and
-    /// written back); different users proceed in parallel. Decisions need no lock: they are
-    /// compare-and-swap on the order.
-    user_locks: Vec<std::sync::Mutex<()>>,
-}
-
-impl WorkflowDispatcher {
-    pub fn new(wf: Arc<Workflow>) -> Self {
-        Self {
-            wf,
-            user_locks: (0..USER_STRIPES)
-                .map(|_| std::sync::Mutex::new(()))
-                .collect(),
-        }
-    }
-
-    fn user_lock(&self, user: Option<&DingUserId>) -> Option<std::sync::MutexGuard<'_, ()>> {
-        use std::hash::{Hash, Hasher};
-        let user = user?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        user.as_str().hash(&mut h);
-        let i = usize::try_from(h.finish() % USER_STRIPES as u64).unwrap_or(0);
-        self.user_locks
-            .get(i)
-            .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
 fn retry(e: StoreError) -> DispatchError {
     DispatchError::Retry(e.to_string())
-}
-
-impl Dispatch for WorkflowDispatcher {
-    fn handle(&self, event: Inbound) -> BoxFuture<'_, Result<DispatchReply, DispatchError>> {
-        Box::pin(async move {
-            let wf = &self.wf;
-            match event {
-                Inbound::Chat(msg) => {
-                    // Held across synchronous work only (no await inside on_chat).
-                    let _guard = self.user_lock(msg.sender_staff_id.as_ref());
-                    wf.on_chat(msg).map(|_| DispatchReply::None)
-                }
-                Inbound::CardAction(a) => {
-                    // A request form submit creates an order like a chat message does, so it
-                    // takes the same per-user lock: the "identical open request" and rate-limit
-                    // checks must not race the same user's message. Approval taps need none.
-                    let form = a.out_track_id.starts_with(chat::FORM_PREFIX);
-                    let _guard = form.then(|| self.user_lock(Some(&a.user_id))).flatten();
-                    wf.on_card(a)
-                }
-                Inbound::Approval(a) => wf.on_approval(a).map(|_| DispatchReply::None),
-                Inbound::Org(o) => wf.on_org(o).map(|_| DispatchReply::None),
-                Inbound::Other { event_type, .. } => {
-                    tracing::debug!(%event_type, "event ignored");
-                    Ok(DispatchReply::None)
-                }
-            }
-        })
-    }
-}
-
-/// A permission's accounts in words (`运维账号 ops`), each username labelled with the role
-/// that grants it; raw markers such as `@SPEC` never reach a person.
-fn logins_words(policy: &Policy, lang: Lang, accounts: &[String]) -> String {
-    let label_of = |u: &str| -> String {
-        [Role::Ops, Role::Readonly]
-            .into_iter()
-            .map(|r| policy.role(r))
-            .find(|rp| rp.accounts.iter().any(|a| a == u))
-            .map(|rp| rp.label(lang).to_owned())
-            .unwrap_or_default()
-    };
-    crate::chat::readback::accounts(lang, &label_of, accounts)
 }
 
 /// Approval mode of the domain from the policy's.

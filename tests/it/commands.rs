@@ -9,6 +9,7 @@ use accessbot::domain::identity::{
     jms_username, DirectoryEntry, IdentityConfig, IdentityError, IdentityRule,
 };
 use accessbot::domain::ids::{DingUserId, OrderId};
+use accessbot::domain::order::Status;
 use accessbot::domain::policy::{
     AccessRequest, DecisionSubject, Denied, Policy, PolicyConfig, PolicyViolation,
 };
@@ -1187,7 +1188,7 @@ fn status_my_and_who_has_texts() {
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     let v = text::StatusView {
         order: &o,
-        status: text::StatusKind::Active,
+        status: Status::Active,
         targets: &targets,
         role: Role::Ops,
         holder: "张三",

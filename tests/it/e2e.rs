@@ -440,12 +440,11 @@ async fn dialog_asks_for_what_is_missing_reasks_a_bad_answer_and_cancels() {
     let o = newest_order(&w, ZHANGSAN, 1).await;
     match &o.request {
         accessbot::domain::order::Request::Host {
-            duration_secs,
-            targets,
-            ..
+            duration, targets, ..
         } => {
-            assert_eq!(*duration_secs, 2 * 86_400);
-            assert_eq!(targets, &vec!["10.1.2.3".to_string()]);
+            assert_eq!(duration.minutes() * 60, 2 * 86_400);
+            let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+            assert_eq!(targets, vec!["10.1.2.3".to_string()]);
         }
         other => panic!("{other:?}"),
     }

@@ -1,19 +1,26 @@
 //! Orders, outbox, audit, dialogs and the two workers: the exactly-once backbone.
 use accessbot::clock::{Clock, ManualClock, SharedClock};
+use accessbot::domain::audit::{Actor, AuditEvent, AuditRecord};
+use accessbot::domain::change::Change;
+use accessbot::domain::command::Role;
+use accessbot::domain::duration::AccessDuration;
 use accessbot::domain::ids::{DingUserId, OrderId};
+use accessbot::domain::jobs::JobKind;
+use accessbot::domain::notice::Notice;
 use accessbot::domain::order::{
     Action, ApprovalMode, DeadlineKind, DeadlinePolicy, GrantResult, NewOrder, Order, Request,
     State, TransitionError,
 };
-use accessbot::store::audit::{Actor, Audit, AuditEvent, AuditRecord};
+use accessbot::domain::target::Target;
+use accessbot::store::audit::Audit;
 use accessbot::store::dialogs::Dialogs;
-use accessbot::store::orders::{CasError, Change, Orders};
-use accessbot::store::outbox::{JobKind, Outbox, OutboxJob, ParkReason};
+use accessbot::store::orders::{CasError, Orders};
+use accessbot::store::outbox::{Outbox, OutboxJob, ParkReason};
 use accessbot::store::Store;
 use accessbot::worker::outbox::{backoff_delay, JobError, JobRunner, OutboxRunner, RunnerConfig};
 use accessbot::worker::scheduler::{Deadline, DeadlineHandler, Scheduler, SchedulerConfig};
 use jiff::{SignedDuration, Timestamp};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -33,10 +40,13 @@ fn new_host_order(id: &str, at: Timestamp) -> Order {
             requester_name: "张三".into(),
             jms_username: "alice".into(),
             request: Request::Host {
-                targets: vec!["web-01".into(), "10.0.0.5".into()],
+                targets: vec![
+                    Target::Hostname("web-01".into()),
+                    Target::Address("10.0.0.5".parse().unwrap()),
+                ],
                 system: Some("root".into()),
-                role: "ops".into(),
-                duration_secs: 4 * 3600,
+                role: Role::Ops,
+                duration: AccessDuration::from_minutes(4 * 60).unwrap(),
                 reason: "排查线上问题".into(),
             },
             approval_mode: ApprovalMode::Card,
@@ -412,10 +422,7 @@ fn approve(
                 vec![
                     JobKind::Grant,
                     JobKind::UpdateCards,
-                    JobKind::NotifyRequester {
-                        template: "approved".into(),
-                        params: BTreeMap::new(),
-                    },
+                    JobKind::tell_requester(Notice::Granted),
                 ],
             ))
         })
@@ -803,7 +810,7 @@ async fn crash_after_commit_the_reopened_store_runs_the_job() {
             "R261122-001:send-approval.bob",
             "R261122-001:send-approval.carol",
             "R261122-001:update-cards",
-            "R261122-001:notify-requester.approved"
+            "R261122-001:notify-requester.granted"
         ],
         "jobs of one order run in creation order"
     );
@@ -941,18 +948,24 @@ async fn a_failing_head_blocks_its_own_order_only() {
     let jms = Arc::new(FakeJms::default());
     let a = OrderId::new("R261122-001");
     let b = OrderId::new("R261122-002");
-    let notify = |t: &str| JobKind::NotifyRequester {
-        template: t.into(),
-        params: BTreeMap::new(),
-    };
+    let notify = JobKind::tell_requester;
     db.outbox
         .enqueue(&OutboxJob::new(&a, 2, 0, JobKind::Grant, t0()))
         .unwrap();
     db.outbox
-        .enqueue(&OutboxJob::new(&a, 2, 1, notify("granted"), t0()))
+        .enqueue(&OutboxJob::new(&a, 2, 1, notify(Notice::Granted), t0()))
         .unwrap();
     db.outbox
-        .enqueue(&OutboxJob::new(&b, 2, 0, notify("approved"), t0()))
+        .enqueue(&OutboxJob::new(
+            &b,
+            2,
+            0,
+            notify(Notice::ApprovedWaiting {
+                by: u("bob"),
+                remaining: 1,
+            }),
+            t0(),
+        ))
         .unwrap();
     jms.fail_next.store(1, Ordering::SeqCst);
     let r = runner(&db, jms.clone(), &clock);
@@ -964,7 +977,7 @@ async fn a_failing_head_blocks_its_own_order_only() {
     }
     assert!(db.outbox.is_empty());
     let msgs = jms.messages.lock().unwrap().clone();
-    assert!(msgs.contains(&"R261122-002:notify-requester.approved".to_string()));
+    assert!(msgs.contains(&"R261122-002:notify-requester.approved_waiting".to_string()));
     assert!(msgs.contains(&"R261122-001:notify-requester.granted".to_string()));
     assert_eq!(jms.creates.load(Ordering::SeqCst), 1);
     // A's notify can only have run after A's grant succeeded: the permission exists
@@ -989,10 +1002,7 @@ async fn the_grant_failing_keeps_the_notification_waiting() {
             &a,
             2,
             1,
-            JobKind::NotifyRequester {
-                template: "granted".into(),
-                params: BTreeMap::new(),
-            },
+            JobKind::tell_requester(Notice::Granted),
             t0(),
         ))
         .unwrap();

@@ -95,7 +95,8 @@ async fn every_spelling_of_a_system_address_gets_the_systems_limit_approvers_and
         );
         match &o.request {
             Request::Host { targets, .. } => {
-                assert_eq!(targets, &vec!["10.9.96.7".to_string()], "{s:?}")
+                let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+                assert_eq!(targets, vec!["10.9.96.7".to_string()], "{s:?}")
             }
             other => panic!("{s:?}: {other:?}"),
         }

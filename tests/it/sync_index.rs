@@ -66,9 +66,8 @@ impl Env {
 
     fn generation(&self) -> Option<u64> {
         self.bot()
-            .workflow()
+            .index()
             .unwrap()
-            .index
             .stats()
             .unwrap()
             .map(|s| s.generation)
@@ -198,14 +197,7 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
     );
     // One list and one detail per permission (none of them names a user group).
     assert_eq!(env.jms.calls_to("GET", PERMS_PATH), 1 + 5);
-    let stats = env
-        .bot()
-        .workflow()
-        .unwrap()
-        .index
-        .stats()
-        .unwrap()
-        .unwrap();
+    let stats = env.bot().index().unwrap().stats().unwrap().unwrap();
     assert_eq!(stats.hosts, env.jms.hosts().len());
     assert_eq!(stats.hosts, BULK_HOSTS + 3);
     assert_eq!(stats.users, env.jms.users().len());
@@ -240,9 +232,8 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
     );
     let carol = env
         .bot()
-        .workflow()
+        .index()
         .unwrap()
-        .index
         .user_access("fx-carol", env.clock.now())
         .unwrap()
         .unwrap();
@@ -278,7 +269,7 @@ async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
     assert!(rec.detail.contains(&format!("{} hosts", BULK_HOSTS + 3)));
     assert_eq!(
         rec.actor,
-        accessbot::store::audit::Actor::User(DingUserId::new(ADMIN))
+        accessbot::domain::audit::Actor::User(DingUserId::new(ADMIN))
     );
 }
 
@@ -353,7 +344,7 @@ async fn a_sync_that_fails_or_crashes_mid_walk_keeps_the_previous_index() {
     let r = env.ask(ADMIN, "/who-has 10.10.1.12").await;
     assert!(r.contains("p-new-bob") && r.contains("fx-bob"), "{r}");
     assert_eq!(count(&env.texts_to(ADMIN), "同步完成"), 2);
-    assert_eq!(env.bot().workflow().unwrap().index.stray_keys().unwrap(), 0);
+    assert_eq!(env.bot().index().unwrap().stray_keys().unwrap(), 0);
 }
 
 #[tokio::test]

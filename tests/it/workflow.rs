@@ -3,6 +3,7 @@
 //! callbacks, encrypted event pushes). Outbox and deadlines are driven step by step
 //! (`workflow.run_workers = false`), so every assertion is about state, never about timing.
 use crate::support::{bot_env_newtype, ding_user, BotEnv};
+use accessbot::clock::Clock;
 use accessbot::config::Config;
 use accessbot::dispatch::Dispatch;
 use accessbot::domain::ids::{DingUserId, OrderId};
@@ -11,7 +12,7 @@ use accessbot::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome, Inbo
 use accessbot::sandbox::dingtalk_driver::{card_callback_body, card_signature_headers};
 use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
-use accessbot::workflow::WorkflowDispatcher;
+use accessbot::workflow::dispatcher::WorkflowDispatcher;
 use jiff::SignedDuration;
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -344,7 +345,7 @@ async fn crash_after_grant_before_its_job_completed_grants_and_tells_once() {
         .pending_for_order(&id)
         .unwrap()
         .into_iter()
-        .find(|j| j.kind == accessbot::store::outbox::JobKind::Grant)
+        .find(|j| j.kind == accessbot::domain::jobs::JobKind::Grant)
         .expect("grant job queued");
     let wf = env.bot().workflow().unwrap().clone();
     wf.run(&job).await.unwrap();
@@ -923,4 +924,24 @@ async fn background_workers_run_the_flow_and_stop_on_shutdown() {
     // Shut down cleanly: the workers stopped and the directory opens again.
     let store = Store::open(env.db_path()).unwrap();
     drop(store);
+}
+
+#[tokio::test]
+async fn an_unreadable_dialog_is_said_and_the_message_is_handled_afresh() {
+    let env = Env::new(Mode::Cards).await;
+    // A dialog this version cannot read (another version's shape, or damage).
+    accessbot::store::dialogs::Dialogs::new(&env.bot().store)
+        .unwrap()
+        .put(
+            &DingUserId::new(ALICE),
+            json!({"step": "pick_host"}),
+            env.clock.now(),
+        )
+        .unwrap();
+    let r = env.ask(ALICE, "/my").await;
+    assert!(r.contains("无法读取"), "{r}");
+    assert!(r.contains("你目前没有申请"), "the command still ran: {r}");
+    // Said once: the unreadable dialog is gone.
+    let r = env.ask(ALICE, "/my").await;
+    assert!(!r.contains("无法读取"), "{r}");
 }

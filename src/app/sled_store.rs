@@ -1,0 +1,133 @@
+//! The sled store as the workflow's store ports: `Orders` (with its outbox and audit in one
+//! transaction), `Dialogs` (typed here: sled keeps the state as JSON, so a dialog this version
+//! cannot read comes back as `Unreadable` instead of vanishing) and `Index`.
+use crate::domain::audit::{Actor, AuditRecord};
+use crate::domain::change::Change;
+use crate::domain::dialog::DialogState;
+use crate::domain::ids::{DingUserId, OrderId};
+use crate::domain::inventory::{IndexStats, IndexedHost, Reach, Snapshot, UserAccess};
+use crate::domain::jobs::JobKind;
+use crate::domain::order::{Order, State};
+use crate::store::dialogs::Dialogs;
+use crate::store::index::Index;
+use crate::store::orders::Orders;
+use crate::workflow::ports::{
+    CasError, Committed, CreateError, DialogStore, IndexStore, OrderStore, OutboxJob, StoreError,
+    StoredDialog,
+};
+use futures::future::BoxFuture;
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use std::convert::Infallible;
+
+impl OrderStore for Orders {
+    fn next_id(&self, now: Timestamp, tz: &TimeZone) -> Result<OrderId, StoreError> {
+        Orders::next_id(self, now, tz)
+    }
+
+    fn create(
+        &self,
+        order: Order,
+        jobs: Vec<JobKind>,
+        audit: Vec<AuditRecord>,
+    ) -> Result<Committed, CreateError> {
+        Orders::create(self, order, jobs, audit)
+    }
+
+    fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
+        Orders::get(self, id)
+    }
+
+    fn commit(
+        &self,
+        expected_version: u64,
+        change: Change,
+    ) -> Result<Committed, CasError<Infallible>> {
+        Orders::commit(self, expected_version, change)
+    }
+
+    fn list_by_requester(&self, user: &DingUserId) -> Result<Vec<Order>, StoreError> {
+        Orders::list_by_requester(self, user)
+    }
+
+    fn list_by_state(&self, state: State) -> Result<Vec<Order>, StoreError> {
+        Orders::list_by_state(self, state)
+    }
+
+    fn find_by_card_track_id(&self, track_id: &str) -> Result<Option<Order>, StoreError> {
+        Orders::find_by_card_track_id(self, track_id)
+    }
+
+    fn find_by_oa_instance(&self, instance: &str) -> Result<Option<Order>, StoreError> {
+        Orders::find_by_oa_instance(self, instance)
+    }
+
+    fn enqueue(&self, job: &OutboxJob) -> Result<bool, StoreError> {
+        self.outbox().enqueue(job)
+    }
+}
+
+impl DialogStore for Dialogs {
+    fn load(&self, user: &DingUserId) -> Result<Option<StoredDialog>, StoreError> {
+        let entry = match self.get(user) {
+            Ok(Some(e)) => e,
+            Ok(None) => return Ok(None),
+            Err(StoreError::Corrupt(why)) => return Ok(Some(StoredDialog::Unreadable(why))),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(match serde_json::from_value(entry.state) {
+            Ok(state) => StoredDialog::Open(state),
+            Err(e) => StoredDialog::Unreadable(format!("dialog state: {e}")),
+        }))
+    }
+
+    fn save(
+        &self,
+        user: &DingUserId,
+        state: &DialogState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let v = serde_json::to_value(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.put(user, v, now)
+    }
+
+    fn delete(&self, user: &DingUserId) -> Result<bool, StoreError> {
+        Dialogs::delete(self, user)
+    }
+}
+
+impl IndexStore for Index {
+    fn stats(&self) -> Result<Option<IndexStats>, StoreError> {
+        Index::stats(self)
+    }
+
+    fn replace<'a>(
+        &'a self,
+        snap: &'a Snapshot,
+        synced_at: Timestamp,
+        duration_ms: u64,
+        actor: Actor,
+    ) -> BoxFuture<'a, Result<IndexStats, StoreError>> {
+        Box::pin(Index::replace(self, snap, synced_at, duration_ms, actor))
+    }
+
+    fn record_failure(&self, at: Timestamp, actor: Actor, detail: &str) -> Result<(), StoreError> {
+        Index::record_failure(self, at, actor, detail)
+    }
+
+    fn user_access(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserAccess>, StoreError> {
+        Index::user_access(self, username, now)
+    }
+
+    fn hosts_matching(&self, subject: &str) -> Result<Vec<IndexedHost>, StoreError> {
+        Index::hosts_matching(self, subject)
+    }
+
+    fn who_can_reach(&self, address: &str, now: Timestamp) -> Result<Vec<Reach>, StoreError> {
+        Index::who_can_reach(self, address, now)
+    }
+}

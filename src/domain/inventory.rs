@@ -1,0 +1,119 @@
+//! What JumpServer holds, as the local index records it (users, hosts, nodes, asset
+//! permissions) and what `/who-has` reads from it. Pure data and JumpServer's validity rule; the
+//! bastion adapter fills a [`Snapshot`], the store keeps generations of it (`store::index`).
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedUser {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub is_active: bool,
+}
+
+impl IndexedUser {
+    /// `Name(username)`, the way JumpServer shows a user.
+    pub fn display(&self) -> String {
+        if self.name.is_empty() || self.name == self.username {
+            self.username.clone()
+        } else {
+            format!("{}({})", self.name, self.username)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedHost {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub node_ids: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedNode {
+    pub id: String,
+    /// Tree key such as `1:3:5`; a node is under another when its key extends the other's.
+    pub key: String,
+    pub full_value: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedPermission {
+    pub id: String,
+    pub name: String,
+    /// Users the permission reaches, user groups already expanded.
+    pub user_ids: Vec<String>,
+    pub asset_ids: Vec<String>,
+    pub node_ids: Vec<String>,
+    pub accounts: Vec<String>,
+    pub actions: Vec<String>,
+    pub is_active: bool,
+    pub date_start: Option<Timestamp>,
+    pub date_expired: Option<Timestamp>,
+}
+
+impl IndexedPermission {
+    /// JumpServer's rule: active and `date_start <= now < date_expired` (a missing bound is
+    /// open).
+    pub fn is_valid(&self, now: Timestamp) -> bool {
+        self.is_active
+            && self.date_start.is_none_or(|s| s <= now)
+            && self.date_expired.is_none_or(|e| now < e)
+    }
+}
+
+/// Everything one sync read from JumpServer.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub users: Vec<IndexedUser>,
+    pub hosts: Vec<IndexedHost>,
+    pub nodes: Vec<IndexedNode>,
+    pub permissions: Vec<IndexedPermission>,
+}
+
+/// What the current generation holds and when it was read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexStats {
+    pub generation: u64,
+    pub synced_at: Timestamp,
+    /// How long reading JumpServer and writing the index took.
+    pub duration_ms: u64,
+    pub users: usize,
+    pub hosts: usize,
+    pub nodes: usize,
+    pub permissions: usize,
+    /// Permissions valid at `synced_at`.
+    pub valid_permissions: usize,
+}
+
+/// One user reaching one host through one valid permission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reach {
+    pub user: IndexedUser,
+    pub host: IndexedHost,
+    pub permission_id: String,
+    pub permission_name: String,
+    pub accounts: Vec<String>,
+    pub actions: Vec<String>,
+    pub date_expired: Option<Timestamp>,
+}
+
+/// One valid permission of a user and the hosts it covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub permission_id: String,
+    pub permission_name: String,
+    pub hosts: Vec<IndexedHost>,
+    pub accounts: Vec<String>,
+    pub actions: Vec<String>,
+    pub date_expired: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserAccess {
+    pub user: IndexedUser,
+    pub grants: Vec<Grant>,
+}
