@@ -559,3 +559,42 @@ async fn history_in_english() {
     let r = env.ask(BOB, &format!("/history {id}")).await;
     assert!(r.contains("administrators only"), "{r}");
 }
+
+#[test]
+fn concurrent_writers_extend_one_chain_without_forking_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("db")).unwrap();
+    let audit = Audit::new(&store).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let audit = audit.clone();
+            s.spawn(move || {
+                for i in 0..25 {
+                    let order = format!("R2611{t:02}-{i:03}");
+                    audit
+                        .append(&rec(i, &order, AuditEvent::Note, "web-01", "x"))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    let report = audit.verify().unwrap();
+    assert!(report.is_intact(), "{report:#?}");
+    assert_eq!((report.count, report.head_seq), (100, Some(100)));
+    let page = audit
+        .query(&AuditQuery {
+            host: Some("WEB-01".into()),
+            newest_first: true,
+            offset: 90,
+            limit: 20,
+            ..AuditQuery::default()
+        })
+        .unwrap();
+    assert_eq!(page.total, 100);
+    let seqs: Vec<u64> = page.records.iter().map(|c| c.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=10).rev().collect::<Vec<_>>(),
+        "the last page, newest first"
+    );
+}
