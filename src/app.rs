@@ -12,12 +12,12 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
-use crate::dingtalk::stream::StreamListener;
+use crate::listen::stream::StreamListener;
 use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
 use crate::domain::policy::Policy;
-use crate::http::{self, EdgeState};
+use crate::ingress::{self as http, EdgeState};
 use crate::jumpserver::client::JmsClient;
 use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
@@ -93,7 +93,7 @@ pub struct Bot {
     /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
     edge: Arc<EdgeState>,
     /// Counters of the HTTP connection layer (connections refused at the cap).
-    conn_stats: Arc<crate::server::ConnStats>,
+    conn_stats: Arc<crate::listen::server::ConnStats>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -230,15 +230,15 @@ impl Bot {
             source,
         })?;
         let (shutdown, mut rx) = watch::channel(false);
-        let limits = crate::server::ConnLimits::from_config(&config.server);
-        let conn_stats = Arc::new(crate::server::ConnStats::default());
+        let limits = crate::listen::server::ConnLimits::from_config(&config.server);
+        let conn_stats = Arc::new(crate::listen::server::ConnStats::default());
         let server = tokio::spawn({
             let conn_stats = conn_stats.clone();
             async move {
                 let stop = async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                crate::server::serve(listener, router, limits, conn_stats, stop).await;
+                crate::listen::server::serve(listener, router, limits, conn_stats, stop).await;
             }
         });
         tracing::info!(%addr, "accessbot listening");
@@ -299,7 +299,7 @@ impl Bot {
     }
 
     /// Counters of the HTTP connection layer.
-    pub fn conn_stats(&self) -> &crate::server::ConnStats {
+    pub fn conn_stats(&self) -> &crate::listen::server::ConnStats {
         &self.conn_stats
     }
 

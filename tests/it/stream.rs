@@ -2,11 +2,11 @@
 //! simulated gateway (`sandbox::dingtalk_stream`), with a recording dispatcher behind the shared
 //! `http::accept`. Frames come from tests/fixtures/dingtalk_stream_frames.json (official SDK).
 use accessbot::clock::{ManualClock, SystemClock};
-use accessbot::dingtalk::stream::{StreamError, StreamListener, StreamTiming};
+use accessbot::listen::stream::{StreamError, StreamListener, StreamTiming};
 use accessbot::dingtalk::stream_frame::AckFrame;
 use accessbot::dingtalk::DingTalkConfig;
 use accessbot::dispatch::{Dispatch, DispatchError, DispatchReply};
-use accessbot::http::EdgeState;
+use accessbot::ingress::EdgeState;
 use accessbot::inbound::{ApprovalOutcome, Inbound};
 use accessbot::sandbox::dingtalk_stream::{self as sim, SimStreamGateway};
 use accessbot::secret::Secret;

@@ -14,7 +14,7 @@ use crate::dingtalk::config::DingTalkConfig;
 use crate::dingtalk::parse::{self, DecryptedEvent};
 use crate::dingtalk::stream_frame::{self as frame, AckFrame, EventAck, FrameKind, StreamFrame};
 use crate::dispatch::DispatchReply;
-use crate::http::{self, EdgeState};
+use crate::ingress::{self as http, EdgeState};
 use crate::inbound::Inbound;
 use crate::secret::Secret;
 use futures::{SinkExt, StreamExt};
