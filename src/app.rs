@@ -5,20 +5,24 @@
 //! The adapters become the workflow's ports here (`dingtalk_chat`, `jumpserver_bastion`,
 //! `sled_store`): the only place that knows which chat platform, bastion and store run.
 mod dingtalk_chat;
+mod help_only;
 mod jumpserver_bastion;
 mod sled_store;
+
+pub use help_only::HelpOnly;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
-use crate::listen::stream::StreamListener;
 use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
 use crate::domain::policy::Policy;
-use crate::ingress::{self as http, EdgeState};
+use crate::ingress::Ingress;
 use crate::jumpserver::client::JmsClient;
+use crate::listen::http;
+use crate::listen::stream::StreamListener;
 use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
 use crate::store::dialogs::Dialogs;
@@ -90,8 +94,9 @@ pub struct Bot {
     addr: SocketAddr,
     pub store: Store,
     pub dingtalk: DingTalkClient,
-    /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
-    edge: Arc<EdgeState>,
+    /// The ingress (verify → parse → dedupe → dispatch) both listeners share; kept for its
+    /// counters.
+    ingress: Arc<Ingress>,
     /// Counters of the HTTP connection layer (connections refused at the cap).
     conn_stats: Arc<crate::listen::server::ConnStats>,
     engine: Option<Engine>,
@@ -205,7 +210,7 @@ impl Bot {
         } else {
             None
         };
-        let edge = Arc::new(EdgeState {
+        let ingress = Arc::new(Ingress {
             crypto,
             robot_secret: config.dingtalk.app_secret.clone(),
             card_secret: config.dingtalk.card_callback_secret.clone(),
@@ -215,7 +220,7 @@ impl Bot {
             dispatcher,
         });
         let router = http::router(
-            edge.clone(),
+            ingress.clone(),
             config.server.max_body_bytes,
             Duration::from_millis(config.server.request_timeout_ms),
         );
@@ -244,7 +249,11 @@ impl Bot {
         tracing::info!(%addr, "accessbot listening");
         let mut tasks = vec![server];
         if d.mode == ListenerMode::Stream {
-            tasks.push(StreamListener::spawn(d, edge.clone(), shutdown.subscribe()));
+            tasks.push(StreamListener::spawn(
+                d,
+                ingress.clone(),
+                shutdown.subscribe(),
+            ));
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
@@ -279,7 +288,7 @@ impl Bot {
             addr,
             store: opts.store,
             dingtalk,
-            edge,
+            ingress,
             conn_stats,
             engine,
             shutdown,
@@ -294,8 +303,8 @@ impl Bot {
     }
 
     /// The ingress state both listeners share (dedupe counters for operators and tests).
-    pub fn edge(&self) -> &EdgeState {
-        &self.edge
+    pub fn ingress(&self) -> &Ingress {
+        &self.ingress
     }
 
     /// Counters of the HTTP connection layer.

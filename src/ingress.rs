@@ -1,9 +1,11 @@
-//! The axum router DingTalk talks to: `/dingtalk/events` (encrypted event push), `/dingtalk/robot`
-//! (robot messages, HTTP mode), `/dingtalk/cards` (card callbacks) and `/healthz`.
+//! The one front door of both listeners: verify → parse → dedupe → dispatch. The HTTP listener
+//! (`listen::http`) hands it a route's query, signature headers and body; the Stream listener
+//! (`listen::stream`) hands it a frame from its authenticated socket. Each gets back what to
+//! answer DingTalk; nothing after the ingress knows which listener delivered an event.
 //!
-//! Order of work on every inbound route, and why:
+//! Order of work on every delivery, and why:
 //! 1. verify the signature (and freshness) before looking inside the payload — a forged request
-//!    never reaches a parser;
+//!    never reaches a parser (a Stream frame is authenticated by the socket it came on);
 //! 2. decrypt / parse into `Inbound`; robot and card signatures cover only their timestamp, so
 //!    the headers are then bound to this body and refused with any other (`claim_signature`);
 //! 3. remember the delivery key (dedupe) — only now, so a refused request stores nothing;
@@ -12,27 +14,19 @@
 //!    handled instead of dropped as a duplicate. A copy arriving while the first is still being
 //!    dispatched gets 409 (come back later), not an acknowledgement that might turn out false.
 //!
-//! Every refusal is a 4xx with a short JSON reason `{"error": "..."}`, including 413 (body over
-//! `server.max_body_bytes`; the rest of the body is drained up to a bound first, so a client
-//! that writes before it reads still gets the answer) and 408 (over `server.request_timeout_ms`).
+//! Every refusal is a [`Refusal`]: a 4xx/5xx status with a short reason that never contains a
+//! secret or the payload. The HTTP listener answers it as JSON; Stream turns it into an ACK.
 use crate::clock::SharedClock;
-use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery};
+use crate::dingtalk::crypto::{CallbackCrypto, CryptoError, PushQuery, SuccessReply};
 use crate::dingtalk::parse::{self, DecryptedEvent};
 use crate::dingtalk::sign;
+use crate::dingtalk::stream_frame::{self as frame, AckFrame, EventAck, FrameKind, StreamFrame};
 use crate::dispatch::{Dispatch, DispatchReply};
 use crate::inbound::Inbound;
 use crate::secret::Secret;
 use crate::store::dedupe::{Dedupe, Delivery, SignatureUse};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, RawQuery, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Extension;
-use axum::{Json, Router};
-use serde_json::json;
+use axum::http::StatusCode;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +35,10 @@ use std::time::Duration;
 /// dedupe key catches the copy.
 pub const EVENT_FRESHNESS_MS: i64 = 60 * 60 * 1000;
 
-pub struct EdgeState {
+/// A Stream ACK's message is capped so a long refusal reason cannot flood the gateway's log.
+const MAX_ACK_TEXT: usize = 200;
+
+pub struct Ingress {
     /// Event-push crypto; `None` when events arrive over Stream mode and HTTP push is off.
     pub crypto: Option<CallbackCrypto>,
     /// Robot HTTP-mode `sign` key: the app secret.
@@ -54,141 +51,26 @@ pub struct EdgeState {
     pub dispatcher: Arc<dyn Dispatch>,
 }
 
-pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -> Router {
-    // A delivery still marked in flight this long after it began was cut off without cleanup
-    // (the process died mid-dispatch); the request deadline cancels everything else sooner.
-    let abandon_after_ms = i64::try_from(timeout.as_millis().saturating_mul(2))
-        .unwrap_or(i64::MAX)
-        .max(1000);
-    Router::new()
-        .route("/dingtalk/events", post(events))
-        .route("/dingtalk/robot", post(robot))
-        .route("/dingtalk/cards", post(cards))
-        .route("/healthz", get(healthz))
-        .layer(Extension(InFlightWindow(abandon_after_ms)))
-        // The body is read (and an over-size one drained) by `bounded` before any handler
-        // runs; this limit only guards a future route that would read its own.
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| async move {
-                bounded(req, next, max_body_bytes, timeout).await
-            },
-        ))
-        .with_state(state)
-}
+/// Milliseconds after which an in-flight dedupe key counts as abandoned: a copy arriving
+/// before then is asked to come back (409); after it, the first attempt is taken as cut off
+/// without cleanup (the process died mid-dispatch) and the copy is handled.
+#[derive(Clone, Copy, Debug)]
+pub struct InFlightWindow(i64);
 
-/// How much of an over-size body is read and thrown away so the client sees its 413: four
-/// times the limit, and at least 1 MiB. A client that writes its whole request before reading
-/// (most do) is otherwise cut off mid-write by the close and never reads the answer. Beyond the
-/// bound (or the request deadline) the connection is closed after the 413 instead: reading
-/// without end is what an attacker would want.
-fn drain_bound(max_body_bytes: usize) -> usize {
-    max_body_bytes.saturating_mul(4).max(1 << 20)
-}
+impl InFlightWindow {
+    /// For a listener without its own request deadline (Stream mode).
+    pub const DEFAULT: InFlightWindow = InFlightWindow(30_000);
 
-/// Why a request body was not handed to the route.
-enum BodyError {
-    /// Over `max_body_bytes`; `drained` when the rest was read, so the connection stays usable.
-    TooLarge {
-        drained: bool,
-    },
-    TimedOut,
-    Unreadable,
-}
-
-/// Reads the body within `max` bytes before `deadline`; an over-size body is drained up to
-/// `drain_bound` (and the same deadline).
-async fn read_body(
-    headers: &HeaderMap,
-    body: axum::body::Body,
-    max: usize,
-    deadline: tokio::time::Instant,
-) -> Result<Bytes, BodyError> {
-    use futures::StreamExt;
-    let bound = drain_bound(max);
-    let announced = headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > bound as u64) {
-        // Draining would stop at the bound anyway; do not start.
-        return Err(BodyError::TooLarge { drained: false });
-    }
-    let mut stream = body.into_data_stream();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut total: usize = 0;
-    let mut over = announced.is_some_and(|n| n > max as u64);
-    loop {
-        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Err(_) if over => return Err(BodyError::TooLarge { drained: false }),
-            Err(_) => return Err(BodyError::TimedOut),
-            Ok(None) if over => return Err(BodyError::TooLarge { drained: true }),
-            Ok(None) => return Ok(Bytes::from(buf)),
-            Ok(Some(Err(_))) if over => return Err(BodyError::TooLarge { drained: false }),
-            Ok(Some(Err(_))) => return Err(BodyError::Unreadable),
-            Ok(Some(Ok(chunk))) => chunk,
-        };
-        total = total.saturating_add(chunk.len());
-        if total > bound {
-            return Err(BodyError::TooLarge { drained: false });
-        }
-        if total > max {
-            over = true;
-            buf = Vec::new();
-        } else {
-            buf.extend_from_slice(&chunk);
-        }
-    }
-}
-
-/// The request deadline and the body limit, for every route: the body is read first (an
-/// over-size one drained, then 413), then the handler runs in the time left (else 408).
-async fn bounded(req: Request, next: Next, max_body_bytes: usize, timeout: Duration) -> Response {
-    let deadline = tokio::time::Instant::now() + timeout;
-    let (parts, body) = req.into_parts();
-    let timed_out = || {
-        Refusal(
-            StatusCode::REQUEST_TIMEOUT,
-            "request took longer than server.request_timeout_ms".into(),
+    /// For a listener whose requests are cut off after `timeout`: twice that (at least a
+    /// second), since the deadline cancels everything else sooner.
+    pub fn after_timeout(timeout: Duration) -> Self {
+        Self(
+            i64::try_from(timeout.as_millis().saturating_mul(2))
+                .unwrap_or(i64::MAX)
+                .max(1000),
         )
-        .into_response()
-    };
-    let bytes = match read_body(&parts.headers, body, max_body_bytes, deadline).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge { drained }) => {
-            let mut r = Refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body larger than server.max_body_bytes".into(),
-            )
-            .into_response();
-            if !drained {
-                // Part of the body is still unread: say so, and hyper closes after answering.
-                r.headers_mut().insert(
-                    axum::http::header::CONNECTION,
-                    axum::http::HeaderValue::from_static("close"),
-                );
-            }
-            return r;
-        }
-        Err(BodyError::TimedOut) => return timed_out(),
-        Err(BodyError::Unreadable) => {
-            return Refusal(
-                StatusCode::BAD_REQUEST,
-                "could not read the request body".into(),
-            )
-            .into_response()
-        }
-    };
-    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
-    match tokio::time::timeout_at(deadline, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => timed_out(),
     }
 }
-
-/// Milliseconds after which an in-flight dedupe key counts as abandoned.
-#[derive(Clone, Copy)]
-struct InFlightWindow(i64);
 
 /// A refusal: status plus a short reason DingTalk's console (or an attacker) can read.
 /// The reason never contains a secret or the payload.
@@ -196,71 +78,190 @@ struct InFlightWindow(i64);
 pub struct Refusal(pub StatusCode, pub String);
 
 impl Refusal {
-    fn bad_request(reason: impl Into<String>) -> Self {
+    pub fn bad_request(reason: impl Into<String>) -> Self {
         Self(StatusCode::BAD_REQUEST, reason.into())
     }
-    fn unauthorized(reason: impl Into<String>) -> Self {
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
         Self(StatusCode::UNAUTHORIZED, reason.into())
     }
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        tracing::info!(status = self.0.as_u16(), reason = %self.1, "refused inbound request");
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({ "status": "ok" }))
-}
-
-async fn events(
-    State(st): State<Arc<EdgeState>>,
-    Extension(window): Extension<InFlightWindow>,
-    RawQuery(query): RawQuery,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Refusal> {
-    let body = body_or_refusal(body)?;
-    let q = PushQuery::parse(query.as_deref().unwrap_or("")).ok_or_else(|| {
-        Refusal::bad_request("missing query parameter: signature, timestamp and nonce are required")
-    })?;
-    let encrypt = parse::parse_push_body(&body)
-        .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
-    let crypto = st.crypto.as_ref().ok_or_else(|| {
-        Refusal(
-            StatusCode::NOT_FOUND,
-            "HTTP event push is not configured (dingtalk.mode = \"stream\")".into(),
-        )
-    })?;
-    crypto
-        .verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt)
-        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
-    check_fresh(&q.timestamp, st.clock.now_ms(), EVENT_FRESHNESS_MS)?;
-    let plaintext = crypto.decrypt(&encrypt).map_err(|e| match e {
-        CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
-        other => Refusal::bad_request(other.to_string()),
-    })?;
-    match parse::parse_event(&plaintext) {
-        Ok(DecryptedEvent::CheckUrl) => tracing::info!("answered check_url"),
-        Ok(DecryptedEvent::Event(ev)) => {
-            accept_within(&st, window, ev).await?;
+impl Ingress {
+    /// An encrypted event push (`/dingtalk/events`, reference §2): `query` carries signature,
+    /// timestamp and nonce; the answer is the encrypted `success` DingTalk requires.
+    pub async fn event_push(
+        &self,
+        window: InFlightWindow,
+        query: &str,
+        body: &[u8],
+    ) -> Result<SuccessReply, Refusal> {
+        let q = PushQuery::parse(query).ok_or_else(|| {
+            Refusal::bad_request(
+                "missing query parameter: signature, timestamp and nonce are required",
+            )
+        })?;
+        let encrypt = parse::parse_push_body(body)
+            .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
+        let crypto = self.crypto.as_ref().ok_or_else(|| {
+            Refusal(
+                StatusCode::NOT_FOUND,
+                "HTTP event push is not configured (dingtalk.mode = \"stream\")".into(),
+            )
+        })?;
+        crypto
+            .verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt)
+            .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+        check_fresh(&q.timestamp, self.clock.now_ms(), EVENT_FRESHNESS_MS)?;
+        let plaintext = crypto.decrypt(&encrypt).map_err(|e| match e {
+            CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
+            other => Refusal::bad_request(other.to_string()),
+        })?;
+        match parse::parse_event(&plaintext) {
+            Ok(DecryptedEvent::CheckUrl) => tracing::info!("answered check_url"),
+            Ok(DecryptedEvent::Event(ev)) => {
+                accept_within(self, window, ev).await?;
+            }
+            // Authentic (signed and encrypted with our key) but not a shape we understand:
+            // refusing would make DingTalk redeliver it forever, so acknowledge, record nothing,
+            // and log.
+            Err(e) => tracing::warn!(error = %e, "authentic event we cannot parse; acknowledged"),
         }
-        // Authentic (signed and encrypted with our key) but not a shape we understand: refusing
-        // would make DingTalk redeliver it forever, so acknowledge, record nothing, and log.
-        Err(e) => tracing::warn!(error = %e, "authentic event we cannot parse; acknowledged"),
+        Ok(self.success(crypto))
     }
-    Ok(success(&st, crypto))
+
+    /// The encrypted `success` DingTalk requires (reference §2.4), with a fresh timestamp and
+    /// nonce.
+    fn success(&self, crypto: &CallbackCrypto) -> SuccessReply {
+        let nonce: String = {
+            use rand::distr::{Alphanumeric, SampleString};
+            Alphanumeric.sample_string(&mut rand::rng(), 16)
+        };
+        crypto.success_reply(&self.clock.now_ms().to_string(), &nonce)
+    }
+
+    /// A robot message in HTTP mode (`/dingtalk/robot`, reference §4): `ts` and `sig` are the
+    /// `timestamp` and `sign` headers.
+    pub async fn robot_message(
+        &self,
+        window: InFlightWindow,
+        ts: Option<&str>,
+        sig: Option<&str>,
+        body: &[u8],
+    ) -> Result<Value, Refusal> {
+        sign::verify_robot_request(ts, sig, self.robot_secret.expose(), self.clock.now_ms())
+            .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+        let msg =
+            parse::parse_robot_message(body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+        claim_signature(self, "robot", ts, sig, sign::ROBOT_WINDOW_MS, body)?;
+        accept_within(self, window, Inbound::Chat(msg)).await?;
+        // Replies go through the session webhook after the decision is recorded; an empty
+        // synchronous answer keeps DingTalk from waiting on us.
+        Ok(json!({ "msgtype": "empty" }))
+    }
+
+    /// A card callback (`/dingtalk/cards`, reference §5.4): `ts` and `sig` are the
+    /// `x-ddpaas-signature-*` headers. The answer may update the tapped card at once (§5.5).
+    pub async fn card_callback(
+        &self,
+        window: InFlightWindow,
+        ts: Option<&str>,
+        sig: Option<&str>,
+        body: &[u8],
+    ) -> Result<Value, Refusal> {
+        if self.card_secret.is_empty() {
+            // Without an apiSecret DingTalk sends unsigned callbacks, and an unsigned approve
+            // tap cannot be told from a forged one.
+            return Err(Refusal(
+                StatusCode::FORBIDDEN,
+                "card callbacks are disabled: set dingtalk.card_callback_secret".into(),
+            ));
+        }
+        sign::verify_card_request(
+            ts,
+            sig,
+            self.card_secret.expose(),
+            self.clock.now_ms(),
+            // The platform documents no window (reference §5.4): five minutes of skew.
+            sign::CARD_WINDOW_MS,
+        )
+        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+        let action =
+            parse::parse_card_callback(body).map_err(|e| Refusal::bad_request(e.to_string()))?;
+        claim_signature(self, "card", ts, sig, sign::CARD_WINDOW_MS, body)?;
+        match accept_within(self, window, Inbound::CardAction(action)).await? {
+            DispatchReply::CardUpdate(v) => Ok(v),
+            DispatchReply::None | DispatchReply::Refused => Ok(json!({})),
+        }
+    }
+
+    /// One data frame from the Stream socket (reference §3.4), already authenticated by the
+    /// connection it came on: parsed into an `Inbound`, de-duplicated and dispatched like an
+    /// HTTP delivery. Never fails: every outcome is the ACK to send.
+    pub async fn stream_frame(&self, f: &StreamFrame) -> AckFrame {
+        let id = f.message_id();
+        match f.kind() {
+            FrameKind::Event {
+                event_type,
+                event_id,
+            } => match parse::parse_event_data(&event_type, event_id.as_deref(), &f.data) {
+                Ok(DecryptedEvent::CheckUrl) => frame::event_ack(id, EventAck::Success),
+                Ok(DecryptedEvent::Event(ev)) => match self.accept(ev).await {
+                    Ok(_) => frame::event_ack(id, EventAck::Success),
+                    Err(r) => {
+                        tracing::warn!(reason = %r.1, event_type = %event_type, "Stream event not recorded; asking for redelivery");
+                        frame::event_ack(id, EventAck::Later)
+                    }
+                },
+                // Delivered over our authenticated socket but not a shape we understand: asking
+                // for redelivery would loop forever, so acknowledge and log (as for HTTP).
+                Err(e) => {
+                    tracing::warn!(error = %e, event_type = %event_type, "Stream event we cannot parse; acknowledged");
+                    frame::event_ack(id, EventAck::Success)
+                }
+            },
+            FrameKind::BotMessage => match parse::parse_robot_message(f.data.as_bytes()) {
+                Ok(msg) => match self.accept(Inbound::Chat(msg)).await {
+                    Ok(_) => frame::callback_ack(id, Value::Null),
+                    Err(r) => failed_ack(id, &r.1),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "Stream robot message we cannot parse");
+                    failed_ack(id, "malformed robot message")
+                }
+            },
+            FrameKind::CardCallback => match parse::parse_card_callback(f.data.as_bytes()) {
+                Ok(action) => match self.accept(Inbound::CardAction(action)).await {
+                    Ok(DispatchReply::CardUpdate(v)) => frame::callback_ack(id, v),
+                    Ok(DispatchReply::None | DispatchReply::Refused) => {
+                        frame::callback_ack(id, json!({}))
+                    }
+                    Err(r) => failed_ack(id, &r.1),
+                },
+                Err(e) => {
+                    tracing::warn!(error = %e, "Stream card callback we cannot parse");
+                    failed_ack(id, "malformed card callback")
+                }
+            },
+            FrameKind::Ping | FrameKind::Disconnect { .. } => frame::system_echo_ack(f),
+            FrameKind::Unhandled => frame::not_found_ack(id),
+        }
+    }
+
+    /// Dedupe, then dispatch, for a listener without its own request deadline: the step every
+    /// delivery goes through, so both listeners behave alike.
+    pub async fn accept(&self, event: Inbound) -> Result<DispatchReply, Refusal> {
+        accept_within(self, InFlightWindow::DEFAULT, event).await
+    }
 }
 
-/// The encrypted `success` DingTalk requires (reference §2.4), with a fresh timestamp and nonce.
-fn success(st: &EdgeState, crypto: &CallbackCrypto) -> Response {
-    let nonce: String = {
-        use rand::distr::{Alphanumeric, SampleString};
-        Alphanumeric.sample_string(&mut rand::rng(), 16)
-    };
-    let reply = crypto.success_reply(&st.clock.now_ms().to_string(), &nonce);
-    Json(reply).into_response()
+/// Code 500 for a callback we could not take (reference §3.4); robot messages are not re-pushed,
+/// so this only tells DingTalk (and the tapping user's card) that it failed.
+fn failed_ack(id: &str, reason: &str) -> AckFrame {
+    tracing::warn!(reason, "Stream callback not handled; answered 500");
+    let mut ack = frame::callback_ack(id, Value::Null);
+    ack.code = 500;
+    ack.message = reason.chars().take(MAX_ACK_TEXT).collect();
+    ack
 }
 
 /// Parses the opaque DingTalk timestamp (10-digit seconds or 13-digit milliseconds) only to
@@ -283,64 +284,6 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn robot(
-    State(st): State<Arc<EdgeState>>,
-    Extension(window): Extension<InFlightWindow>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Refusal> {
-    let body = body_or_refusal(body)?;
-    let (ts, sig) = (
-        header(&headers, sign::ROBOT_TIMESTAMP_HEADER),
-        header(&headers, sign::ROBOT_SIGN_HEADER),
-    );
-    sign::verify_robot_request(ts, sig, st.robot_secret.expose(), st.clock.now_ms())
-        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
-    let msg = parse::parse_robot_message(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
-    claim_signature(&st, "robot", ts, sig, sign::ROBOT_WINDOW_MS, &body)?;
-    accept_within(&st, window, Inbound::Chat(msg)).await?;
-    // Replies go through the session webhook after the decision is recorded; an empty
-    // synchronous answer keeps DingTalk from waiting on us.
-    Ok(Json(json!({ "msgtype": "empty" })).into_response())
-}
-
-async fn cards(
-    State(st): State<Arc<EdgeState>>,
-    Extension(window): Extension<InFlightWindow>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Refusal> {
-    let body = body_or_refusal(body)?;
-    if st.card_secret.is_empty() {
-        // Without an apiSecret DingTalk sends unsigned callbacks, and an unsigned approve tap
-        // cannot be told from a forged one.
-        return Err(Refusal(
-            StatusCode::FORBIDDEN,
-            "card callbacks are disabled: set dingtalk.card_callback_secret".into(),
-        ));
-    }
-    let (ts, sig) = (
-        header(&headers, sign::CARD_TIMESTAMP_HEADER),
-        header(&headers, sign::CARD_SIGN_HEADER),
-    );
-    sign::verify_card_request(
-        ts,
-        sig,
-        st.card_secret.expose(),
-        st.clock.now_ms(),
-        // The platform documents no window (reference §5.4): five minutes of skew.
-        sign::CARD_WINDOW_MS,
-    )
-    .map_err(|e| Refusal::unauthorized(e.to_string()))?;
-    let action =
-        parse::parse_card_callback(&body).map_err(|e| Refusal::bad_request(e.to_string()))?;
-    claim_signature(&st, "card", ts, sig, sign::CARD_WINDOW_MS, &body)?;
-    match accept_within(&st, window, Inbound::CardAction(action)).await? {
-        DispatchReply::CardUpdate(v) => Ok(Json(v).into_response()),
-        DispatchReply::None | DispatchReply::Refused => Ok(Json(json!({})).into_response()),
-    }
-}
-
 /// Refuses verified signature headers that already authenticated a different body.
 ///
 /// The robot `sign` and the card `x-ddpaas-signature` are HMACs of the timestamp alone
@@ -359,7 +302,7 @@ async fn cards(
 /// second is refused like a replay. DingTalk offers nothing to tell them apart; at a bot's
 /// message rates this is rare, and the sender sees no reply and can send again.
 fn claim_signature(
-    st: &EdgeState,
+    st: &Ingress,
     route: &str,
     ts: Option<&str>,
     sig: Option<&str>,
@@ -392,38 +335,11 @@ fn claim_signature(
     }
 }
 
-/// The body, or the refusal that says why it could not be read: over `server.max_body_bytes`
-/// is 413 with the same JSON shape and log line as every other refusal.
-fn body_or_refusal(body: Result<Bytes, BytesRejection>) -> Result<Bytes, Refusal> {
-    body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            Refusal(status, "body larger than server.max_body_bytes".into())
-        } else {
-            Refusal(status, "could not read the request body".into())
-        }
-    })
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// How long an in-flight delivery of a listener without its own request deadline (Stream mode)
-/// blocks its copies before it counts as abandoned.
-const DEFAULT_ABANDON_MS: i64 = 30_000;
-
-/// Dedupe, then dispatch: the step shared by every listener (HTTP here, Stream mode in
-/// `dingtalk::stream`), so both behave alike.
-pub async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
-    accept_within(st, InFlightWindow(DEFAULT_ABANDON_MS), event).await
-}
-
 /// Dedupe, then dispatch. A duplicate is acknowledged without being handled again; a copy
 /// that arrives while the first is still being handled is asked to come back (409), because
 /// the first attempt may yet fail and its key be forgotten.
 async fn accept_within(
-    st: &EdgeState,
+    st: &Ingress,
     window: InFlightWindow,
     event: Inbound,
 ) -> Result<DispatchReply, Refusal> {
