@@ -1,6 +1,6 @@
 //! The DingTalk edge end to end (issue 2): a real `Bot` on 127.0.0.1:0 with a real sled
 //! directory, driven over HTTP exactly as DingTalk would drive it (signed, encrypted requests
-//! built by `sandbox::dingtalk_driver`), with the simulated DingTalk OpenAPI behind it.
+//! built by `sandbox::dingtalk::driver`), with the simulated DingTalk OpenAPI behind it.
 //! Every refusal is checked for "nothing changed": the whole sled database, the dispatcher and
 //! the simulator's call log are compared before and after.
 use accessbot::app::HelpOnly;
@@ -13,11 +13,11 @@ use accessbot::dispatch::{Dispatch, DispatchError, DispatchReply};
 use accessbot::domain::command::Lang;
 use accessbot::domain::ids::DingUserId;
 use accessbot::inbound::{ApprovalEventKind, Inbound};
-use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{
+use accessbot::sandbox::dingtalk::driver::{
     card_callback_body, card_signature_headers, encrypted_event_request, robot_text_message,
     signed_robot_headers, RobotSender,
 };
+use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
 use accessbot::secret::Secret;
 use accessbot::store::Store;
 use futures::future::BoxFuture;

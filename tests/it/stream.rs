@@ -1,5 +1,5 @@
 //! Stream mode over real loopback sockets: the listener (`listen::stream`) against the
-//! simulated gateway (`sandbox::dingtalk_stream`), with a recording dispatcher behind the shared
+//! simulated gateway (`sandbox::dingtalk::stream`), with a recording dispatcher behind the shared
 //! ingress. Frames come from tests/fixtures/dingtalk_stream_frames.json (official SDK).
 use accessbot::clock::{ManualClock, SystemClock};
 use accessbot::dingtalk::stream_frame::AckFrame;
@@ -8,7 +8,7 @@ use accessbot::dispatch::{Dispatch, DispatchError, DispatchReply};
 use accessbot::inbound::{ApprovalOutcome, Inbound};
 use accessbot::ingress::Ingress;
 use accessbot::listen::stream::{StreamError, StreamListener, StreamTiming};
-use accessbot::sandbox::dingtalk_stream::{self as sim, SimStreamGateway};
+use accessbot::sandbox::dingtalk::stream::{self as sim, SimStreamGateway};
 use accessbot::secret::Secret;
 use accessbot::store::dedupe::Dedupe;
 use accessbot::store::Store;
