@@ -11,13 +11,13 @@ pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, O
 pub mod dispatch; //   routes each verified Inbound event to its handler
 pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
 pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
-pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
 pub mod inbound; //    the one typed event every DingTalk listener produces
+pub mod ingress; //    the one front door of both listeners: verify → parse → dedupe → dispatch
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
+pub mod listen; //     the listeners side by side: HTTP (routes, limits, connections) and DingTalk Stream
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
-pub mod server; //     HTTP connections under the router: cap, header-read and idle timeouts, graceful stop
 pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)
 pub mod worker; //     background jobs: outbox runner, scheduler
 pub mod workflow; //   request → approval → grant over ports: commands/, events/, jobs/, one file each
