@@ -52,6 +52,8 @@ pub struct EdgeState {
     pub dedupe_ttl_ms: i64,
     pub clock: SharedClock,
     pub dispatcher: Arc<dyn Dispatch>,
+    /// Deliveries by channel and outcome are counted here (`crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -> Router {
@@ -73,6 +75,10 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -
             move |req: Request, next: Next| async move {
                 bounded(req, next, max_body_bytes, timeout).await
             },
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::count_deliveries,
         ))
         .with_state(state)
 }
@@ -416,7 +422,18 @@ const DEFAULT_ABANDON_MS: i64 = 30_000;
 /// Dedupe, then dispatch: the step shared by every listener (HTTP here, Stream mode in
 /// `dingtalk::stream`), so both behave alike.
 pub async fn accept(st: &EdgeState, event: Inbound) -> Result<DispatchReply, Refusal> {
-    accept_within(st, InFlightWindow(DEFAULT_ABANDON_MS), event).await
+    let (r, dup) = crate::metrics::track_duplicate(accept_within(
+        st,
+        InFlightWindow(DEFAULT_ABANDON_MS),
+        event,
+    ))
+    .await;
+    let status = r.as_ref().map_or_else(|e| e.0.as_u16(), |_| 200);
+    st.metrics.delivery(
+        crate::metrics::Channel::Stream,
+        crate::metrics::Outcome::of(status, dup),
+    );
+    r
 }
 
 /// Dedupe, then dispatch. A duplicate is acknowledged without being handled again; a copy
@@ -439,6 +456,7 @@ async fn accept_within(
             // Repeats are normal (DingTalk redelivers, people double-tap) and can come by the
             // million under a redelivery storm: debug only, counted in `Dedupe::stats`.
             Delivery::Duplicate => {
+                crate::metrics::note_duplicate();
                 tracing::debug!(key = %key, "duplicate delivery acknowledged, not handled again");
                 return Ok(DispatchReply::None);
             }

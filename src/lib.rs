@@ -14,6 +14,9 @@ pub mod http; //       axum router for DingTalk callbacks and health; limits and
 pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
+pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-line hooks; store gauges read at scrape
+pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
+pub mod readiness; //  readiness probes (store, DingTalk token, Stream, JumpServer auth), cached against hammering
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
 pub mod server; //     HTTP connections under the router: cap, header-read and idle timeouts, graceful stop

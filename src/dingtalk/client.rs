@@ -215,6 +215,8 @@ pub struct ApprovalInstanceQuery {
     pub originators: Vec<DingUserId>,
 }
 
+const DINGTALK: crate::metrics::Service = crate::metrics::Service::DingTalk;
+
 /// `maxResults` per page of the instance id query (the API's maximum).
 const INSTANCE_IDS_PAGE: i64 = 20;
 /// Pages followed before giving up on a query that never ends (a server fault).
@@ -239,6 +241,8 @@ struct Inner {
     // A tokio mutex held across the fetch: concurrent callers wait for the one refresh.
     token: tokio::sync::Mutex<Option<CachedToken>>,
     token_fetches: AtomicU64,
+    /// Calls by endpoint family, status and latency (attached by `Bot::start`).
+    metrics: crate::metrics::MetricsSlot,
 }
 
 /// Cheap to clone; clones share the token cache.
@@ -303,6 +307,7 @@ impl DingTalkClient {
                 retry: RetryPolicy::default(),
                 token: tokio::sync::Mutex::new(None),
                 token_fetches: AtomicU64::new(0),
+                metrics: Default::default(),
             }),
         }
     }
@@ -324,8 +329,20 @@ impl DingTalkClient {
                 retry,
                 token: tokio::sync::Mutex::new(None),
                 token_fetches: AtomicU64::new(0),
+                metrics: Default::default(),
             }),
         }
+    }
+
+    /// Counts this client's calls in `m` from now on.
+    pub fn attach_metrics(&self, m: &crate::metrics::Metrics) {
+        self.inner.metrics.attach(m);
+    }
+
+    /// Whether an access token can be had now (the cached one, else a fresh fetch): the
+    /// readiness probe's DingTalk check.
+    pub async fn check_token(&self) -> Result<()> {
+        self.token().await.map(|_| ())
     }
 
     /// How many times a token was fetched from DingTalk (for metrics and tests).
@@ -365,6 +382,7 @@ impl DingTalkClient {
         let mut throttled = 0;
         loop {
             let started = self.inner.clock.now_ms();
+            let sent_at = std::time::Instant::now();
             let resp = self
                 .inner
                 .http
@@ -372,8 +390,10 @@ impl DingTalkClient {
                 .header("accept", "application/json")
                 .json(&body)
                 .send()
-                .await
-                .map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
+                .await;
+            let code = resp.as_ref().ok().map(|r| r.status().as_u16());
+            (self.inner.metrics).api_call(DINGTALK, &url, code, sent_at);
+            let resp = resp.map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
             let status = resp.status().as_u16();
             let v = read_json(resp).await?;
             if (200..300).contains(&status) {
@@ -513,7 +533,11 @@ impl DingTalkClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = match req.send().await {
+        let sent_at = std::time::Instant::now();
+        let resp = req.send().await;
+        let code = resp.as_ref().ok().map(|r| r.status().as_u16());
+        (self.inner.metrics).api_call(DINGTALK, url, code, sent_at);
+        let resp = match resp {
             Ok(r) => r,
             // `without_url`: the legacy URL carries the token in its query.
             Err(e) => {

@@ -291,6 +291,16 @@ impl JmsClient {
         Ok(line)
     }
 
+    /// The bot account's own profile (`GET /api/v1/users/profile/`, signed): the cheapest call
+    /// that proves the server is reachable *and* accepts our credentials. Returns the username.
+    pub async fn profile(&self) -> Result<String, JmsError> {
+        let v = self.call(Req::get("/api/v1/users/profile/", &[])).await?;
+        Ok(v.get("username")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned())
+    }
+
     // ---------- users ----------
 
     async fn find_user_by(

@@ -85,6 +85,7 @@ impl Dispatch for Recorder {
 fn edge(recorder: Arc<Recorder>) -> Arc<EdgeState> {
     let store = Store::temporary().expect("temp store");
     Arc::new(EdgeState {
+        metrics: Default::default(),
         // Stream mode uses no callback crypto.
         crypto: None,
         robot_secret: Secret::new(APP_SECRET),
