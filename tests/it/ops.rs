@@ -363,3 +363,88 @@ async fn healthcheck_exits_by_readyz() {
         "{stdout}"
     );
 }
+
+/// A log sink for a captured subscriber: JSON lines in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The business-event lines (`event` field), parsed.
+    fn events(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("event").is_some() && v.get("order_id").is_some())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn one_info_line_per_business_event_with_fields() {
+    let sink = Captured::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test runtime is single-threaded, so the bot's tasks log through this default too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let env = Env::new(|_| {}).await;
+    env.say(
+        ALICE,
+        "m1",
+        "申请主机 10.10.1.11 只读 4h 原因：排查线上问题",
+    )
+    .await;
+    let id = env.orders_of(ALICE)[0].id.clone();
+    env.drain().await;
+    env.say(BOSS, "m2", &format!("同意 {id}")).await;
+    env.drain().await;
+    env.say(ADMIN, "m3", &format!("/revoke {id}")).await;
+    env.drain().await;
+    assert_eq!(env.order(&id).state, State::Revoked);
+
+    let events = sink.events();
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    for want in ["requested", "approved", "granted", "revoked"] {
+        assert_eq!(
+            names.iter().filter(|n| **n == want).count(),
+            1,
+            "one `{want}` line: {names:?}"
+        );
+    }
+    let by = |name: &str| events.iter().find(|e| e["event"] == name).unwrap().clone();
+    let requested = by("requested");
+    assert_eq!(requested["level"], "INFO");
+    assert_eq!(requested["order_id"], id.as_str());
+    assert_eq!(requested["requester"], ALICE);
+    assert_eq!(requested["hosts"], "10.10.1.11");
+    let approved = by("approved");
+    assert_eq!(approved["approver"], BOSS);
+    assert_eq!(approved["to"], "approved");
+    // The grant line says what JumpServer was read back to grant: host, login, end.
+    let granted = by("granted");
+    assert_eq!(granted["order_id"], id.as_str());
+    assert_eq!(granted["approver"], BOSS);
+    let what = granted["granted"].as_str().unwrap();
+    assert!(
+        what.contains("10.10.1.11") && what.contains('['),
+        "{granted}"
+    );
+    assert!(granted["until"].as_str().is_some(), "{granted}");
+    assert_eq!(granted["usable"], true, "{granted}");
+    let revoked = by("revoked");
+    assert_eq!(revoked["actor"], ADMIN);
+}
