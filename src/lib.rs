@@ -8,6 +8,7 @@ pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env →
 pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler
+pub mod doctor; //     `accessbot doctor`: every credential and right checked against the real services, with fixes
 pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
 pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
 pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals

@@ -885,6 +885,70 @@ impl DingTalkClient {
             .ok_or_else(|| DingTalkError::Decode("processCodes lookup without processCode".into()))
     }
 
+    /// The labels of an approval template's form components (§6.4
+    /// `forms/schemas/processCodes`), children included: what `formComponentValues[].name`
+    /// must equal. Read-only; `accessbot doctor` compares them with the labels the bot fills.
+    pub async fn form_labels(&self, process_code: &str) -> Result<Vec<String>> {
+        let v = self
+            .call(
+                Style::New,
+                Method::GET,
+                &self.api("/v1.0/workflow/forms/schemas/processCodes"),
+                &[("processCode", process_code)],
+                None,
+                true,
+            )
+            .await?;
+        fn walk(items: &[Value], out: &mut Vec<String>) {
+            for it in items {
+                if let Some(l) = it.pointer("/props/label").and_then(Value::as_str) {
+                    out.push(l.to_owned());
+                }
+                if let Some(c) = it.get("children").and_then(Value::as_array) {
+                    walk(c, out);
+                }
+            }
+        }
+        let items = v
+            .pointer("/result/schemaContent/items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| DingTalkError::Decode("form schema without items".into()))?;
+        let mut out = Vec::new();
+        walk(items, &mut out);
+        Ok(out)
+    }
+
+    /// Creates a card instance from `template_id` without delivering it anywhere (the create
+    /// half of §5.1's two-step alternative, `POST /v1.0/card/instances`): nobody sees it, and a
+    /// wrong or unpublished template is refused (`param.templateNotExist` /
+    /// `param.templateUnpublished`). `accessbot doctor`'s template check.
+    pub async fn create_undelivered_card(
+        &self,
+        template_id: &str,
+        out_track_id: &str,
+        route_key: Option<&str>,
+    ) -> Result<()> {
+        let mut body = json!({
+            "cardTemplateId": template_id,
+            "outTrackId": out_track_id,
+            "cardData": {"cardParamMap": {}},
+            "callbackType": if route_key.is_some() { "HTTP" } else { "STREAM" },
+        });
+        if let Some(k) = route_key {
+            body["callbackRouteKey"] = json!(k);
+        }
+        self.call(
+            Style::New,
+            Method::POST,
+            &self.api("/v1.0/card/instances"),
+            &[],
+            Some(&body),
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The JSON body of `workflow/processInstances` (§6.1).
     pub fn approval_start_body(&self, req: &ApprovalStart) -> Value {
         let mut body = json!({

@@ -301,6 +301,14 @@ impl JmsClient {
             .to_owned())
     }
 
+    /// One signed read of `path` (first page, one row): whether the bot account holds the view
+    /// right of that endpoint family (`accessbot doctor`'s right checks).
+    pub async fn probe_read(&self, path: &str, query: &[(&str, &str)]) -> Result<(), JmsError> {
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        q.push(("limit", "1"));
+        self.call(Req::get(path, &q)).await.map(|_| ())
+    }
+
     // ---------- users ----------
 
     async fn find_user_by(

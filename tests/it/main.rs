@@ -7,6 +7,7 @@ mod dingtalk_client;
 mod dingtalk_props;
 mod dingtalk_sim;
 mod dingtalk_vectors;
+mod doctor;
 mod e2e;
 mod edge;
 mod fuzz_corpus;
