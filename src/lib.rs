@@ -11,7 +11,7 @@ pub mod dispatch; //   routes each verified Inbound event to its handler
 pub mod doctor; //     `accessbot doctor`: every credential and right checked against the real services, with fixes
 pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
 pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
-pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
+pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals; deliveries counted
 pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
