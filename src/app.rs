@@ -5,20 +5,24 @@
 //! The adapters become the workflow's ports here (`dingtalk_chat`, `jumpserver_bastion`,
 //! `sled_store`): the only place that knows which chat platform, bastion and store run.
 mod dingtalk_chat;
+mod help_only;
 mod jumpserver_bastion;
 mod sled_store;
+
+pub use help_only::HelpOnly;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
-use crate::dingtalk::stream::StreamListener;
 use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
 use crate::domain::policy::Policy;
-use crate::http::{self, EdgeState};
+use crate::ingress::Ingress;
 use crate::jumpserver::client::JmsClient;
+use crate::listen::http;
+use crate::listen::stream::StreamListener;
 use crate::metrics::Metrics;
 use crate::ops::Ops;
 use crate::readiness::Readiness;
@@ -110,10 +114,11 @@ pub struct Bot {
     metrics: Metrics,
     pub store: Store,
     pub dingtalk: DingTalkClient,
-    /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
-    edge: Arc<EdgeState>,
+    /// The ingress (verify → parse → dedupe → dispatch) both listeners share; kept for its
+    /// counters.
+    ingress: Arc<Ingress>,
     /// Counters of the HTTP connection layer (connections refused at the cap).
-    conn_stats: Arc<crate::server::ConnStats>,
+    conn_stats: Arc<crate::listen::server::ConnStats>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -147,6 +152,7 @@ fn build_engine(
             orders: Arc::new(Journaled::new(Arc::new(orders.clone()), metrics.clone())),
             dialogs: Arc::new(Dialogs::new(&opts.store)?),
             index: Arc::new(index.clone()),
+            audit: Arc::new(Audit::new(&opts.store)?),
             chat: Arc::new(dingtalk.clone()),
             bastion: Arc::new(jms.clone()),
         },
@@ -230,7 +236,7 @@ impl Bot {
         } else {
             None
         };
-        let edge = Arc::new(EdgeState {
+        let ingress = Arc::new(Ingress {
             crypto,
             robot_secret: config.dingtalk.app_secret.clone(),
             card_secret: config.dingtalk.card_callback_secret.clone(),
@@ -256,12 +262,12 @@ impl Bot {
             clock: opts.clock.clone(),
         });
         let mut router = http::router(
-            edge.clone(),
+            ingress.clone(),
             config.server.max_body_bytes,
             Duration::from_millis(config.server.request_timeout_ms),
         )
         .merge(crate::ops::readyz_router(ops.clone()));
-        let limits = crate::server::ConnLimits::from_config(&config.server);
+        let limits = crate::listen::server::ConnLimits::from_config(&config.server);
         let (shutdown, _) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut metrics_addr = None;
@@ -291,20 +297,24 @@ impl Bot {
             source,
         })?;
         let mut rx = shutdown.subscribe();
-        let conn_stats = Arc::new(crate::server::ConnStats::default());
+        let conn_stats = Arc::new(crate::listen::server::ConnStats::default());
         let server = tokio::spawn({
             let conn_stats = conn_stats.clone();
             async move {
                 let stop = async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                crate::server::serve(listener, router, limits, conn_stats, stop).await;
+                crate::listen::server::serve(listener, router, limits, conn_stats, stop).await;
             }
         });
         tracing::info!(%addr, "accessbot listening");
         tasks.push(server);
         if d.mode == ListenerMode::Stream {
-            tasks.push(StreamListener::spawn(d, edge.clone(), shutdown.subscribe()));
+            tasks.push(StreamListener::spawn(
+                d,
+                ingress.clone(),
+                shutdown.subscribe(),
+            ));
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
@@ -341,7 +351,7 @@ impl Bot {
             metrics,
             store: opts.store,
             dingtalk,
-            edge,
+            ingress,
             conn_stats,
             engine,
             shutdown,
@@ -356,12 +366,12 @@ impl Bot {
     }
 
     /// The ingress state both listeners share (dedupe counters for operators and tests).
-    pub fn edge(&self) -> &EdgeState {
-        &self.edge
+    pub fn ingress(&self) -> &Ingress {
+        &self.ingress
     }
 
     /// Counters of the HTTP connection layer.
-    pub fn conn_stats(&self) -> &crate::server::ConnStats {
+    pub fn conn_stats(&self) -> &crate::listen::server::ConnStats {
         &self.conn_stats
     }
 
@@ -456,7 +466,7 @@ impl Drop for Bot {
 async fn serve_on(
     listen: &str,
     router: axum::Router,
-    limits: crate::server::ConnLimits,
+    limits: crate::listen::server::ConnLimits,
     mut rx: watch::Receiver<bool>,
 ) -> Result<(JoinHandle<()>, SocketAddr), AppError> {
     let bind = |source| AppError::Bind {
@@ -469,8 +479,8 @@ async fn serve_on(
         let stop = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let stats = Arc::new(crate::server::ConnStats::default());
-        crate::server::serve(listener, router, limits, stats, stop).await;
+        let stats = Arc::new(crate::listen::server::ConnStats::default());
+        crate::listen::server::serve(listener, router, limits, stats, stop).await;
     });
     Ok((task, addr))
 }

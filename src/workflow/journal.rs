@@ -76,6 +76,7 @@ fn event_name(o: &Order, rec: &AuditRecord) -> &'static str {
         AuditEvent::Reminded => "reminded",
         AuditEvent::JobGaveUp => "job_gave_up",
         AuditEvent::Note => "note",
+        AuditEvent::TrailMigrated => "trail_migrated",
     }
 }
 
@@ -100,7 +101,10 @@ fn log_event(o: &Order, rec: &AuditRecord) {
     let from = rec.from.map(State::as_str);
     let to = rec.to.map(State::as_str);
     match rec.event {
-        AuditEvent::Reminded | AuditEvent::Note | AuditEvent::ProvisioningStarted => {
+        AuditEvent::Reminded
+        | AuditEvent::Note
+        | AuditEvent::ProvisioningStarted
+        | AuditEvent::TrailMigrated => {
             tracing::debug!(
                 event,
                 order_id = %o.id,
