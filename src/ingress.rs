@@ -49,6 +49,8 @@ pub struct Ingress {
     pub dedupe_ttl_ms: i64,
     pub clock: SharedClock,
     pub dispatcher: Arc<dyn Dispatch>,
+    /// Deliveries by channel and outcome are counted here (`crate::metrics`).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Milliseconds after which an in-flight dedupe key counts as abandoned: a copy arriving
@@ -250,7 +252,16 @@ impl Ingress {
     /// Dedupe, then dispatch, for a listener without its own request deadline: the step every
     /// delivery goes through, so both listeners behave alike.
     pub async fn accept(&self, event: Inbound) -> Result<DispatchReply, Refusal> {
-        accept_within(self, InFlightWindow::DEFAULT, event).await
+        // Only Stream comes this way; HTTP deliveries are counted by the router's layer.
+        let (r, dup) =
+            crate::metrics::track_duplicate(accept_within(self, InFlightWindow::DEFAULT, event))
+                .await;
+        let status = r.as_ref().map_or_else(|e| e.0.as_u16(), |_| 200);
+        self.metrics.delivery(
+            crate::metrics::Channel::Stream,
+            crate::metrics::Outcome::of(status, dup),
+        );
+        r
     }
 }
 
@@ -355,6 +366,7 @@ async fn accept_within(
             // Repeats are normal (DingTalk redelivers, people double-tap) and can come by the
             // million under a redelivery storm: debug only, counted in `Dedupe::stats`.
             Delivery::Duplicate => {
+                crate::metrics::note_duplicate();
                 tracing::debug!(key = %key, "duplicate delivery acknowledged, not handled again");
                 return Ok(DispatchReply::None);
             }

@@ -9,6 +9,7 @@ pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env →
 pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler
+pub mod doctor; //     `accessbot doctor`: every credential and right checked against the real services, with fixes
 pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
 pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
 pub mod inbound; //    the one typed event every DingTalk listener produces
@@ -16,6 +17,9 @@ pub mod ingress; //    the one front door of both listeners: verify → parse �
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
 pub mod listen; //     the listeners side by side: HTTP (routes, limits, connections) and DingTalk Stream
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
+pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-line hooks; store gauges read at scrape
+pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
+pub mod readiness; //  readiness probes (store, DingTalk token, Stream, JumpServer auth), cached against hammering
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
 pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)

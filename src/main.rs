@@ -1,5 +1,5 @@
-//! The `accessbot` command line: serve, demo, check-config, healthcheck, audit (verify, export),
-//! config example; and,
+//! The `accessbot` command line: serve, demo, check-config, doctor, healthcheck, audit (verify,
+//! export), config example; and,
 //! hidden from help because operators have no use for it, `fault` (the SIGKILL fault script's
 //! driver).
 use accessbot::config::{self, Sources};
@@ -40,6 +40,12 @@ enum Command {
     /// Play a checked scenario against simulated DingTalk and JumpServer on loopback (no
     /// credentials, no network): chat request, card approval, grant, OA refusal, forged callback.
     Demo,
+    /// Check every credential and right against the real DingTalk and JumpServer: a checklist
+    /// with, for each failure, the console setting to change. Exit 1 when a check fails.
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a configuration file (with environment overrides); print every problem.
     CheckConfig {
         #[arg(long, short)]
@@ -181,7 +187,8 @@ fn main() -> ExitCode {
     let format = cli.log_format;
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
-        Command::Demo | Command::Fault(_) => "warn",
+        // The doctor prints a checklist on stdout; the clients' info lines would interleave.
+        Command::Demo | Command::Fault(_) | Command::Doctor { .. } => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -225,6 +232,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Doctor { config: path } => {
+            let config = match config::load(&Sources::from_process(Some(&path))) {
+                Ok((config, _)) => config,
+                Err(problems) => {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    println!(
+                        "✗ config: {} problem(s); fix them first (accessbot check-config)",
+                        problems.len()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("while starting the runtime")?;
+            let report = rt.block_on(accessbot::doctor::run(&config));
+            print!("{report}");
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Healthcheck {
             config: path,

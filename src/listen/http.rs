@@ -36,6 +36,11 @@ pub fn router(ingress: Arc<Ingress>, max_body_bytes: usize, timeout: Duration) -
                 bounded(req, next, max_body_bytes, timeout).await
             },
         ))
+        // Outermost, so the body-limit and deadline refusals are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            ingress.metrics.clone(),
+            crate::metrics::count_deliveries,
+        ))
         .with_state(ingress)
 }
 

@@ -352,6 +352,8 @@ impl StreamListener {
             host = url.host_str().unwrap_or(""),
             "Stream connection open"
         );
+        // `stream_connected` is 1 (readiness, /metrics) until this session ends, however.
+        let _connected = ingress.metrics.stream_connected();
         let (sink, mut source) = ws.split();
         let (out_tx, out_rx) = mpsc::channel::<Message>(QUEUE_DEPTH);
         let writer = tokio::spawn(write_loop(sink, out_rx));

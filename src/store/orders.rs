@@ -521,6 +521,13 @@ impl Orders {
         self.find_ref(&format!("card/{track_id}"))
     }
 
+    /// How many orders are in `state` (a key scan of the state index, no order decoded).
+    pub fn count_by_state(&self, state: State) -> usize {
+        self.by_state
+            .scan_prefix(format!("{}/", state.as_str()).as_bytes())
+            .count()
+    }
+
     pub fn len(&self) -> usize {
         self.orders.len()
     }

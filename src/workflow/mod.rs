@@ -23,6 +23,7 @@ mod decision;
 pub mod dispatcher;
 mod events;
 mod jobs;
+pub mod journal;
 pub mod ports;
 mod settings;
 

@@ -85,6 +85,7 @@ impl Dispatch for Recorder {
 fn ingress(recorder: Arc<Recorder>) -> Arc<Ingress> {
     let store = Store::temporary().expect("temp store");
     Arc::new(Ingress {
+        metrics: Default::default(),
         // Stream mode uses no callback crypto.
         crypto: None,
         robot_secret: Secret::new(APP_SECRET),

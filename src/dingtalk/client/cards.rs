@@ -36,6 +36,37 @@ pub struct CardDelivery {
 pub type PrivateCardData = BTreeMap<DingUserId, BTreeMap<String, String>>;
 
 impl DingTalkClient {
+    /// Creates a card instance from `template_id` without delivering it anywhere (the create
+    /// half of §5.1's two-step alternative, `POST /v1.0/card/instances`): nobody sees it, and a
+    /// wrong or unpublished template is refused (`param.templateNotExist` /
+    /// `param.templateUnpublished`). `accessbot doctor`'s template check.
+    pub async fn create_undelivered_card(
+        &self,
+        template_id: &str,
+        out_track_id: &str,
+        route_key: Option<&str>,
+    ) -> Result<()> {
+        let mut body = json!({
+            "cardTemplateId": template_id,
+            "outTrackId": out_track_id,
+            "cardData": {"cardParamMap": {}},
+            "callbackType": if route_key.is_some() { "HTTP" } else { "STREAM" },
+        });
+        if let Some(k) = route_key {
+            body["callbackRouteKey"] = json!(k);
+        }
+        self.call(
+            Style::New,
+            Method::POST,
+            &self.api("/v1.0/card/instances"),
+            &[],
+            Some(&body),
+            false,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// The JSON body of `card/instances/createAndDeliver` (§5.1).
     pub fn card_delivery_body(&self, req: &CardDelivery, private: &PrivateCardData) -> Value {
         let mut body = json!({

@@ -44,6 +44,8 @@ struct Inner {
     // A tokio mutex held across the fetch: concurrent callers wait for the one refresh.
     token: tokio::sync::Mutex<Option<CachedToken>>,
     token_fetches: AtomicU64,
+    /// Calls by endpoint family, status and latency (attached by `Bot::start`).
+    metrics: crate::metrics::MetricsSlot,
 }
 
 /// Cheap to clone; clones share the token cache.
@@ -86,6 +88,7 @@ impl DingTalkClient {
                 retry: RetryPolicy::default(),
                 token: tokio::sync::Mutex::new(None),
                 token_fetches: AtomicU64::new(0),
+                metrics: Default::default(),
             }),
         }
     }
@@ -107,8 +110,14 @@ impl DingTalkClient {
                 retry,
                 token: tokio::sync::Mutex::new(None),
                 token_fetches: AtomicU64::new(0),
+                metrics: Default::default(),
             }),
         }
+    }
+
+    /// Counts this client's calls in `m` from now on.
+    pub fn attach_metrics(&self, m: &crate::metrics::Metrics) {
+        self.inner.metrics.attach(m);
     }
 
     /// How many times a token was fetched from DingTalk (for metrics and tests).

@@ -106,6 +106,39 @@ impl DingTalkClient {
             .ok_or_else(|| DingTalkError::Decode("processCodes lookup without processCode".into()))
     }
 
+    /// The labels of an approval template's form components (§6.4
+    /// `forms/schemas/processCodes`), children included: what `formComponentValues[].name`
+    /// must equal. Read-only; `accessbot doctor` compares them with the labels the bot fills.
+    pub async fn form_labels(&self, process_code: &str) -> Result<Vec<String>> {
+        let v = self
+            .call(
+                Style::New,
+                Method::GET,
+                &self.api("/v1.0/workflow/forms/schemas/processCodes"),
+                &[("processCode", process_code)],
+                None,
+                true,
+            )
+            .await?;
+        fn walk(items: &[Value], out: &mut Vec<String>) {
+            for it in items {
+                if let Some(l) = it.pointer("/props/label").and_then(Value::as_str) {
+                    out.push(l.to_owned());
+                }
+                if let Some(c) = it.get("children").and_then(Value::as_array) {
+                    walk(c, out);
+                }
+            }
+        }
+        let items = v
+            .pointer("/result/schemaContent/items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| DingTalkError::Decode("form schema without items".into()))?;
+        let mut out = Vec::new();
+        walk(items, &mut out);
+        Ok(out)
+    }
+
     /// The JSON body of `workflow/processInstances` (§6.1).
     pub fn approval_start_body(&self, req: &ApprovalStart) -> Value {
         let mut body = json!({

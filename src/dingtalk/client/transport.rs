@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+const DINGTALK: crate::metrics::Service = crate::metrics::Service::DingTalk;
+
 /// Refresh this long before the announced expiry, like the official Stream SDK.
 const REFRESH_MARGIN_MS: i64 = 300_000;
 
@@ -51,6 +53,12 @@ pub(super) enum Style {
 }
 
 impl DingTalkClient {
+    /// Whether an access token can be had now (the cached one, else a fresh fetch): the
+    /// readiness probe's DingTalk check.
+    pub async fn check_token(&self) -> Result<()> {
+        self.token().await.map(|_| ())
+    }
+
     /// A valid access token, fetched at most once at a time.
     async fn token(&self) -> Result<Secret> {
         let mut guard = self.inner.token.lock().await;
@@ -83,6 +91,7 @@ impl DingTalkClient {
         let mut throttled = 0;
         loop {
             let started = self.inner.clock.now_ms();
+            let sent_at = std::time::Instant::now();
             let resp = self
                 .inner
                 .http
@@ -90,8 +99,10 @@ impl DingTalkClient {
                 .header("accept", "application/json")
                 .json(&body)
                 .send()
-                .await
-                .map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
+                .await;
+            let code = resp.as_ref().ok().map(|r| r.status().as_u16());
+            (self.inner.metrics).api_call(DINGTALK, &url, code, sent_at);
+            let resp = resp.map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
             let status = resp.status().as_u16();
             let v = read_json(resp).await?;
             if (200..300).contains(&status) {
@@ -231,7 +242,11 @@ impl DingTalkClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = match req.send().await {
+        let sent_at = std::time::Instant::now();
+        let resp = req.send().await;
+        let code = resp.as_ref().ok().map(|r| r.status().as_u16());
+        (self.inner.metrics).api_call(DINGTALK, url, code, sent_at);
+        let resp = match resp {
             Ok(r) => r,
             // `without_url`: the legacy URL carries the token in its query.
             Err(e) => {
