@@ -282,6 +282,12 @@ pub struct ChainBreak {
     /// store's indexes still say about it, if anything).
     pub at: Option<Timestamp>,
     pub order_id: Option<OrderId>,
+    /// For `Deleted`: the times of the records either side of the gap (the deleted ones were
+    /// written between them; no `written_before` when the newest records are gone).
+    #[serde(default)]
+    pub written_after: Option<Timestamp>,
+    #[serde(default)]
+    pub written_before: Option<Timestamp>,
     /// What exactly does not match, in words.
     pub detail: String,
 }

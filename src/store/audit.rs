@@ -420,10 +420,16 @@ impl Audit {
         let mut prev: Option<[u8; 32]> = Some(ZERO);
         let mut last_seq = 0u64;
         let mut last_hash = ZERO;
+        // The time of the last readable record, and the gap found just before this record:
+        // a deleted record was written between its neighbours.
+        let mut last_at: Option<Timestamp> = None;
+        let mut open_gap: Option<usize> = None;
         for item in self.chain.iter() {
             let (k, v) = item?;
             let Ok(key) = <[u8; 8]>::try_from(&k[..]) else {
                 report.breaks.push(ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Unreadable,
                     seq: expected,
                     last_seq: expected,
@@ -436,6 +442,8 @@ impl Audit {
             let key = u64::from_be_bytes(key);
             if key > expected {
                 let mut b = ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Deleted,
                     seq: expected,
                     last_seq: key - 1,
@@ -454,6 +462,8 @@ impl Audit {
                     );
                     b.order_id = self.order_of_missing(expected)?;
                 }
+                b.written_after = last_at;
+                open_gap = Some(report.breaks.len());
                 report.breaks.push(b);
                 // The record after a gap cannot link to what is gone; that is the same finding.
                 prev = None;
@@ -463,6 +473,8 @@ impl Audit {
             last_seq = key;
             let Some(env) = open_envelope(&v) else {
                 report.breaks.push(ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Unreadable,
                     seq: key,
                     last_seq: key,
@@ -477,9 +489,15 @@ impl Audit {
             let (at, order_id) = rec
                 .as_ref()
                 .map_or((None, None), |r| (Some(r.at), r.order_id.clone()));
+            if let Some(b) = open_gap.take().and_then(|i| report.breaks.get_mut(i)) {
+                b.written_before = at;
+            }
+            last_at = at.or(last_at);
             last_hash = env.hash;
             if env.seq != key {
                 report.breaks.push(ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Reordered,
                     seq: key,
                     last_seq: key,
@@ -493,6 +511,8 @@ impl Audit {
             }
             if chain_hash(env.seq, &env.prev, env.body) != env.hash {
                 report.breaks.push(ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Edited,
                     seq: key,
                     last_seq: key,
@@ -507,6 +527,8 @@ impl Audit {
                 // to: that one was rewritten and given a fresh hash.
                 let before = self.get(key.saturating_sub(1)).ok().flatten();
                 report.breaks.push(ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Edited,
                     seq: key.saturating_sub(1),
                     last_seq: key.saturating_sub(1),
@@ -522,6 +544,8 @@ impl Audit {
                 });
             } else if rec.is_none() {
                 report.breaks.push(ChainBreak {
+                    written_after: None,
+                    written_before: None,
                     kind: BreakKind::Unreadable,
                     seq: key,
                     last_seq: key,
@@ -535,6 +559,8 @@ impl Audit {
         let (head_seq, head_hash) = read_head(self.head.get(HEAD_KEY)?.as_deref())?;
         if head_seq > last_seq {
             let mut b = ChainBreak {
+                written_after: None,
+                written_before: None,
                 kind: BreakKind::Deleted,
                 seq: last_seq + 1,
                 last_seq: head_seq,
@@ -545,6 +571,7 @@ impl Audit {
                     last_seq + 1
                 ),
             };
+            b.written_after = last_at;
             if head_seq == last_seq + 1 {
                 b.detail = format!("the newest record #{head_seq} is missing (the head names it)");
                 b.order_id = self.order_of_missing(head_seq)?;
@@ -552,6 +579,8 @@ impl Audit {
             report.breaks.push(b);
         } else if head_seq < last_seq {
             report.breaks.push(ChainBreak {
+                written_after: None,
+                written_before: None,
                 kind: BreakKind::Reordered,
                 seq: head_seq + 1,
                 last_seq,
@@ -565,6 +594,8 @@ impl Audit {
         } else if last_seq > 0 && head_hash != last_hash {
             let last = self.get(last_seq).ok().flatten();
             report.breaks.push(ChainBreak {
+                written_after: None,
+                written_before: None,
                 kind: BreakKind::Edited,
                 seq: last_seq,
                 last_seq,

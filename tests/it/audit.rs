@@ -134,7 +134,7 @@ fn verify_says_ok_then_names_an_edited_and_a_deleted_record() {
     assert!(out.contains("edited: record #3"), "{out}");
     assert!(
         out.contains(
-            "deleted: record #5 order R261122-005: record #5 is missing between #4 and #6"
+            "deleted: record #5 order R261122-005 (written between 2026-11-22T02:04:00+00:00 and 2026-11-22T02:06:00+00:00): record #5 is missing between #4 and #6"
         ),
         "the index still names the order of the deleted record: {out}"
     );
