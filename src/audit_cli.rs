@@ -244,6 +244,7 @@ pub fn export_query(
         newest_first: false,
         offset: 0,
         limit: 0,
+        user_aliases: Vec::new(),
     }
 }
 

@@ -208,6 +208,9 @@ pub struct AuditQuery {
     pub offset: usize,
     /// Most records returned; 0 = no limit.
     pub limit: usize,
+    /// DingTalk userids that count as `user` too: the store fills it with the requesters known
+    /// by that JumpServer username, so their records from before the username was known match.
+    pub user_aliases: Vec<String>,
 }
 
 impl AuditQuery {
@@ -219,7 +222,11 @@ impl AuditQuery {
             }
         }
         if let Some(u) = &self.user {
-            if !r.users().iter().any(|x| x.eq_ignore_ascii_case(u)) {
+            let is = |x: &&str| {
+                x.eq_ignore_ascii_case(u)
+                    || self.user_aliases.iter().any(|a| x.eq_ignore_ascii_case(a))
+            };
+            if !r.users().iter().any(is) {
                 return false;
             }
         }
