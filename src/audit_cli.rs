@@ -244,6 +244,7 @@ pub fn export_query(
         newest_first: false,
         offset: 0,
         limit: 0,
+        user_aliases: Vec::new(),
     }
 }
 
@@ -279,8 +280,18 @@ pub fn verify_text(report: &ChainReport, tz: &TimeZone) -> (String, bool) {
             .as_ref()
             .map(|o| format!(" order {o}"))
             .unwrap_or_default();
+        let between = match (b.written_after, b.written_before) {
+            (Some(a), Some(z)) => format!(
+                " (written between {} and {})",
+                rfc3339(a, tz),
+                rfc3339(z, tz)
+            ),
+            (Some(a), None) => format!(" (written after {})", rfc3339(a, tz)),
+            (None, Some(z)) => format!(" (written before {})", rfc3339(z, tz)),
+            (None, None) => String::new(),
+        };
         out.push_str(&format!(
-            "{}: record {place}{at}{order}: {}\n",
+            "{}: record {place}{at}{order}{between}: {}\n",
             b.kind.as_str(),
             b.detail
         ));

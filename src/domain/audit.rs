@@ -208,6 +208,9 @@ pub struct AuditQuery {
     pub offset: usize,
     /// Most records returned; 0 = no limit.
     pub limit: usize,
+    /// DingTalk userids that count as `user` too: the store fills it with the requesters known
+    /// by that JumpServer username, so their records from before the username was known match.
+    pub user_aliases: Vec<String>,
 }
 
 impl AuditQuery {
@@ -219,7 +222,11 @@ impl AuditQuery {
             }
         }
         if let Some(u) = &self.user {
-            if !r.users().iter().any(|x| x.eq_ignore_ascii_case(u)) {
+            let is = |x: &&str| {
+                x.eq_ignore_ascii_case(u)
+                    || self.user_aliases.iter().any(|a| x.eq_ignore_ascii_case(a))
+            };
+            if !r.users().iter().any(is) {
                 return false;
             }
         }
@@ -282,6 +289,12 @@ pub struct ChainBreak {
     /// store's indexes still say about it, if anything).
     pub at: Option<Timestamp>,
     pub order_id: Option<OrderId>,
+    /// For `Deleted`: the times of the records either side of the gap (the deleted ones were
+    /// written between them; no `written_before` when the newest records are gone).
+    #[serde(default)]
+    pub written_after: Option<Timestamp>,
+    #[serde(default)]
+    pub written_before: Option<Timestamp>,
     /// What exactly does not match, in words.
     pub detail: String,
 }
