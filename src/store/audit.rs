@@ -487,7 +487,8 @@ impl Audit {
                     order_id,
                     detail: format!("the record stored as #{key} was written as #{}", env.seq),
                 });
-                prev = Some(env.hash);
+                // The record after a moved one links to what used to be here: the same finding.
+                prev = None;
                 continue;
             }
             if chain_hash(env.seq, &env.prev, env.body) != env.hash {

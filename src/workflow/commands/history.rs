@@ -51,12 +51,14 @@ fn render(wf: &Workflow, subject: &str, found: &AuditPage, page: usize) -> Strin
             let s = r.subject.as_ref();
             let who = match &r.actor {
                 Actor::System => text::history_system(lang),
-                Actor::User(u) => match s {
+                // The directory's name when this process has seen it, else the name the
+                // requester's message came with, else the userid.
+                Actor::User(u) => wf.names.get(u).unwrap_or_else(|| match s {
                     Some(s) if &s.requester == u && !s.requester_name.is_empty() => {
                         s.requester_name.clone()
                     }
-                    _ => wf.names.get(u).unwrap_or_else(|| u.to_string()),
-                },
+                    _ => u.to_string(),
+                }),
             };
             text::HistoryRow {
                 at: r.at,
