@@ -382,7 +382,10 @@ impl Drop for Bot {
 
 /// `accessbot serve`: production wiring, runs until SIGINT / SIGTERM.
 pub async fn serve(config: Config) -> Result<(), AppError> {
-    let store = Store::open(&config.storage.path)?;
+    let store = Store::open_with_cache(
+        &config.storage.path,
+        config.storage.cache_capacity_mb.saturating_mul(1024 * 1024),
+    )?;
     let bot = Bot::start(
         &config,
         BotOptions {
