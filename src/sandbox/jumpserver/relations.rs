@@ -130,6 +130,19 @@ pub(crate) struct Relations {
     salt: u64,
 }
 
+/// Appends a row without the per-permission bookkeeping of `sync` (which scans the table): for
+/// seeding a large org whose permissions already name the member (`scale`).
+pub(super) fn push_row(st: &mut State, kind: Kind, perm_id: &str, member_id: &str) {
+    let i = kind.idx();
+    st.relations.last[i] += 1;
+    let id = st.relations.last[i];
+    st.relations.tables[i].push(RelRow {
+        id,
+        perm_id: perm_id.to_owned(),
+        member_id: member_id.to_owned(),
+    });
+}
+
 /// Makes the rows of permission `perm_id` match its member lists: rows of members that went
 /// away are dropped, new members get the next id of their table (in list order). A permission
 /// that no longer exists loses all its rows.
