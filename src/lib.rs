@@ -15,9 +15,9 @@ pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
+pub mod scale; //      `accessbot scale` (hidden): time /sync of a large simulated org, count its calls and RSS
 pub mod secret; //     the redacting Secret type
 pub mod server; //     HTTP connections under the router: cap, header-read and idle timeouts, graceful stop
 pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)
-pub mod scale; //      `accessbot scale` (hidden): time /sync of a large simulated org, count its calls and RSS
 pub mod worker; //     background jobs: outbox runner, scheduler
 pub mod workflow; //   request → approval → grant over ports: commands/, events/, jobs/, one file each

@@ -354,7 +354,10 @@ fn scale(a: ScaleArgs) -> anyhow::Result<ExitCode> {
         "scale: {} users, {} hosts, {} permissions, {} relation rows (seeded in {:.1} s)",
         spec.users, spec.hosts, spec.permissions, r.relations_seeded, r.seed_secs
     );
-    println!("sync: {:.1} s wall, {} JumpServer calls", r.sync_secs, r.jms_calls);
+    println!(
+        "sync: {:.1} s wall, {} JumpServer calls",
+        r.sync_secs, r.jms_calls
+    );
     println!(
         "bot RSS: {:.1} MB before, {:.1} MB peak (VmHWM), {:.1} MB 3 s after",
         r.rss_before_kb as f64 / 1024.0,

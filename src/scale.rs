@@ -125,7 +125,10 @@ pub async fn run(o: ScaleOptions) -> Result<ScaleReport, String> {
             .into_iter()
             .map(|m| m.param.to_string())
             .collect();
-        if let Some(t) = texts.iter().find(|t| t.contains(done) || t.contains(failed)) {
+        if let Some(t) = texts
+            .iter()
+            .find(|t| t.contains(done) || t.contains(failed))
+        {
             break t.clone();
         }
         if started.elapsed() > o.limit || bot.exited().is_some() {
@@ -158,9 +161,12 @@ pub async fn run(o: ScaleOptions) -> Result<ScaleReport, String> {
             Err(format!("no answer to {q}"))
         }
     };
-    let who_has_host = ask(format!("/who-has {}", seeded.addresses[seeded.addresses.len() / 2]))
-        .await
-        .unwrap_or_else(|e| e);
+    let who_has_host = ask(format!(
+        "/who-has {}",
+        seeded.addresses[seeded.addresses.len() / 2]
+    ))
+    .await
+    .unwrap_or_else(|e| e);
     let who_has_user = ask(format!("/who-has {}", seeded.usernames[7]))
         .await
         .unwrap_or_else(|e| e);

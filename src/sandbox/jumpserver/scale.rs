@@ -170,7 +170,11 @@ impl SimJumpServer {
                 .filter_map(|k| user_ids.get((p * 7 + k) % user_ids.len().max(1)).cloned())
                 .collect();
             let groups: Vec<String> = if p % 10 == 0 {
-                group_ids.get(p / 10 % group_ids.len().max(1)).cloned().into_iter().collect()
+                group_ids
+                    .get(p / 10 % group_ids.len().max(1))
+                    .cloned()
+                    .into_iter()
+                    .collect()
             } else {
                 Vec::new()
             };
