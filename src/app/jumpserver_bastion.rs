@@ -131,6 +131,18 @@ impl Bastion for JmsClient {
         })
     }
 
+    fn user_reach<'a>(
+        &'a self,
+        user: &'a JmsUserId,
+        addresses: &'a [String],
+    ) -> Bastioned<'a, Vec<Option<Option<Timestamp>>>> {
+        Box::pin(async move {
+            JmsClient::user_reach(self, user, addresses)
+                .await
+                .map_err(bastion_err)
+        })
+    }
+
     fn granted_assets<'a>(&'a self, user: &'a JmsUserId) -> Bastioned<'a, Vec<GrantedAsset>> {
         Box::pin(async move { self.user_granted_assets(user).await.map_err(bastion_err) })
     }

@@ -963,6 +963,53 @@ impl JmsClient {
         Ok(out)
     }
 
+    /// For each of `addresses` (at most `max`): whether `user` reaches a host there through a
+    /// valid permission, with the latest end among those (`Some(None)`: one has no end). One
+    /// call per address: `asset-permissions/?user_id=&address=&is_valid=1`, whose `user_id`
+    /// includes the user's groups (§4.6) and whose rows carry the end — instead of listing
+    /// everyone who reaches the host and every permission's users.
+    pub async fn user_reach(
+        &self,
+        user: &JmsUserId,
+        addresses: &[String],
+    ) -> Result<Vec<Option<Option<Timestamp>>>, JmsError> {
+        let line = self.detect_version().await?;
+        let filter = if line >= ServerLine::V3 {
+            "address"
+        } else {
+            "ip"
+        };
+        let mut out = Vec::with_capacity(addresses.len());
+        for a in addresses {
+            let rows = self
+                .list_all(
+                    PERMS,
+                    &[
+                        ("user_id", user.as_str()),
+                        (filter, a.as_str()),
+                        ("is_valid", "1"),
+                    ],
+                    None,
+                )
+                .await?;
+            let mut ends: Option<Option<Timestamp>> = None;
+            for r in &rows {
+                // Defence against a server that ignores a filter: keep valid ones only.
+                if r.get("is_valid").and_then(Value::as_bool) == Some(false) {
+                    continue;
+                }
+                let end = perm_from(r)?.date_expired;
+                ends = Some(match (ends, end) {
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(x)), Some(y)) => Some(x.max(y)),
+                    (None, Some(y)) => Some(y),
+                });
+            }
+            out.push(ends);
+        }
+        Ok(out)
+    }
+
     /// Asks the terminals to end the user's live sessions on an asset; returns the session ids
     /// the server accepted. A kill only queues a task (§ transcripts 142–146).
     pub async fn end_sessions(

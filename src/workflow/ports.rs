@@ -200,6 +200,13 @@ pub trait Bastion: Send + Sync {
     fn set_user_active<'a>(&'a self, id: &'a JmsUserId, active: bool) -> Bastioned<'a, ()>;
     /// Every valid permission row that reaches `address`.
     fn who_can_reach<'a>(&'a self, address: &'a str) -> Bastioned<'a, Vec<Reacher>>;
+    /// For each of `addresses`: whether `user` reaches a host there through a valid
+    /// permission, and the latest end among those (`Some(None)`: one never ends).
+    fn user_reach<'a>(
+        &'a self,
+        user: &'a JmsUserId,
+        addresses: &'a [String],
+    ) -> Bastioned<'a, Vec<Option<Option<Timestamp>>>>;
     /// The hosts a user reaches.
     fn granted_assets<'a>(&'a self, user: &'a JmsUserId) -> Bastioned<'a, Vec<GrantedAsset>>;
     /// Walks users (with their groups), nodes, hosts, permissions and the permission relation
