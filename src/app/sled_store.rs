@@ -2,7 +2,7 @@
 //! transaction), `Dialogs` (typed here: sled keeps the state as JSON, so a dialog this version
 //! cannot read comes back as `Unreadable` instead of vanishing) and `Index` (whose writer takes a
 //! sync's pages).
-use crate::domain::audit::{Actor, AuditRecord};
+use crate::domain::audit::{Actor, AuditPage, AuditQuery, AuditRecord, ChainReport};
 use crate::domain::change::Change;
 use crate::domain::dialog::DialogState;
 use crate::domain::ids::{DingUserId, OrderId};
@@ -12,12 +12,13 @@ use crate::domain::inventory::{
 };
 use crate::domain::jobs::JobKind;
 use crate::domain::order::{Order, State};
+use crate::store::audit::Audit;
 use crate::store::dialogs::Dialogs;
 use crate::store::index::{Index, IndexWriter};
 use crate::store::orders::Orders;
 use crate::workflow::ports::{
-    CasError, Committed, CreateError, DialogStore, IndexBuild, IndexStore, InventorySink,
-    OrderStore, OutboxJob, StoreError, StoredDialog,
+    AuditTrail, CasError, Committed, CreateError, DialogStore, IndexBuild, IndexStore,
+    InventorySink, OrderStore, OutboxJob, StoreError, StoredDialog,
 };
 use futures::future::BoxFuture;
 use jiff::tz::TimeZone;
@@ -68,6 +69,16 @@ impl OrderStore for Orders {
 
     fn enqueue(&self, job: &OutboxJob) -> Result<bool, StoreError> {
         self.outbox().enqueue(job)
+    }
+}
+
+impl AuditTrail for Audit {
+    fn query(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        Audit::query(self, q)
+    }
+
+    fn verify(&self) -> Result<ChainReport, StoreError> {
+        Audit::verify(self)
     }
 }
 
