@@ -487,7 +487,10 @@ async fn serve_on(
 
 /// `accessbot serve`: production wiring, runs until SIGINT / SIGTERM.
 pub async fn serve(config: Config) -> Result<(), AppError> {
-    let store = Store::open(&config.storage.path)?;
+    let store = Store::open_with_cache(
+        &config.storage.path,
+        config.storage.cache_capacity_mb.saturating_mul(1024 * 1024),
+    )?;
     let bot = Bot::start(
         &config,
         BotOptions {

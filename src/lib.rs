@@ -21,6 +21,7 @@ pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-
 pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
 pub mod readiness; //  readiness probes (store, DingTalk token, Stream, JumpServer auth), cached against hammering
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
+pub mod scale; //      `accessbot scale` (hidden): time /sync of a large simulated org, count its calls and RSS
 pub mod secret; //     the redacting Secret type
 pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)
 pub mod worker; //     background jobs: outbox runner, scheduler

@@ -79,6 +79,36 @@ enum Command {
     /// lost. Exit 1 on any violation. See scripts/fault.sh and docs/reliability.md.
     #[command(hide = true)]
     Fault(FaultArgs),
+    /// Scale run: seeds the simulated JumpServer with a large org, runs this binary as the bot,
+    /// times an admin's /sync, counts JumpServer calls and reports the bot's RSS. See
+    /// scripts/scale.sh and docs/benchmarks.md.
+    #[command(hide = true)]
+    Scale(ScaleArgs),
+}
+
+#[derive(clap::Args)]
+struct ScaleArgs {
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    #[arg(long, default_value_t = 50_000)]
+    hosts: usize,
+    #[arg(long, default_value_t = 10_000)]
+    permissions: usize,
+    /// Relation rows over the four tables.
+    #[arg(long, default_value_t = 200_000)]
+    relations: usize,
+    /// The bot's `[jumpserver] sync_requests_per_minute` (0 = unpaced).
+    #[arg(long, default_value_t = 0)]
+    sync_requests_per_minute: u32,
+    /// The bot's `[storage] cache_capacity_mb`.
+    #[arg(long, default_value_t = 64)]
+    cache_capacity_mb: u64,
+    /// Working directory (config, data, log). Default: a new temp dir, removed afterwards.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Longest wait for the sync (seconds).
+    #[arg(long, default_value_t = 900)]
+    limit_secs: u64,
 }
 
 #[derive(clap::Args)]
@@ -188,7 +218,7 @@ fn main() -> ExitCode {
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
         // The doctor prints a checklist on stdout; the clients' info lines would interleave.
-        Command::Demo | Command::Fault(_) | Command::Doctor { .. } => "warn",
+        Command::Demo | Command::Fault(_) | Command::Scale(_) | Command::Doctor { .. } => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -209,6 +239,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Demo => Ok(accessbot::demo::main_entry()),
         Command::Fault(args) => fault(args),
+        Command::Scale(args) => scale(args),
         Command::Config {
             what: ConfigCommand::Example,
         } => {
@@ -381,6 +412,59 @@ async fn healthcheck(listen: &str, timeout: Duration) -> ExitCode {
     }
     println!("unhealthy: no /readyz and no /healthz on {addr}");
     ExitCode::FAILURE
+}
+
+fn scale(a: ScaleArgs) -> anyhow::Result<ExitCode> {
+    use accessbot::sandbox::jumpserver::scale::ScaleSpec;
+    use accessbot::scale::{run, ScaleOptions};
+    let bin = std::env::current_exe().context("while finding this binary")?;
+    let temp = a.dir.is_none();
+    let dir = a.dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("accessbot-scale-{}", std::process::id()))
+    });
+    let spec = ScaleSpec {
+        users: a.users,
+        hosts: a.hosts,
+        permissions: a.permissions,
+        relations: a.relations,
+        ..ScaleSpec::LARGE
+    };
+    let o = ScaleOptions {
+        bin,
+        dir: dir.clone(),
+        spec,
+        sync_requests_per_minute: a.sync_requests_per_minute,
+        cache_capacity_mb: a.cache_capacity_mb,
+        limit: std::time::Duration::from_secs(a.limit_secs),
+    };
+    let rt = tokio::runtime::Runtime::new().context("while starting the runtime")?;
+    let r = rt.block_on(run(o));
+    if temp {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = r.map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "scale: {} users, {} hosts, {} permissions, {} relation rows (seeded in {:.1} s)",
+        spec.users, spec.hosts, spec.permissions, r.relations_seeded, r.seed_secs
+    );
+    println!(
+        "sync: {:.1} s wall, {} JumpServer calls",
+        r.sync_secs, r.jms_calls
+    );
+    println!(
+        "bot RSS: {:.1} MB before, {:.1} MB peak (VmHWM), {:.1} MB 3 s after",
+        r.rss_before_kb as f64 / 1024.0,
+        r.peak_rss_kb as f64 / 1024.0,
+        r.rss_after_kb as f64 / 1024.0
+    );
+    println!("admin was told: {}", r.done_message);
+    println!("who-has host: {} chars", r.who_has_host.len());
+    println!("who-has user: {} chars", r.who_has_user.len());
+    Ok(if r.done_message.contains("同步完成") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Opens the store an audit command names, with the zone its times are shown in.

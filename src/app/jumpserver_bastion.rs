@@ -4,22 +4,18 @@
 use crate::domain::access::{HostAccess, NodeAccess, ReadBack};
 use crate::domain::ids::JmsUserId;
 use crate::domain::inventory::{
-    IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Snapshot,
+    IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Member, Relation, SyncProgress,
 };
 use crate::domain::notice::FailureKind;
 use crate::domain::ownership::Marker;
-use crate::jumpserver::api::seg;
-use crate::jumpserver::client::Req;
+use crate::jumpserver::inventory::{Page, RelationTable, WalkCount, WalkError};
 use crate::jumpserver::{JmsClient, JmsError, Problem};
 use crate::workflow::ports::{
-    Bastion, BastionError, GrantOutcome, GrantPlan, GrantPreview, GrantedAsset, JmsUser,
-    NewUserSpec, Reacher, RevokeMode, RevokeOutcome,
+    Bastion, BastionError, GrantOutcome, GrantPlan, GrantPreview, GrantedAsset, InventorySink,
+    JmsUser, NewUserSpec, Reacher, RevokeMode, RevokeOutcome, StoreError,
 };
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use serde_json::Value;
-
-const PERMS: &str = "/api/v1/perms/asset-permissions/";
 
 /// Which plain-words failure a JumpServer error is.
 fn failure_kind(e: &JmsError) -> FailureKind {
@@ -135,111 +131,136 @@ impl Bastion for JmsClient {
         })
     }
 
+    fn user_reach<'a>(
+        &'a self,
+        user: &'a JmsUserId,
+        addresses: &'a [String],
+    ) -> Bastioned<'a, Vec<Option<Option<Timestamp>>>> {
+        Box::pin(async move {
+            JmsClient::user_reach(self, user, addresses)
+                .await
+                .map_err(bastion_err)
+        })
+    }
+
     fn granted_assets<'a>(&'a self, user: &'a JmsUserId) -> Bastioned<'a, Vec<GrantedAsset>> {
         Box::pin(async move { self.user_granted_assets(user).await.map_err(bastion_err) })
     }
 
-    fn inventory(&self) -> Bastioned<'_, Snapshot> {
-        Box::pin(async move { walk(self).await.map_err(bastion_err) })
+    fn inventory<'a>(&'a self, sink: &'a mut dyn InventorySink) -> Bastioned<'a, SyncProgress> {
+        Box::pin(walk(self, sink))
     }
 }
 
-/// Ids of a relation in a permission detail: `[{"id": ..}]` or `["id"]`.
-fn ref_ids(v: &Value, k: &str) -> Vec<String> {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| match x {
-                    Value::String(s) => Some(s.clone()),
-                    Value::Object(_) => x.get("id").and_then(Value::as_str).map(str::to_owned),
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Walks JumpServer: users, nodes, hosts, and every permission with its relations (the list
-/// carries only counts, so each permission's detail is read; group members are expanded).
-async fn walk(jms: &JmsClient) -> Result<Snapshot, JmsError> {
-    let users = jms
-        .list_users()
-        .await?
-        .into_iter()
-        .map(|u| IndexedUser {
-            id: u.id.as_str().to_string(),
-            username: u.username,
-            name: u.name,
-            email: u.email,
-            // "Can log in": JumpServer's own `is_valid` is active and not expired.
-            is_active: u.is_active && u.is_valid,
-        })
-        .collect();
-    let nodes = jms
-        .list_nodes()
-        .await?
-        .into_iter()
-        .map(|n| IndexedNode {
-            id: n.id,
-            key: n.key,
-            full_value: n.full_value,
-        })
-        .collect();
-    let hosts = jms
-        .list_hosts()
-        .await?
-        .into_iter()
-        .map(|h| IndexedHost {
-            id: h.id,
-            name: h.name,
-            address: h.address,
-            node_ids: h.node_ids,
-        })
-        .collect();
-    let mut permissions = Vec::new();
-    for p in jms.list_permissions().await? {
-        // The list serializer carries only amounts; the relations are on the detail.
-        let seg = seg(&p.id)?;
-        let detail = jms.call(Req::get(&format!("{PERMS}{seg}/"), &[])).await?;
-        let mut user_ids = ref_ids(&detail, "users");
-        if !ref_ids(&detail, "user_groups").is_empty() {
-            // Group members count too: the expanded list names every user.
-            let rows = jms
-                .list_all(&format!("{PERMS}{seg}/users/all/"), &[], None)
-                .await?;
-            for r in &rows {
-                let id = match r.get("user") {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(o @ Value::Object(_)) => {
-                        o.get("id").and_then(Value::as_str).map(str::to_owned)
-                    }
-                    _ => r.get("id").and_then(Value::as_str).map(str::to_owned),
+/// Walks JumpServer into the sink page by page (`JmsClient::walk_inventory`), turning its rows
+/// into the index's words: a user can log in when active and not expired (JumpServer's own
+/// `is_valid`), group members come from both the user list and the group list.
+async fn walk(jms: &JmsClient, sink: &mut dyn InventorySink) -> Result<SyncProgress, BastionError> {
+    let per_minute = jms.config().sync_requests_per_minute;
+    let mut on_page = |page: Page, n: WalkCount| -> Result<(), StoreError> {
+        match page {
+            Page::Users(rows) => {
+                let users: Vec<IndexedUser> = rows
+                    .iter()
+                    .map(|(u, _)| IndexedUser {
+                        id: u.id.as_str().to_string(),
+                        username: u.username.clone(),
+                        name: u.name.clone(),
+                        email: u.email.clone(),
+                        is_active: u.is_active && u.is_valid,
+                    })
+                    .collect();
+                sink.users(&users)?;
+                let members: Vec<(String, String)> = rows
+                    .iter()
+                    .flat_map(|(u, groups)| {
+                        groups
+                            .iter()
+                            .map(|g| (g.clone(), u.id.as_str().to_string()))
+                    })
+                    .collect();
+                sink.memberships(&members)?;
+            }
+            Page::Groups(rows) => {
+                let members: Vec<(String, String)> = rows
+                    .into_iter()
+                    .flat_map(|(g, users)| users.into_iter().map(move |u| (g.clone(), u)))
+                    .collect();
+                sink.memberships(&members)?;
+            }
+            Page::Nodes(rows) => sink.nodes(
+                &rows
+                    .into_iter()
+                    .map(|n| IndexedNode {
+                        id: n.id,
+                        key: n.key,
+                        full_value: n.full_value,
+                    })
+                    .collect::<Vec<_>>(),
+            )?,
+            Page::Hosts(rows) => sink.hosts(
+                &rows
+                    .into_iter()
+                    .map(|h| IndexedHost {
+                        id: h.id,
+                        name: h.name,
+                        address: h.address,
+                        node_ids: h.node_ids,
+                    })
+                    .collect::<Vec<_>>(),
+            )?,
+            Page::Permissions(rows) => sink.permissions(
+                &rows
+                    .into_iter()
+                    .map(|p| IndexedPermission {
+                        id: p.id,
+                        name: p.name,
+                        // Members come from the relation tables.
+                        user_ids: Vec::new(),
+                        asset_ids: Vec::new(),
+                        node_ids: Vec::new(),
+                        accounts: p.accounts,
+                        actions: p.actions,
+                        is_active: p.is_active,
+                        date_start: p.date_start,
+                        date_expired: p.date_expired,
+                    })
+                    .collect::<Vec<_>>(),
+            )?,
+            Page::Relations(table, rows) => {
+                let member = match table {
+                    RelationTable::Users => Member::User,
+                    RelationTable::UserGroups => Member::UserGroup,
+                    RelationTable::Assets => Member::Asset,
+                    RelationTable::Nodes => Member::Node,
                 };
-                if let Some(id) = id.filter(|s| !s.is_empty()) {
-                    if !user_ids.contains(&id) {
-                        user_ids.push(id);
-                    }
-                }
+                let rows: Vec<Relation> = rows
+                    .into_iter()
+                    .map(|(permission, member)| Relation { permission, member })
+                    .collect();
+                sink.relations(member, &rows)?;
             }
         }
-        permissions.push(IndexedPermission {
-            asset_ids: ref_ids(&detail, "assets"),
-            node_ids: ref_ids(&detail, "nodes"),
-            user_ids,
-            id: p.id,
-            name: p.name,
-            accounts: p.accounts,
-            actions: p.actions,
-            is_active: p.is_active,
-            date_start: p.date_start,
-            date_expired: p.date_expired,
+        sink.progress(&SyncProgress {
+            calls: n.calls,
+            rows: n.rows,
+            rows_expected: n.rows_expected,
         });
+        Ok(())
+    };
+    match jms.walk_inventory(per_minute, &mut on_page).await {
+        Ok(n) => Ok(SyncProgress {
+            calls: n.calls,
+            rows: n.rows,
+            rows_expected: n.rows_expected,
+        }),
+        Err(WalkError::Jms(e)) => Err(bastion_err(e)),
+        Err(WalkError::Sink(e)) => Err(BastionError {
+            transient: true,
+            kind: FailureKind::GrantFailed,
+            detail: format!("storage: {e}"),
+            en: format!("the index could not be written: {e}"),
+            zh: format!("索引写入失败：{e}"),
+        }),
     }
-    Ok(Snapshot {
-        users,
-        hosts,
-        nodes,
-        permissions,
-    })
 }

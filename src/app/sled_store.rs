@@ -1,20 +1,24 @@
 //! The sled store as the workflow's store ports: `Orders` (with its outbox and audit in one
 //! transaction), `Dialogs` (typed here: sled keeps the state as JSON, so a dialog this version
-//! cannot read comes back as `Unreadable` instead of vanishing) and `Index`.
+//! cannot read comes back as `Unreadable` instead of vanishing) and `Index` (whose writer takes a
+//! sync's pages).
 use crate::domain::audit::{Actor, AuditPage, AuditQuery, AuditRecord, ChainReport};
 use crate::domain::change::Change;
 use crate::domain::dialog::DialogState;
 use crate::domain::ids::{DingUserId, OrderId};
-use crate::domain::inventory::{IndexStats, IndexedHost, Reach, Snapshot, UserAccess};
+use crate::domain::inventory::{
+    IndexStats, IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Member, Reach, Relation,
+    Snapshot, UserAccess,
+};
 use crate::domain::jobs::JobKind;
 use crate::domain::order::{Order, State};
 use crate::store::audit::Audit;
 use crate::store::dialogs::Dialogs;
-use crate::store::index::Index;
+use crate::store::index::{Index, IndexWriter};
 use crate::store::orders::Orders;
 use crate::workflow::ports::{
-    AuditTrail, CasError, Committed, CreateError, DialogStore, IndexStore, OrderStore, OutboxJob,
-    StoreError, StoredDialog,
+    AuditTrail, CasError, Committed, CreateError, DialogStore, IndexBuild, IndexStore,
+    InventorySink, OrderStore, OutboxJob, StoreError, StoredDialog,
 };
 use futures::future::BoxFuture;
 use jiff::tz::TimeZone;
@@ -122,6 +126,19 @@ impl IndexStore for Index {
         Box::pin(Index::replace(self, snap, synced_at, duration_ms, actor))
     }
 
+    fn begin(&self, now: Timestamp) -> Result<Box<dyn IndexBuild>, StoreError> {
+        Ok(Box::new(Index::begin(self, now)?))
+    }
+
+    fn reach_of(
+        &self,
+        user_id: &str,
+        addresses: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Option<Timestamp>>>, StoreError> {
+        Index::reach_of(self, user_id, addresses, now)
+    }
+
     fn record_failure(&self, at: Timestamp, actor: Actor, detail: &str) -> Result<(), StoreError> {
         Index::record_failure(self, at, actor, detail)
     }
@@ -140,5 +157,44 @@ impl IndexStore for Index {
 
     fn who_can_reach(&self, address: &str, now: Timestamp) -> Result<Vec<Reach>, StoreError> {
         Index::who_can_reach(self, address, now)
+    }
+}
+
+impl InventorySink for IndexWriter {
+    fn users(&mut self, page: &[IndexedUser]) -> Result<(), StoreError> {
+        IndexWriter::users(self, page)
+    }
+    fn memberships(&mut self, page: &[(String, String)]) -> Result<(), StoreError> {
+        IndexWriter::memberships(self, page)
+    }
+    fn nodes(&mut self, page: &[IndexedNode]) -> Result<(), StoreError> {
+        IndexWriter::nodes(self, page)
+    }
+    fn hosts(&mut self, page: &[IndexedHost]) -> Result<(), StoreError> {
+        IndexWriter::hosts(self, page)
+    }
+    fn permissions(&mut self, page: &[IndexedPermission]) -> Result<(), StoreError> {
+        IndexWriter::permissions(self, page)
+    }
+    fn relations(&mut self, m: Member, page: &[Relation]) -> Result<(), StoreError> {
+        IndexWriter::relations(self, m, page)
+    }
+}
+
+impl IndexBuild for IndexWriter {
+    fn commit(
+        self: Box<Self>,
+        synced_at: Timestamp,
+        duration_ms: u64,
+        calls: u64,
+        actor: Actor,
+    ) -> BoxFuture<'static, Result<IndexStats, StoreError>> {
+        Box::pin(IndexWriter::commit(
+            *self,
+            synced_at,
+            duration_ms,
+            calls,
+            actor,
+        ))
     }
 }

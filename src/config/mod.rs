@@ -196,12 +196,16 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// Directory of the sled database.
     pub path: PathBuf,
+    /// sled's page cache in MiB. sled defaults to 1 GiB, which a large `/sync` fills; the bot's
+    /// working set (orders, outbox, dialogs, the index pages a query touches) is far smaller.
+    pub cache_capacity_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("./data"),
+            cache_capacity_mb: 64,
         }
     }
 }
@@ -495,6 +499,12 @@ impl Config {
             p.push(Problem::error(
                 "workflow.rate_window_minutes",
                 "must be at least 1 (or set workflow.max_new_orders_per_user = 0 for no limit)",
+            ));
+        }
+        if self.storage.cache_capacity_mb == 0 {
+            p.push(Problem::error(
+                "storage.cache_capacity_mb",
+                "must be at least 1 (MiB of sled page cache)",
             ));
         }
         if self.storage.path.as_os_str().is_empty() {

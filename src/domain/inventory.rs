@@ -65,7 +65,40 @@ impl IndexedPermission {
     }
 }
 
-/// Everything one sync read from JumpServer.
+/// Which member a row of one of JumpServer's permission relation tables names
+/// (`asset-permissions-{users,user-groups,assets,nodes}-relations/`, transcripts 160-163).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Member {
+    User,
+    UserGroup,
+    Asset,
+    Node,
+}
+
+impl Member {
+    pub const ALL: [Member; 4] = [Member::User, Member::UserGroup, Member::Asset, Member::Node];
+}
+
+/// One relation row: permission `permission` names `member`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relation {
+    pub permission: String,
+    pub member: String,
+}
+
+/// How far a sync's walk has got, for progress messages and the summary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// JumpServer requests the walk has made (retries of one request count once).
+    pub calls: u64,
+    /// Rows read so far, every list together.
+    pub rows: u64,
+    /// Rows the lists said they hold (their `count`s), as far as the walk has seen them.
+    pub rows_expected: u64,
+}
+
+/// Everything one sync read from JumpServer (tests and benches write a whole one at once; a
+/// real sync streams page by page through `ports::InventorySink`).
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub users: Vec<IndexedUser>,
@@ -87,6 +120,12 @@ pub struct IndexStats {
     pub permissions: usize,
     /// Permissions valid at `synced_at`.
     pub valid_permissions: usize,
+    /// Relation rows (permission to user, group, host or node) and group memberships.
+    #[serde(default)]
+    pub relations: usize,
+    /// JumpServer requests the sync took (0 for an index written without a walk).
+    #[serde(default)]
+    pub calls: u64,
 }
 
 /// One user reaching one host through one valid permission.

@@ -303,7 +303,7 @@ struct World {
 /// DingTalk calls the URL it was given (the card callback route is registered once). Taken below
 /// Linux's ephemeral range (32768 and up), which `bind(…:0)` and outgoing connections draw from:
 /// while the bot is down, nothing else on the machine is handed its port by accident.
-fn free_port(rng: &mut StdRng) -> std::io::Result<u16> {
+pub(crate) fn free_port(rng: &mut StdRng) -> std::io::Result<u16> {
     for _ in 0..200 {
         let port = rng.random_range(20_000..32_768);
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -397,6 +397,18 @@ fn bot_config(
     data: &Path,
     approval: Approval,
 ) -> Result<String, FaultError> {
+    toml::to_string(&bot_config_doc(dt, jms, port, data, approval))
+        .map_err(|e| FaultError::Setup(format!("writing the config: {e}")))
+}
+
+/// `bot_config` as a document, for drivers that change a key or two (`accessbot scale`).
+pub(crate) fn bot_config_doc(
+    dt: &SimDingTalk,
+    jms: &SimJumpServer,
+    port: u16,
+    data: &Path,
+    approval: Approval,
+) -> serde_json::Value {
     let d = dt.dingtalk_config();
     let mut approval_section = json!({
         "mode": approval.to_string(),
@@ -405,7 +417,7 @@ fn bot_config(
     if approval == Approval::Oa {
         approval_section["process_code"] = json!(demo::PROCESS_CODE);
     }
-    let doc = json!({
+    json!({
         "server": {"listen": format!("127.0.0.1:{port}")},
         "storage": {"path": data.to_string_lossy()},
         "dingtalk": {
@@ -433,8 +445,7 @@ fn bot_config(
             "approval_template_id": demo::APPROVAL_TEMPLATE,
             "callback_route_key": demo::CARD_ROUTE_KEY,
         },
-    });
-    toml::to_string(&doc).map_err(|e| FaultError::Setup(format!("writing the config: {e}")))
+    })
 }
 
 /// Shared by the request tasks and the kill loop.

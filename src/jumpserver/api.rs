@@ -135,7 +135,7 @@ pub struct Reacher {
     pub date_expired: Option<Timestamp>,
 }
 
-fn s(v: &Value, k: &str) -> String {
+pub(crate) fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(x)) => x.clone(),
         Some(Value::Number(n)) => n.to_string(),
@@ -144,7 +144,7 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 /// Foreign keys come back as `{"id": …}` objects (v3+) or bare ids (v2).
-fn ids(v: &Value, k: &str) -> Vec<String> {
+pub(crate) fn ids(v: &Value, k: &str) -> Vec<String> {
     v.get(k)
         .and_then(Value::as_array)
         .map(|a| {
@@ -184,7 +184,7 @@ fn need_id(v: &Value, what: &str) -> Result<String, JmsError> {
     }
 }
 
-fn user_from(v: &Value) -> Result<JmsUser, JmsError> {
+pub(crate) fn user_from(v: &Value) -> Result<JmsUser, JmsError> {
     Ok(JmsUser {
         id: JmsUserId::new(need_id(v, "user")?),
         username: s(v, "username"),
@@ -198,7 +198,7 @@ fn user_from(v: &Value) -> Result<JmsUser, JmsError> {
     })
 }
 
-fn node_from(v: &Value) -> Result<Node, JmsError> {
+pub(crate) fn node_from(v: &Value) -> Result<Node, JmsError> {
     Ok(Node {
         id: need_id(v, "node")?,
         key: s(v, "key"),
@@ -207,7 +207,7 @@ fn node_from(v: &Value) -> Result<Node, JmsError> {
     })
 }
 
-fn host_from(v: &Value) -> Result<Host, JmsError> {
+pub(crate) fn host_from(v: &Value) -> Result<Host, JmsError> {
     let platform_id = match v.get("platform") {
         Some(Value::Number(n)) => n.as_i64(),
         Some(p @ Value::Object(_)) => p.get("id").and_then(Value::as_i64),
@@ -241,7 +241,7 @@ fn host_from(v: &Value) -> Result<Host, JmsError> {
     })
 }
 
-fn perm_from(v: &Value) -> Result<Permission, JmsError> {
+pub(crate) fn perm_from(v: &Value) -> Result<Permission, JmsError> {
     let time = |k: &str| v.get(k).and_then(Value::as_str).and_then(parse_jms_time);
     Ok(Permission {
         id: need_id(v, "permission")?,
@@ -260,11 +260,11 @@ fn perm_from(v: &Value) -> Result<Permission, JmsError> {
     })
 }
 
-const USERS: &str = "/api/v1/users/users/";
-const NODES: &str = "/api/v1/assets/nodes/";
-const HOSTS: &str = "/api/v1/assets/hosts/";
+pub(crate) const USERS: &str = "/api/v1/users/users/";
+pub(crate) const NODES: &str = "/api/v1/assets/nodes/";
+pub(crate) const HOSTS: &str = "/api/v1/assets/hosts/";
 const PLATFORMS: &str = "/api/v1/assets/platforms/";
-const PERMS: &str = "/api/v1/perms/asset-permissions/";
+pub(crate) const PERMS: &str = "/api/v1/perms/asset-permissions/";
 const ACCOUNTS: &str = "/api/v1/accounts/accounts/";
 
 impl JmsClient {
@@ -977,6 +977,53 @@ impl JmsClient {
                     date_expired: p.date_expired,
                 });
             }
+        }
+        Ok(out)
+    }
+
+    /// For each of `addresses` (at most `max`): whether `user` reaches a host there through a
+    /// valid permission, with the latest end among those (`Some(None)`: one has no end). One
+    /// call per address: `asset-permissions/?user_id=&address=&is_valid=1`, whose `user_id`
+    /// includes the user's groups (§4.6) and whose rows carry the end — instead of listing
+    /// everyone who reaches the host and every permission's users.
+    pub async fn user_reach(
+        &self,
+        user: &JmsUserId,
+        addresses: &[String],
+    ) -> Result<Vec<Option<Option<Timestamp>>>, JmsError> {
+        let line = self.detect_version().await?;
+        let filter = if line >= ServerLine::V3 {
+            "address"
+        } else {
+            "ip"
+        };
+        let mut out = Vec::with_capacity(addresses.len());
+        for a in addresses {
+            let rows = self
+                .list_all(
+                    PERMS,
+                    &[
+                        ("user_id", user.as_str()),
+                        (filter, a.as_str()),
+                        ("is_valid", "1"),
+                    ],
+                    None,
+                )
+                .await?;
+            let mut ends: Option<Option<Timestamp>> = None;
+            for r in &rows {
+                // Defence against a server that ignores a filter: keep valid ones only.
+                if r.get("is_valid").and_then(Value::as_bool) == Some(false) {
+                    continue;
+                }
+                let end = perm_from(r)?.date_expired;
+                ends = Some(match (ends, end) {
+                    (Some(None), _) | (_, None) => None,
+                    (Some(Some(x)), Some(y)) => Some(x.max(y)),
+                    (None, Some(y)) => Some(y),
+                });
+            }
+            out.push(ends);
         }
         Ok(out)
     }

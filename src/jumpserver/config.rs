@@ -31,6 +31,9 @@ pub struct JumpServerConfig {
     pub retry_base_delay_ms: u64,
     /// Upper bound on how long a `Retry-After` (429) is honoured.
     pub retry_after_cap_ms: u64,
+    /// Requests a minute a `/sync` may make (0 = unpaced). JumpServer v4.10.16 throttles a user
+    /// at 180 a minute and the bot is one user: the rest is left for grants made meanwhile.
+    pub sync_requests_per_minute: u32,
     /// `source` of users the bot creates (`local`, `ldap`, …).
     pub user_source: String,
     /// Role ids given to users the bot creates; empty = server default (SystemUser).
@@ -62,6 +65,7 @@ impl Default for JumpServerConfig {
             retry_max_attempts: 4,
             retry_base_delay_ms: 200,
             retry_after_cap_ms: 60_000,
+            sync_requests_per_minute: 120,
             user_source: "local".into(),
             user_system_roles: Vec::new(),
             user_mfa_level: 0,

@@ -1007,7 +1007,15 @@ impl JmsClient {
         self.require_v3("grant").await?;
         let node_path = self.node_path(&plan.node_name).await?;
         let user = self.find_user_for(&plan.username, plan.email()).await?;
-        let node = self.find_child_node(&plan.node_name).await?;
+        // The cache `start` filled is enough for a preview (the grant asks again when it is
+        // stale), and saves a call per request.
+        let cached = super::client::lock(&self.inner.child_nodes)
+            .get(&plan.node_name)
+            .cloned();
+        let node = match cached {
+            Some(n) => Some(n),
+            None => self.find_child_node(&plan.node_name).await?,
+        };
         let wanted = plan.unique_addresses();
         let res = if wanted.is_empty() {
             Resolution {

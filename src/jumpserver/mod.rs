@@ -5,6 +5,8 @@ pub mod config;
 pub mod error;
 pub mod grant;
 pub mod httpsig;
+pub mod inventory;
+pub mod pace;
 pub mod totp;
 
 pub use api::{

@@ -1,19 +1,26 @@
-//! The local index of JumpServer: users, hosts, nodes and asset permissions as of the last
-//! `/sync`, so `/who-has` answers without walking JumpServer each time.
+//! The local index of JumpServer: users, groups, hosts, nodes, asset permissions and the
+//! permission relation tables as of the last `/sync`, so `/who-has` and the preview answer
+//! without walking JumpServer each time.
 //!
 //! Every sync writes a whole new generation and then swaps one pointer, so readers see either
 //! the old index or the new one, never a mix; a crash while writing leaves the pointer on the
 //! previous generation and the half-written one is swept by the next sync.
+//!
+//! The index keeps JumpServer's relations as they are (permission to user, group, host, node;
+//! group to user) and expands groups and nodes when asked, not when written: a node grant on a
+//! system of 1000 hosts is one row, not 1000, so a generation grows with JumpServer's tables
+//! and is written page by page as the walk reads them (`IndexWriter`), never held whole.
 //!
 //! Trees (keys are `<generation:020>/` + the key below; values JSON unless noted):
 //! - `index_meta`: `current` → `Meta` (generation, synced at, counts); `next_gen` → u64 BE
 //! - `index_users` (`<user id>`), `index_users_by_name` (`<username>` → user id, raw)
 //! - `index_hosts` (`<host id>`), `index_hosts_by_address` / `index_hosts_by_name`
 //!   (`<address or name>/<host id>` → empty)
-//! - `index_nodes` (`<node id>`)
-//! - `index_perms` (`<permission id>` → the permission plus the host ids it covers, nodes
-//!   expanded), `index_perms_by_address` (`<address>/<permission id>` → empty),
-//!   `index_perms_by_user` (`<user id>/<permission id>` → empty)
+//! - `index_nodes` (`<node id>`), `index_nodes_by_key` (`<node key>` → node id, raw)
+//! - `index_perms` (`<permission id>` → the permission without member lists)
+//! - `index_relations` (`<tag>/<a>/<b>` → empty), both directions of each relation:
+//!   `pu`/`up` permission-user, `pg`/`gp` permission-group, `pa`/`ap` permission-host,
+//!   `pn`/`np` permission-node, `gu`/`ug` group-user, `nh` node-host.
 //!
 //! Longer than 600 lines on purpose: writing a generation and every read of it share the key
 //! layout above, which is easiest to keep right in one file; its unit tests are at the end.
@@ -21,11 +28,12 @@ use super::audit::Audit;
 use super::{Store, StoreError};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::inventory::{
-    Grant, IndexStats, IndexedHost, IndexedPermission, IndexedUser, Reach, Snapshot, UserAccess,
+    Grant, IndexStats, IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Member, Reach,
+    Relation, Snapshot, UserAccess,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
 
 const META: &str = "index_meta";
 const USERS: &str = "index_users";
@@ -34,25 +42,31 @@ const HOSTS: &str = "index_hosts";
 const HOSTS_BY_ADDRESS: &str = "index_hosts_by_address";
 const HOSTS_BY_NAME: &str = "index_hosts_by_name";
 const NODES: &str = "index_nodes";
+const NODES_BY_KEY: &str = "index_nodes_by_key";
 const PERMS: &str = "index_perms";
-const PERMS_BY_ADDRESS: &str = "index_perms_by_address";
-const PERMS_BY_USER: &str = "index_perms_by_user";
+const RELATIONS: &str = "index_relations";
+/// Trees of earlier layouts: swept like a stray generation, then empty for good.
+const OLD_TREES: [&str; 2] = ["index_perms_by_address", "index_perms_by_user"];
 
 /// Every tree that holds generation-scoped data (`index_meta` excluded).
-pub(crate) const DATA_TREES: [&str; 9] = [
+const DATA_TREES: [&str; 9] = [
     USERS,
     USERS_BY_NAME,
     HOSTS,
     HOSTS_BY_ADDRESS,
     HOSTS_BY_NAME,
     NODES,
+    NODES_BY_KEY,
     PERMS,
-    PERMS_BY_ADDRESS,
-    PERMS_BY_USER,
+    RELATIONS,
 ];
 
 const CURRENT: &[u8] = b"current";
 const NEXT_GEN: &[u8] = b"next_gen";
+
+/// Removals are applied in batches of this many keys, so sweeping a generation of a large
+/// JumpServer never builds one huge batch in memory.
+const SWEEP_CHUNK: usize = 10_000;
 
 /// The `current` record: the generation readers use and the one before it (kept so a reader
 /// that started on it finishes; swept by the next sync).
@@ -62,11 +76,14 @@ struct Meta {
     previous: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct StoredPerm {
-    perm: IndexedPermission,
-    /// Hosts covered: the permission's assets plus every host in or under its nodes.
-    host_ids: Vec<String>,
+/// Relation tags, both directions (see the module header).
+fn tags(m: Member) -> (&'static str, &'static str) {
+    match m {
+        Member::User => ("pu", "up"),
+        Member::UserGroup => ("pg", "gp"),
+        Member::Asset => ("pa", "ap"),
+        Member::Node => ("pn", "np"),
+    }
 }
 
 /// Handle on the index trees. Cheap to clone.
@@ -91,7 +108,12 @@ fn gen_prefix(generation: u64) -> String {
 
 fn key(generation: u64, parts: &[&str]) -> Vec<u8> {
     let mut k = gen_prefix(generation);
-    k.push_str(&parts.join("/"));
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            k.push('/');
+        }
+        k.push_str(p);
+    }
     k.into_bytes()
 }
 
@@ -103,9 +125,16 @@ fn key_under(inner: &str, outer: &str) -> bool {
             .is_some_and(|rest| rest.starts_with(':'))
 }
 
+/// `1:3:5` → `1`, `1:3`, `1:3:5`: the node and every node above it.
+fn key_and_ancestors(k: &str) -> impl Iterator<Item = &str> {
+    k.match_indices(':')
+        .map(move |(i, _)| &k[..i])
+        .chain(std::iter::once(k))
+}
+
 impl Index {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
-        for t in DATA_TREES {
+        for t in DATA_TREES.iter().chain(OLD_TREES.iter()) {
             store.tree(t)?;
         }
         Ok(Self {
@@ -131,6 +160,19 @@ impl Index {
         }
     }
 
+    /// Starts a new generation; pages go in through the writer, `commit` makes it current.
+    pub fn begin(&self, now: Timestamp) -> Result<IndexWriter, StoreError> {
+        let generation = self.allocate_generation()?;
+        // Start from a clean slate in case a crashed sync used this number before.
+        self.remove_generation(generation)?;
+        Ok(IndexWriter {
+            ix: self.clone(),
+            g: generation,
+            now,
+            trees: Trees::open(self)?,
+        })
+    }
+
     /// Writes `snap` as a new generation and makes it current; the previous generation is
     /// kept (a reader may still be on it) and older ones are removed. Records an audit entry.
     /// A crash before the swap leaves the previous generation current.
@@ -141,8 +183,30 @@ impl Index {
         duration_ms: u64,
         actor: Actor,
     ) -> Result<IndexStats, StoreError> {
-        let generation = self.allocate_generation()?;
-        let stats = self.write_generation(generation, snap, synced_at, duration_ms)?;
+        let mut w = self.begin(synced_at)?;
+        // Pages of a walk's size, as a sync would write them.
+        for c in snap.users.chunks(1000) {
+            w.users(c)?;
+        }
+        for c in snap.nodes.chunks(1000) {
+            w.nodes(c)?;
+        }
+        for c in snap.hosts.chunks(1000) {
+            w.hosts(c)?;
+        }
+        for c in snap.permissions.chunks(1000) {
+            w.permissions(c)?;
+        }
+        w.commit(synced_at, duration_ms, 0, actor).await
+    }
+
+    /// Makes generation `g` current and sweeps all but it and the one it replaces.
+    async fn make_current(
+        &self,
+        stats: IndexStats,
+        actor: Actor,
+    ) -> Result<IndexStats, StoreError> {
+        let generation = stats.generation;
         // The data must be on disk before the pointer names it.
         self.store.flush().await?;
         let previous = self.stats()?.map(|s| s.generation);
@@ -154,15 +218,21 @@ impl Index {
             })?,
         )?;
         self.store.flush().await?;
-        self.sweep(&[Some(generation), previous])?;
+        let keep: Vec<String> = [Some(generation), previous]
+            .iter()
+            .flatten()
+            .map(|g| gen_prefix(*g))
+            .collect();
+        self.remove_where(|p| !keep.iter().any(|k| k == p))?;
         self.audit.append(&AuditRecord::new(
-            synced_at,
+            stats.synced_at,
             None,
             actor,
             AuditEvent::Note,
             format!(
-                "JumpServer index synced: generation {generation}, {} users, {} hosts, {} permissions ({} valid), {} ms",
-                stats.users, stats.hosts, stats.permissions, stats.valid_permissions, duration_ms
+                "JumpServer index synced: generation {generation}, {} users, {} hosts, {} permissions ({} valid), {} relations, {} JumpServer calls, {} ms",
+                stats.users, stats.hosts, stats.permissions, stats.valid_permissions,
+                stats.relations, stats.calls, stats.duration_ms
             ),
         ))?;
         Ok(stats)
@@ -198,19 +268,44 @@ impl Index {
             .ok_or_else(|| StoreError::Corrupt("index generation counter".into()))
     }
 
-    /// Removes every generation not in `keep` (half-written ones from a crash included).
-    fn sweep(&self, keep: &[Option<u64>]) -> Result<(), StoreError> {
-        let keep: BTreeSet<String> = keep.iter().flatten().map(|g| gen_prefix(*g)).collect();
+    /// Removes generation `g`'s keys, in bounded batches.
+    fn remove_generation(&self, g: u64) -> Result<(), StoreError> {
+        let prefix = gen_prefix(g);
         for name in DATA_TREES {
+            let tree = self.tree(name)?;
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for k in tree.scan_prefix(prefix.as_bytes()).keys().take(SWEEP_CHUNK) {
+                    batch.remove(k?);
+                    n += 1;
+                }
+                if n == 0 {
+                    break;
+                }
+                tree.apply_batch(batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every key whose generation prefix `drop` picks (keys of another shape too), in
+    /// bounded batches.
+    fn remove_where(&self, drop: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+        for name in DATA_TREES.iter().chain(OLD_TREES.iter()) {
             let tree = self.tree(name)?;
             let mut batch = sled::Batch::default();
             let mut n = 0usize;
             for item in tree.iter().keys() {
                 let k = item?;
                 let prefix = k.get(..21).and_then(|p| std::str::from_utf8(p).ok());
-                if prefix.is_none_or(|p| !keep.contains(p)) {
+                if prefix.is_none_or(&drop) {
                     batch.remove(k);
                     n += 1;
+                    if n == SWEEP_CHUNK {
+                        tree.apply_batch(std::mem::take(&mut batch))?;
+                        n = 0;
+                    }
                 }
             }
             if n > 0 {
@@ -220,155 +315,40 @@ impl Index {
         Ok(())
     }
 
-    fn write_generation(
-        &self,
-        g: u64,
-        snap: &Snapshot,
-        synced_at: Timestamp,
-        duration_ms: u64,
-    ) -> Result<IndexStats, StoreError> {
-        // Start from a clean slate in case a crashed sync used this number before.
-        let prefix = gen_prefix(g);
-        for name in DATA_TREES {
-            let tree = self.tree(name)?;
-            let mut batch = sled::Batch::default();
-            for k in tree.scan_prefix(prefix.as_bytes()).keys() {
-                batch.remove(k?);
-            }
-            tree.apply_batch(batch)?;
-        }
-
-        let mut users = sled::Batch::default();
-        let mut users_by_name = sled::Batch::default();
-        let mut user_ids = BTreeSet::new();
-        for u in &snap.users {
-            if u.id.is_empty() || !user_ids.insert(u.id.as_str()) {
-                continue;
-            }
-            users.insert(key(g, &[&u.id]), enc(u)?);
-            users_by_name.insert(key(g, &[&u.username]), u.id.as_bytes());
-        }
-
-        let mut nodes = sled::Batch::default();
-        let node_key: BTreeMap<&str, &str> = snap
-            .nodes
-            .iter()
-            .map(|n| (n.id.as_str(), n.key.as_str()))
-            .collect();
-        for n in &snap.nodes {
-            nodes.insert(key(g, &[&n.id]), enc(n)?);
-        }
-
-        let mut hosts = sled::Batch::default();
-        let mut hosts_by_address = sled::Batch::default();
-        let mut hosts_by_name = sled::Batch::default();
-        let mut host_by_id: BTreeMap<&str, &IndexedHost> = BTreeMap::new();
-        for h in &snap.hosts {
-            if h.id.is_empty() || host_by_id.insert(h.id.as_str(), h).is_some() {
-                continue;
-            }
-            hosts.insert(key(g, &[&h.id]), enc(h)?);
-            hosts_by_address.insert(key(g, &[&h.address, &h.id]), &[]);
-            hosts_by_name.insert(key(g, &[&h.name, &h.id]), &[]);
-        }
-
-        let mut perms = sled::Batch::default();
-        let mut perms_by_address = sled::Batch::default();
-        let mut perms_by_user = sled::Batch::default();
-        let mut valid = 0usize;
-        for p in &snap.permissions {
-            let pkeys: Vec<&str> = p
-                .node_ids
-                .iter()
-                .filter_map(|id| node_key.get(id.as_str()).copied())
-                .collect();
-            let mut covered: BTreeSet<&str> = p
-                .asset_ids
-                .iter()
-                .filter_map(|a| host_by_id.get_key_value(a.as_str()).map(|(k, _)| *k))
-                .collect();
-            // Only node grants need the walk over every host.
-            if !pkeys.is_empty() {
-                covered.extend(
-                    host_by_id
-                        .values()
-                        .filter(|h| {
-                            h.node_ids.iter().any(|n| {
-                                node_key
-                                    .get(n.as_str())
-                                    .is_some_and(|hk| pkeys.iter().any(|pk| key_under(hk, pk)))
-                            })
-                        })
-                        .map(|h| h.id.as_str()),
-                );
-            }
-            for hid in &covered {
-                if let Some(h) = host_by_id.get(hid) {
-                    perms_by_address.insert(key(g, &[&h.address, &p.id]), &[]);
-                }
-            }
-            for u in &p.user_ids {
-                perms_by_user.insert(key(g, &[u, &p.id]), &[]);
-            }
-            if p.is_valid(synced_at) {
-                valid += 1;
-            }
-            let stored = StoredPerm {
-                perm: p.clone(),
-                host_ids: covered.iter().map(|s| (*s).to_string()).collect(),
-            };
-            perms.insert(key(g, &[&p.id]), enc(&stored)?);
-        }
-
-        for (name, batch) in [
-            (USERS, users),
-            (USERS_BY_NAME, users_by_name),
-            (NODES, nodes),
-            (HOSTS, hosts),
-            (HOSTS_BY_ADDRESS, hosts_by_address),
-            (HOSTS_BY_NAME, hosts_by_name),
-            (PERMS, perms),
-            (PERMS_BY_ADDRESS, perms_by_address),
-            (PERMS_BY_USER, perms_by_user),
-        ] {
-            self.tree(name)?.apply_batch(batch)?;
-        }
-        Ok(IndexStats {
-            generation: g,
-            synced_at,
-            duration_ms,
-            users: user_ids.len(),
-            hosts: host_by_id.len(),
-            nodes: snap.nodes.len(),
-            permissions: snap.permissions.len(),
-            valid_permissions: valid,
-        })
-    }
-
     fn current(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.stats()?.map(|s| s.generation))
     }
 
     fn get<T: for<'de> Deserialize<'de>>(
         &self,
-        tree: &str,
+        tree: &sled::Tree,
+        what: &str,
         g: u64,
         id: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.tree(tree)?.get(key(g, &[id]))? {
+        match tree.get(key(g, &[id]))? {
             None => Ok(None),
-            Some(v) => dec(tree, &v).map(Some),
+            Some(v) => dec(what, &v).map(Some),
         }
     }
 
-    /// The last path segment of every key under `<g>/<first>/`.
-    fn ids_under(&self, tree: &str, g: u64, first: &str) -> Result<Vec<String>, StoreError> {
-        let prefix = key(g, &[first, ""]);
+    /// The last path segment of every key under `<g>/<parts…>/`.
+    fn ids_under(
+        &self,
+        tree: &sled::Tree,
+        g: u64,
+        parts: &[&str],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut prefix = key(g, parts);
+        prefix.push(b'/');
         let mut out = Vec::new();
-        for k in self.tree(tree)?.scan_prefix(&prefix).keys() {
+        for k in tree.scan_prefix(&prefix).keys() {
             let k = k?;
             if let Some(rest) = k.get(prefix.len()..) {
-                out.push(String::from_utf8_lossy(rest).into_owned());
+                // A name with a slash in it shares the prefix of a shorter one; not ours.
+                if !rest.contains(&b'/') {
+                    out.push(String::from_utf8_lossy(rest).into_owned());
+                }
             }
         }
         Ok(out)
@@ -377,16 +357,9 @@ impl Index {
     /// The user with this JumpServer username in the current generation.
     pub fn user_by_username(&self, username: &str) -> Result<Option<IndexedUser>, StoreError> {
         match self.current()? {
-            Some(g) => self.user_in(g, username),
+            Some(g) => Reader::new(self, g)?.user_named(username),
             None => Ok(None),
         }
-    }
-
-    fn user_in(&self, g: u64, username: &str) -> Result<Option<IndexedUser>, StoreError> {
-        let Some(id) = self.tree(USERS_BY_NAME)?.get(key(g, &[username]))? else {
-            return Ok(None);
-        };
-        self.get(USERS, g, &String::from_utf8_lossy(&id))
     }
 
     /// Hosts whose address or name is `subject`.
@@ -394,14 +367,15 @@ impl Index {
         let Some(g) = self.current()? else {
             return Ok(Vec::new());
         };
+        let r = Reader::new(self, g)?;
         let mut ids: BTreeSet<String> = self
-            .ids_under(HOSTS_BY_ADDRESS, g, subject)?
+            .ids_under(&r.t.hosts_by_address, g, &[subject])?
             .into_iter()
             .collect();
-        ids.extend(self.ids_under(HOSTS_BY_NAME, g, subject)?);
+        ids.extend(self.ids_under(&r.t.hosts_by_name, g, &[subject])?);
         let mut out = Vec::new();
         for id in ids {
-            if let Some(h) = self.get::<IndexedHost>(HOSTS, g, &id)? {
+            if let Some(h) = r.host(&id)? {
                 out.push(h);
             }
         }
@@ -414,22 +388,17 @@ impl Index {
         let Some(g) = self.current()? else {
             return Ok(Vec::new());
         };
-        let hosts: Vec<IndexedHost> = self
-            .ids_under(HOSTS_BY_ADDRESS, g, address)?
-            .iter()
-            .filter_map(|id| self.get::<IndexedHost>(HOSTS, g, id).transpose())
-            .collect::<Result<_, _>>()?;
+        let mut r = Reader::new(self, g)?;
         let mut out = Vec::new();
-        for pid in self.ids_under(PERMS_BY_ADDRESS, g, address)? {
-            let Some(sp) = self.get::<StoredPerm>(PERMS, g, &pid)? else {
-                continue;
-            };
-            if !sp.perm.is_valid(now) {
-                continue;
-            }
-            for h in hosts.iter().filter(|h| sp.host_ids.contains(&h.id)) {
-                for uid in &sp.perm.user_ids {
-                    let user = self.get::<IndexedUser>(USERS, g, uid)?.unwrap_or_else(|| {
+        for hid in self.ids_under(&r.t.hosts_by_address, g, &[address])? {
+            let Some(h) = r.host(&hid)? else { continue };
+            for pid in r.perms_reaching(&h)? {
+                let Some(p) = r.perm(&pid)? else { continue };
+                if !p.is_valid(now) {
+                    continue;
+                }
+                for uid in r.users_of(&pid)? {
+                    let user = r.user(&uid)?.unwrap_or_else(|| {
                         // A permission may name a user outside the listed org; keep the row.
                         IndexedUser {
                             id: uid.clone(),
@@ -442,11 +411,11 @@ impl Index {
                     out.push(Reach {
                         user,
                         host: h.clone(),
-                        permission_id: sp.perm.id.clone(),
-                        permission_name: sp.perm.name.clone(),
-                        accounts: sp.perm.accounts.clone(),
-                        actions: sp.perm.actions.clone(),
-                        date_expired: sp.perm.date_expired,
+                        permission_id: p.id.clone(),
+                        permission_name: p.name.clone(),
+                        accounts: p.accounts.clone(),
+                        actions: p.actions.clone(),
+                        date_expired: p.date_expired,
                     });
                 }
             }
@@ -461,6 +430,43 @@ impl Index {
         Ok(out)
     }
 
+    /// For each of `addresses`: whether user `user_id` reaches a host there through a
+    /// permission valid at `now`, and the latest end among those permissions (`Some(None)`
+    /// when one has no end). Answers the preview's "already has access" without JumpServer.
+    pub fn reach_of(
+        &self,
+        user_id: &str,
+        addresses: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Option<Timestamp>>>, StoreError> {
+        let Some(g) = self.current()? else {
+            return Ok(vec![None; addresses.len()]);
+        };
+        let mut r = Reader::new(self, g)?;
+        let mine: BTreeSet<String> = r.perms_of_user(user_id)?;
+        let mut out = Vec::with_capacity(addresses.len());
+        for a in addresses {
+            let mut ends: Option<Option<Timestamp>> = None;
+            for hid in self.ids_under(&r.t.hosts_by_address, g, &[a])? {
+                let Some(h) = r.host(&hid)? else { continue };
+                for pid in r.perms_reaching(&h)?.intersection(&mine) {
+                    let Some(p) = r.perm(pid)? else { continue };
+                    if !p.is_valid(now) {
+                        continue;
+                    }
+                    // No end on any permission beats every end.
+                    ends = Some(match (ends, p.date_expired) {
+                        (Some(None), _) | (_, None) => None,
+                        (Some(Some(a)), Some(b)) => Some(a.max(b)),
+                        (None, Some(b)) => Some(b),
+                    });
+                }
+            }
+            out.push(ends);
+        }
+        Ok(out)
+    }
+
     /// What `username` can reach at `now` through valid permissions; `None` when the index
     /// has no such user.
     pub fn user_access(
@@ -471,20 +477,19 @@ impl Index {
         let Some(g) = self.current()? else {
             return Ok(None);
         };
-        let Some(user) = self.user_in(g, username)? else {
+        let mut r = Reader::new(self, g)?;
+        let Some(user) = r.user_named(username)? else {
             return Ok(None);
         };
         let mut grants = Vec::new();
-        for pid in self.ids_under(PERMS_BY_USER, g, &user.id)? {
-            let Some(sp) = self.get::<StoredPerm>(PERMS, g, &pid)? else {
-                continue;
-            };
-            if !sp.perm.is_valid(now) {
+        for pid in r.perms_of_user(&user.id)? {
+            let Some(p) = r.perm(&pid)? else { continue };
+            if !p.is_valid(now) {
                 continue;
             }
             let mut hosts = Vec::new();
-            for hid in &sp.host_ids {
-                if let Some(h) = self.get::<IndexedHost>(HOSTS, g, hid)? {
+            for hid in r.hosts_of(&pid)? {
+                if let Some(h) = r.host(&hid)? {
                     hosts.push(h);
                 }
             }
@@ -494,12 +499,12 @@ impl Index {
                 (ip.is_none(), ip, h.address.clone())
             });
             grants.push(Grant {
-                permission_id: sp.perm.id,
-                permission_name: sp.perm.name,
+                permission_id: p.id,
+                permission_name: p.name,
                 hosts,
-                accounts: sp.perm.accounts,
-                actions: sp.perm.actions,
-                date_expired: sp.perm.date_expired,
+                accounts: p.accounts,
+                actions: p.actions,
+                date_expired: p.date_expired,
             });
         }
         grants.sort_by(|a, b| a.permission_name.cmp(&b.permission_name));
@@ -509,19 +514,16 @@ impl Index {
     /// Keys held by generations other than the current and the previous one (0 after a clean
     /// sync; a crashed sync leaves some until the next one). For tests and status.
     pub fn stray_keys(&self) -> Result<usize, StoreError> {
-        let Some(cur) = self.meta_record()? else {
-            return DATA_TREES
+        let keep: Vec<String> = match self.meta_record()? {
+            None => Vec::new(),
+            Some(cur) => [Some(cur.stats.generation), cur.previous]
                 .iter()
-                .map(|t| self.tree(t).map(|t| t.len()))
-                .sum::<Result<usize, _>>();
+                .flatten()
+                .map(|g| gen_prefix(*g))
+                .collect(),
         };
-        let keep: Vec<String> = [Some(cur.stats.generation), cur.previous]
-            .iter()
-            .flatten()
-            .map(|g| gen_prefix(*g))
-            .collect();
         let mut n = 0;
-        for name in DATA_TREES {
+        for name in DATA_TREES.iter().chain(OLD_TREES.iter()) {
             for k in self.tree(name)?.iter().keys() {
                 let k = k?;
                 let p = k.get(..21).and_then(|p| std::str::from_utf8(p).ok());
@@ -531,6 +533,318 @@ impl Index {
             }
         }
         Ok(n)
+    }
+}
+
+/// The index trees, opened once per reader or writer.
+#[derive(Clone)]
+struct Trees {
+    users: sled::Tree,
+    users_by_name: sled::Tree,
+    hosts: sled::Tree,
+    hosts_by_address: sled::Tree,
+    hosts_by_name: sled::Tree,
+    nodes: sled::Tree,
+    nodes_by_key: sled::Tree,
+    perms: sled::Tree,
+    rel: sled::Tree,
+}
+
+impl Trees {
+    fn open(ix: &Index) -> Result<Self, StoreError> {
+        Ok(Self {
+            users: ix.tree(USERS)?,
+            users_by_name: ix.tree(USERS_BY_NAME)?,
+            hosts: ix.tree(HOSTS)?,
+            hosts_by_address: ix.tree(HOSTS_BY_ADDRESS)?,
+            hosts_by_name: ix.tree(HOSTS_BY_NAME)?,
+            nodes: ix.tree(NODES)?,
+            nodes_by_key: ix.tree(NODES_BY_KEY)?,
+            perms: ix.tree(PERMS)?,
+            rel: ix.tree(RELATIONS)?,
+        })
+    }
+}
+
+/// One query's view of generation `g`, remembering what it decoded (a who-has row per user
+/// and permission reads the same permission and user many times).
+struct Reader<'a> {
+    ix: &'a Index,
+    g: u64,
+    t: Trees,
+    perms: HashMap<String, Option<IndexedPermission>>,
+    users: HashMap<String, Option<IndexedUser>>,
+}
+
+impl<'a> Reader<'a> {
+    fn new(ix: &'a Index, g: u64) -> Result<Self, StoreError> {
+        Ok(Self {
+            ix,
+            g,
+            t: Trees::open(ix)?,
+            perms: HashMap::new(),
+            users: HashMap::new(),
+        })
+    }
+
+    fn rel(&self, tag: &str, id: &str) -> Result<Vec<String>, StoreError> {
+        self.ix.ids_under(&self.t.rel, self.g, &[tag, id])
+    }
+
+    fn host(&self, id: &str) -> Result<Option<IndexedHost>, StoreError> {
+        self.ix.get(&self.t.hosts, "host", self.g, id)
+    }
+
+    fn perm(&mut self, id: &str) -> Result<Option<IndexedPermission>, StoreError> {
+        if let Some(p) = self.perms.get(id) {
+            return Ok(p.clone());
+        }
+        let p: Option<IndexedPermission> = self.ix.get(&self.t.perms, "permission", self.g, id)?;
+        self.perms.insert(id.to_owned(), p.clone());
+        Ok(p)
+    }
+
+    fn user(&mut self, id: &str) -> Result<Option<IndexedUser>, StoreError> {
+        if let Some(u) = self.users.get(id) {
+            return Ok(u.clone());
+        }
+        let u: Option<IndexedUser> = self.ix.get(&self.t.users, "user", self.g, id)?;
+        self.users.insert(id.to_owned(), u.clone());
+        Ok(u)
+    }
+
+    fn user_named(&self, username: &str) -> Result<Option<IndexedUser>, StoreError> {
+        let Some(id) = self.t.users_by_name.get(key(self.g, &[username]))? else {
+            return Ok(None);
+        };
+        self.ix
+            .get(&self.t.users, "user", self.g, &String::from_utf8_lossy(&id))
+    }
+
+    fn node_key(&self, node_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .ix
+            .get::<IndexedNode>(&self.t.nodes, "node", self.g, node_id)?
+            .map(|n| n.key))
+    }
+
+    /// Permissions naming the host, or a node it is in, or a node above one of those.
+    fn perms_reaching(&self, h: &IndexedHost) -> Result<BTreeSet<String>, StoreError> {
+        let mut out: BTreeSet<String> = self.rel("ap", &h.id)?.into_iter().collect();
+        let mut seen = BTreeSet::new();
+        for n in &h.node_ids {
+            let Some(k) = self.node_key(n)? else { continue };
+            for anc in key_and_ancestors(&k) {
+                if !seen.insert(anc.to_owned()) {
+                    continue;
+                }
+                if let Some(nid) = self.t.nodes_by_key.get(key(self.g, &[anc]))? {
+                    out.extend(self.rel("np", &String::from_utf8_lossy(&nid))?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Users a permission names, directly or through its groups.
+    fn users_of(&self, perm: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut out: BTreeSet<String> = self.rel("pu", perm)?.into_iter().collect();
+        for grp in self.rel("pg", perm)? {
+            out.extend(self.rel("gu", &grp)?);
+        }
+        Ok(out)
+    }
+
+    /// Permissions naming the user, directly or through one of their groups.
+    fn perms_of_user(&self, user: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut out: BTreeSet<String> = self.rel("up", user)?.into_iter().collect();
+        for grp in self.rel("ug", user)? {
+            out.extend(self.rel("gp", &grp)?);
+        }
+        Ok(out)
+    }
+
+    /// Hosts a permission names, directly or in (or below) one of its nodes.
+    fn hosts_of(&self, perm: &str) -> Result<BTreeSet<String>, StoreError> {
+        let mut out: BTreeSet<String> = self.rel("pa", perm)?.into_iter().collect();
+        for nid in self.rel("pn", perm)? {
+            let Some(k) = self.node_key(&nid)? else {
+                continue;
+            };
+            // The node itself, then every node whose key extends it with `:`.
+            let mut nodes = vec![nid];
+            let mut below = key(self.g, &[&k]);
+            below.push(b':');
+            for item in self.t.nodes_by_key.scan_prefix(&below) {
+                let (kk, v) = item?;
+                let kk = String::from_utf8_lossy(&kk[21..]).into_owned();
+                if key_under(&kk, &k) {
+                    nodes.push(String::from_utf8_lossy(&v).into_owned());
+                }
+            }
+            for n in nodes {
+                out.extend(self.rel("nh", &n)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A generation being written, page by page; see `Index::begin`.
+pub struct IndexWriter {
+    ix: Index,
+    g: u64,
+    now: Timestamp,
+    trees: Trees,
+}
+
+impl IndexWriter {
+    /// Writes what sled holds dirty in memory out to disk after every page. sled keeps written
+    /// pages in memory until its next flush, beyond its cache bound; a sync that writes a whole
+    /// large org between two of its timed flushes grew the process by hundreds of MB.
+    fn page_done(&self) -> Result<(), StoreError> {
+        self.ix.store.db().flush()?;
+        Ok(())
+    }
+
+    pub fn users(&mut self, page: &[IndexedUser]) -> Result<(), StoreError> {
+        let (mut users, mut by_name) = (sled::Batch::default(), sled::Batch::default());
+        for u in page.iter().filter(|u| !u.id.is_empty()) {
+            users.insert(key(self.g, &[&u.id]), enc(u)?);
+            by_name.insert(key(self.g, &[&u.username]), u.id.as_bytes());
+        }
+        self.trees.users.apply_batch(users)?;
+        self.trees.users_by_name.apply_batch(by_name)?;
+        self.page_done()
+    }
+
+    pub fn memberships(&mut self, page: &[(String, String)]) -> Result<(), StoreError> {
+        let mut rel = sled::Batch::default();
+        for (grp, user) in page.iter().filter(|(g, u)| !g.is_empty() && !u.is_empty()) {
+            rel.insert(key(self.g, &["gu", grp, user]), &[]);
+            rel.insert(key(self.g, &["ug", user, grp]), &[]);
+        }
+        self.trees.rel.apply_batch(rel)?;
+        self.page_done()
+    }
+
+    pub fn nodes(&mut self, page: &[IndexedNode]) -> Result<(), StoreError> {
+        let (mut nodes, mut by_key) = (sled::Batch::default(), sled::Batch::default());
+        for n in page.iter().filter(|n| !n.id.is_empty()) {
+            nodes.insert(key(self.g, &[&n.id]), enc(n)?);
+            by_key.insert(key(self.g, &[&n.key]), n.id.as_bytes());
+        }
+        self.trees.nodes.apply_batch(nodes)?;
+        self.trees.nodes_by_key.apply_batch(by_key)?;
+        self.page_done()
+    }
+
+    pub fn hosts(&mut self, page: &[IndexedHost]) -> Result<(), StoreError> {
+        let mut hosts = sled::Batch::default();
+        let mut by_address = sled::Batch::default();
+        let mut by_name = sled::Batch::default();
+        let mut rel = sled::Batch::default();
+        for h in page.iter().filter(|h| !h.id.is_empty()) {
+            hosts.insert(key(self.g, &[&h.id]), enc(h)?);
+            by_address.insert(key(self.g, &[&h.address, &h.id]), &[]);
+            by_name.insert(key(self.g, &[&h.name, &h.id]), &[]);
+            for n in &h.node_ids {
+                rel.insert(key(self.g, &["nh", n, &h.id]), &[]);
+            }
+        }
+        self.trees.hosts.apply_batch(hosts)?;
+        self.trees.hosts_by_address.apply_batch(by_address)?;
+        self.trees.hosts_by_name.apply_batch(by_name)?;
+        self.trees.rel.apply_batch(rel)?;
+        self.page_done()
+    }
+
+    pub fn permissions(&mut self, page: &[IndexedPermission]) -> Result<(), StoreError> {
+        let mut perms = sled::Batch::default();
+        for p in page.iter().filter(|p| !p.id.is_empty()) {
+            let bare = IndexedPermission {
+                user_ids: Vec::new(),
+                asset_ids: Vec::new(),
+                node_ids: Vec::new(),
+                ..p.clone()
+            };
+            perms.insert(key(self.g, &[&p.id]), enc(&bare)?);
+            for (m, ids) in [
+                (Member::User, &p.user_ids),
+                (Member::Asset, &p.asset_ids),
+                (Member::Node, &p.node_ids),
+            ] {
+                let rows: Vec<Relation> = ids
+                    .iter()
+                    .map(|id| Relation {
+                        permission: p.id.clone(),
+                        member: id.clone(),
+                    })
+                    .collect();
+                self.relations(m, &rows)?;
+            }
+        }
+        self.trees.perms.apply_batch(perms)?;
+        self.page_done()
+    }
+
+    pub fn relations(&mut self, m: Member, page: &[Relation]) -> Result<(), StoreError> {
+        let (fwd, back) = tags(m);
+        let mut rel = sled::Batch::default();
+        for r in page
+            .iter()
+            .filter(|r| !r.permission.is_empty() && !r.member.is_empty())
+        {
+            rel.insert(key(self.g, &[fwd, &r.permission, &r.member]), &[]);
+            rel.insert(key(self.g, &[back, &r.member, &r.permission]), &[]);
+        }
+        self.trees.rel.apply_batch(rel)?;
+        self.page_done()
+    }
+
+    /// Counts what was written (repeated rows once) and makes the generation current.
+    pub async fn commit(
+        self,
+        synced_at: Timestamp,
+        duration_ms: u64,
+        calls: u64,
+        actor: Actor,
+    ) -> Result<IndexStats, StoreError> {
+        let prefix = gen_prefix(self.g);
+        let count = |t: &sled::Tree| t.scan_prefix(prefix.as_bytes()).count();
+        let mut valid = 0;
+        for v in self.trees.perms.scan_prefix(prefix.as_bytes()).values() {
+            if dec::<IndexedPermission>("permission", &v?)?.is_valid(self.now) {
+                valid += 1;
+            }
+        }
+        let stats = IndexStats {
+            generation: self.g,
+            synced_at,
+            duration_ms,
+            users: count(&self.trees.users),
+            hosts: count(&self.trees.hosts),
+            nodes: count(&self.trees.nodes),
+            permissions: count(&self.trees.perms),
+            valid_permissions: valid,
+            // Both directions are stored (node-host rows once).
+            relations: self
+                .trees
+                .rel
+                .scan_prefix(prefix.as_bytes())
+                .keys()
+                .filter(|k| {
+                    k.as_ref().is_ok_and(|k| {
+                        matches!(
+                            k.get(21..24),
+                            Some(b"pu/" | b"pg/" | b"pa/" | b"pn/" | b"gu/")
+                        )
+                    })
+                })
+                .count(),
+            calls,
+        };
+        self.ix.make_current(stats, actor).await
     }
 }
 
@@ -675,10 +989,13 @@ mod tests {
         let now = t("2026-06-01T00:00:00Z");
         ix.replace(&snap(), now, 1, Actor::System).await.unwrap();
         // A crashed sync: data written for a generation that never became current.
-        let g = ix.allocate_generation().unwrap();
+        let mut w = ix.begin(now).unwrap();
+        let g = w.g;
         let mut half = snap();
         half.users.truncate(1);
-        ix.write_generation(g, &half, now, 0).unwrap();
+        w.users(&half.users).unwrap();
+        w.hosts(&half.hosts).unwrap();
+        drop(w);
         assert!(ix.stray_keys().unwrap() > 0);
         assert_eq!(ix.stats().unwrap().unwrap().generation, 1);
         assert!(ix.user_by_username("bob").unwrap().is_some());

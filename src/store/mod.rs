@@ -133,17 +133,26 @@ fn clear_torn_snapshots(path: &Path) {
     // The lock goes with `db`; sled takes its own next.
 }
 
+/// sled's page cache unless configured (`storage.cache_capacity_mb`): 64 MiB. sled's own
+/// default, 1 GiB, is what a large `/sync` grew the process to.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the database at `path`. A second process on the same path gets
     /// `StoreError::Locked` with a message that says what to do, not sled's raw io error.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// `open` with sled's page cache bounded to `cache_bytes` (`storage.cache_capacity_mb`).
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Self, StoreError> {
         let path = path.as_ref();
         // Reopening a directory this process just closed can briefly fail with the lock still
         // held while sled's background flusher lets go; a short, bounded retry covers that
         // (a second process keeps holding it and still gets `Locked`).
         let mut tries = 0;
         loop {
-            match Self::open_once(path) {
+            match Self::open_once(path, cache_bytes) {
                 Err(StoreError::Locked { .. }) if tries < 50 => {
                     tries += 1;
                     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -153,9 +162,13 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path) -> Result<Self, StoreError> {
+    fn open_once(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         clear_torn_snapshots(path);
-        match sled::Config::new().path(path).open() {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
             Ok(db) => {
                 // Wall-clock time on purpose: it dates the one-off migration record, the moment
                 // this process chained the older records (no injected clock reaches an open).
@@ -181,7 +194,10 @@ impl Store {
 
     /// A throwaway in-memory-like database in a temp dir, for tests and the demo.
     pub fn temporary() -> Result<Self, StoreError> {
-        let db = sled::Config::new().temporary(true).open()?;
+        let db = sled::Config::new()
+            .temporary(true)
+            .cache_capacity(DEFAULT_CACHE_BYTES)
+            .open()?;
         Ok(Self {
             installation: installation_of(&db)?,
             db,

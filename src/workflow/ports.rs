@@ -14,7 +14,10 @@ use crate::domain::audit::{Actor, AuditPage, AuditQuery, AuditRecord, ChainRepor
 use crate::domain::change::Change;
 use crate::domain::dialog::DialogState;
 use crate::domain::ids::{DingUserId, JmsUserId, OrderId};
-use crate::domain::inventory::{IndexStats, IndexedHost, Reach, Snapshot, UserAccess};
+use crate::domain::inventory::{
+    IndexStats, IndexedHost, IndexedNode, IndexedPermission, IndexedUser, Member, Reach, Relation,
+    Snapshot, SyncProgress, UserAccess,
+};
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::FailureKind;
 use crate::domain::order::{Order, State};
@@ -197,10 +200,47 @@ pub trait Bastion: Send + Sync {
     fn set_user_active<'a>(&'a self, id: &'a JmsUserId, active: bool) -> Bastioned<'a, ()>;
     /// Every valid permission row that reaches `address`.
     fn who_can_reach<'a>(&'a self, address: &'a str) -> Bastioned<'a, Vec<Reacher>>;
+    /// For each of `addresses`: whether `user` reaches a host there through a valid
+    /// permission, and the latest end among those (`Some(None)`: one never ends).
+    fn user_reach<'a>(
+        &'a self,
+        user: &'a JmsUserId,
+        addresses: &'a [String],
+    ) -> Bastioned<'a, Vec<Option<Option<Timestamp>>>>;
     /// The hosts a user reaches.
     fn granted_assets<'a>(&'a self, user: &'a JmsUserId) -> Bastioned<'a, Vec<GrantedAsset>>;
-    /// Users, nodes, hosts and permissions with their relations, for the local index.
-    fn inventory(&self) -> Bastioned<'_, Snapshot>;
+    /// Walks users (with their groups), nodes, hosts, permissions and the permission relation
+    /// tables into `sink`, page by page, so nothing holds the whole inventory; returns what the
+    /// walk took. Paced to the configured share of JumpServer's request budget.
+    fn inventory<'a>(&'a self, sink: &'a mut dyn InventorySink) -> Bastioned<'a, SyncProgress>;
+}
+
+/// Where an inventory walk puts each page as it arrives. A sink error stops the walk.
+pub trait InventorySink: Send {
+    fn users(&mut self, page: &[IndexedUser]) -> Result<(), StoreError>;
+    /// Group memberships as `(group id, user id)`.
+    fn memberships(&mut self, page: &[(String, String)]) -> Result<(), StoreError>;
+    fn nodes(&mut self, page: &[IndexedNode]) -> Result<(), StoreError>;
+    fn hosts(&mut self, page: &[IndexedHost]) -> Result<(), StoreError>;
+    /// Permissions; their member lists, when filled, are written as relations too.
+    fn permissions(&mut self, page: &[IndexedPermission]) -> Result<(), StoreError>;
+    fn relations(&mut self, member: Member, page: &[Relation]) -> Result<(), StoreError>;
+    /// Called after every page; the default ignores it.
+    fn progress(&mut self, _p: &SyncProgress) {}
+}
+
+/// A new index generation being written; nobody reads it until `commit` makes it current.
+/// Dropping it without `commit` leaves the previous generation current (the next sync sweeps
+/// what was written).
+pub trait IndexBuild: InventorySink {
+    /// Makes the written generation current (audited as `actor`'s) and returns its figures.
+    fn commit(
+        self: Box<Self>,
+        synced_at: Timestamp,
+        duration_ms: u64,
+        calls: u64,
+        actor: Actor,
+    ) -> BoxFuture<'static, Result<IndexStats, StoreError>>;
 }
 
 // ------------------------------------------------------------------ store ----------
@@ -292,6 +332,8 @@ pub trait DialogStore: Send + Sync {
 pub trait IndexStore: Send + Sync {
     /// The current generation's figures; `None` until the first sync completed.
     fn stats(&self) -> Result<Option<IndexStats>, StoreError>;
+    /// Starts writing a new generation (validity counted at `now`).
+    fn begin(&self, now: Timestamp) -> Result<Box<dyn IndexBuild>, StoreError>;
     /// Writes `snap` as the new generation and makes it current (audited as `actor`'s).
     fn replace<'a>(
         &'a self,
@@ -300,6 +342,14 @@ pub trait IndexStore: Send + Sync {
         duration_ms: u64,
         actor: Actor,
     ) -> BoxFuture<'a, Result<IndexStats, StoreError>>;
+    /// Whether the user with JumpServer id `user_id` reaches each of `addresses` through a permission valid at `now`, with
+    /// the latest end among them (`Some(None)`: one never ends). One entry per address.
+    fn reach_of(
+        &self,
+        user_id: &str,
+        addresses: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<Option<Option<Timestamp>>>, StoreError>;
     /// Audits a sync that did not complete (the previous generation stays current).
     fn record_failure(&self, at: Timestamp, actor: Actor, detail: &str) -> Result<(), StoreError>;
     /// A user (by username) and the valid grants they hold at `now`.

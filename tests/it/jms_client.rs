@@ -536,6 +536,67 @@ async fn grant_budget_and_idempotence_one_existing_host() {
     assert_eq!(env.sim.calls_to("POST", "/api/v1/assets/"), 0);
 }
 
+/// Issue 11's preview budget: 1 existing host that the user already reaches through 7
+/// permissions costs 4 calls (user, hosts, accounts, the permission name; the node comes from
+/// the cache `start` filled), and "already has access" 1 more — one query for the host, not one
+/// per permission that touches it.
+#[tokio::test]
+async fn preview_budget_one_existing_host_with_existing_permissions() {
+    let env = sim_with(|_| {}).await;
+    let alice = env
+        .sim
+        .add_user("alice", "Alice", "alice@example.com")
+        .unwrap();
+    let bob = env.sim.add_user("bob", "Bob", "bob@example.com").unwrap();
+    let node = env.sim.add_node_path("PaymentSystem");
+    let host = env
+        .sim
+        .add_host(SeedHost {
+            name: "10.10.1.11".into(),
+            address: "10.10.1.11".into(),
+            platform_id: 1,
+            node_ids: vec![node],
+            accounts: vec![("readonly".into(), "readonly".into(), false)],
+        })
+        .unwrap();
+    let c = client(&env, ak_cfg(&env.sim.url()));
+    c.start().await.unwrap();
+    let now = accessbot::clock::Clock::now(&env.clock);
+    for i in 0..7 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        c.create_permission(&NewPermissionSpec {
+            name: format!("existing-{i}"),
+            user_ids: vec![who.clone()],
+            asset_ids: vec![host.clone()],
+            node_ids: Vec::new(),
+            accounts: vec!["@ALL".into()],
+            protocols: Vec::new(),
+            actions: vec!["connect".into()],
+            date_start: now - SignedDuration::from_hours(1),
+            date_expired: now + SignedDuration::from_hours(10 + i),
+            comment: "not ours".into(),
+        })
+        .await
+        .unwrap();
+    }
+    env.sim.reset_counts();
+    let pv = c.preview(&plan(&["10.10.1.11"])).await.unwrap();
+    assert_eq!(pv.hosts_existing.len(), 1);
+    assert_eq!(env.sim.total_calls(), 4, "preview");
+    env.sim.reset_counts();
+    let uid = pv.user_id.clone().unwrap();
+    let reach = c.user_reach(&uid, &pv.addresses).await.unwrap();
+    assert_eq!(env.sim.total_calls(), 1, "already has access");
+    // Alice's latest end among her permissions 0, 2, 4, 6 (10 h + i).
+    let want = now + SignedDuration::from_hours(16);
+    assert_eq!(reach, vec![Some(Some(want))]);
+    let nobody = c
+        .user_reach(&uid, &["10.99.9.9".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(nobody, vec![None]);
+}
+
 #[tokio::test]
 async fn grant_creates_three_hosts_user_and_node_then_nothing() {
     let env = sim_with(|_| {}).await;

@@ -30,6 +30,31 @@ pub struct SyncView {
     pub valid_permissions: usize,
     pub duration_ms: u64,
     pub synced_at: Timestamp,
+    /// JumpServer requests the sync took.
+    pub calls: u64,
+}
+
+/// How far a running sync got.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncProgressView {
+    pub rows: u64,
+    /// The lists' own counts, as far as the walk has seen them (grows as it reaches a list).
+    pub rows_expected: u64,
+    pub calls: u64,
+}
+
+pub fn sync_progress(lang: Lang, v: &SyncProgressView) -> String {
+    pick(
+        lang,
+        format!(
+            "⏳ 同步进行中：已读取 {} / {} 条记录，已调用 JumpServer {} 次。完成后告诉你结果。",
+            v.rows, v.rows_expected, v.calls
+        ),
+        format!(
+            "⏳ Sync running: {} of {} records read so far, {} JumpServer calls. I'll tell you when it's done.",
+            v.rows, v.rows_expected, v.calls
+        ),
+    )
 }
 
 pub fn sync_done(lang: Lang, v: &SyncView, tz: &TimeZone) -> String {
@@ -38,12 +63,12 @@ pub fn sync_done(lang: Lang, v: &SyncView, tz: &TimeZone) -> String {
     pick(
         lang,
         format!(
-            "✅ 同步完成（{at}）：用户 {} 个，主机 {} 台，授权 {} 条（当前有效 {} 条），耗时 {secs} 秒。现在“谁有权限”按本地索引回答。",
-            v.users, v.hosts, v.permissions, v.valid_permissions
+            "✅ 同步完成（{at}）：用户 {} 个，主机 {} 台，授权 {} 条（当前有效 {} 条），耗时 {secs} 秒，调用 JumpServer {} 次。现在“谁有权限”按本地索引回答。",
+            v.users, v.hosts, v.permissions, v.valid_permissions, v.calls
         ),
         format!(
-            "✅ Sync done ({at}): {} users, {} hosts, {} permissions ({} valid now), took {secs} s. /who-has now answers from the local index.",
-            v.users, v.hosts, v.permissions, v.valid_permissions
+            "✅ Sync done ({at}): {} users, {} hosts, {} permissions ({} valid now), took {secs} s and {} JumpServer calls. /who-has now answers from the local index.",
+            v.users, v.hosts, v.permissions, v.valid_permissions, v.calls
         ),
     )
 }

@@ -3,7 +3,7 @@ use super::handler::*;
 use super::model::*;
 use super::response::*;
 use super::users::*;
-use super::util::{self, paginate, qget};
+use super::util::{self, paginate, paginate_with, qget};
 use super::State;
 use serde_json::{json, Value};
 
@@ -266,18 +266,15 @@ pub(super) fn hosts_list(st: &State, c: &Ctx, shape: HostRows) -> Out {
         .collect();
     // Ordered by name, which keeps a limit/offset walk stable.
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let rows = rows
-        .iter()
-        .map(|h| {
-            let mut v = host_out(st, h);
-            if let (HostRows::Asset, Value::Object(m)) = (shape, &mut v) {
-                m.remove("gathered_info");
-                m.remove("spec_info");
-            }
-            v
-        })
-        .collect();
-    out(200, paginate(rows, c.q, c.base, true))
+    let page = paginate_with(rows, c.q, c.base, true, |h| {
+        let mut v = host_out(st, h);
+        if let (HostRows::Asset, Value::Object(m)) = (shape, &mut v) {
+            m.remove("gathered_info");
+            m.remove("spec_info");
+        }
+        v
+    });
+    out(200, page)
 }
 
 /// `GET /accounts/accounts/`: one row per account, i.e. per (host, name) — the same username on

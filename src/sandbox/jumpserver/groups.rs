@@ -9,7 +9,7 @@ use super::model::*;
 use super::relations;
 use super::response::*;
 use super::users::*;
-use super::util::{self, fmt_dt, paginate, qget};
+use super::util::{self, fmt_dt, paginate_with, qget};
 use super::State;
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -136,8 +136,8 @@ pub(super) fn groups_list(st: &State, c: &Ctx) -> Out {
         })
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let rows = rows.iter().map(|g| group_json(st, g)).collect();
-    out(200, paginate(rows, c.q, c.base, true))
+    let page = paginate_with(rows, c.q, c.base, true, |g| group_json(st, g));
+    out(200, page)
 }
 
 /// `POST /users/groups/ {name, users, comment}` (172): the name is unique per org, with the

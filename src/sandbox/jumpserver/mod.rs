@@ -28,6 +28,7 @@ mod perms;
 mod platforms;
 mod relations;
 mod response;
+pub mod scale;
 mod terminal;
 mod users;
 pub mod util;

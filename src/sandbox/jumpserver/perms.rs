@@ -9,7 +9,7 @@ use super::model::*;
 use super::relations;
 use super::response::*;
 use super::users::*;
-use super::util::{self, paginate, parse_dt, qget};
+use super::util::{self, paginate_with, parse_dt, qget};
 use super::State;
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -69,8 +69,8 @@ pub(super) fn perms_list(st: &State, c: &Ctx) -> Out {
         .filter(|p| valid_filter(c.q, p, c.now))
         .collect();
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    let rows = rows.iter().map(|p| perm_json(p, c.now, None)).collect();
-    out(200, paginate(rows, c.q, c.base, true))
+    let page = paginate_with(rows, c.q, c.base, true, |p| perm_json(p, c.now, None));
+    out(200, page)
 }
 
 /// Validates the writable permission fields present in `obj` into `p`.

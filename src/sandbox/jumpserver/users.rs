@@ -4,7 +4,7 @@ use super::groups::{group_ids, set_user_groups, user_out};
 use super::handler::*;
 use super::model::*;
 use super::response::*;
-use super::util::{self, paginate, parse_dt, qget};
+use super::util::{self, paginate, paginate_with, parse_dt, qget};
 use super::State;
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -77,11 +77,10 @@ pub(super) fn users_list(st: &State, c: &Ctx) -> Out {
         })
         .collect();
     rows.sort_by(|a, b| a.username.cmp(&b.username));
-    let rows = rows
-        .iter()
-        .map(|u| user_out(st, u, UserShape::List, c.now))
-        .collect();
-    out(200, paginate(rows, c.q, c.base, true))
+    let page = paginate_with(rows, c.q, c.base, true, |u| {
+        user_out(st, u, UserShape::List, c.now)
+    });
+    out(200, page)
 }
 
 pub(super) fn valid_email(e: &str) -> bool {

@@ -6,6 +6,7 @@ use crate::config::MissingLogin;
 use crate::domain::audit::Actor;
 use crate::domain::change::Change;
 use crate::domain::identity::{self, DirectoryEntry};
+use crate::domain::ids::JmsUserId;
 use crate::domain::jobs::JobKind;
 use crate::domain::notice::Notice;
 use crate::domain::order::{ApprovalMode, ChangePreview, Order, Request, State};
@@ -301,6 +302,35 @@ pub(in crate::workflow) fn routing_targets(
     out
 }
 
+/// How old an index may be to answer the preview's "already has access": a recent `/sync` saw
+/// what JumpServer held minutes ago, which is what an approver needs to judge a request; an
+/// older one asks JumpServer instead.
+const INDEX_FRESH_FOR: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+
+/// Whether `uid` already reaches each of `addresses`, with the latest end: from the local
+/// index when it is fresh (no JumpServer call), else one JumpServer query per address.
+async fn already_reached(
+    wf: &Workflow,
+    uid: &JmsUserId,
+    addresses: &[String],
+) -> Result<Vec<Option<Option<Timestamp>>>, String> {
+    if addresses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = wf.now();
+    let fresh = matches!(wf.index.stats(), Ok(Some(s)) if now.duration_since(s.synced_at) <= INDEX_FRESH_FOR);
+    if fresh {
+        match wf.index.reach_of(uid.as_str(), addresses, now) {
+            Ok(r) => return Ok(r),
+            Err(e) => tracing::info!(error = %e, "index lookup failed; asking JumpServer"),
+        }
+    }
+    wf.bastion
+        .user_reach(uid, addresses)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 pub(in crate::workflow) async fn preview(
     wf: &Workflow,
     plan: &GrantPlan,
@@ -308,28 +338,18 @@ pub(in crate::workflow) async fn preview(
     let p = wf.bastion.preview(plan).await?;
     let mut already = Vec::new();
     if let Some(uid) = &p.user_id {
-        let hosts = p.hosts_existing_labels.iter().zip(&p.addresses);
-        for (label, address) in hosts.take(ALREADY_LOOKUPS) {
-            match wf.bastion.who_can_reach(address).await {
-                Ok(rows) => {
-                    let mine: Vec<Option<Timestamp>> = rows
-                        .iter()
-                        .filter(|r| &r.user_id == uid)
-                        .map(|r| r.date_expired)
-                        .collect();
-                    if !mine.is_empty() {
-                        // No end on any permission beats every end.
-                        let until = if mine.iter().any(Option::is_none) {
-                            None
-                        } else {
-                            mine.into_iter().flatten().max()
-                        };
+        let n = p.addresses.len().min(ALREADY_LOOKUPS);
+        let (labels, addresses) = (&p.hosts_existing_labels[..n], &p.addresses[..n]);
+        match already_reached(wf, uid, addresses).await {
+            Ok(reach) => {
+                for (label, r) in labels.iter().zip(reach) {
+                    if let Some(until) = r {
                         already.push((label.clone(), until));
                     }
                 }
-                Err(e) => {
-                    tracing::info!(error = %e, "current access lookup failed; preview without it")
-                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "current access lookup failed; preview without it")
             }
         }
     }
