@@ -63,10 +63,12 @@ enum Command {
     /// JumpServer held by this process, kills it with SIGKILL at random moments while requests
     /// are made and decided, restarts it, and checks one permission per approved order and none
     /// lost. Exit 1 on any violation. See scripts/fault.sh and docs/reliability.md.
+    #[cfg(feature = "sandbox")]
     #[command(hide = true)]
     Fault(FaultArgs),
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(clap::Args)]
 struct FaultArgs {
     /// Requests to make (each is approved or rejected).
@@ -105,6 +107,7 @@ struct FaultArgs {
     quiet: bool,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Clone, Copy, ValueEnum)]
 enum FaultApproval {
     Card,
@@ -122,7 +125,9 @@ fn main() -> ExitCode {
     let format = cli.log_format;
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
-        Command::Demo | Command::Fault(_) => "warn",
+        Command::Demo => "warn",
+        #[cfg(feature = "sandbox")]
+        Command::Fault(_) => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -141,7 +146,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "sandbox")]
         Command::Demo => Ok(accessbot::demo::main_entry()),
+        // Kept in the command list so `demo` answers with the reason instead of "unrecognized".
+        #[cfg(not(feature = "sandbox"))]
+        Command::Demo => {
+            eprintln!(
+                "accessbot demo: this build has no simulated DingTalk and JumpServer (built with \
+                 --no-default-features); build with the default `sandbox` feature to run the demo"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        #[cfg(feature = "sandbox")]
         Command::Fault(args) => fault(args),
         Command::Config {
             what: ConfigCommand::Example,
@@ -290,6 +306,7 @@ async fn healthcheck(listen: &str, timeout: Duration) -> ExitCode {
     ExitCode::FAILURE
 }
 
+#[cfg(feature = "sandbox")]
 fn fault(a: FaultArgs) -> anyhow::Result<ExitCode> {
     use accessbot::fault::{self, Approval, FaultOptions};
     use std::time::Duration;
