@@ -129,6 +129,7 @@ fn build_engine(
             orders: Arc::new(orders.clone()),
             dialogs: Arc::new(Dialogs::new(&opts.store)?),
             index: Arc::new(index.clone()),
+            audit: Arc::new(Audit::new(&opts.store)?),
             chat: Arc::new(dingtalk.clone()),
             bastion: Arc::new(jms.clone()),
         },

@@ -2,6 +2,7 @@
 //!
 //! Module map (one line each; adapters never import the domain's IO-free rules the other way round):
 pub mod app; //        wiring: adapters into the workflow's ports, the HTTP server and workers, clean shutdown
+pub mod audit_cli; //  `accessbot audit verify|export`: the hash-chained trail checked and exported for auditors
 pub mod chat; //       what users read: replies, notices, cards, by topic, in zh-CN / en (no IO)
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
