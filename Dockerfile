@@ -24,9 +24,12 @@ RUN mkdir -p src benches tests/it \
     && echo 'fn main() {}' > src/main.rs \
     && touch src/lib.rs benches/event_path.rs benches/grant.rs \
     && echo 'fn main() {}' > tests/it/main.rs \
-    && cargo build --release --locked --bin accessbot \
+    && cargo build --release --locked --no-default-features --bin accessbot \
     && rm -f target/release/accessbot
 
+# Both builds use --no-default-features: the image is the server alone, without the simulators,
+# `demo` and `fault` (the `sandbox` feature).
+#
 # The real source. COPY keeps the files' own modification times, which are older than the
 # stub build above, so cargo would take the stub's fingerprint as current and ship the empty
 # binary: touch the crate roots so the accessbot crate itself is rebuilt (dependencies are not).
@@ -35,7 +38,7 @@ RUN mkdir -p src benches tests/it \
 COPY src ./src
 COPY config ./config
 RUN touch src/main.rs src/lib.rs \
-    && cargo build --release --locked --bin accessbot \
+    && cargo build --release --locked --no-default-features --bin accessbot \
     && test -n "$(./target/release/accessbot --version)"
 
 # ---- runtime -------------------------------------------------------------------------------

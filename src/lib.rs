@@ -6,12 +6,14 @@ pub mod audit_cli; //  `accessbot audit verify|export`: the hash-chained trail c
 pub mod chat; //       what users read: replies, notices, cards, by topic, in zh-CN / en (no IO)
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
-pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
-pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
-pub mod dispatch; //   routes each verified Inbound event to its handler
+#[cfg(feature = "sandbox")]
+pub mod demo; //       `accessbot demo` (feature sandbox): bot + simulators on loopback, a checked scenario
+pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, Stream frames, OpenAPI client (client/)
+pub mod dispatch; //   the seam after the ingress: the Dispatch trait the workflow's dispatcher implements
 pub mod doctor; //     `accessbot doctor`: every credential and right checked against the real services, with fixes
 pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
-pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
+#[cfg(feature = "sandbox")]
+pub mod fault; //      `accessbot fault` (hidden, feature sandbox): SIGKILL the bot process at random, restart, check nothing lost or doubled
 pub mod inbound; //    the one typed event every DingTalk listener produces
 pub mod ingress; //    the one front door of both listeners: verify → parse → dedupe → dispatch
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
@@ -20,8 +22,10 @@ pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for cha
 pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-line hooks; store gauges read at scrape
 pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
 pub mod readiness; //  readiness probes (store, DingTalk token, Stream, JumpServer auth), cached against hammering
-pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
-pub mod scale; //      `accessbot scale` (hidden): time /sync of a large simulated org, count its calls and RSS
+#[cfg(feature = "sandbox")]
+pub mod sandbox; //    (feature sandbox, on by default) simulated DingTalk and JumpServer: loopback HTTP servers
+#[cfg(feature = "sandbox")]
+pub mod scale; //      `accessbot scale` (hidden, feature sandbox): time /sync of a large simulated org, count its calls and RSS
 pub mod secret; //     the redacting Secret type
 pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)
 pub mod worker; //     background jobs: outbox runner, scheduler

@@ -77,15 +77,18 @@ enum Command {
     /// JumpServer held by this process, kills it with SIGKILL at random moments while requests
     /// are made and decided, restarts it, and checks one permission per approved order and none
     /// lost. Exit 1 on any violation. See scripts/fault.sh and docs/reliability.md.
+    #[cfg(feature = "sandbox")]
     #[command(hide = true)]
     Fault(FaultArgs),
     /// Scale run: seeds the simulated JumpServer with a large org, runs this binary as the bot,
     /// times an admin's /sync, counts JumpServer calls and reports the bot's RSS. See
     /// scripts/scale.sh and docs/benchmarks.md.
+    #[cfg(feature = "sandbox")]
     #[command(hide = true)]
     Scale(ScaleArgs),
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(clap::Args)]
 struct ScaleArgs {
     #[arg(long, default_value_t = 10_000)]
@@ -111,6 +114,7 @@ struct ScaleArgs {
     limit_secs: u64,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(clap::Args)]
 struct FaultArgs {
     /// Requests to make (each is approved or rejected).
@@ -149,6 +153,7 @@ struct FaultArgs {
     quiet: bool,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Clone, Copy, ValueEnum)]
 enum FaultApproval {
     Card,
@@ -218,7 +223,9 @@ fn main() -> ExitCode {
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
         // The doctor prints a checklist on stdout; the clients' info lines would interleave.
-        Command::Demo | Command::Fault(_) | Command::Scale(_) | Command::Doctor { .. } => "warn",
+        Command::Demo | Command::Doctor { .. } => "warn",
+        #[cfg(feature = "sandbox")]
+        Command::Fault(_) | Command::Scale(_) => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -237,8 +244,20 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        #[cfg(feature = "sandbox")]
         Command::Demo => Ok(accessbot::demo::main_entry()),
+        // Kept in the command list so `demo` answers with the reason instead of "unrecognized".
+        #[cfg(not(feature = "sandbox"))]
+        Command::Demo => {
+            eprintln!(
+                "accessbot demo: this build has no simulated DingTalk and JumpServer (built with \
+                 --no-default-features); build with the default `sandbox` feature to run the demo"
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        #[cfg(feature = "sandbox")]
         Command::Fault(args) => fault(args),
+        #[cfg(feature = "sandbox")]
         Command::Scale(args) => scale(args),
         Command::Config {
             what: ConfigCommand::Example,
@@ -414,6 +433,7 @@ async fn healthcheck(listen: &str, timeout: Duration) -> ExitCode {
     ExitCode::FAILURE
 }
 
+#[cfg(feature = "sandbox")]
 fn scale(a: ScaleArgs) -> anyhow::Result<ExitCode> {
     use accessbot::sandbox::jumpserver::scale::ScaleSpec;
     use accessbot::scale::{run, ScaleOptions};
@@ -546,6 +566,7 @@ fn audit(what: AuditCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+#[cfg(feature = "sandbox")]
 fn fault(a: FaultArgs) -> anyhow::Result<ExitCode> {
     use accessbot::fault::{self, Approval, FaultOptions};
     use std::time::Duration;

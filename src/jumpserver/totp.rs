@@ -85,4 +85,21 @@ mod tests {
         assert!(decode_base32("not base32!").is_none());
         assert!(decode_base32("").is_none());
     }
+
+    #[test]
+    fn totp_matches_transcript_019() {
+        assert_eq!(
+            totp("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 1_795_347_762).as_deref(),
+            Some("941207")
+        );
+    }
+
+    #[test]
+    fn totp_rfc6238_vector() {
+        // RFC 6238 appendix B, SHA1 at T=59 -> 94287082 (8 digits); last 6 digits.
+        assert_eq!(
+            totp("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 59).as_deref(),
+            Some("287082")
+        );
+    }
 }

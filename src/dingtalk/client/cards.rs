@@ -1,6 +1,7 @@
 //! Interactive cards: create and deliver, update public and private data, register the HTTP
 //! callback route (reference §5.1–5.3).
-use super::transport::{str_field, Style};
+use super::error::str_field;
+use super::transport::Style;
 use super::{DingTalkClient, DingTalkError, Result};
 use crate::domain::ids::DingUserId;
 use crate::secret::Secret;

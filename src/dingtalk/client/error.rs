@@ -1,6 +1,5 @@
 //! DingTalk's errors, typed: how a response of the new API or of the legacy oapi maps to a
 //! `DingTalkError` and to the retry decision of reference §9.
-use super::transport::str_field;
 use crate::dingtalk::message::MessageError;
 use serde_json::Value;
 
@@ -147,6 +146,14 @@ pub(super) fn classify_legacy(status: u16, v: Value) -> Outcome {
         }),
         _ => Outcome::Fatal(DingTalkError::Legacy { errcode, errmsg }),
     }
+}
+
+/// A string field of a response body; empty when absent or not a string.
+pub(super) fn str_field(v: &Value, k: &str) -> String {
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -273,13 +273,6 @@ fn path_of(url: &str) -> String {
         .unwrap_or_else(|_| "<unparsable url>".into())
 }
 
-pub(super) fn str_field(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
 async fn read_json(resp: reqwest::Response) -> Result<Value> {
     let bytes = resp
         .bytes()

@@ -5,6 +5,9 @@ use super::response::*;
 use super::util::{self, fmt_dt};
 use super::{Pending, Shared, State};
 use crate::jumpserver::httpsig::{self, HttpSigError};
+// The sim checks codes with the client's TOTP: one implementation, pinned by the RFC 6238
+// vector and transcript 019 in `jumpserver::totp`.
+use crate::jumpserver::totp;
 use axum::http::{HeaderMap, Method};
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -289,7 +292,7 @@ pub(super) fn mfa_challenge(
     let ok = seed.is_some_and(|s| {
         [t - 30, t, t + 30]
             .iter()
-            .any(|tt| util::totp(&s, *tt).as_deref() == code && code.is_some())
+            .any(|tt| totp::totp(&s, *tt).as_deref() == code && code.is_some())
     });
     let mut o = if ok {
         if let Some(p) = st.pending.get_mut(&sid) {

@@ -1,9 +1,7 @@
 //! Small pure helpers of the simulated JumpServer: its datetime text forms, DRF limit/offset
 //! pagination (absolute links, 200-row silent cap, 1000-row limit cap), ids and RFC 6238 TOTP.
-use hmac::{Hmac, Mac};
 use jiff::{tz::TimeZone, SignedDuration, Timestamp};
 use serde_json::{json, Value};
-use sha1::Sha1;
 
 /// The recorded server ran in Asia/Shanghai; every datetime it returns carries +0800.
 pub fn fmt_dt(t: Timestamp) -> String {
@@ -176,59 +174,9 @@ pub fn paginate_with<T>(
     json!({"count": count, "next": next, "previous": previous, "results": results})
 }
 
-/// RFC 4648 base32 (no padding needed), as used for TOTP seeds.
-pub fn base32_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let (mut buf, mut bits) = (0u64, 0u32);
-    for c in s.chars().filter(|c| *c != '=' && !c.is_whitespace()) {
-        let v = match c.to_ascii_uppercase() {
-            c @ 'A'..='Z' => c as u64 - 'A' as u64,
-            c @ '2'..='7' => c as u64 - '2' as u64 + 26,
-            _ => return None,
-        };
-        buf = (buf << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((buf >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
-}
-
-/// RFC 6238 TOTP, SHA1, 6 digits, 30 s steps.
-pub fn totp(seed_base32: &str, unix: i64) -> Option<String> {
-    let key = base32_decode(seed_base32)?;
-    let counter = (unix.max(0) / 30) as u64;
-    let mut mac = Hmac::<Sha1>::new_from_slice(&key).ok()?;
-    mac.update(&counter.to_be_bytes());
-    let d = mac.finalize().into_bytes();
-    let off = (d.last().copied()? & 0x0f) as usize;
-    let b = d.get(off..off + 4)?;
-    let n = u32::from_be_bytes([b[0] & 0x7f, b[1], b[2], b[3]]) % 1_000_000;
-    Some(format!("{n:06}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn totp_matches_transcript_019() {
-        assert_eq!(
-            totp("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 1_795_347_762).as_deref(),
-            Some("941207")
-        );
-    }
-
-    #[test]
-    fn totp_rfc6238_vector() {
-        // RFC 6238 appendix B, SHA1 at T=59 -> 94287082 (8 digits); last 6 digits.
-        assert_eq!(
-            totp("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", 59).as_deref(),
-            Some("287082")
-        );
-    }
 
     #[test]
     fn datetimes_in_every_accepted_form() {
