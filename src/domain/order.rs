@@ -522,6 +522,12 @@ impl Order {
         self.check(Action::Approve)?;
         let window = match self.request.duration() {
             None => None,
+            // The end the requester named holds while it is ahead; approved after it passed,
+            // the window falls back to the length they asked for, counted from now.
+            Some(_) if self.request.ends_at().is_some_and(|e| e > at) => Some(Window {
+                start: at,
+                end: self.request.ends_at().unwrap_or(at),
+            }),
             Some(d) => {
                 let end = at
                     .checked_add(d)

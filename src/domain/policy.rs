@@ -28,7 +28,7 @@ mode = "card"                     # "card": approval card from the bot; "oa": Di
 default_approvers = ["manager01"] # DingTalk userids; approve hosts no [[systems]] entry claims
 
 [policy]
-admins = ["ops-lead01"]           # DingTalk userids allowed to run /sync, /who-has, /revoke, /renew
+admins = ["ops-lead01"]           # DingTalk userids allowed to run /sync, /who-has, /revoke, /pending (all), /apply for; anyone renews or gives back their own grant, admins anyone's
 self_approval = false             # may an approver approve their own request?
 approvals_required = 1            # distinct approvals before access is granted
 reason_required = true            # every host request must say why
@@ -63,6 +63,7 @@ max_duration = { ops = "1d", readonly = "7d" }
 language = "zh-CN"                # "zh-CN" or "en"
 timezone = "Asia/Shanghai"        # times are shown in this zone, stored in UTC
 dialog_idle_minutes = 10          # an unfinished request dialog is forgotten after this
+workday_end = "18:00"             # "until Friday" / 明天下班前 ends at this time of day
 
 [identity]
 rule = "email_local_part"         # email_local_part | org_email_local_part | job_number | mobile | map
@@ -187,6 +188,8 @@ pub struct ChatConfig {
     pub timezone: String,
     /// An unfinished request dialog is forgotten after this many idle minutes.
     pub dialog_idle_minutes: u32,
+    /// When "until Friday" / 明天下班前 ends (`HH:MM` in `timezone`): the end of the working day.
+    pub workday_end: String,
 }
 
 impl Default for ChatConfig {
@@ -195,6 +198,7 @@ impl Default for ChatConfig {
             language: Lang::ZhCn,
             timezone: "Asia/Shanghai".into(),
             dialog_idle_minutes: 10,
+            workday_end: "18:00".into(),
         }
     }
 }
@@ -281,6 +285,9 @@ pub struct AccessRequest {
     pub targets: Vec<Target>,
     pub role: Role,
     pub duration: AccessDuration,
+    /// The end the requester named (`到周五`), when they named one; `duration` is its length
+    /// at the time of asking.
+    pub ends_at: Option<jiff::Timestamp>,
     pub reason: Option<String>,
 }
 
@@ -351,6 +358,8 @@ pub struct Policy {
     pub timezone: jiff::tz::TimeZone,
     pub timezone_name: String,
     pub dialog_idle_ms: i64,
+    /// The end of the working day, where "until <day>" ends unless a time is named.
+    pub workday_end: jiff::civil::Time,
     pub identity: IdentityConfig,
 }
 
@@ -716,6 +725,16 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
     if cfg.chat.dialog_idle_minutes == 0 {
         p.push("chat.dialog_idle_minutes: must be at least 1".into());
     }
+    let workday_end = match cfg.chat.workday_end.trim().parse::<jiff::civil::Time>() {
+        Ok(t) => t,
+        Err(_) => {
+            p.push(format!(
+                "chat.workday_end: `{}` is not a time of day (write e.g. \"18:00\")",
+                cfg.chat.workday_end
+            ));
+            jiff::civil::Time::midnight()
+        }
+    };
     p.extend(cfg.identity.validate());
 
     match (ops, readonly, timezone) {
@@ -737,6 +756,7 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
             timezone,
             timezone_name: cfg.chat.timezone.clone(),
             dialog_idle_ms: i64::from(cfg.chat.dialog_idle_minutes) * 60_000,
+            workday_end,
             identity: cfg.identity.clone(),
         }),
         _ => Err(p),

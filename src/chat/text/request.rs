@@ -18,7 +18,17 @@ pub struct RequestView<'a> {
     pub targets: &'a [Target],
     pub role: Role,
     pub duration: AccessDuration,
+    /// When it ends, in words (`至 12月5日（周五）18:00`, or "from approval").
+    pub window: String,
     pub reason: Option<&'a str>,
+}
+
+/// A window that opens at approval (its end is not known before): `批准后起算`.
+pub fn from_approval(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "批准后起算",
+        Lang::En => "from approval",
+    }
 }
 
 fn request_lines(lang: Lang, r: &RequestView<'_>) -> String {
@@ -26,22 +36,24 @@ fn request_lines(lang: Lang, r: &RequestView<'_>) -> String {
     pick(
         lang,
         format!(
-            "单号：{}\n申请人：{}（JumpServer 用户 {}）\n主机：{}\n权限：{}\n时长：{}\n原因：{reason}",
+            "单号：{}\n申请人：{}（JumpServer 用户 {}）\n主机：{}\n权限：{}\n时长：{}（{}）\n原因：{reason}",
             r.order,
             r.requester_name,
             r.username,
             targets(lang, r.targets),
             role(lang, r.role),
-            duration(lang, r.duration)
+            duration(lang, r.duration),
+            r.window
         ),
         format!(
-            "Order: {}\nRequester: {} (JumpServer user {})\nHosts: {}\nAccess: {}\nFor: {}\nReason: {reason}",
+            "Order: {}\nRequester: {} (JumpServer user {})\nHosts: {}\nAccess: {}\nFor: {} ({})\nReason: {reason}",
             r.order,
             r.requester_name,
             r.username,
             targets(lang, r.targets),
             role(lang, r.role),
-            duration(lang, r.duration)
+            duration(lang, r.duration),
+            r.window
         ),
     )
 }

@@ -117,6 +117,7 @@ pub(in crate::workflow) fn submit_host(
         system: None,
         role: req.role,
         duration: req.duration,
+        ends_at: req.ends_at,
         reason: req.reason.unwrap_or_default(),
     };
     let id = create_order(wf, sender, nick, request, approvers)?;

@@ -24,7 +24,7 @@ pub(super) fn run(
     let now = wf.now();
     let res = wf.orders.update(id, |o| {
         if !admin && o.requester != *sender {
-            return Err(Refusal::Text(text::admin_only(lang)));
+            return Err(Refusal::Text(text::not_your_order(lang, id)));
         }
         if o.state != State::Active {
             return Err(Refusal::Text(text::not_active(
