@@ -280,7 +280,7 @@ fn advance(mut draft: ApplyDraft, started_ms: i64, now_ms: i64, policy: &Policy)
     // "Until Friday" becomes a length now, with the clock and zone of this message; the end
     // itself travels with the request so the grant ends when the person said.
     let mut ends_at = None;
-    if let (None, Some(u)) = (draft.duration, draft.until) {
+    if let Some(u) = draft.until {
         let now = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         match (
             u.resolve(now, &policy.timezone, policy.workday_end),

@@ -31,11 +31,7 @@ pub(super) fn run(cx: &Ctx<'_>, from: usize) -> Result<Answer, DispatchError> {
     let rows: Vec<String> = waiting[skip..]
         .iter()
         .map(|o| {
-            let age = now
-                .since(o.created_at)
-                .ok()
-                .and_then(|s| u64::try_from(s.get_minutes()).ok())
-                .unwrap_or(0);
+            let age = u64::try_from(now.duration_since(o.created_at).as_mins()).unwrap_or(0);
             let what = match o.request.access_duration() {
                 Some(d) => format!(
                     "{} · {} · {}",

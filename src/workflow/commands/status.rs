@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
     let (wf, sender) = (cx.wf, cx.sender);
-    let lang = wf.lang();
+    let lang = cx.lang;
     let Some(o) = wf.orders.get(id).map_err(retry)? else {
         return Ok(Answer::Say(text::order_not_found(lang, id)));
     };
@@ -37,7 +37,7 @@ pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
     }
     let webhook = match (unknown.is_empty(), cx.webhook.clone()) {
         (false, Some(w)) => w,
-        _ => return Ok(Answer::Say(status(wf.text(), &o, &known))),
+        _ => return Ok(Answer::Say(status(wf.text_in(lang), &o, &known))),
     };
     // Names not seen since the start: asked of the directory, then answered.
     let chat = wf.chat.clone();

@@ -117,7 +117,7 @@ pub(in crate::workflow) fn on_chat(wf: &Workflow, msg: ChatMessage) -> Result<()
     let mut rich: Option<OutMessage> = None;
     let answer = match step.reply {
         Reply::Complete => match step.done {
-            Some(req) => apply::submit_host(wf, &sender, &msg.sender_nick, req)?,
+            Some(req) => apply::submit_host(wf, &sender, &msg.sender_nick, req, lang)?,
             None => text::help(lang, wf.policy.is_admin(&sender)),
         },
         Reply::Command(cmd) => {
