@@ -244,8 +244,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         kind: CommandKind::WhoHas,
         en: &["who-has", "whohas", "who has", "who_has"],
         zh: &["谁有权限", "谁有"],
-        args_en: "<host | user> [all]",
-        args_zh: "<主机 | 用户> [全部]",
+        args_en: "<host | user> [all] [from n]",
+        args_zh: "<主机 | 用户> [全部] [从第几条]",
         about_en: "list who has access to a host, or what a user can reach",
         about_zh: "查看某主机的授权人，或某用户的权限",
         example_en: "/who-has 10.1.2.3",
@@ -321,6 +321,8 @@ pub enum Command {
     WhoHas {
         subject: String,
         all: bool,
+        /// From the n-th row on (1 = the first): a long answer is read in parts.
+        from: usize,
     },
     Revoke(OrderId),
     Renew {
@@ -597,7 +599,11 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
                     Ok(t @ Target::Address(_)) => t.to_string(),
                     _ => first.to_string(),
                 };
-                Ok(Command::WhoHas { subject, all })
+                Ok(Command::WhoHas {
+                    subject,
+                    all,
+                    from: list_from(rest),
+                })
             }
         }
     }
@@ -1050,7 +1056,8 @@ mod tests {
                 parse(t),
                 Ok(Command::WhoHas {
                     subject: "10.1.2.3".into(),
-                    all: false
+                    all: false,
+                    from: 1
                 }),
                 "{t}"
             );
@@ -1060,7 +1067,8 @@ mod tests {
             parse("/who-has Zhang.San"),
             Ok(Command::WhoHas {
                 subject: "Zhang.San".into(),
-                all: false
+                all: false,
+                from: 1
             })
         );
     }

@@ -196,6 +196,7 @@ fn admin_commands_in_both_languages() {
             Command::WhoHas {
                 subject: "10.1.2.3".into(),
                 all: false,
+                from: 1,
             },
         ),
         (
@@ -203,6 +204,7 @@ fn admin_commands_in_both_languages() {
             Command::WhoHas {
                 subject: "alice".into(),
                 all: false,
+                from: 1,
             },
         ),
         (
@@ -210,6 +212,7 @@ fn admin_commands_in_both_languages() {
             Command::WhoHas {
                 subject: "10.1.2.3".into(),
                 all: false,
+                from: 1,
             },
         ),
         (
@@ -217,6 +220,7 @@ fn admin_commands_in_both_languages() {
             Command::WhoHas {
                 subject: "10.1.2.3".into(),
                 all: true,
+                from: 1,
             },
         ),
         (
@@ -224,6 +228,7 @@ fn admin_commands_in_both_languages() {
             Command::WhoHas {
                 subject: "alice".into(),
                 all: true,
+                from: 1,
             },
         ),
         ("/revoke R261122-007", Command::Revoke(a.clone())),

@@ -196,6 +196,12 @@ async fn durations_people_type_are_taken_in_apply_and_in_the_dialog() {
         let o = env.newest(user, before).await;
         assert!(r.contains(o.id.as_str()), "{phrase}: {r}");
         check_duration(&o, phrase, want);
+        // The "submitted" message says when it ends, in words.
+        if let Want::Until(_, echo) = want {
+            env.drain().await;
+            let told = env.all_texts_to(user);
+            assert!(told.contains(echo), "{phrase}: {told}");
+        }
 
         // Answered to the dialog's duration question.
         let before = env.orders_of(ZHANG).len();

@@ -35,6 +35,30 @@ pub fn left_out(lang: Lang, n: usize, next: &str) -> String {
     )
 }
 
+/// Where a listing starts and the command that lists again (without the starting number):
+/// `谁有权限 10.1.2.3 全部`.
+pub struct Paging<'a> {
+    /// 1 = from the first row.
+    pub from: usize,
+    pub again: &'a str,
+}
+
+/// `head`, then the rows from `paging.from` that fit, then how many were left out and the
+/// command that shows them.
+pub fn page(lang: Lang, head: &str, rows: &[String], paging: &Paging<'_>) -> String {
+    let skip = paging.from.saturating_sub(1).min(rows.len());
+    let rest = &rows[skip..];
+    let shown = fit(head, rest);
+    let mut out = format!("{head}\n{}", rest[..shown].join("\n"));
+    let left = rest.len() - shown;
+    if left > 0 {
+        let next = format!("{} {}", paging.again, skip + shown + 1);
+        out.push('\n');
+        out.push_str(&left_out(lang, left, &next));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

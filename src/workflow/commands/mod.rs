@@ -74,7 +74,7 @@ pub(in crate::workflow) fn run(cx: &Ctx<'_>, cmd: Command) -> Result<Answer, Dis
         Command::Approve(id) => decide::run(cx, &id, None),
         Command::Reject { order, reason } => decide::run(cx, &order, Some(reason)),
         Command::Sync => sync::run(cx),
-        Command::WhoHas { subject, all } => who_has::run(cx, subject, all),
+        Command::WhoHas { subject, all, from } => who_has::run(cx, subject, all, from),
         Command::Revoke(id) => revoke::run(cx, &id),
         Command::Renew { order, duration } => renew::run(cx, &order, duration),
         Command::Pending(from) => pending::run(cx, from),
