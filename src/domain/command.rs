@@ -5,7 +5,7 @@
 //! Longer than 600 lines on purpose: the table, the parser and the help generated from it must
 //! agree word for word, so they are kept in one file; its unit tests are at the end.
 use crate::domain::duration::{self, AccessDuration, DurationError};
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::target::{self, Target, TargetError, PARSE_MAX_TARGETS};
 use crate::domain::until::{self, Until};
 use serde::{Deserialize, Serialize};
@@ -300,6 +300,10 @@ pub struct ApplyDraft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<Until>,
     pub reason: Option<String>,
+    /// `/apply for <user> …` · `申请 给 <user> …`: asked for this person (their order, their
+    /// JumpServer user); who may do so is checked when the request is submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<DingUserId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -450,9 +454,13 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     if let Some((kind, args)) = match_command(body) {
         return parse_args(kind, args.trim());
     }
-    // Bare `apply` / `申请`: host if an address follows, else ask which.
+    // Bare `apply` / `申请`: on someone's behalf (`apply for bob01 …`, `申请 给 bob01 …`), host
+    // if an address follows, else ask which.
     for word in ["apply", "申请"] {
         if let Some(rest) = strip_word(body, word) {
+            if let Some(draft) = on_behalf(rest)? {
+                return Ok(Command::ApplyHost(draft));
+            }
             let first = rest.split_whitespace().next().unwrap_or("");
             return match target::classify(first.split(',').next().unwrap_or("")) {
                 Ok(Target::Address(_)) => parse_args(CommandKind::ApplyHost, rest.trim()),
@@ -473,6 +481,39 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         args: near.map(|(_, a)| a.trim().to_string()).unwrap_or_default(),
         word,
     })
+}
+
+/// `for bob01 [host] 10.1.2.3 …` / `给 bob01 [主机] 10.1.2.3 …` after `apply` / `申请`: the
+/// rest is read as `/apply host`, for that user. `None` when `rest` does not start so.
+fn on_behalf(rest: &str) -> Result<Option<ApplyDraft>, CommandError> {
+    let rest = rest.trim_start();
+    let after = ["for ", "给", "为", "替", "帮"]
+        .iter()
+        .find_map(|w| strip_ci(rest, w))
+        .map(str::trim_start);
+    let Some(after) = after else {
+        return Ok(None);
+    };
+    let (user, args) = split_first(after);
+    let user = user.trim_start_matches('@');
+    let ok = !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(CommandError::MissingSubject {
+            kind: CommandKind::ApplyHost,
+        });
+    }
+    // The host word is optional: `apply for bob01 host 10.1.2.3` and `… for bob01 10.1.2.3`.
+    let args = ["hosts ", "host ", "server ", "主机", "服务器"]
+        .iter()
+        .find_map(|w| strip_ci(args, w))
+        .unwrap_or(args);
+    let mut draft = parse_apply_host(args)?;
+    draft.on_behalf_of = Some(DingUserId::new(user));
+    Ok(Some(draft))
 }
 
 /// True when the whole message is just one of `kind`'s words (`取消`, `/cancel`, `帮助`): how an

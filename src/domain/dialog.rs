@@ -331,6 +331,7 @@ fn advance(mut draft: ApplyDraft, started_ms: i64, now_ms: i64, policy: &Policy)
         role,
         duration: d,
         ends_at,
+        on_behalf_of: draft.on_behalf_of,
         reason: draft.reason,
     };
     DialogStep {

@@ -347,6 +347,10 @@ pub struct Order {
     /// before installation ids existed, which keep their old permission name.
     #[serde(default)]
     pub installation: String,
+    /// Who asked for it when it is someone else's (`/apply for <user> …`): they are told
+    /// what the requester is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed_by: Option<DingUserId>,
     /// Compare-and-swap counter, owned by the store: +1 on every stored change.
     pub version: u64,
 }
@@ -413,6 +417,7 @@ impl Order {
             preview: None,
             requester_email: None,
             installation: String::new(),
+            filed_by: None,
             version: 0,
         }
     }

@@ -35,6 +35,7 @@ reason_required = true            # every host request must say why
 auto_create_user = true           # create the JumpServer user on first grant
 max_addresses = 50                # most hosts/systems in one request
 requesters = []                   # when non-empty, only these userids may ask
+team_leads = []                   # besides admins, these userids may ask for someone else (/apply for <user> …)
 
 [roles.ops]
 accounts = ["@SPEC", "ops"]       # JumpServer account spec; ["@ALL"] for every account
@@ -124,6 +125,9 @@ pub struct PolicySection {
     pub max_addresses: usize,
     /// When non-empty, only these DingTalk userids may ask for access.
     pub requesters: Vec<String>,
+    /// DingTalk userids who may ask on someone else's behalf (`/apply for <user> …`), besides
+    /// the admins: team leads filing for a new joiner.
+    pub team_leads: Vec<String>,
 }
 
 impl Default for PolicySection {
@@ -136,6 +140,7 @@ impl Default for PolicySection {
             auto_create_user: true,
             max_addresses: 50,
             requesters: Vec::new(),
+            team_leads: Vec::new(),
         }
     }
 }
@@ -288,6 +293,8 @@ pub struct AccessRequest {
     /// The end the requester named (`到周五`), when they named one; `duration` is its length
     /// at the time of asking.
     pub ends_at: Option<jiff::Timestamp>,
+    /// Asked for this person by the sender (`/apply for <user> …`): the order is theirs.
+    pub on_behalf_of: Option<DingUserId>,
     pub reason: Option<String>,
 }
 
@@ -346,6 +353,8 @@ pub struct Policy {
     pub default_approvers: Vec<DingUserId>,
     pub admins: BTreeSet<DingUserId>,
     pub requesters: BTreeSet<DingUserId>,
+    /// May file requests on someone else's behalf (as admins may).
+    pub team_leads: BTreeSet<DingUserId>,
     pub self_approval: bool,
     pub approvals_required: u32,
     pub reason_required: bool,
@@ -370,6 +379,11 @@ impl Policy {
 
     pub fn is_admin(&self, user: &DingUserId) -> bool {
         self.admins.contains(user)
+    }
+
+    /// May `user` ask on someone else's behalf? Admins and the configured team leads.
+    pub fn may_file_for_others(&self, user: &DingUserId) -> bool {
+        self.is_admin(user) || self.team_leads.contains(user)
     }
 
     /// An order's targets with every name that is a configured system read as that system.
@@ -744,6 +758,7 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
             default_approvers,
             admins: users(&pol.admins).into_iter().collect(),
             requesters: users(&pol.requesters).into_iter().collect(),
+            team_leads: users(&pol.team_leads).into_iter().collect(),
             self_approval: pol.self_approval,
             approvals_required: pol.approvals_required,
             reason_required: pol.reason_required,

@@ -539,6 +539,7 @@ fn dialog_asks_one_thing_at_a_time_and_completes() {
             role: Role::Ops,
             duration: dur("2d"),
             ends_at: None,
+            on_behalf_of: None,
             reason: Some("同步数据库".into()),
         })
     );
@@ -778,6 +779,7 @@ fn request_limits() {
         role,
         duration: dur(d),
         ends_at: None,
+        on_behalf_of: None,
         reason: reason.map(str::to_string),
     };
     assert_eq!(

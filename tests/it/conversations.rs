@@ -42,6 +42,7 @@ impl Env {
             |cfg| {
                 cfg.approval.default_approvers = vec![LISI.into(), WANGWU.into()];
                 cfg.policy.admins = vec![ADMIN.into()];
+                cfg.policy.team_leads = vec![WANGWU.into()];
                 // The tables below file many requests from one person.
                 cfg.workflow.max_new_orders_per_user = 0;
             },
@@ -614,4 +615,66 @@ impl Env {
             .filter(|t| t.contains("权限已开通") || t.contains("access is ready"))
             .count()
     }
+}
+
+// ------------------------------------------------------------------ on behalf ----------
+
+#[tokio::test]
+async fn admins_and_team_leads_ask_for_someone_else_and_both_are_told() {
+    let env = Env::new().await;
+    // (filer, message, for whom, the filer reads)
+    let rows: &[(&str, &str, &str, &str)] = &[
+        (
+            ADMIN,
+            "/apply for zhangsan01 host 10.10.1.11 readonly 4h reason: new joiner setup",
+            ZHANG,
+            "for zhangsan01",
+        ),
+        (
+            WANGWU,
+            "申请 给 alice01 10.10.1.12 只读 4小时 原因：新同事入职",
+            ALICE,
+            "已为 alice01 提交申请",
+        ),
+    ];
+    for (filer, msg, target, says) in rows {
+        let before = env.orders_of(target).len();
+        let r = env.ask(filer, msg).await;
+        assert!(r.contains(says), "{msg}: {r}");
+        let o = env.newest(target, before).await;
+        assert_eq!(o.requester.as_str(), *target, "{msg}");
+        assert_eq!(o.filed_by.as_ref().map(|u| u.as_str()), Some(*filer));
+        assert!(
+            env.orders_of(filer).is_empty(),
+            "the order is not the filer's"
+        );
+        env.drain().await;
+        // Approved like any other request: by the target's approvers.
+        assert_eq!(env.order(&o.id).state, State::PendingApproval);
+        env.ask(LISI, &format!("同意 {}", o.id)).await;
+        env.drain().await;
+        let o = env.order(&o.id);
+        assert_eq!(o.state, State::Active, "{msg}");
+        // The JumpServer user is the target's.
+        // The JumpServer user is the target's (from their directory mail), not the filer's.
+        let want = if *target == ZHANG {
+            "zhangsan"
+        } else {
+            "fx-alice"
+        };
+        assert_eq!(o.jms_username, want, "{msg}");
+        for who in [*filer, *target] {
+            assert_eq!(env.count_granted(who), 1, "{who} told of {msg}");
+        }
+    }
+    // Anyone else is refused, and nothing is created.
+    let r = env
+        .ask(
+            MALLORY,
+            "申请 给 zhangsan01 10.10.1.13 只读 4小时 原因：帮忙",
+        )
+        .await;
+    assert!(r.contains("只有管理员和团队负责人"), "{r}");
+    assert!(env.orders_of(MALLORY).is_empty());
+    assert_eq!(env.orders_of(ZHANG).len(), 1);
 }

@@ -136,6 +136,24 @@ pub fn request_received(lang: Lang, order: &OrderId) -> String {
     )
 }
 
+/// `/apply for <user> …` taken: the order is the other person's.
+pub fn request_received_for(lang: Lang, order: &OrderId, for_whom: &str) -> String {
+    pick(
+        lang,
+        format!("收到，已为 {for_whom} 提交申请，单号 {order}。审批结果会同时告诉你和 {for_whom}。"),
+        format!("Got it: request {order} for {for_whom}. You and {for_whom} will both hear the outcome."),
+    )
+}
+
+/// `/apply for <user> …` from someone who is neither an admin nor a team lead.
+pub fn may_not_file_for_others(lang: Lang) -> String {
+    pick(
+        lang,
+        "只有管理员和团队负责人（policy.team_leads）可以替他人申请；请让本人发送申请。".into(),
+        "Only admins and team leads (policy.team_leads) may ask on someone else's behalf; ask them to send the request themselves.".into(),
+    )
+}
+
 pub fn account_request_done(lang: Lang, order: &OrderId) -> String {
     request_received(lang, order)
 }

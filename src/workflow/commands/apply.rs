@@ -48,6 +48,7 @@ pub(in crate::workflow) fn create_order(
     nick: &str,
     request: Request,
     approvers: Vec<DingUserId>,
+    filed_by: Option<DingUserId>,
 ) -> Result<OrderId, DispatchError> {
     let now = wf.now();
     let id = wf.orders.next_id(now, &wf.settings.tz).map_err(retry)?;
@@ -68,6 +69,7 @@ pub(in crate::workflow) fn create_order(
         now,
     );
     order.installation = wf.installation.to_string();
+    order.filed_by = filed_by;
     let rec = AuditRecord::new(
         now,
         Some(id.clone()),
@@ -88,6 +90,21 @@ pub(in crate::workflow) fn submit_host(
     req: AccessRequest,
     lang: Lang,
 ) -> Result<String, DispatchError> {
+    // On someone's behalf: the order is theirs (their policy, approvers, JumpServer user and
+    // messages); the sender is recorded and told too. Only admins and team leads may.
+    let filer = sender;
+    let (sender, nick) = match &req.on_behalf_of {
+        Some(target) if target == sender => (sender, nick.to_string()),
+        Some(target) => {
+            if !wf.policy.may_file_for_others(sender) {
+                return Ok(text::may_not_file_for_others(lang));
+            }
+            let name = wf.names.get(target).unwrap_or_else(|| target.to_string());
+            (target, name)
+        }
+        None => (sender, nick.to_string()),
+    };
+    let nick = nick.as_str();
     if let Err(v) = wf.policy.check_request(sender, &req) {
         return Ok(text::policy_violation(lang, &v));
     }
@@ -122,8 +139,12 @@ pub(in crate::workflow) fn submit_host(
         ends_at: req.ends_at,
         reason: req.reason.unwrap_or_default(),
     };
-    let id = create_order(wf, sender, nick, request, approvers)?;
-    Ok(text::request_received(lang, &id))
+    let filed_by = (filer != sender).then(|| filer.clone());
+    let id = create_order(wf, sender, nick, request, approvers, filed_by.clone())?;
+    Ok(match filed_by {
+        Some(_) => text::request_received_for(lang, &id, nick),
+        None => text::request_received(lang, &id),
+    })
 }
 
 /// The answer that replaces a new order, if any: the requester's open order that `same`
@@ -237,6 +258,7 @@ pub(in crate::workflow) fn submit_account(
             reason: String::new(),
         },
         approvers,
+        None,
     )?;
     Ok(text::account_request_done(lang, &id))
 }

@@ -24,7 +24,10 @@ pub(in crate::workflow) async fn notify(
         cards::deliver_requester_card(wf, o).await?;
     }
     let recipients: Vec<DingUserId> = match to {
-        Audience::Requester => vec![o.requester.clone()],
+        // Whoever asked on the requester's behalf hears what the requester hears.
+        Audience::Requester => std::iter::once(o.requester.clone())
+            .chain(o.filed_by.clone())
+            .collect(),
         Audience::User(u) => vec![u.clone()],
         Audience::Approvers => o
             .approvers
