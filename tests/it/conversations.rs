@@ -655,7 +655,6 @@ async fn admins_and_team_leads_ask_for_someone_else_and_both_are_told() {
         env.drain().await;
         let o = env.order(&o.id);
         assert_eq!(o.state, State::Active, "{msg}");
-        // The JumpServer user is the target's.
         // The JumpServer user is the target's (from their directory mail), not the filer's.
         let want = if *target == ZHANG {
             "zhangsan"
