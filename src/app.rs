@@ -5,20 +5,24 @@
 //! The adapters become the workflow's ports here (`dingtalk_chat`, `jumpserver_bastion`,
 //! `sled_store`): the only place that knows which chat platform, bastion and store run.
 mod dingtalk_chat;
+mod help_only;
 mod jumpserver_bastion;
 mod sled_store;
+
+pub use help_only::HelpOnly;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
-use crate::dingtalk::stream::StreamListener;
 use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
 use crate::domain::policy::Policy;
-use crate::http::{self, EdgeState};
+use crate::ingress::Ingress;
 use crate::jumpserver::client::JmsClient;
+use crate::listen::http;
+use crate::listen::stream::StreamListener;
 use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
 use crate::store::dialogs::Dialogs;
@@ -90,10 +94,11 @@ pub struct Bot {
     addr: SocketAddr,
     pub store: Store,
     pub dingtalk: DingTalkClient,
-    /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
-    edge: Arc<EdgeState>,
+    /// The ingress (verify → parse → dedupe → dispatch) both listeners share; kept for its
+    /// counters.
+    ingress: Arc<Ingress>,
     /// Counters of the HTTP connection layer (connections refused at the cap).
-    conn_stats: Arc<crate::server::ConnStats>,
+    conn_stats: Arc<crate::listen::server::ConnStats>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -124,6 +129,7 @@ fn build_engine(
             orders: Arc::new(orders.clone()),
             dialogs: Arc::new(Dialogs::new(&opts.store)?),
             index: Arc::new(index.clone()),
+            audit: Arc::new(Audit::new(&opts.store)?),
             chat: Arc::new(dingtalk.clone()),
             bastion: Arc::new(jms.clone()),
         },
@@ -205,7 +211,7 @@ impl Bot {
         } else {
             None
         };
-        let edge = Arc::new(EdgeState {
+        let ingress = Arc::new(Ingress {
             crypto,
             robot_secret: config.dingtalk.app_secret.clone(),
             card_secret: config.dingtalk.card_callback_secret.clone(),
@@ -215,7 +221,7 @@ impl Bot {
             dispatcher,
         });
         let router = http::router(
-            edge.clone(),
+            ingress.clone(),
             config.server.max_body_bytes,
             Duration::from_millis(config.server.request_timeout_ms),
         );
@@ -230,21 +236,25 @@ impl Bot {
             source,
         })?;
         let (shutdown, mut rx) = watch::channel(false);
-        let limits = crate::server::ConnLimits::from_config(&config.server);
-        let conn_stats = Arc::new(crate::server::ConnStats::default());
+        let limits = crate::listen::server::ConnLimits::from_config(&config.server);
+        let conn_stats = Arc::new(crate::listen::server::ConnStats::default());
         let server = tokio::spawn({
             let conn_stats = conn_stats.clone();
             async move {
                 let stop = async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                crate::server::serve(listener, router, limits, conn_stats, stop).await;
+                crate::listen::server::serve(listener, router, limits, conn_stats, stop).await;
             }
         });
         tracing::info!(%addr, "accessbot listening");
         let mut tasks = vec![server];
         if d.mode == ListenerMode::Stream {
-            tasks.push(StreamListener::spawn(d, edge.clone(), shutdown.subscribe()));
+            tasks.push(StreamListener::spawn(
+                d,
+                ingress.clone(),
+                shutdown.subscribe(),
+            ));
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
@@ -279,7 +289,7 @@ impl Bot {
             addr,
             store: opts.store,
             dingtalk,
-            edge,
+            ingress,
             conn_stats,
             engine,
             shutdown,
@@ -294,12 +304,12 @@ impl Bot {
     }
 
     /// The ingress state both listeners share (dedupe counters for operators and tests).
-    pub fn edge(&self) -> &EdgeState {
-        &self.edge
+    pub fn ingress(&self) -> &Ingress {
+        &self.ingress
     }
 
     /// Counters of the HTTP connection layer.
-    pub fn conn_stats(&self) -> &crate::server::ConnStats {
+    pub fn conn_stats(&self) -> &crate::listen::server::ConnStats {
         &self.conn_stats
     }
 

@@ -1,5 +1,6 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
 mod approval_failures;
+mod audit;
 mod cli;
 mod commands;
 mod conversations;

@@ -7,6 +7,7 @@ mod cancel;
 mod decide;
 mod done;
 mod help;
+mod history;
 mod lang;
 mod my;
 mod pending;
@@ -80,6 +81,7 @@ pub(in crate::workflow) fn run(cx: &Ctx<'_>, cmd: Command) -> Result<Answer, Dis
         Command::Pending(from) => pending::run(cx, from),
         Command::Done(id) => done::run(cx, id),
         Command::SetLang(choice) => lang::run(cx, choice),
+        Command::History { subject, page } => history::run(cx, &subject, page),
     }
 }
 

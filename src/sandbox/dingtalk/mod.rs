@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub mod actor;
+pub mod driver;
+pub mod stream;
 pub use actor::{BotReply, ConvEntry, ConvKind, DriveError, EventAck, Forgery, Speaker};
 
 /// Lifetime of a session webhook opened with `session_webhook` (sim-chosen: 90 minutes).
@@ -192,7 +194,7 @@ struct Shared {
     /// Client for what the sim sends to the bot (events, robot messages, card callbacks).
     http: reqwest::Client,
     /// Timestamps of signed pushes: distinct even when the test clock stands still.
-    stamps: crate::sandbox::dingtalk_driver::Stamps,
+    stamps: crate::sandbox::dingtalk::driver::Stamps,
 }
 
 impl Shared {
