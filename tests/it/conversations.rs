@@ -103,9 +103,7 @@ fn dtmd_texts(body: &str) -> Vec<String> {
     body.match_indices(PREFIX)
         .map(|(i, _)| {
             let rest = &body[i + PREFIX.len()..];
-            let end = rest
-                .find(|c: char| c == ')' || c == '"' || c == '\\')
-                .unwrap_or(rest.len());
+            let end = rest.find([')', '"', '\\']).unwrap_or(rest.len());
             percent_encoding::percent_decode_str(&rest[..end])
                 .decode_utf8_lossy()
                 .into_owned()
