@@ -442,8 +442,17 @@ async fn play_on<W: Write>(
         bot.shutdown().await;
     }
     p.say(&format!("\n全部 {} 步均按预期发生。", report.steps.len()));
+    p.say(NEXT_STEPS);
     Ok(report)
 }
+
+/// What to run to try it for real, printed once every step of the demo happened.
+pub const NEXT_STEPS: &str = "\n接下来，用真实的钉钉和 JumpServer 试一试 / Next, try it for real:\n\
+  1. accessbot config example > accessbot.toml   # 生成带注释的配置 / write the commented example config\n\
+  2. 按 docs/setup-dingtalk.md 和 docs/setup-jumpserver.md 填写 accessbot.toml / fill it in following the setup guides\n\
+  3. accessbot check-config -c accessbot.toml     # 逐项检查配置 / check every setting\n\
+  4. accessbot doctor -c accessbot.toml           # 连通钉钉和 JumpServer / reach DingTalk and JumpServer\n\
+  5. accessbot serve -c accessbot.toml            # 启动机器人 / start the bot";
 
 async fn all_scenarios<W: Write>(
     world: &mut World,

@@ -14,6 +14,7 @@ use crate::domain::jobs::JobKind;
 use crate::domain::order::{Order, State};
 use crate::store::audit::Audit;
 use crate::store::dialogs::Dialogs;
+use crate::store::dialogs::UserPrefs;
 use crate::store::index::{Index, IndexWriter};
 use crate::store::orders::Orders;
 use crate::workflow::ports::{
@@ -108,6 +109,14 @@ impl DialogStore for Dialogs {
 
     fn delete(&self, user: &DingUserId) -> Result<bool, StoreError> {
         Dialogs::delete(self, user)
+    }
+
+    fn prefs(&self, user: &DingUserId) -> Result<UserPrefs, StoreError> {
+        Dialogs::prefs(self, user)
+    }
+
+    fn set_prefs(&self, user: &DingUserId, prefs: &UserPrefs) -> Result<(), StoreError> {
+        self.put_prefs(user, prefs)
     }
 }
 

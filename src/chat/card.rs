@@ -200,7 +200,15 @@ pub fn approval_vars(lang: Lang, r: &RequestView<'_>, p: &ApprovalProgress<'_>) 
     put(&mut m, "role", r.role.key());
     put(&mut m, "role_label", text::role(lang, r.role));
     put(&mut m, "duration", r.duration.short());
-    put(&mut m, "duration_text", text::duration(lang, r.duration));
+    // The window in words travels with the length, so a card reads "3天（至 12月5日（周五）18:00）".
+    put(
+        &mut m,
+        "duration_text",
+        match lang {
+            Lang::ZhCn => format!("{}（{}）", text::duration(lang, r.duration), r.window),
+            Lang::En => format!("{} ({})", text::duration(lang, r.duration), r.window),
+        },
+    );
     put(&mut m, "reason", r.reason.unwrap_or(""));
     put(&mut m, "status", p.status.key());
     put(&mut m, "status_text", p.status.text(lang));
@@ -285,7 +293,11 @@ pub fn read_form(params: &BTreeMap<String, String>) -> Result<FormAction, CardIn
         draft.role = Some(Role::from_word(r).ok_or_else(bad)?);
     }
     if let Some(d) = get("duration") {
-        draft.duration = Some(duration::parse(d).map_err(CommandError::Duration)?);
+        // The form's duration field takes what the chat takes, "until Friday" included.
+        match crate::domain::until::parse(d) {
+            Some(u) => draft.until = Some(u),
+            None => draft.duration = Some(duration::parse(d).map_err(CommandError::Duration)?),
+        }
     }
     draft.reason = get("reason").map(str::to_string);
     Ok(FormAction::Submit(draft))
@@ -382,6 +394,7 @@ mod tests {
             targets: &targets,
             role: Role::Ops,
             duration: duration::parse("3d").unwrap_or_else(|e| panic!("{e}")),
+            window: "批准后起算".into(),
             reason: Some("fix"),
         };
         let progress = ApprovalProgress {

@@ -81,6 +81,9 @@ pub fn render(cx: &NoticeContext<'_>, o: &Order, n: &Notice) -> Option<Message> 
                     role_label: t.role_label(o),
                     readback: rb,
                     jms_url: cx.jms_web_url,
+                    ends: o
+                        .window
+                        .map(|w| text::words::until(lang, w.end, tz, cx.now)),
                 },
                 tz,
             ),
@@ -150,6 +153,12 @@ pub fn render(cx: &NoticeContext<'_>, o: &Order, n: &Notice) -> Option<Message> 
                 readback,
             },
             tz,
+        ),
+        Notice::GivenBack => text::given_back_to_approver(
+            lang,
+            &o.id,
+            &o.requester_name,
+            &text::targets(lang, &t.targets(o)),
         ),
         Notice::RenewedForApprover { old_end } => readback::renewed_for_approver(
             lang,

@@ -104,7 +104,18 @@ impl<'a> OrderText<'a> {
             targets,
             role: Self::role(o),
             duration,
+            window: self.window_words(o),
             reason: (!reason.is_empty()).then_some(reason),
+        }
+    }
+
+    /// When the access ends, in words: the window's end once it is open, the end the
+    /// requester named (`到周五`), else that it runs from approval.
+    pub fn window_words(&self, o: &Order) -> String {
+        let end = o.window.map(|w| w.end).or(o.request.ends_at());
+        match end {
+            Some(end) => text::words::until(self.lang, end, self.tz, o.created_at),
+            None => text::from_approval(self.lang).to_string(),
         }
     }
 

@@ -170,6 +170,8 @@ pub struct GrantedView<'a> {
     pub role_label: &'a str,
     pub readback: &'a ReadBack,
     pub jms_url: Option<&'a str>,
+    /// The window's end in words (`至 12月5日（周五）18:00`), for host grants.
+    pub ends: Option<String>,
 }
 
 pub fn granted(lang: Lang, g: &GrantedView<'_>, tz: &TimeZone) -> String {
@@ -200,6 +202,9 @@ pub fn granted(lang: Lang, g: &GrantedView<'_>, tz: &TimeZone) -> String {
         )
     };
     let mut lines = vec![head];
+    if let Some(e) = &g.ends {
+        lines.push(pick(lang, format!("有效期：{e}"), format!("Valid {e}")));
+    }
     lines.extend(reach_lines(lang, g.role_label, rb, tz));
     if rb.usable() {
         if let Some(u) = g.jms_url {

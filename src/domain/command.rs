@@ -5,8 +5,9 @@
 //! Longer than 600 lines on purpose: the table, the parser and the help generated from it must
 //! agree word for word, so they are kept in one file; its unit tests are at the end.
 use crate::domain::duration::{self, AccessDuration, DurationError};
-use crate::domain::ids::OrderId;
+use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::target::{self, Target, TargetError, PARSE_MAX_TARGETS};
+use crate::domain::until::{self, Until};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -71,6 +72,9 @@ pub enum CommandKind {
     WhoHas,
     Revoke,
     Renew,
+    Pending,
+    Done,
+    SetLang,
     History,
 }
 
@@ -190,6 +194,42 @@ pub const COMMANDS: &[CommandSpec] = &[
         admin: false,
     },
     CommandSpec {
+        kind: CommandKind::Pending,
+        en: &["pending", "inbox", "todo"],
+        zh: &["待我审批", "待审批", "我的待办"],
+        args_en: "[from n]",
+        args_zh: "[从第几条]",
+        about_en: "requests waiting for your decision, each with approve/reject (admins: all)",
+        about_zh: "等待你审批的申请，每条可一键同意/拒绝（管理员可看全部）",
+        example_en: "/pending",
+        example_zh: "待我审批",
+        admin: false,
+    },
+    CommandSpec {
+        kind: CommandKind::Done,
+        en: &["done", "give back", "giveback", "return"],
+        zh: &["归还", "用完了", "提前归还"],
+        args_en: "[order]",
+        args_zh: "[单号]",
+        about_en: "give your access back now (alone: your only active grant)",
+        about_zh: "提前归还自己的权限（不带单号时归还唯一生效中的授权）",
+        example_en: "/done R261122-007",
+        example_zh: "归还 R261122-007",
+        admin: false,
+    },
+    CommandSpec {
+        kind: CommandKind::SetLang,
+        en: &["lang", "language"],
+        zh: &["语言"],
+        args_en: "en | zh",
+        args_zh: "中文 | 英文",
+        about_en: "answer me in this language",
+        about_zh: "设置我看到的语言",
+        example_en: "/lang en",
+        example_zh: "语言 中文",
+        admin: false,
+    },
+    CommandSpec {
         kind: CommandKind::Sync,
         en: &["sync"],
         zh: &["同步"],
@@ -205,8 +245,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         kind: CommandKind::WhoHas,
         en: &["who-has", "whohas", "who has", "who_has"],
         zh: &["谁有权限", "谁有"],
-        args_en: "<host | user> [all]",
-        args_zh: "<主机 | 用户> [全部]",
+        args_en: "<host | user> [all] [from n]",
+        args_zh: "<主机 | 用户> [全部] [从第几条]",
         about_en: "list who has access to a host, or what a user can reach",
         about_zh: "查看某主机的授权人，或某用户的权限",
         example_en: "/who-has 10.1.2.3",
@@ -231,11 +271,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         zh: &["续期", "延期"],
         args_en: "<order> [duration]",
         args_zh: "<单号> [时长]",
-        about_en: "extend an active grant",
-        about_zh: "延长一个生效中的授权",
+        about_en: "extend your active grant (admins: anyone's)",
+        about_zh: "延长自己生效中的授权（管理员可延长任何人的）",
         example_en: "/renew R261122-007 1d",
         example_zh: "续期 R261122-007 1天",
-        admin: true,
+        // Requesters renew their own grants (the expiry reminder's button sends this); the
+        // command checks the order's requester, admins may renew any.
+        admin: false,
     },
     CommandSpec {
         kind: CommandKind::History,
@@ -265,7 +307,16 @@ pub struct ApplyDraft {
     pub targets: Vec<Target>,
     pub role: Option<Role>,
     pub duration: Option<AccessDuration>,
+    /// `到周五` / `until Friday 6pm`: an end named instead of a length. The parser has no clock,
+    /// so the dialog resolves it (configured zone, end of the working day) into `duration`.
+    /// Stored dialogs from before it read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<Until>,
     pub reason: Option<String>,
+    /// `/apply for <user> …` · `申请 给 <user> …`: asked for this person (their order, their
+    /// JumpServer user); who may do so is checked when the request is submitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<DingUserId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -287,12 +338,20 @@ pub enum Command {
     WhoHas {
         subject: String,
         all: bool,
+        /// From the n-th row on (1 = the first): a long answer is read in parts.
+        from: usize,
     },
     Revoke(OrderId),
     Renew {
         order: OrderId,
         duration: Option<AccessDuration>,
     },
+    /// From the n-th request on (1 = the first), so a long list can be read in parts.
+    Pending(usize),
+    /// `None`: the sender's only active grant.
+    Done(Option<OrderId>),
+    /// `None`: say which languages there are.
+    SetLang(Option<Lang>),
     /// `page` counts from 1.
     History {
         subject: String,
@@ -315,6 +374,9 @@ impl Command {
             Command::WhoHas { .. } => CommandKind::WhoHas,
             Command::Revoke(_) => CommandKind::Revoke,
             Command::Renew { .. } => CommandKind::Renew,
+            Command::Pending(_) => CommandKind::Pending,
+            Command::Done(_) => CommandKind::Done,
+            Command::SetLang(_) => CommandKind::SetLang,
             Command::History { .. } => CommandKind::History,
         }
     }
@@ -334,6 +396,9 @@ pub enum CommandError {
     Unknown {
         word: String,
         suggestion: Option<CommandKind>,
+        /// What followed the misspelt command word(s) (`10.1.2.3 ops 3d` after `aply host`),
+        /// empty when nothing did: with it, the reply offers the corrected command in one tap.
+        args: String,
     },
     #[error("apply for what: account or host?")]
     ApplyWhat,
@@ -411,9 +476,13 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
     if let Some((kind, args)) = match_command(body) {
         return parse_args(kind, args.trim());
     }
-    // Bare `apply` / `申请`: host if an address follows, else ask which.
+    // Bare `apply` / `申请`: on someone's behalf (`apply for bob01 …`, `申请 给 bob01 …`), host
+    // if an address follows, else ask which.
     for word in ["apply", "申请"] {
         if let Some(rest) = strip_word(body, word) {
+            if let Some(draft) = on_behalf(rest)? {
+                return Ok(Command::ApplyHost(draft));
+            }
             let first = rest.split_whitespace().next().unwrap_or("");
             return match target::classify(first.split(',').next().unwrap_or("")) {
                 Ok(Target::Address(_)) => parse_args(CommandKind::ApplyHost, rest.trim()),
@@ -428,10 +497,45 @@ pub fn parse(text: &str) -> Result<Command, CommandError> {
         .chars()
         .take(32)
         .collect();
+    let near = nearest(body);
     Err(CommandError::Unknown {
-        suggestion: suggest(body),
+        suggestion: near.map(|(k, _)| k),
+        args: near.map(|(_, a)| a.trim().to_string()).unwrap_or_default(),
         word,
     })
+}
+
+/// `for bob01 [host] 10.1.2.3 …` / `给 bob01 [主机] 10.1.2.3 …` after `apply` / `申请`: the
+/// rest is read as `/apply host`, for that user. `None` when `rest` does not start so.
+fn on_behalf(rest: &str) -> Result<Option<ApplyDraft>, CommandError> {
+    let rest = rest.trim_start();
+    let after = ["for ", "给", "为", "替", "帮"]
+        .iter()
+        .find_map(|w| strip_ci(rest, w))
+        .map(str::trim_start);
+    let Some(after) = after else {
+        return Ok(None);
+    };
+    let (user, args) = split_first(after);
+    let user = user.trim_start_matches('@');
+    let ok = !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        return Err(CommandError::MissingSubject {
+            kind: CommandKind::ApplyHost,
+        });
+    }
+    // The host word is optional: `apply for bob01 host 10.1.2.3` and `… for bob01 10.1.2.3`.
+    let args = ["hosts ", "host ", "server ", "主机", "服务器"]
+        .iter()
+        .find_map(|w| strip_ci(args, w))
+        .unwrap_or(args);
+    let mut draft = parse_apply_host(args)?;
+    draft.on_behalf_of = Some(DingUserId::new(user));
+    Ok(Some(draft))
 }
 
 /// True when the whole message is just one of `kind`'s words (`取消`, `/cancel`, `帮助`): how an
@@ -504,6 +608,15 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
         CommandKind::ApplyAccount => Ok(Command::ApplyAccount),
         CommandKind::My => Ok(Command::My),
         CommandKind::Sync => Ok(Command::Sync),
+        CommandKind::Pending => Ok(Command::Pending(list_from(args))),
+        CommandKind::Done => {
+            if first.is_empty() {
+                Ok(Command::Done(None))
+            } else {
+                order_id(kind, first).map(|o| Command::Done(Some(o)))
+            }
+        }
+        CommandKind::SetLang => Ok(Command::SetLang(lang_word(first))),
         CommandKind::ApplyHost => parse_apply_host(args).map(Command::ApplyHost),
         CommandKind::Status => order_id(kind, first).map(Command::Status),
         CommandKind::Approve => order_id(kind, first).map(Command::Approve),
@@ -549,7 +662,11 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
                     Ok(t @ Target::Address(_)) => t.to_string(),
                     _ => first.to_string(),
                 };
-                Ok(Command::WhoHas { subject, all })
+                Ok(Command::WhoHas {
+                    subject,
+                    all,
+                    from: list_from(rest),
+                })
             }
         }
         CommandKind::History => {
@@ -567,6 +684,65 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
             Ok(Command::History { subject, page })
         }
     }
+}
+
+/// Where a long list continues: `21`, `from 21`, `从21`; from the start otherwise.
+fn list_from(args: &str) -> usize {
+    args.split_whitespace()
+        .find_map(|w| {
+            w.trim_start_matches(['#', '从', '第'])
+                .trim_end_matches('条')
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|n| *n >= 1)
+        .unwrap_or(1)
+}
+
+/// `en`, `english`, `英文` / `zh`, `中文`, `chinese`.
+fn lang_word(word: &str) -> Option<Lang> {
+    match word.to_lowercase().as_str() {
+        "en" | "english" | "英文" | "英语" => Some(Lang::En),
+        "zh" | "zh-cn" | "cn" | "chinese" | "中文" | "汉语" => Some(Lang::ZhCn),
+        _ => None,
+    }
+}
+
+/// The language a message is written in, as far as it tells: Chinese when it has any CJK
+/// character; English when it has English words — a command word typed without the slash
+/// (`help`, `apply host …`), or at least two words of prose after the command (`/reject R1
+/// wrong host`, `reason: hotfix`); `None` otherwise. A slash command with ids, addresses,
+/// roles and durations only (`/sync`, `/renew R1 2h`) tells nothing: Chinese help lists
+/// `/sync` as the alias of 同步, so people who read Chinese type it too.
+pub fn written_in(text: &str) -> Option<Lang> {
+    let body = normalize(text);
+    if body
+        .chars()
+        .any(|c| ('\u{4E00}'..='\u{9FFF}').contains(&c) || ('\u{3000}'..='\u{303F}').contains(&c))
+    {
+        return Some(Lang::ZhCn);
+    }
+    let slash = body.starts_with('/');
+    let stripped = body.trim_start_matches('/').trim_start();
+    let (matched, rest) = match match_command(stripped) {
+        Some((_, rest)) => (true, rest),
+        None => (false, stripped),
+    };
+    if !slash && (matched || stripped.chars().filter(char::is_ascii_alphabetic).count() >= 4) {
+        return Some(Lang::En);
+    }
+    let prose = rest
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c: char| c.is_ascii_punctuation()))
+        .filter(|w| {
+            w.len() >= 3
+                && w.chars().all(|c| c.is_ascii_alphabetic())
+                && Role::from_word(w).is_none()
+                && duration::parse(w).is_err()
+                && !matches!(w.to_ascii_lowercase().as_str(), "all" | "from")
+        })
+        .count();
+    (prose >= 2).then_some(Lang::En)
 }
 
 /// The page of `/history`: nothing (1), `2`, `p2`, `page 2`, `第2页`, `第 2 页`; never 0.
@@ -660,9 +836,20 @@ pub fn parse_apply_host(args: &str) -> Result<ApplyDraft, CommandError> {
             }
             draft.role = Some(role);
             past_targets = true;
-        } else if let Some(d) = duration_token(token)? {
-            draft.duration = Some(d);
+        } else if let Some((when, after)) = when_phrase(rest)? {
+            match when {
+                When::For(d) => {
+                    draft.duration = Some(d);
+                    draft.until = None;
+                }
+                When::Until(u) => {
+                    draft.until = Some(u);
+                    draft.duration = None;
+                }
+            }
             past_targets = true;
+            rest = after;
+            continue;
         } else if past_targets {
             set_reason(&mut draft, rest);
             break;
@@ -684,6 +871,46 @@ fn set_reason(draft: &mut ApplyDraft, text: &str) {
     }
 }
 
+/// A length (`3d`, `3 天`, `2 hours`, `一个半小时`) or an end (`到周五`, `until Friday 6pm`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum When {
+    For(AccessDuration),
+    Until(Until),
+}
+
+/// The longest run of up to [`WHEN_MAX_TOKENS`] tokens at the start of `text` that reads as a
+/// duration or an "until" phrase, with what follows it. People put spaces where a tokenizer
+/// would split (`3 天`, `2 hours`, `until Friday 6pm`), so the words are tried together before
+/// any one of them is judged alone; a lone bare number (`3`) is still refused as a duration.
+fn when_phrase(text: &str) -> Result<Option<(When, &str)>, DurationError> {
+    let mut ends = Vec::with_capacity(WHEN_MAX_TOKENS);
+    let mut rest = text.trim_start();
+    for _ in 0..WHEN_MAX_TOKENS {
+        if rest.is_empty() {
+            break;
+        }
+        let (_, after) = split_first(rest);
+        ends.push(text.len() - after.len());
+        rest = after;
+    }
+    for &end in ends.iter().rev() {
+        let phrase = text[..end].trim();
+        let after = &text[end..];
+        if let Some(u) = until::parse(phrase) {
+            return Ok(Some((When::Until(u), after)));
+        }
+        if let Ok(d) = duration::parse(phrase) {
+            return Ok(Some((When::For(d), after)));
+        }
+    }
+    // One token alone: its errors are the ones worth reporting (`0h`, `400d`, a bare `3`).
+    let (token, after) = split_first(text);
+    Ok(duration_token(token)?.map(|d| (When::For(d), after)))
+}
+
+/// `until tomorrow 18:00 …` is four words; a duration with spaces (`1 周 2 天`) four as well.
+const WHEN_MAX_TOKENS: usize = 4;
+
 /// `Ok(Some)` for a duration, `Ok(None)` for a token that is not meant as one, `Err` for a token
 /// that clearly is a duration but a wrong one (`0h`, `400d`, a bare `3`).
 fn duration_token(token: &str) -> Result<Option<AccessDuration>, DurationError> {
@@ -701,37 +928,88 @@ fn duration_token(token: &str) -> Result<Option<AccessDuration>, DurationError> 
 
 /// "Did you mean": the closest command word within a small edit distance of how the text starts.
 pub fn suggest(body: &str) -> Option<CommandKind> {
-    let lower = body.to_lowercase();
-    let first_word: Vec<char> = lower
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(32)
-        .collect();
-    let mut best: Option<(usize, CommandKind)> = None;
-    for &(p, kind) in patterns() {
-        let pat: Vec<char> = p.chars().filter(|c| *c != ' ').collect();
-        let (cand, limit) = if p.is_ascii() {
-            let l = if pat.len() <= 4 { 1 } else { 2 };
-            (first_word.clone(), l)
-        } else {
-            let c: Vec<char> = lower
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .take(pat.len())
-                .collect();
-            (c, 1)
-        };
-        if pat.len() < 2 || cand.is_empty() {
+    nearest(body).map(|(k, _)| k)
+}
+
+/// The command whose words are nearest to how `body` starts (Chinese and English words, edit
+/// distance with transpositions), and the rest of `body` after the misspelt words. English
+/// words are compared word for word (`aply host` against `apply host`), Chinese ones character
+/// for character with one character more or less (`申主机`, `申请主机机`).
+fn nearest(body: &str) -> Option<(CommandKind, &str)> {
+    // A bare `apply` / `申请` is a command too (host when an address follows).
+    const BARE: &[(&str, CommandKind)] = &[("apply", CommandKind::ApplyHost)];
+    let near = |d: usize, limit: usize| d > 0 && d <= limit;
+    let mut found: Vec<(usize, CommandKind, &str)> = Vec::new();
+    for &(p, kind) in patterns().iter().chain(BARE.iter()) {
+        let pat: Vec<char> = p
+            .chars()
+            .filter(|c| *c != ' ')
+            .flat_map(char::to_lowercase)
+            .collect();
+        if pat.len() < 2 {
             continue;
         }
-        let d = osa_distance(&cand, &pat);
-        if d > 0 && d <= limit && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, kind));
+        if p.is_ascii() {
+            let n = p.split(' ').count();
+            let (words, rest) = take_words(body, n);
+            let cand: Vec<char> = words.chars().flat_map(char::to_lowercase).collect();
+            if cand.is_empty() {
+                continue;
+            }
+            let limit = if pat.len() <= 4 { 1 } else { 2 };
+            let d = osa_distance(&cand, &pat);
+            if near(d, limit) {
+                found.push((d, kind, rest));
+            }
+        } else {
+            for len in [pat.len(), pat.len() + 1, pat.len().saturating_sub(1)] {
+                let (cand, rest) = take_chars(body, len);
+                if cand.len() < 2 {
+                    continue;
+                }
+                let d = osa_distance(&cand, &pat);
+                if near(d, 1) {
+                    found.push((d, kind, rest));
+                }
+            }
         }
     }
-    best.map(|(_, k)| k)
+    // The smallest distance wins; among equals the longest pattern (the table's order).
+    found
+        .into_iter()
+        .min_by_key(|(d, _, _)| *d)
+        .map(|(_, k, rest)| (k, rest))
+}
+
+/// The first `n` whitespace-separated words of `s` run together, and what follows them.
+fn take_words(s: &str, n: usize) -> (String, &str) {
+    let mut rest = s.trim_start();
+    let mut words = String::new();
+    for _ in 0..n {
+        if rest.is_empty() {
+            break;
+        }
+        let (w, after) = split_first(rest);
+        words.push_str(w);
+        rest = after;
+    }
+    (words, rest)
+}
+
+/// The first `n` non-space characters of `s` (lower-cased), and what follows them.
+fn take_chars(s: &str, n: usize) -> (Vec<char>, &str) {
+    let mut out = Vec::with_capacity(n);
+    let mut end = 0;
+    for (i, c) in s.char_indices() {
+        if out.len() == n {
+            break;
+        }
+        end = i + c.len_utf8();
+        if !c.is_whitespace() {
+            out.extend(c.to_lowercase());
+        }
+    }
+    (out, &s[end..])
 }
 
 /// Optimal-string-alignment distance (Levenshtein plus adjacent transpositions: `hepl` → `help`).
@@ -878,7 +1156,8 @@ mod tests {
                 parse(t),
                 Ok(Command::WhoHas {
                     subject: "10.1.2.3".into(),
-                    all: false
+                    all: false,
+                    from: 1
                 }),
                 "{t}"
             );
@@ -888,7 +1167,8 @@ mod tests {
             parse("/who-has Zhang.San"),
             Ok(Command::WhoHas {
                 subject: "Zhang.San".into(),
-                all: false
+                all: false,
+                from: 1
             })
         );
     }

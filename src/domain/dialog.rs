@@ -158,7 +158,7 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
             None
         }
         (Field::Role, _) => Some(Problem::NotARole(text.chars().take(40).collect())),
-        (Field::Duration, Ok(d)) if d.duration.is_some() => {
+        (Field::Duration, Ok(d)) if d.duration.is_some() || d.until.is_some() => {
             merge_later_fields(&mut draft, d);
             None
         }
@@ -194,7 +194,11 @@ fn resume(mut st: DialogState, input: &str, policy: &Policy, now_ms: i64) -> Dia
 /// Copies role, duration and reason from an answer; targets are only taken when asked for.
 fn merge_later_fields(draft: &mut ApplyDraft, answer: ApplyDraft) {
     draft.role = answer.role.or(draft.role);
-    draft.duration = answer.duration.or(draft.duration);
+    // A length and an end replace each other: the newest answer is what the person means.
+    if answer.duration.is_some() || answer.until.is_some() {
+        draft.duration = answer.duration;
+        draft.until = answer.until;
+    }
     draft.reason = answer.reason.or(draft.reason.take());
 }
 
@@ -273,11 +277,36 @@ fn advance(mut draft: ApplyDraft, started_ms: i64, now_ms: i64, policy: &Policy)
     let Some(role) = draft.role else {
         return ask(state(draft), Field::Role, None, policy);
     };
+    // "Until Friday" becomes a length now, with the clock and zone of this message; the end
+    // itself travels with the request so the grant ends when the person said.
+    let mut ends_at = None;
+    if let Some(u) = draft.until {
+        let now = jiff::Timestamp::from_millisecond(now_ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        match (
+            u.resolve(now, &policy.timezone, policy.workday_end),
+            u.length(now, &policy.timezone, policy.workday_end),
+        ) {
+            (Ok(end), Ok(len)) => {
+                draft.duration = Some(len);
+                ends_at = Some(end);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                draft.until = None;
+                return ask(
+                    state(draft),
+                    Field::Duration,
+                    Some(Problem::Duration(e)),
+                    policy,
+                );
+            }
+        }
+    }
     let Some(d) = draft.duration else {
         return ask(state(draft), Field::Duration, None, policy);
     };
     if let Err(v) = policy.check_duration(role, &draft.targets, d) {
         draft.duration = None;
+        draft.until = None;
         return ask(
             state(draft),
             Field::Duration,
@@ -301,6 +330,8 @@ fn advance(mut draft: ApplyDraft, started_ms: i64, now_ms: i64, policy: &Policy)
         targets: draft.targets,
         role,
         duration: d,
+        ends_at,
+        on_behalf_of: draft.on_behalf_of,
         reason: draft.reason,
     };
     DialogStep {

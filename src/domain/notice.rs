@@ -94,6 +94,8 @@ pub enum Notice {
     RenewedForApprover {
         old_end: Option<Timestamp>,
     },
+    /// The approver who granted it: the holder gave the access back early (`/done`).
+    GivenBack,
     /// The window ends soon (with a one-tap renewal).
     ExpiryReminder,
     Failed {
@@ -173,6 +175,7 @@ impl Notice {
             Notice::Revoked { .. } => "revoked",
             Notice::Renewed { .. } => "renewed",
             Notice::RenewedForApprover { .. } => "renewed_approver",
+            Notice::GivenBack => "given_back",
             Notice::ExpiryReminder => "expiry_reminder",
             Notice::Failed { .. } => "failed",
             Notice::AdminFailed { .. } => "admin_failed",
@@ -202,6 +205,7 @@ mod tests {
     fn names_are_the_serialized_tags() {
         let all = [
             Notice::RenewedForApprover { old_end: None },
+            Notice::GivenBack,
             Notice::ApprovedWaiting {
                 by: DingUserId::new("bob"),
                 remaining: 1,

@@ -347,6 +347,10 @@ pub struct Order {
     /// before installation ids existed, which keep their old permission name.
     #[serde(default)]
     pub installation: String,
+    /// Who asked for it when it is someone else's (`/apply for <user> …`): they are told
+    /// what the requester is told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filed_by: Option<DingUserId>,
     /// Compare-and-swap counter, owned by the store: +1 on every stored change.
     pub version: u64,
 }
@@ -413,6 +417,7 @@ impl Order {
             preview: None,
             requester_email: None,
             installation: String::new(),
+            filed_by: None,
             version: 0,
         }
     }
@@ -522,6 +527,12 @@ impl Order {
         self.check(Action::Approve)?;
         let window = match self.request.duration() {
             None => None,
+            // The end the requester named holds while it is ahead; approved after it passed,
+            // the window falls back to the length they asked for, counted from now.
+            Some(_) if self.request.ends_at().is_some_and(|e| e > at) => Some(Window {
+                start: at,
+                end: self.request.ends_at().unwrap_or(at),
+            }),
             Some(d) => {
                 let end = at
                     .checked_add(d)

@@ -28,13 +28,14 @@ mode = "card"                     # "card": approval card from the bot; "oa": Di
 default_approvers = ["manager01"] # DingTalk userids; approve hosts no [[systems]] entry claims
 
 [policy]
-admins = ["ops-lead01"]           # DingTalk userids allowed to run /sync, /who-has, /revoke, /renew
+admins = ["ops-lead01"]           # DingTalk userids allowed to run /sync, /who-has, /revoke, /pending (all), /apply for; anyone renews or gives back their own grant, admins anyone's
 self_approval = false             # may an approver approve their own request?
 approvals_required = 1            # distinct approvals before access is granted
 reason_required = true            # every host request must say why
 auto_create_user = true           # create the JumpServer user on first grant
 max_addresses = 50                # most hosts/systems in one request
 requesters = []                   # when non-empty, only these userids may ask
+team_leads = []                   # besides admins, these userids may ask for someone else (/apply for <user> …)
 
 [roles.ops]
 accounts = ["@SPEC", "ops"]       # JumpServer account spec; ["@ALL"] for every account
@@ -63,6 +64,7 @@ max_duration = { ops = "1d", readonly = "7d" }
 language = "zh-CN"                # "zh-CN" or "en"
 timezone = "Asia/Shanghai"        # times are shown in this zone, stored in UTC
 dialog_idle_minutes = 10          # an unfinished request dialog is forgotten after this
+workday_end = "18:00"             # "until Friday" / 明天下班前 ends at this time of day
 
 [identity]
 rule = "email_local_part"         # email_local_part | org_email_local_part | job_number | mobile | map
@@ -123,6 +125,9 @@ pub struct PolicySection {
     pub max_addresses: usize,
     /// When non-empty, only these DingTalk userids may ask for access.
     pub requesters: Vec<String>,
+    /// DingTalk userids who may ask on someone else's behalf (`/apply for <user> …`), besides
+    /// the admins: team leads filing for a new joiner.
+    pub team_leads: Vec<String>,
 }
 
 impl Default for PolicySection {
@@ -135,6 +140,7 @@ impl Default for PolicySection {
             auto_create_user: true,
             max_addresses: 50,
             requesters: Vec::new(),
+            team_leads: Vec::new(),
         }
     }
 }
@@ -187,6 +193,8 @@ pub struct ChatConfig {
     pub timezone: String,
     /// An unfinished request dialog is forgotten after this many idle minutes.
     pub dialog_idle_minutes: u32,
+    /// When "until Friday" / 明天下班前 ends (`HH:MM` in `timezone`): the end of the working day.
+    pub workday_end: String,
 }
 
 impl Default for ChatConfig {
@@ -195,6 +203,7 @@ impl Default for ChatConfig {
             language: Lang::ZhCn,
             timezone: "Asia/Shanghai".into(),
             dialog_idle_minutes: 10,
+            workday_end: "18:00".into(),
         }
     }
 }
@@ -281,6 +290,11 @@ pub struct AccessRequest {
     pub targets: Vec<Target>,
     pub role: Role,
     pub duration: AccessDuration,
+    /// The end the requester named (`到周五`), when they named one; `duration` is its length
+    /// at the time of asking.
+    pub ends_at: Option<jiff::Timestamp>,
+    /// Asked for this person by the sender (`/apply for <user> …`): the order is theirs.
+    pub on_behalf_of: Option<DingUserId>,
     pub reason: Option<String>,
 }
 
@@ -339,6 +353,8 @@ pub struct Policy {
     pub default_approvers: Vec<DingUserId>,
     pub admins: BTreeSet<DingUserId>,
     pub requesters: BTreeSet<DingUserId>,
+    /// May file requests on someone else's behalf (as admins may).
+    pub team_leads: BTreeSet<DingUserId>,
     pub self_approval: bool,
     pub approvals_required: u32,
     pub reason_required: bool,
@@ -351,6 +367,8 @@ pub struct Policy {
     pub timezone: jiff::tz::TimeZone,
     pub timezone_name: String,
     pub dialog_idle_ms: i64,
+    /// The end of the working day, where "until <day>" ends unless a time is named.
+    pub workday_end: jiff::civil::Time,
     pub identity: IdentityConfig,
 }
 
@@ -361,6 +379,11 @@ impl Policy {
 
     pub fn is_admin(&self, user: &DingUserId) -> bool {
         self.admins.contains(user)
+    }
+
+    /// May `user` ask on someone else's behalf? Admins and the configured team leads.
+    pub fn may_file_for_others(&self, user: &DingUserId) -> bool {
+        self.is_admin(user) || self.team_leads.contains(user)
     }
 
     /// An order's targets with every name that is a configured system read as that system.
@@ -716,6 +739,16 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
     if cfg.chat.dialog_idle_minutes == 0 {
         p.push("chat.dialog_idle_minutes: must be at least 1".into());
     }
+    let workday_end = match cfg.chat.workday_end.trim().parse::<jiff::civil::Time>() {
+        Ok(t) => t,
+        Err(_) => {
+            p.push(format!(
+                "chat.workday_end: `{}` is not a time of day (write e.g. \"18:00\")",
+                cfg.chat.workday_end
+            ));
+            jiff::civil::Time::midnight()
+        }
+    };
     p.extend(cfg.identity.validate());
 
     match (ops, readonly, timezone) {
@@ -725,6 +758,7 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
             default_approvers,
             admins: users(&pol.admins).into_iter().collect(),
             requesters: users(&pol.requesters).into_iter().collect(),
+            team_leads: users(&pol.team_leads).into_iter().collect(),
             self_approval: pol.self_approval,
             approvals_required: pol.approvals_required,
             reason_required: pol.reason_required,
@@ -737,6 +771,7 @@ fn build(cfg: &PolicyConfig) -> Result<Policy, Vec<String>> {
             timezone,
             timezone_name: cfg.chat.timezone.clone(),
             dialog_idle_ms: i64::from(cfg.chat.dialog_idle_minutes) * 60_000,
+            workday_end,
             identity: cfg.identity.clone(),
         }),
         _ => Err(p),

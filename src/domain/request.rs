@@ -27,6 +27,10 @@ pub enum Request {
         /// under its old name.
         #[serde(rename = "duration_secs", with = "stored::duration_secs")]
         duration: AccessDuration,
+        /// The end the requester named (`到周五`, `until Friday 6pm`), if they named one: the
+        /// window then ends there rather than `duration` after approval.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ends_at: Option<jiff::Timestamp>,
         reason: String,
     },
 }
@@ -40,6 +44,13 @@ impl Request {
         match self {
             Request::Account { .. } => None,
             Request::Host { duration, .. } => Some(*duration),
+        }
+    }
+    /// The end the requester named, if any.
+    pub fn ends_at(&self) -> Option<jiff::Timestamp> {
+        match self {
+            Request::Account { .. } => None,
+            Request::Host { ends_at, .. } => *ends_at,
         }
     }
     pub fn role(&self) -> Option<Role> {

@@ -83,13 +83,17 @@ pub fn mentions(text: &str, id: &str) -> bool {
         })
 }
 
-/// The requester's "granted" notice (usable, or written but without a usable login).
+/// The requester's "granted" notice (usable, or written but without a usable login), in
+/// either language: people who write English are answered in English.
 fn is_granted(text: &str) -> bool {
-    text.contains("权限已开通") || text.contains("授权已写入")
+    text.contains("权限已开通")
+        || text.contains("授权已写入")
+        || text.contains("access is ready")
+        || text.contains("the grant is in JumpServer")
 }
 
 fn is_rejected(text: &str) -> bool {
-    text.contains("拒绝了申请")
+    text.contains("拒绝了申请") || (text.contains("❌") && text.contains(" rejected "))
 }
 
 fn kind_of(text: &str) -> &'static str {

@@ -4,12 +4,27 @@
 //! reads it back typed, and reports one it cannot read instead of dropping it.
 //!
 //! Tree `dialogs`: key = DingTalk userid → JSON `DialogEntry`.
+//! Tree `user_prefs`: key = DingTalk userid → JSON `UserPrefs` (the language a person reads),
+//! apart from dialogs so sweeping idle dialogs never touches it.
 use super::{Store, StoreError};
+use crate::domain::command::Lang;
 use crate::domain::ids::DingUserId;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 const TREE: &str = "dialogs";
+const PREFS_TREE: &str = "user_prefs";
+
+/// What the bot remembers about how a person wants to be answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPrefs {
+    /// The language they last wrote in, or set with `/lang`.
+    #[serde(default)]
+    pub lang: Option<Lang>,
+    /// Set with `/lang`: kept whatever language they write in afterwards.
+    #[serde(default)]
+    pub chosen: bool,
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DialogEntry {
@@ -20,6 +35,7 @@ pub struct DialogEntry {
 #[derive(Clone, Debug)]
 pub struct Dialogs {
     tree: sled::Tree,
+    prefs: sled::Tree,
 }
 
 fn decode(v: &[u8]) -> Result<DialogEntry, StoreError> {
@@ -30,7 +46,24 @@ impl Dialogs {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
             tree: store.tree(TREE)?,
+            prefs: store.tree(PREFS_TREE)?,
         })
+    }
+
+    /// A person's preferences; an unreadable entry reads as none (it is rewritten on the next
+    /// change, and answering in the configured language is always acceptable).
+    pub fn prefs(&self, user: &DingUserId) -> Result<UserPrefs, StoreError> {
+        Ok(self
+            .prefs
+            .get(user.as_str().as_bytes())?
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default())
+    }
+
+    pub fn put_prefs(&self, user: &DingUserId, prefs: &UserPrefs) -> Result<(), StoreError> {
+        let v = serde_json::to_vec(prefs).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.prefs.insert(user.as_str().as_bytes(), v)?;
+        Ok(())
     }
 
     pub fn get(&self, user: &DingUserId) -> Result<Option<DialogEntry>, StoreError> {

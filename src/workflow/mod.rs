@@ -149,10 +149,27 @@ impl Workflow {
 
     /// How this workflow describes orders (language, time zone, policy).
     fn text(&self) -> OrderText<'_> {
+        self.text_in(self.lang())
+    }
+
+    /// [`Workflow::text`] in a given language (the reader's).
+    fn text_in(&self, lang: Lang) -> OrderText<'_> {
         OrderText {
-            lang: self.lang(),
+            lang,
             tz: &self.settings.tz,
             policy: &self.policy,
+        }
+    }
+
+    /// The language `user` reads: the one they chose or last wrote in, else the configured one.
+    /// A store error answers in the configured language (a message is never lost over it).
+    fn lang_of(&self, user: &DingUserId) -> Lang {
+        match self.dialogs.prefs(user) {
+            Ok(p) => p.lang.unwrap_or(self.lang()),
+            Err(e) => {
+                tracing::warn!(%user, error = %e, "user preferences unreadable");
+                self.lang()
+            }
         }
     }
 
@@ -237,16 +254,18 @@ impl Workflow {
     /// Replies on the message's session webhook, after the acknowledgement (a lost reply to a
     /// read-only question is harmless; a late acknowledgement is a redelivery).
     fn reply_later(&self, webhook: Option<String>, text: String) {
+        self.reply_message_later(webhook, OutMessage::text(text));
+    }
+
+    /// [`Workflow::reply_later`] for any message (an action card with buttons).
+    fn reply_message_later(&self, webhook: Option<String>, msg: OutMessage) {
         let Some(webhook) = webhook else {
             tracing::info!("message without a session webhook; reply dropped");
             return;
         };
         let chat = self.chat.clone();
         tokio::spawn(async move {
-            if let Err(e) = chat
-                .reply_on_session(&webhook, &OutMessage::text(text))
-                .await
-            {
+            if let Err(e) = chat.reply_on_session(&webhook, &msg).await {
                 tracing::warn!(error = %e, "webhook reply failed");
             }
         });

@@ -36,6 +36,7 @@ pub use crate::jumpserver::{
     GrantOutcome, GrantPlan, GrantPreview, GrantedAsset, JmsUser, NewUser, NewUserSpec, Reacher,
     RevokeMode, RevokeOutcome, UserMatch,
 };
+pub use crate::store::dialogs::UserPrefs;
 use crate::store::orders::update_with;
 pub use crate::store::orders::{CasError, Committed, CreateError};
 pub use crate::store::outbox::OutboxJob;
@@ -326,6 +327,10 @@ pub trait DialogStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Returns whether there was a dialog.
     fn delete(&self, user: &DingUserId) -> Result<bool, StoreError>;
+    /// How a person wants to be answered (the language they last wrote in, or set with
+    /// `/lang`); the default when nothing is stored.
+    fn prefs(&self, user: &DingUserId) -> Result<UserPrefs, StoreError>;
+    fn set_prefs(&self, user: &DingUserId, prefs: &UserPrefs) -> Result<(), StoreError>;
 }
 
 /// The local JumpServer index `/sync` builds and `/who-has` reads.

@@ -170,6 +170,22 @@ async fn demo_scenario_runs_and_every_step_is_checked() {
     for must in ["张三 → 机器人", "10.1.2.3", "李四", "HTTP 401", "拒绝"] {
         assert!(text.contains(must), "transcript lacks {must}:\n{text}");
     }
+    // After its checks the demo says what to run to try it for real, last.
+    let next = text
+        .rfind("Next, try it for real")
+        .expect("next steps printed");
+    for must in [
+        "accessbot config example",
+        "accessbot check-config",
+        "accessbot doctor",
+        "accessbot serve",
+        "docs/setup-dingtalk.md",
+    ] {
+        assert!(
+            text[next..].contains(must),
+            "next steps lack {must}:\n{text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

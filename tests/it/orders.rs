@@ -47,6 +47,7 @@ fn new_host_order(id: &str, at: Timestamp) -> Order {
                 system: Some("root".into()),
                 role: Role::Ops,
                 duration: AccessDuration::from_minutes(4 * 60).unwrap(),
+                ends_at: None,
                 reason: "排查线上问题".into(),
             },
             approval_mode: ApprovalMode::Card,

@@ -93,15 +93,19 @@ async fn an_identical_open_request_is_answered_with_the_existing_order() {
     assert!(r.contains(&format!("你已有相同的申请 {first}")), "{r}");
 
     // Pending approval, asked in English with another duration and reason: still the same
-    // request; the answer names who it waits for and how to change it instead.
+    // request; the answer (in English, the language it was asked in) names who it waits for
+    // and how to change it instead.
     env.drain().await;
     assert_eq!(env.order(&first).state, State::PendingApproval);
     let r = env
         .no_new_order(ALICE, "/apply host 10.10.1.11 readonly 3d reason: deploy")
         .await;
-    assert!(r.contains(&format!("你已有相同的申请 {first}")), "{r}");
-    assert!(r.contains("正在等待 李四 审批"), "{r}");
-    assert!(r.contains(&format!("取消 {first}")), "{r}");
+    assert!(
+        r.contains(&format!("You already have the same request open: {first}")),
+        "{r}"
+    );
+    assert!(r.contains("waiting for 李四 to approve"), "{r}");
+    assert!(r.contains(&format!("/cancel {first}")), "{r}");
 
     // The same hosts in another order and spelling are the same targets.
     let pair = env
@@ -181,7 +185,9 @@ async fn the_per_requester_limit_holds_across_a_restart_and_says_when_to_try_aga
     // Someone else is not held back by Alice's count.
     env.new_order(MALLORY, sixth).await;
 
-    // A restart (a crash, even) does not reset the count; the answer follows the language.
+    // A restart (a crash, even) does not reset the count; the answer follows the language
+    // (Alice chooses English; her choice is stored, so it outlives the restart).
+    env.no_new_order(ALICE, "/lang en").await;
     env.cfg.chat.language = Lang::En;
     env.crash_and_restart().await;
     let r = env.no_new_order(ALICE, sixth).await;

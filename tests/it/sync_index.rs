@@ -392,3 +392,45 @@ async fn a_sync_that_keeps_failing_tells_the_admin_and_keeps_the_index() {
         1
     );
 }
+
+/// Issue 12: a long `/who-has` stays within one DingTalk message, says how many rows were left
+/// out and the command that lists them, and that command lists the rest.
+#[tokio::test]
+async fn a_long_who_has_answer_says_how_to_see_the_rest() {
+    let env = Env::new().await;
+    let target = bulk_address(7);
+    for i in 0..25 {
+        let u = format!("fx-many{i:02}");
+        env.jms
+            .add_user(&u, &u.to_uppercase(), &format!("{u}@example.com"))
+            .unwrap();
+        env.permit(&format!("p-many-{i:02}"), &u, &[&target], &[], -1, 10)
+            .await;
+    }
+    env.ask(ADMIN, "/sync").await;
+    env.drain().await;
+    assert!(env.generation().is_some());
+    // (asked, rows shown, the footer)
+    let rows: &[(String, usize, Option<String>)] = &[
+        (
+            format!("谁有权限 {target}"),
+            20,
+            Some(format!("另有 5 条未显示，发送“谁有权限 {target} 21”查看")),
+        ),
+        (format!("谁有权限 {target} 21"), 5, None),
+        (format!("/who-has {target} from 11"), 15, None),
+    ];
+    for (asked, shown, footer) in rows {
+        let r = env.ask(ADMIN, asked).await;
+        assert_eq!(r.matches("p-many-").count(), *shown, "{asked}: {r}");
+        match footer {
+            Some(f) => assert!(r.contains(f.as_str()), "{asked}: {r}"),
+            None => assert!(!r.contains("未显示"), "{asked}: {r}"),
+        }
+        assert!(
+            r.len() < accessbot::chat::text::lists::MAX_LIST_BYTES,
+            "{}",
+            r.len()
+        );
+    }
+}

@@ -35,19 +35,21 @@ pub fn granted(lang: Lang, g: &GrantView<'_>, approver_name: &str, tz: &TimeZone
     pick(
         lang,
         format!(
-            "✅ {approver_name} 已同意申请 {}，权限已开通。\n主机：{}\n账号：{}（{}）\n到期：{}{url_zh}",
+            "✅ {approver_name} 已同意申请 {}，权限已开通。\n主机：{}\n账号：{}（{}）\n到期：{} · {}{url_zh}",
             g.order,
             targets(lang, g.targets),
             g.username,
             role(lang, g.role),
+            crate::chat::text::words::until(lang, g.expires_at, tz, g.expires_at),
             time(g.expires_at, tz)
         ),
         format!(
-            "✅ {approver_name} approved {}; access is ready.\nHosts: {}\nAccount: {} ({})\nExpires: {}{url_en}",
+            "✅ {approver_name} approved {}; access is ready.\nHosts: {}\nAccount: {} ({})\nExpires: {} · {}{url_en}",
             g.order,
             targets(lang, g.targets),
             g.username,
             role(lang, g.role),
+            crate::chat::text::words::until(lang, g.expires_at, tz, g.expires_at),
             time(g.expires_at, tz)
         ),
     )

@@ -99,6 +99,19 @@ pub fn target_error(lang: Lang, e: &TargetError) -> String {
     }
 }
 
+/// A misspelt command put right: the command's word in `lang` with the arguments as typed.
+pub fn corrected_command(lang: Lang, kind: CommandKind, args: &str) -> String {
+    format!("{} {}", display_word(kind, lang), args.trim())
+}
+
+/// The button label that sends a corrected command.
+pub fn send_corrected_button(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "发送更正后的命令",
+        Lang::En => "Send corrected command",
+    }
+}
+
 /// The answer to a message that is not a valid command: what was wrong, and an example.
 pub fn command_error(lang: Lang, e: &CommandError) -> String {
     let with_example = |msg: String, kind: CommandKind| -> String {
@@ -119,11 +132,31 @@ pub fn command_error(lang: Lang, e: &CommandError) -> String {
             format!("消息太长（超过 {max} 字），请精简后再发。"),
             format!("That message is too long (over {max} characters)."),
         ),
-        CommandError::Unknown { word, suggestion } => match suggestion {
+        CommandError::Unknown {
+            word,
+            suggestion,
+            args,
+        } => match suggestion {
+            // With arguments the corrected command itself is offered (a one-tap button, see
+            // `corrected_command`); without, the command's example shows how it is used.
+            Some(k) if !args.is_empty() => pick(
+                lang,
+                format!(
+                    "不认识“{word}”。你是想说 {} 吗？（{}）\n点下方按钮直接发送：{}",
+                    display_word(*k, Lang::ZhCn),
+                    display_word(*k, Lang::En),
+                    corrected_command(lang, *k, args)
+                ),
+                format!(
+                    "I don't know `{word}`. Did you mean {}?\nTap below to send: {}",
+                    display_word(*k, Lang::En),
+                    corrected_command(lang, *k, args)
+                ),
+            ),
             Some(k) => pick(
                 lang,
                 format!(
-                    "不认识“{word}”。你是想用“{}”（{}）吗？\n例如：{}",
+                    "不认识“{word}”。你是想说 {} 吗？（{}）\n例如：{}",
                     display_word(*k, Lang::ZhCn),
                     display_word(*k, Lang::En),
                     example(lang, *k)

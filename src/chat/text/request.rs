@@ -18,7 +18,17 @@ pub struct RequestView<'a> {
     pub targets: &'a [Target],
     pub role: Role,
     pub duration: AccessDuration,
+    /// When it ends, in words (`至 12月5日（周五）18:00`, or "from approval").
+    pub window: String,
     pub reason: Option<&'a str>,
+}
+
+/// A window that opens at approval (its end is not known before): `批准后起算`.
+pub fn from_approval(lang: Lang) -> &'static str {
+    match lang {
+        Lang::ZhCn => "批准后起算",
+        Lang::En => "from approval",
+    }
 }
 
 fn request_lines(lang: Lang, r: &RequestView<'_>) -> String {
@@ -26,22 +36,24 @@ fn request_lines(lang: Lang, r: &RequestView<'_>) -> String {
     pick(
         lang,
         format!(
-            "单号：{}\n申请人：{}（JumpServer 用户 {}）\n主机：{}\n权限：{}\n时长：{}\n原因：{reason}",
+            "单号：{}\n申请人：{}（JumpServer 用户 {}）\n主机：{}\n权限：{}\n时长：{}（{}）\n原因：{reason}",
             r.order,
             r.requester_name,
             r.username,
             targets(lang, r.targets),
             role(lang, r.role),
-            duration(lang, r.duration)
+            duration(lang, r.duration),
+            r.window
         ),
         format!(
-            "Order: {}\nRequester: {} (JumpServer user {})\nHosts: {}\nAccess: {}\nFor: {}\nReason: {reason}",
+            "Order: {}\nRequester: {} (JumpServer user {})\nHosts: {}\nAccess: {}\nFor: {} ({})\nReason: {reason}",
             r.order,
             r.requester_name,
             r.username,
             targets(lang, r.targets),
             role(lang, r.role),
-            duration(lang, r.duration)
+            duration(lang, r.duration),
+            r.window
         ),
     )
 }
@@ -121,6 +133,24 @@ pub fn request_received(lang: Lang, order: &OrderId) -> String {
         lang,
         format!("收到，申请单号 {order}，正在核对 JumpServer 信息，稍后告诉你审批人。"),
         format!("Got it: request {order}. Checking JumpServer now; I'll tell you who approves it."),
+    )
+}
+
+/// `/apply for <user> …` taken: the order is the other person's.
+pub fn request_received_for(lang: Lang, order: &OrderId, for_whom: &str) -> String {
+    pick(
+        lang,
+        format!("收到，已为 {for_whom} 提交申请，单号 {order}。审批结果会同时告诉你和 {for_whom}。"),
+        format!("Got it: request {order} for {for_whom}. You and {for_whom} will both hear the outcome."),
+    )
+}
+
+/// `/apply for <user> …` from someone who is neither an admin nor a team lead.
+pub fn may_not_file_for_others(lang: Lang) -> String {
+    pick(
+        lang,
+        "只有管理员和团队负责人（policy.team_leads）可以替他人申请；请让本人发送申请。".into(),
+        "Only admins and team leads (policy.team_leads) may ask on someone else's behalf; ask them to send the request themselves.".into(),
     )
 }
 

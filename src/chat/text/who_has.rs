@@ -1,5 +1,6 @@
 //! `/who-has`: who reaches a host, what a user reaches, from the index or asked live, and the
 //! bot's own orders for it.
+use crate::chat::text::lists::{page, Paging};
 use crate::chat::text::status::{status_line, StatusView};
 use crate::chat::text::words::{pick, time, Lang};
 use jiff::tz::TimeZone;
@@ -67,7 +68,13 @@ pub struct LiveAccess<'a> {
     pub until: Option<Timestamp>,
 }
 
-pub fn who_has_live(lang: Lang, subject: &str, rows: &[LiveAccess<'_>], tz: &TimeZone) -> String {
+pub fn who_has_live(
+    lang: Lang,
+    subject: &str,
+    rows: &[LiveAccess<'_>],
+    tz: &TimeZone,
+    paging: &Paging<'_>,
+) -> String {
     if rows.is_empty() {
         return pick(
             lang,
@@ -80,7 +87,7 @@ pub fn who_has_live(lang: Lang, subject: &str, rows: &[LiveAccess<'_>], tz: &Tim
         format!("JumpServer 中“{subject}”的有效授权："),
         format!("Valid access for `{subject}` in JumpServer:"),
     );
-    format!("{head}\n{}", access_lines(lang, rows, tz).join("\n"))
+    page(lang, &head, &access_lines(lang, rows, tz), paging)
 }
 
 fn access_lines(lang: Lang, rows: &[LiveAccess<'_>], tz: &TimeZone) -> Vec<String> {
@@ -106,6 +113,7 @@ pub fn who_has_indexed(
     rows: &[LiveAccess<'_>],
     as_of: Timestamp,
     tz: &TimeZone,
+    paging: &Paging<'_>,
 ) -> String {
     let at = time(as_of, tz);
     if rows.is_empty() {
@@ -120,21 +128,8 @@ pub fn who_has_indexed(
         format!("截至 {at}（上次同步），“{subject}”的有效授权："),
         format!("Valid access for `{subject}` as of {at} (last sync):"),
     );
-    let shown = rows.get(..WHO_HAS_MAX_ROWS).unwrap_or(rows);
-    let mut lines = access_lines(lang, shown, tz);
-    if rows.len() > shown.len() {
-        let more = rows.len() - shown.len();
-        lines.push(pick(
-            lang,
-            format!("…另有 {more} 条未列出"),
-            format!("… and {more} more"),
-        ));
-    }
-    format!("{head}\n{}", lines.join("\n"))
+    page(lang, &head, &access_lines(lang, rows, tz), paging)
 }
-
-/// Most rows one `/who-has` answer lists; a DingTalk text message has a size limit.
-pub const WHO_HAS_MAX_ROWS: usize = 50;
 
 /// Hosts of one grant: the first few, then how many more.
 pub fn hosts_summary(lang: Lang, shown: &[String], total: usize) -> String {

@@ -53,6 +53,39 @@ pub fn time(ts: Timestamp, tz: &TimeZone) -> String {
     }
 }
 
+/// A moment as people say it, in the configured zone: `12月5日（周五）18:00` /
+/// `Fri 5 Dec 18:00`; the year only when it is not this one.
+pub fn moment(lang: Lang, ts: Timestamp, tz: &TimeZone, now: Timestamp) -> String {
+    let z = ts.to_zoned(tz.clone());
+    let this_year = now.to_zoned(tz.clone()).year() == z.year();
+    let wd = z.weekday().to_monday_zero_offset() as usize;
+    const ZH: [&str; 7] = ["一", "二", "三", "四", "五", "六", "日"];
+    let hm = z.strftime("%H:%M").to_string();
+    let zh = if this_year {
+        format!("{}月{}日（周{}）{hm}", z.month(), z.day(), ZH[wd])
+    } else {
+        format!(
+            "{}年{}月{}日（周{}）{hm}",
+            z.year(),
+            z.month(),
+            z.day(),
+            ZH[wd]
+        )
+    };
+    let en = if this_year {
+        z.strftime("%a %-d %b %H:%M").to_string()
+    } else {
+        z.strftime("%a %-d %b %Y %H:%M").to_string()
+    };
+    pick(lang, zh, en)
+}
+
+/// The end of a window in words: `至 12月5日（周五）18:00` / `until Fri 5 Dec 18:00`.
+pub fn until(lang: Lang, ts: Timestamp, tz: &TimeZone, now: Timestamp) -> String {
+    let m = moment(lang, ts, tz, now);
+    pick(lang, format!("至 {m}"), format!("until {m}"))
+}
+
 pub fn role(lang: Lang, r: Role) -> &'static str {
     match (lang, r) {
         (Lang::ZhCn, Role::Ops) => "运维",

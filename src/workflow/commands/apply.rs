@@ -2,7 +2,7 @@
 //! identical open request with that order (or refuses past the per-requester limit), and
 //! creates the order in `Draft` with its `Prepare` job. The dialog that collects a request
 //! lives in `domain::dialog`; this file takes it once nothing is missing.
-use crate::chat::text;
+use crate::chat::text::{self, Lang};
 use crate::dispatch::DispatchError;
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::command::ApplyDraft;
@@ -23,13 +23,15 @@ pub(super) fn host(cx: &Ctx<'_>, draft: ApplyDraft) -> Result<Answer, DispatchEr
     let wf = cx.wf;
     let step = dialog::from_draft(draft, &wf.policy, wf.now().as_millisecond());
     match (step.reply, step.done) {
-        (Reply::Complete, Some(req)) => submit_host(wf, cx.sender, cx.nick, req).map(Answer::Say),
+        (Reply::Complete, Some(req)) => {
+            submit_host(wf, cx.sender, cx.nick, req, cx.lang).map(Answer::Say)
+        }
         (other, _) => {
             if let Some(s) = step.new_state {
                 wf.dialogs.save(cx.sender, &s, wf.now()).map_err(retry)?;
             }
             Ok(Answer::Say(
-                text::dialog_reply(wf.lang(), &other, false).unwrap_or_default(),
+                text::dialog_reply(cx.lang, &other, false).unwrap_or_default(),
             ))
         }
     }
@@ -37,7 +39,7 @@ pub(super) fn host(cx: &Ctx<'_>, draft: ApplyDraft) -> Result<Answer, DispatchEr
 
 /// `/apply account`: a JumpServer account for the sender.
 pub(super) fn account(cx: &Ctx<'_>) -> Result<Answer, DispatchError> {
-    submit_account(cx.wf, cx.sender, cx.nick).map(Answer::Say)
+    submit_account(cx.wf, cx.sender, cx.nick, cx.lang).map(Answer::Say)
 }
 
 pub(in crate::workflow) fn create_order(
@@ -46,6 +48,7 @@ pub(in crate::workflow) fn create_order(
     nick: &str,
     request: Request,
     approvers: Vec<DingUserId>,
+    filed_by: Option<DingUserId>,
 ) -> Result<OrderId, DispatchError> {
     let now = wf.now();
     let id = wf.orders.next_id(now, &wf.settings.tz).map_err(retry)?;
@@ -66,6 +69,7 @@ pub(in crate::workflow) fn create_order(
         now,
     );
     order.installation = wf.installation.to_string();
+    order.filed_by = filed_by;
     let rec = AuditRecord::new(
         now,
         Some(id.clone()),
@@ -84,12 +88,27 @@ pub(in crate::workflow) fn submit_host(
     sender: &DingUserId,
     nick: &str,
     req: AccessRequest,
+    lang: Lang,
 ) -> Result<String, DispatchError> {
-    let lang = wf.lang();
+    // On someone's behalf: the order is theirs (their policy, approvers, JumpServer user and
+    // messages); the sender is recorded and told too. Only admins and team leads may.
+    let filer = sender;
+    let (sender, nick) = match &req.on_behalf_of {
+        Some(target) if target == sender => (sender, nick.to_string()),
+        Some(target) => {
+            if !wf.policy.may_file_for_others(sender) {
+                return Ok(text::may_not_file_for_others(lang));
+            }
+            let name = wf.names.get(target).unwrap_or_else(|| target.to_string());
+            (target, name)
+        }
+        None => (sender, nick.to_string()),
+    };
+    let nick = nick.as_str();
     if let Err(v) = wf.policy.check_request(sender, &req) {
         return Ok(text::policy_violation(lang, &v));
     }
-    if let Err(why) = single_scope(wf, &req.targets) {
+    if let Err(why) = single_scope(wf, &req.targets, lang) {
         return Ok(why);
     }
     let approvers = wf.policy.approvers_for(sender, &req.targets);
@@ -109,7 +128,7 @@ pub(in crate::workflow) fn submit_host(
         }
         _ => false,
     };
-    if let Some(answer) = existing_or_limited(wf, sender, same)? {
+    if let Some(answer) = existing_or_limited(wf, sender, same, lang)? {
         return Ok(answer);
     }
     let request = Request::Host {
@@ -117,10 +136,15 @@ pub(in crate::workflow) fn submit_host(
         system: None,
         role: req.role,
         duration: req.duration,
+        ends_at: req.ends_at,
         reason: req.reason.unwrap_or_default(),
     };
-    let id = create_order(wf, sender, nick, request, approvers)?;
-    Ok(text::request_received(lang, &id))
+    let filed_by = (filer != sender).then(|| filer.clone());
+    let id = create_order(wf, sender, nick, request, approvers, filed_by.clone())?;
+    Ok(match filed_by {
+        Some(_) => text::request_received_for(lang, &id, nick),
+        None => text::request_received(lang, &id),
+    })
 }
 
 /// The answer that replaces a new order, if any: the requester's open order that `same`
@@ -133,8 +157,8 @@ pub(in crate::workflow) fn existing_or_limited(
     wf: &Workflow,
     sender: &DingUserId,
     same: impl Fn(&Order) -> bool,
+    lang: Lang,
 ) -> Result<Option<String>, DispatchError> {
-    let lang = wf.lang();
     let orders = wf.orders.list_by_requester(sender).map_err(retry)?;
     if let Some(o) = orders.iter().find(|o| is_open(o.state) && same(o)) {
         let waiting_for: Option<Vec<String>> =
@@ -149,7 +173,7 @@ pub(in crate::workflow) fn existing_or_limited(
         return Ok(Some(text::same_request_open(
             lang,
             &o.id,
-            wf.text().status_label(o),
+            wf.text_in(lang).status_label(o),
             waiting_for.as_deref(),
         )));
     }
@@ -182,7 +206,11 @@ pub(in crate::workflow) fn existing_or_limited(
 }
 
 /// One order is one JumpServer permission: either a whole system's node, or hosts.
-pub(in crate::workflow) fn single_scope(wf: &Workflow, targets: &[Target]) -> Result<(), String> {
+pub(in crate::workflow) fn single_scope(
+    wf: &Workflow,
+    targets: &[Target],
+    lang: Lang,
+) -> Result<(), String> {
     let with_node: Vec<&str> = targets
         .iter()
         .filter_map(|t| match t {
@@ -197,7 +225,7 @@ pub(in crate::workflow) fn single_scope(wf: &Workflow, targets: &[Target]) -> Re
         .collect();
     let others = targets.len() - with_node.len();
     if with_node.len() > 1 || (!with_node.is_empty() && others > 0) {
-        return Err(text::one_scope_per_request(wf.lang()));
+        return Err(text::one_scope_per_request(lang));
     }
     Ok(())
 }
@@ -206,8 +234,8 @@ pub(in crate::workflow) fn submit_account(
     wf: &Workflow,
     sender: &DingUserId,
     nick: &str,
+    lang: Lang,
 ) -> Result<String, DispatchError> {
-    let lang = wf.lang();
     if !wf.policy.requesters.is_empty() && !wf.policy.requesters.contains(sender) {
         return Ok(text::policy_violation(
             lang,
@@ -219,7 +247,7 @@ pub(in crate::workflow) fn submit_account(
         return Ok(text::no_approvers(lang));
     }
     let same = |o: &Order| matches!(o.request, Request::Account { .. });
-    if let Some(answer) = existing_or_limited(wf, sender, same)? {
+    if let Some(answer) = existing_or_limited(wf, sender, same, lang)? {
         return Ok(answer);
     }
     let id = create_order(
@@ -230,6 +258,7 @@ pub(in crate::workflow) fn submit_account(
             reason: String::new(),
         },
         approvers,
+        None,
     )?;
     Ok(text::account_request_done(lang, &id))
 }

@@ -13,7 +13,7 @@ use crate::workflow::ports::OrderStoreExt;
 
 pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
     let (wf, sender) = (cx.wf, cx.sender);
-    let lang = wf.lang();
+    let lang = cx.lang;
     let res = wf.orders.update(id, |o| {
         if o.requester != *sender {
             return Err(Refusal::Text(text::not_your_order(lang, id)));
@@ -22,7 +22,7 @@ pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
             return Err(Refusal::Text(text::not_pending(
                 lang,
                 id,
-                wf.text().status_label(o),
+                wf.text_in(lang).status_label(o),
             )));
         }
         let t = o

@@ -15,7 +15,7 @@ pub(super) fn run(
     reason: Option<String>,
 ) -> Result<Answer, DispatchError> {
     let (wf, sender) = (cx.wf, cx.sender);
-    let lang = wf.lang();
+    let lang = cx.lang;
     let approved = reason.is_none();
     match decision::decide(wf, sender, id, reason) {
         Ok(Decided::Final(_)) => Ok(Answer::Say(text::decision_recorded(lang, id, approved))),

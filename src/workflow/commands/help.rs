@@ -3,5 +3,5 @@ use crate::chat::text;
 use crate::workflow::commands::{Answer, Ctx};
 
 pub(super) fn run(cx: &Ctx<'_>) -> Answer {
-    Answer::Say(text::help(cx.wf.lang(), cx.admin))
+    Answer::Say(text::help(cx.lang, cx.admin))
 }

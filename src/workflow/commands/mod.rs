@@ -5,16 +5,19 @@
 pub(super) mod apply;
 mod cancel;
 mod decide;
+mod done;
 mod help;
 mod history;
+mod lang;
 mod my;
+mod pending;
 mod renew;
 mod revoke;
 mod status;
 mod sync;
 mod who_has;
 
-use crate::chat::text;
+use crate::chat::text::{self, Lang};
 use crate::dispatch::DispatchError;
 use crate::domain::command::Command;
 use crate::domain::dialog::Reply;
@@ -31,6 +34,8 @@ pub(in crate::workflow) struct Ctx<'a> {
     pub admin: bool,
     /// The message's session webhook (for answers that come later).
     pub webhook: &'a Option<String>,
+    /// The language the sender reads (see `events::message`).
+    pub lang: Lang,
 }
 
 /// What a command says back to its sender.
@@ -38,6 +43,8 @@ pub(in crate::workflow) struct Ctx<'a> {
 pub(in crate::workflow) enum Answer {
     /// Said on the message's session webhook.
     Say(String),
+    /// Markdown said on the session webhook (lists with links that send commands back).
+    Markdown { title: String, text: String },
     /// Nothing to add: the outbox notice the command queued is the answer.
     Quiet,
     /// The command answers on its own when its live query is done.
@@ -51,9 +58,8 @@ pub(in crate::workflow) enum Refusal {
 
 /// Runs one command for `cx.sender`.
 pub(in crate::workflow) fn run(cx: &Ctx<'_>, cmd: Command) -> Result<Answer, DispatchError> {
-    let lang = cx.wf.lang();
-    // Renewal is also open to the requester of the order (the expiry reminder's button).
-    if cmd.is_admin_only() && !cx.admin && !matches!(cmd, Command::Renew { .. }) {
+    let lang = cx.lang;
+    if cmd.is_admin_only() && !cx.admin {
         return Ok(Answer::Say(text::admin_only(lang)));
     }
     match cmd {
@@ -69,9 +75,12 @@ pub(in crate::workflow) fn run(cx: &Ctx<'_>, cmd: Command) -> Result<Answer, Dis
         Command::Approve(id) => decide::run(cx, &id, None),
         Command::Reject { order, reason } => decide::run(cx, &order, Some(reason)),
         Command::Sync => sync::run(cx),
-        Command::WhoHas { subject, all } => who_has::run(cx, subject, all),
+        Command::WhoHas { subject, all, from } => who_has::run(cx, subject, all, from),
         Command::Revoke(id) => revoke::run(cx, &id),
         Command::Renew { order, duration } => renew::run(cx, &order, duration),
+        Command::Pending(from) => pending::run(cx, from),
+        Command::Done(id) => done::run(cx, id),
+        Command::SetLang(choice) => lang::run(cx, choice),
         Command::History { subject, page } => history::run(cx, &subject, page),
     }
 }

@@ -10,7 +10,7 @@ pub(super) fn run(cx: &Ctx<'_>) -> Result<Answer, DispatchError> {
     let lines: Vec<String> = orders
         .iter()
         .filter(|o| !o.state.is_terminal())
-        .map(|o| wf.text().status_line(o))
+        .map(|o| wf.text_in(cx.lang).status_line(o))
         .collect();
-    Ok(Answer::Say(text::my_lines(wf.lang(), &lines)))
+    Ok(Answer::Say(text::my_lines(cx.lang, &lines)))
 }

@@ -20,17 +20,17 @@ pub(super) fn run(
     duration: Option<AccessDuration>,
 ) -> Result<Answer, DispatchError> {
     let (wf, sender, admin) = (cx.wf, cx.sender, cx.admin);
-    let lang = wf.lang();
+    let lang = cx.lang;
     let now = wf.now();
     let res = wf.orders.update(id, |o| {
         if !admin && o.requester != *sender {
-            return Err(Refusal::Text(text::admin_only(lang)));
+            return Err(Refusal::Text(text::not_your_order(lang, id)));
         }
         if o.state != State::Active {
             return Err(Refusal::Text(text::not_active(
                 lang,
                 id,
-                wf.text().status_label(o),
+                wf.text_in(lang).status_label(o),
             )));
         }
         let (Some(role), Some(orig)) = (o.request.role(), o.request.access_duration()) else {

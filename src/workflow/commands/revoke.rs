@@ -12,7 +12,7 @@ use crate::workflow::ports::OrderStoreExt;
 
 pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
     let (wf, sender, nick) = (cx.wf, cx.sender, cx.nick);
-    let lang = wf.lang();
+    let lang = cx.lang;
     let res = wf.orders.update(id, |o| {
         let t = o
             .revoke(
@@ -20,7 +20,9 @@ pub(super) fn run(cx: &Ctx<'_>, id: &OrderId) -> Result<Answer, DispatchError> {
                 Some("revoked by an administrator".into()),
                 wf.now(),
             )
-            .map_err(|_| Refusal::Text(text::not_active(lang, id, wf.text().status_label(o))))?;
+            .map_err(|_| {
+                Refusal::Text(text::not_active(lang, id, wf.text_in(lang).status_label(o)))
+            })?;
         let jobs = vec![
             JobKind::Revoke,
             JobKind::tell_requester(Notice::Revoked {

@@ -11,8 +11,8 @@ pub(super) fn run(cx: &Ctx<'_>) -> Result<Answer, DispatchError> {
     let wf = cx.wf;
     let job = OutboxJob::sync(cx.sender.clone(), wf.now());
     Ok(Answer::Say(if wf.orders.enqueue(&job).map_err(retry)? {
-        text::sync_started(wf.lang())
+        text::sync_started(cx.lang)
     } else {
-        text::sync_already_running(wf.lang())
+        text::sync_already_running(cx.lang)
     }))
 }

@@ -3,6 +3,7 @@
 //! on the session webhook when done. The bot's own active orders for the subject are appended.
 use crate::chat::text;
 use crate::dispatch::DispatchError;
+use crate::domain::command::{display_word, CommandKind};
 use crate::domain::inventory::IndexedHost;
 use crate::domain::order::State;
 use crate::domain::policy::Policy;
@@ -12,19 +13,34 @@ use crate::workflow::ports::{Bastion, OutMessage, Reacher};
 use crate::workflow::{retry, Workflow};
 use std::collections::BTreeSet;
 
+/// The command that lists `subject` again (the starting row is appended): `谁有权限 web1 全部`.
+fn again(lang: text::Lang, subject: &str, all: bool) -> String {
+    let all = match (all, lang) {
+        (false, _) => "",
+        (true, text::Lang::ZhCn) => " 全部",
+        (true, text::Lang::En) => " all",
+    };
+    format!("{} {subject}{all}", display_word(CommandKind::WhoHas, lang))
+}
+
 /// Hosts named per grant in `/who-has <user>`.
 const HOSTS_PER_GRANT: usize = 10;
 
 /// `/who-has <subject> [all]`: from the index, or (never synced) from JumpServer live.
-pub(super) fn run(cx: &Ctx<'_>, subject: String, all: bool) -> Result<Answer, DispatchError> {
+pub(super) fn run(
+    cx: &Ctx<'_>,
+    subject: String,
+    all: bool,
+    from: usize,
+) -> Result<Answer, DispatchError> {
     let wf = cx.wf;
-    if let Some(answer) = indexed(wf, &subject, all)? {
+    if let Some(answer) = indexed(wf, &subject, all, from)? {
         return Ok(Answer::Say(answer));
     }
     // Not synced yet: ask JumpServer live (with the bot's own orders).
     let is_address = target::classify(subject.trim()).is_ok_and(|t| t.is_address());
     let orders = bot_orders_text(wf, subject.trim(), &[], is_address)?;
-    who_has_later(wf, subject, all, orders, cx.webhook.clone());
+    who_has_later(wf, subject, all, from, orders, cx.webhook.clone());
     Ok(Answer::Later)
 }
 
@@ -36,12 +52,18 @@ pub(in crate::workflow) fn indexed(
     wf: &Workflow,
     subject: &str,
     all: bool,
+    from: usize,
 ) -> Result<Option<String>, DispatchError> {
     let Some(stats) = wf.index.stats().map_err(retry)? else {
         return Ok(None);
     };
     let subject = subject.trim();
     let (lang, tz, now) = (wf.lang(), &wf.settings.tz, wf.now());
+    let again = again(lang, subject, all);
+    let paging = text::lists::Paging {
+        from,
+        again: &again,
+    };
     let is_address = target::classify(subject).is_ok_and(|t| t.is_address());
     if !is_address {
         if let Some(access) = wf.index.user_access(subject, now).map_err(retry)? {
@@ -80,6 +102,7 @@ pub(in crate::workflow) fn indexed(
                 &rows,
                 stats.synced_at,
                 tz,
+                &paging,
             )));
         }
     }
@@ -125,7 +148,7 @@ pub(in crate::workflow) fn indexed(
             until: r.date_expired,
         })
         .collect();
-    let mut answer = text::who_has_indexed(lang, subject, &rows, stats.synced_at, tz);
+    let mut answer = text::who_has_indexed(lang, subject, &rows, stats.synced_at, tz, &paging);
     if hidden > 0 {
         answer.push('\n');
         answer.push_str(&text::who_has_hidden(lang, hidden));
@@ -182,6 +205,7 @@ pub(in crate::workflow) fn who_has_later(
     wf: &Workflow,
     subject: String,
     all: bool,
+    from: usize,
     orders: Option<String>,
     webhook: Option<String>,
 ) {
@@ -190,7 +214,7 @@ pub(in crate::workflow) fn who_has_later(
     let tz = wf.settings.tz.clone();
     let chat = wf.chat.clone();
     tokio::spawn(async move {
-        let live = live(bastion.as_ref(), &policy, &subject, all, &tz).await;
+        let live = live(bastion.as_ref(), &policy, &subject, all, from, &tz).await;
         let answer = match orders {
             Some(o) => format!("{live}\n\n{o}"),
             None => live,
@@ -212,9 +236,15 @@ async fn live(
     policy: &Policy,
     subject: &str,
     all: bool,
+    from: usize,
     tz: &jiff::tz::TimeZone,
 ) -> String {
     let lang = policy.lang;
+    let again = again(lang, subject.trim(), all);
+    let paging = text::lists::Paging {
+        from,
+        again: &again,
+    };
     let en = lang == text::Lang::En;
     let subject = subject.trim();
     // An address is a host; any other word is first a JumpServer username, else a host name.
@@ -241,7 +271,7 @@ async fn live(
                                 until: None,
                             })
                             .collect();
-                        text::who_has_live(lang, subject, &live, tz)
+                        text::who_has_live(lang, subject, &live, tz, &paging)
                     }
                     Err(e) => text::who_has_failed(lang, &e.user_message(en)),
                 };
@@ -284,7 +314,7 @@ async fn live(
             until: r.date_expired,
         })
         .collect();
-    let mut out = text::who_has_live(lang, subject, &live, tz);
+    let mut out = text::who_has_live(lang, subject, &live, tz, &paging);
     if hidden > 0 {
         out.push_str(&format!("\n{}", text::who_has_hidden(lang, hidden)));
     }

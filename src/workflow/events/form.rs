@@ -64,7 +64,7 @@ pub(in crate::workflow) fn on_form(
         (Reply::Complete, Some(req)) => {
             wf.dialogs.delete(tapper).map_err(retry)?;
             let before = wf.orders.list_by_requester(tapper).map_err(retry)?.len();
-            let answer = apply::submit_host(wf, tapper, "", req)?;
+            let answer = apply::submit_host(wf, tapper, "", req, wf.lang_of(tapper))?;
             let orders = wf.orders.list_by_requester(tapper).map_err(retry)?;
             wf.tell_later(tapper.clone(), answer);
             if orders.len() > before {

@@ -15,6 +15,8 @@ mod renew;
 mod revoke;
 mod sync;
 
+pub(in crate::workflow) use notify::out_message;
+
 use crate::domain::jobs::JobKind;
 use crate::worker::outbox::{JobError, JobRunner};
 use crate::workflow::ports::{BastionError, CasError, ChatError, OutboxJob};

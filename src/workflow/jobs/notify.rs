@@ -2,6 +2,7 @@
 //! rendered by `chat::notice` from the order as it is now, and the send.
 use crate::chat::message::Message;
 use crate::chat::notice::{self as notices, NoticeContext};
+use crate::chat::text::Lang;
 use crate::domain::ids::DingUserId;
 use crate::domain::notice::{Audience, Notice};
 use crate::domain::order::Order;
@@ -23,7 +24,10 @@ pub(in crate::workflow) async fn notify(
         cards::deliver_requester_card(wf, o).await?;
     }
     let recipients: Vec<DingUserId> = match to {
-        Audience::Requester => vec![o.requester.clone()],
+        // Whoever asked on the requester's behalf hears what the requester hears.
+        Audience::Requester => std::iter::once(o.requester.clone())
+            .chain(o.filed_by.clone())
+            .collect(),
         Audience::User(u) => vec![u.clone()],
         Audience::Approvers => o
             .approvers
@@ -36,10 +40,22 @@ pub(in crate::workflow) async fn notify(
     if recipients.is_empty() {
         return Ok(());
     }
-    match render(wf, o, notice).await {
-        Some(m) => send(wf, &recipients, &m).await,
-        None => Ok(()),
+    // Each person reads it in their language (`/lang`, or the one they last wrote in): one
+    // send per language, so a group send stays one call when everyone reads the same.
+    let mut by_lang: Vec<(Lang, Vec<DingUserId>)> = Vec::new();
+    for r in recipients {
+        let l = wf.lang_of(&r);
+        match by_lang.iter_mut().find(|(x, _)| *x == l) {
+            Some((_, v)) => v.push(r),
+            None => by_lang.push((l, vec![r])),
+        }
     }
+    for (lang, to) in by_lang {
+        if let Some(m) = render_in(wf, o, notice, lang).await {
+            send(wf, &to, &m).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Renders a notice at send time from the order as it is now, after looking up the names
@@ -49,6 +65,11 @@ pub(in crate::workflow) async fn render(
     o: &Order,
     notice: &Notice,
 ) -> Option<OutMessage> {
+    render_in(wf, o, notice, wf.lang_of(&o.requester)).await
+}
+
+/// [`render`] in `lang`.
+async fn render_in(wf: &Workflow, o: &Order, notice: &Notice, lang: Lang) -> Option<OutMessage> {
     let mut names: HashMap<DingUserId, String> = HashMap::new();
     for u in notices::mentions(o, notice) {
         let name = wf.name_of(&u).await;
@@ -56,7 +77,7 @@ pub(in crate::workflow) async fn render(
     }
     let name_of = |u: &DingUserId| names.get(u).cloned().unwrap_or_else(|| u.to_string());
     let cx = NoticeContext {
-        text: wf.text(),
+        text: wf.text_in(lang),
         jms_web_url: wf.settings.jms_web_url.as_deref(),
         now: wf.now(),
         name_of: &name_of,
