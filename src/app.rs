@@ -4,6 +4,7 @@
 //!
 //! The adapters become the workflow's ports here (`dingtalk_chat`, `jumpserver_bastion`,
 //! `sled_store`): the only place that knows which chat platform, bastion and store run.
+mod console_ports;
 mod dingtalk_chat;
 mod jumpserver_bastion;
 mod sled_store;
@@ -214,11 +215,6 @@ impl Bot {
             clock: opts.clock.clone(),
             dispatcher,
         });
-        let router = http::router(
-            edge.clone(),
-            config.server.max_body_bytes,
-            Duration::from_millis(config.server.request_timeout_ms),
-        );
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -229,6 +225,19 @@ impl Bot {
             addr: config.server.listen.clone(),
             source,
         })?;
+        let console_routes = if config.console.enabled {
+            let console =
+                console_ports::console(config, &opts.store, &dingtalk, opts.clock.clone(), addr)?;
+            crate::console::router(Arc::new(console))
+        } else {
+            axum::Router::new()
+        };
+        let router = http::router(
+            edge.clone(),
+            console_routes,
+            config.server.max_body_bytes,
+            Duration::from_millis(config.server.request_timeout_ms),
+        );
         let (shutdown, mut rx) = watch::channel(false);
         let limits = crate::server::ConnLimits::from_config(&config.server);
         let conn_stats = Arc::new(crate::server::ConnStats::default());

@@ -1,5 +1,6 @@
 //! The axum router DingTalk talks to: `/dingtalk/events` (encrypted event push), `/dingtalk/robot`
-//! (robot messages, HTTP mode), `/dingtalk/cards` (card callbacks) and `/healthz`.
+//! (robot messages, HTTP mode), `/dingtalk/cards` (card callbacks) and `/healthz`; the access
+//! console's routes (`console::router`) are merged in under the same limits.
 //!
 //! Order of work on every inbound route, and why:
 //! 1. verify the signature (and freshness) before looking inside the payload — a forged request
@@ -54,7 +55,14 @@ pub struct EdgeState {
     pub dispatcher: Arc<dyn Dispatch>,
 }
 
-pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -> Router {
+/// `extra`: routes served beside DingTalk's (the access console), under the same body limit and
+/// request deadline.
+pub fn router(
+    state: Arc<EdgeState>,
+    extra: Router,
+    max_body_bytes: usize,
+    timeout: Duration,
+) -> Router {
     // A delivery still marked in flight this long after it began was cut off without cleanup
     // (the process died mid-dispatch); the request deadline cancels everything else sooner.
     let abandon_after_ms = i64::try_from(timeout.as_millis().saturating_mul(2))
@@ -65,6 +73,8 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -
         .route("/dingtalk/robot", post(robot))
         .route("/dingtalk/cards", post(cards))
         .route("/healthz", get(healthz))
+        .with_state(state)
+        .merge(extra)
         .layer(Extension(InFlightWindow(abandon_after_ms)))
         // The body is read (and an over-size one drained) by `bounded` before any handler
         // runs; this limit only guards a future route that would read its own.
@@ -74,7 +84,6 @@ pub fn router(state: Arc<EdgeState>, max_body_bytes: usize, timeout: Duration) -
                 bounded(req, next, max_body_bytes, timeout).await
             },
         ))
-        .with_state(state)
 }
 
 /// How much of an over-size body is read and thrown away so the client sees its 413: four

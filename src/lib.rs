@@ -5,6 +5,7 @@ pub mod app; //        wiring: adapters into the workflow's ports, the HTTP serv
 pub mod chat; //       what users read: replies, notices, cards, by topic, in zh-CN / en (no IO)
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
+pub mod console; //    the access console: web pages of who reaches what and who opened what, DingTalk login
 pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler

@@ -1390,3 +1390,6 @@ mod tests {
         assert!(!s(ApprovalStatus::Terminated, None).is_approved());
     }
 }
+
+// DingTalk login for the access console (OAuth2 web login and the in-app auth code).
+mod login;

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub mod actor;
+pub mod login;
 pub use actor::{BotReply, ConvEntry, ConvKind, DriveError, EventAck, Forgery, Speaker};
 
 /// Lifetime of a session webhook opened with `session_webhook` (sim-chosen: 90 minutes).
@@ -238,7 +239,10 @@ impl SimDingTalk {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let app = Router::new()
+            .merge(login::routes(&shared))
+            .fallback(handle)
+            .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
