@@ -189,3 +189,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod render_tests {
+    use crate::chat::text::console::console_words;
+    use crate::chat::text::Lang;
+
+    #[test]
+    fn now_renders_rows() {
+        let env = super::templates();
+        let row = minijinja::context! { user => "u", host => "h", accounts => "", until => "", permission => "", order => "R1", requested_by => "", approved_by => "", reason => "" };
+        let r = env.get_template("now.html").and_then(|t| {
+            t.render(minijinja::context! {
+                t => console_words(Lang::ZhCn), lang => "zh", user_name => "x", role => "r", csrf => "c",
+                nav => "now", lang_switch => "/", zone => "UTC", as_of => "t", admin => true,
+                host => "", user => "", rows => vec![row.clone()], active => vec![row], csv => "",
+            })
+        });
+        assert!(r.is_ok(), "{r:?}");
+    }
+}

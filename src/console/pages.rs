@@ -76,6 +76,8 @@ fn chrome(c: &Console, s: &Seen, nav: &'static str, uri: &Uri) -> Chrome {
 }
 
 /// The viewer of a request, or the answer to give instead (login redirect, store failure).
+/// The answer is a whole response on purpose: every page returns it as it is.
+#[allow(clippy::result_large_err)]
 fn seen(
     c: &Console,
     headers: &HeaderMap,
@@ -278,7 +280,9 @@ pub async fn now(
         Err(r) => return r,
     };
     let (as_of, rows, active) = now_rows(&c, &s, &q);
-    let csv = serde_urlencoded::to_string([("host", q.host.as_str()), ("user", q.user.as_str())])
+    let admin = s.viewer.sees_everything();
+    let user = if admin { q.user.as_str() } else { "" };
+    let csv = serde_urlencoded::to_string([("host", q.host.as_str()), ("user", user)])
         .unwrap_or_default();
     let page = NowPage {
         chrome: chrome(&c, &s, "now", &uri),
@@ -432,7 +436,7 @@ pub async fn history(
     let size = c.cfg.page_size.max(1);
     let total = rows.len();
     let pages = total.div_ceil(size).max(1);
-    let page = f.page.unwrap_or(1).clamp(1, pages);
+    let page = f.page().clamp(1, pages);
     let shown: Vec<HistoryRow> = rows
         .into_iter()
         .skip((page - 1) * size)

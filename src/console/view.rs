@@ -108,7 +108,8 @@ pub struct HistoryFilter {
     pub sort: String,
     /// `desc` (default) or `asc`.
     pub dir: String,
-    pub page: Option<usize>,
+    /// 1-based; text, so a bad value falls back to the first page instead of an error.
+    pub page: String,
 }
 
 /// A filter value that cannot be read.
@@ -173,16 +174,20 @@ impl HistoryFilter {
         {
             return false;
         }
-        if !self.state.is_empty() && !o.is_some_and(|o| o.state.as_str() == self.state) {
+        if !self.state.is_empty() && o.is_none_or(|o| o.state.as_str() != self.state) {
             return false;
         }
         true
     }
 
+    pub fn page(&self) -> usize {
+        self.page.trim().parse().unwrap_or(1)
+    }
+
     /// The query string of this filter with another page / sort (for links).
     pub fn query_with(&self, page: Option<usize>, sort: Option<(&str, &str)>) -> String {
         let mut f = self.clone();
-        f.page = page;
+        f.page = page.map(|p| p.to_string()).unwrap_or_default();
         if let Some((s, d)) = sort {
             f.sort = s.into();
             f.dir = d.into();
@@ -197,7 +202,7 @@ impl HistoryFilter {
             ("to", f.to),
             ("sort", f.sort),
             ("dir", f.dir),
-            ("page", f.page.map(|p| p.to_string()).unwrap_or_default()),
+            ("page", f.page),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())

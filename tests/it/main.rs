@@ -2,6 +2,7 @@
 mod approval_failures;
 mod cli;
 mod commands;
+mod console;
 mod crash;
 mod dingtalk_client;
 mod dingtalk_props;
