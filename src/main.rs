@@ -38,7 +38,13 @@ enum Command {
     },
     /// Play a checked scenario against simulated DingTalk and JumpServer on loopback (no
     /// credentials, no network): chat request, card approval, grant, OA refusal, forged callback.
-    Demo,
+    /// Prints the access console's address with a one-click sandbox login per user.
+    Demo {
+        /// Keep the bot and the simulators running after the scenario (until Ctrl-C), so the
+        /// console can be opened in a browser (scripts/browser-test.sh).
+        #[arg(long)]
+        stay: bool,
+    },
     /// Validate a configuration file (with environment overrides); print every problem.
     CheckConfig {
         #[arg(long, short)]
@@ -122,7 +128,7 @@ fn main() -> ExitCode {
     let format = cli.log_format;
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
-        Command::Demo | Command::Fault(_) => "warn",
+        Command::Demo { .. } | Command::Fault(_) => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -141,7 +147,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo => Ok(accessbot::demo::main_entry()),
+        Command::Demo { stay } => Ok(accessbot::demo::main_entry(stay)),
         Command::Fault(args) => fault(args),
         Command::Config {
             what: ConfigCommand::Example,
