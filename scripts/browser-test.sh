@@ -19,6 +19,12 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get update -qq
   apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
+# Without a CJK font every Chinese word is a box in the screenshots.
+if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq fonts-wqy-zenhei >/dev/null
+fi
 
 cargo build --quiet --bin accessbot
 BIN=${CARGO_TARGET_DIR:-target}/debug/accessbot
@@ -35,7 +41,7 @@ grep -q "CONSOLE_LOGIN zhaoliu" "$LOG" || { cat "$LOG"; echo "browser-test: no c
 
 link() { grep "CONSOLE_LOGIN $1 " "$LOG" | awk '{print $3}'; }
 CHROME=(chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars
-        --virtual-time-budget=5000 --lang=zh-CN)
+        --virtual-time-budget=5000 --lang=zh-CN --accept-lang=zh-CN)
 
 # shot <user> <page> <width,height> <name>: a fresh profile, the login link aimed at <page>.
 shot() {

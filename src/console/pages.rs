@@ -465,7 +465,7 @@ pub async fn history(
         .filter(|st| **st != OrderState::Draft)
         .map(|st| Option_ {
             value: st.as_str().to_owned(),
-            label: text::status_label(s.lang, status_of(*st)).to_owned(),
+            label: text::status_label(s.lang, view::status_of(*st)).to_owned(),
             selected: f.state == st.as_str(),
         })
         .collect();
@@ -501,23 +501,6 @@ pub async fn history(
         *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
     }
     finish(&c, &s, r)
-}
-
-/// A state as people are told it (a failed order reads as "failed" here).
-fn status_of(st: OrderState) -> crate::domain::order::Status {
-    use crate::domain::order::Status;
-    match st {
-        OrderState::Draft | OrderState::PendingApproval => Status::PendingApproval,
-        OrderState::Approved => Status::Approved,
-        OrderState::Provisioning => Status::Provisioning,
-        OrderState::Active => Status::Active,
-        OrderState::Expired => Status::Expired,
-        OrderState::Revoked => Status::Revoked,
-        OrderState::Rejected => Status::Rejected,
-        OrderState::Cancelled => Status::Cancelled,
-        OrderState::FailedRetrying => Status::Retrying,
-        OrderState::Failed => Status::Failed,
-    }
 }
 
 pub async fn history_csv(

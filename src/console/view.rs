@@ -262,7 +262,11 @@ pub fn history_row(
     o: Option<&Order>,
 ) -> HistoryRow {
     let change = match (r.from, r.to) {
-        (Some(a), Some(b)) => format!("{a} → {b}"),
+        (Some(a), Some(b)) => format!(
+            "{} → {}",
+            text::status_label(lang, status_of(a)),
+            text::status_label(lang, status_of(b))
+        ),
         _ => String::new(),
     };
     HistoryRow {
@@ -283,6 +287,23 @@ pub fn history_row(
         state: o
             .map(|o| text::status_label(lang, o.status()).to_owned())
             .unwrap_or_default(),
+    }
+}
+
+/// A state as people are told it (a failed order reads as "failed" here; a draft as pending).
+pub fn status_of(st: crate::domain::order::State) -> crate::domain::order::Status {
+    use crate::domain::order::{State, Status};
+    match st {
+        State::Draft | State::PendingApproval => Status::PendingApproval,
+        State::Approved => Status::Approved,
+        State::Provisioning => Status::Provisioning,
+        State::Active => Status::Active,
+        State::Expired => Status::Expired,
+        State::Revoked => Status::Revoked,
+        State::Rejected => Status::Rejected,
+        State::Cancelled => Status::Cancelled,
+        State::FailedRetrying => Status::Retrying,
+        State::Failed => Status::Failed,
     }
 }
 
