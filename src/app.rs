@@ -6,20 +6,27 @@
 //! `sled_store`): the only place that knows which chat platform, bastion and store run.
 mod console_ports;
 mod dingtalk_chat;
+mod help_only;
 mod jumpserver_bastion;
 mod sled_store;
+
+pub use help_only::HelpOnly;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
 use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
-use crate::dingtalk::stream::StreamListener;
 use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
 use crate::domain::policy::Policy;
-use crate::http::{self, EdgeState};
+use crate::ingress::Ingress;
 use crate::jumpserver::client::JmsClient;
+use crate::listen::http;
+use crate::listen::stream::StreamListener;
+use crate::metrics::Metrics;
+use crate::ops::Ops;
+use crate::readiness::Readiness;
 use crate::store::audit::Audit;
 use crate::store::dedupe::Dedupe;
 use crate::store::dialogs::Dialogs;
@@ -30,6 +37,7 @@ use crate::store::{Store, StoreError};
 use crate::worker::outbox::{OutboxRunner, RunnerConfig, TickReport};
 use crate::worker::scheduler::{Fired, Scheduler, SchedulerConfig};
 use crate::workflow::dispatcher::WorkflowDispatcher;
+use crate::workflow::journal::Journaled;
 use crate::workflow::{Ports, Settings, Workflow};
 use jiff::SignedDuration;
 use std::net::SocketAddr;
@@ -75,6 +83,19 @@ struct Engine {
     scheduler: Arc<Scheduler<Workflow>>,
 }
 
+/// The runner's audit log (where jobs that gave up are recorded), counting them for `/metrics`.
+struct CountingAudit(Audit, Metrics);
+
+impl crate::worker::outbox::AuditLog for CountingAudit {
+    fn append(&self, rec: &crate::domain::audit::AuditRecord) -> Result<(), StoreError> {
+        self.0.append(rec)?;
+        if rec.event == crate::domain::audit::AuditEvent::JobGaveUp {
+            self.1.job_gave_up();
+        }
+        Ok(())
+    }
+}
+
 struct WeakScheduler(std::sync::Weak<Scheduler<Workflow>>);
 
 impl OrderObserver for WeakScheduler {
@@ -89,12 +110,16 @@ impl OrderObserver for WeakScheduler {
 /// the store: work recorded in the outbox is picked up by the next start).
 pub struct Bot {
     addr: SocketAddr,
+    /// Where `/metrics` is served when `server.metrics_listen` is set.
+    metrics_addr: Option<SocketAddr>,
+    metrics: Metrics,
     pub store: Store,
     pub dingtalk: DingTalkClient,
-    /// The ingress (verify → dedupe → dispatch) both listeners share; kept for its counters.
-    edge: Arc<EdgeState>,
+    /// The ingress (verify → parse → dedupe → dispatch) both listeners share; kept for its
+    /// counters.
+    ingress: Arc<Ingress>,
     /// Counters of the HTTP connection layer (connections refused at the cap).
-    conn_stats: Arc<crate::server::ConnStats>,
+    conn_stats: Arc<crate::listen::server::ConnStats>,
     engine: Option<Engine>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -108,11 +133,13 @@ fn build_engine(
     config: &Config,
     opts: &BotOptions,
     dingtalk: &DingTalkClient,
+    metrics: &Metrics,
 ) -> Result<Engine, AppError> {
     let policy =
         Policy::from_config(&config.policy_config()).map_err(|e| AppError::Setup(e.to_string()))?;
     let jms = JmsClient::new(config.jumpserver.clone(), opts.clock.clone())
         .map_err(|e| AppError::Setup(format!("jumpserver: {e}")))?;
+    jms.attach_metrics(metrics);
     let outbox = Outbox::new(&opts.store)?;
     let orders = Orders::new(&opts.store, &outbox)?;
     let index = Index::new(&opts.store)?;
@@ -122,9 +149,11 @@ fn build_engine(
         settings,
         Arc::new(policy),
         Ports {
-            orders: Arc::new(orders.clone()),
+            // Every committed audit record is also a log line and feeds the timing metrics.
+            orders: Arc::new(Journaled::new(Arc::new(orders.clone()), metrics.clone())),
             dialogs: Arc::new(Dialogs::new(&opts.store)?),
             index: Arc::new(index.clone()),
+            audit: Arc::new(Audit::new(&opts.store)?),
             chat: Arc::new(dingtalk.clone()),
             bastion: Arc::new(jms.clone()),
         },
@@ -134,7 +163,7 @@ fn build_engine(
     let w = &config.workflow;
     let runner = Arc::new(OutboxRunner::new(
         outbox.clone(),
-        Audit::new(&opts.store)?,
+        CountingAudit(Audit::new(&opts.store)?, metrics.clone()),
         workflow.clone(),
         opts.clock.clone(),
         RunnerConfig {
@@ -183,10 +212,12 @@ fn build_engine(
 impl Bot {
     pub async fn start(config: &Config, opts: BotOptions) -> Result<Bot, AppError> {
         let dingtalk = DingTalkClient::new(&config.dingtalk, opts.clock.clone());
+        let metrics = Metrics::new();
+        dingtalk.attach_metrics(&metrics);
         let (dispatcher, engine) = match opts.dispatcher.clone() {
             Some(d) => (d, None),
             None => {
-                let engine = build_engine(config, &opts, &dingtalk)?;
+                let engine = build_engine(config, &opts, &dingtalk, &metrics)?;
                 let d: Arc<dyn Dispatch> =
                     Arc::new(WorkflowDispatcher::new(engine.workflow.clone()));
                 (d, Some(engine))
@@ -206,7 +237,7 @@ impl Bot {
         } else {
             None
         };
-        let edge = Arc::new(EdgeState {
+        let ingress = Arc::new(Ingress {
             crypto,
             robot_secret: config.dingtalk.app_secret.clone(),
             card_secret: config.dingtalk.card_callback_secret.clone(),
@@ -214,7 +245,48 @@ impl Bot {
             dedupe_ttl_ms: (config.server.dedupe_ttl_hours as i64).saturating_mul(3_600_000),
             clock: opts.clock.clone(),
             dispatcher,
+            metrics: metrics.clone(),
         });
+        let ops = Arc::new(Ops {
+            readiness: Readiness::new(
+                opts.store.clone(),
+                dingtalk.clone(),
+                engine.as_ref().map(|e| e.jms.clone()),
+                d.mode == ListenerMode::Stream,
+                metrics.clone(),
+                opts.clock.clone(),
+            ),
+            metrics: metrics.clone(),
+            orders: engine.as_ref().map(|e| e.orders.clone()),
+            outbox: engine.as_ref().map(|e| e.outbox.clone()),
+            index: engine.as_ref().map(|e| e.index.clone()),
+            clock: opts.clock.clone(),
+        });
+        let mut router = http::router(
+            ingress.clone(),
+            config.server.max_body_bytes,
+            Duration::from_millis(config.server.request_timeout_ms),
+        )
+        .merge(crate::ops::readyz_router(ops.clone()));
+        let limits = crate::listen::server::ConnLimits::from_config(&config.server);
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut metrics_addr = None;
+        match &config.server.metrics_listen {
+            None => router = router.merge(crate::ops::metrics_router(ops.clone())),
+            Some(listen) => {
+                let (task, addr) = serve_on(
+                    listen,
+                    crate::ops::metrics_router(ops.clone()),
+                    limits,
+                    shutdown.subscribe(),
+                )
+                .await?;
+                tracing::info!(%addr, "metrics listening");
+                tasks.push(task);
+                metrics_addr = Some(addr);
+            }
+        }
         let listener = tokio::net::TcpListener::bind(&config.server.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -225,35 +297,32 @@ impl Bot {
             addr: config.server.listen.clone(),
             source,
         })?;
-        let console_routes = if config.console.enabled {
+        // The access console, beside DingTalk's routes; it needs the bound address for its
+        // loopback public URL, so it joins the router here.
+        if config.console.enabled {
             let console =
                 console_ports::console(config, &opts.store, &dingtalk, opts.clock.clone(), addr)?;
-            crate::console::router(Arc::new(console))
-        } else {
-            axum::Router::new()
-        };
-        let router = http::router(
-            edge.clone(),
-            console_routes,
-            config.server.max_body_bytes,
-            Duration::from_millis(config.server.request_timeout_ms),
-        );
-        let (shutdown, mut rx) = watch::channel(false);
-        let limits = crate::server::ConnLimits::from_config(&config.server);
-        let conn_stats = Arc::new(crate::server::ConnStats::default());
+            router = router.merge(crate::console::router(Arc::new(console)));
+        }
+        let mut rx = shutdown.subscribe();
+        let conn_stats = Arc::new(crate::listen::server::ConnStats::default());
         let server = tokio::spawn({
             let conn_stats = conn_stats.clone();
             async move {
                 let stop = async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                crate::server::serve(listener, router, limits, conn_stats, stop).await;
+                crate::listen::server::serve(listener, router, limits, conn_stats, stop).await;
             }
         });
         tracing::info!(%addr, "accessbot listening");
-        let mut tasks = vec![server];
+        tasks.push(server);
         if d.mode == ListenerMode::Stream {
-            tasks.push(StreamListener::spawn(d, edge.clone(), shutdown.subscribe()));
+            tasks.push(StreamListener::spawn(
+                d,
+                ingress.clone(),
+                shutdown.subscribe(),
+            ));
         }
         if let Some(e) = &engine {
             // Warm the JumpServer caches; an unreachable server is not fatal, jobs retry.
@@ -286,9 +355,11 @@ impl Bot {
         }
         Ok(Bot {
             addr,
+            metrics_addr,
+            metrics,
             store: opts.store,
             dingtalk,
-            edge,
+            ingress,
             conn_stats,
             engine,
             shutdown,
@@ -303,12 +374,12 @@ impl Bot {
     }
 
     /// The ingress state both listeners share (dedupe counters for operators and tests).
-    pub fn edge(&self) -> &EdgeState {
-        &self.edge
+    pub fn ingress(&self) -> &Ingress {
+        &self.ingress
     }
 
     /// Counters of the HTTP connection layer.
-    pub fn conn_stats(&self) -> &crate::server::ConnStats {
+    pub fn conn_stats(&self) -> &crate::listen::server::ConnStats {
         &self.conn_stats
     }
 
@@ -360,6 +431,16 @@ impl Bot {
         }
     }
 
+    /// The bot's metrics (what `/metrics` serves).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// `http://…/metrics` wherever it is served.
+    pub fn metrics_url(&self) -> String {
+        format!("http://{}/metrics", self.metrics_addr.unwrap_or(self.addr))
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -387,6 +468,29 @@ impl Drop for Bot {
             t.abort();
         }
     }
+}
+
+/// Serves `router` on its own listener (the `/metrics` one) until shutdown.
+async fn serve_on(
+    listen: &str,
+    router: axum::Router,
+    limits: crate::listen::server::ConnLimits,
+    mut rx: watch::Receiver<bool>,
+) -> Result<(JoinHandle<()>, SocketAddr), AppError> {
+    let bind = |source| AppError::Bind {
+        addr: listen.to_owned(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    let task = tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let stats = Arc::new(crate::listen::server::ConnStats::default());
+        crate::listen::server::serve(listener, router, limits, stats, stop).await;
+    });
+    Ok((task, addr))
 }
 
 /// `accessbot serve`: production wiring, runs until SIGINT / SIGTERM.

@@ -2,6 +2,7 @@
 //!
 //! Module map (one line each; adapters never import the domain's IO-free rules the other way round):
 pub mod app; //        wiring: adapters into the workflow's ports, the HTTP server and workers, clean shutdown
+pub mod audit_cli; //  `accessbot audit verify|export`: the hash-chained trail checked and exported for auditors
 pub mod chat; //       what users read: replies, notices, cards, by topic, in zh-CN / en (no IO)
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
@@ -9,15 +10,19 @@ pub mod console; //    the access console: web pages of who reaches what and who
 pub mod demo; //       `accessbot demo`: bot + simulated DingTalk and JumpServer on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, OpenAPI client, Stream listener
 pub mod dispatch; //   routes each verified Inbound event to its handler
+pub mod doctor; //     `accessbot doctor`: every credential and right checked against the real services, with fixes
 pub mod domain; //     pure rules and the vocabulary (no IO): orders, policy, commands, jobs, notices, audit
 pub mod fault; //      `accessbot fault` (hidden): SIGKILL the bot process at random, restart, check nothing lost or doubled
-pub mod http; //       axum router for DingTalk callbacks and health; limits and refusals
 pub mod inbound; //    the one typed event every DingTalk listener produces
+pub mod ingress; //    the one front door of both listeners: verify → parse → dedupe → dispatch
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
+pub mod listen; //     the listeners side by side: HTTP (routes, limits, connections) and DingTalk Stream
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
+pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-line hooks; store gauges read at scrape
+pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
+pub mod readiness; //  readiness probes (store, DingTalk token, Stream, JumpServer auth), cached against hammering
 pub mod sandbox; //    simulated DingTalk and JumpServer: real loopback HTTP servers for tests and demo
 pub mod secret; //     the redacting Secret type
-pub mod server; //     HTTP connections under the router: cap, header-read and idle timeouts, graceful stop
 pub mod store; //      sled: orders+outbox+audit in one transaction, dialogs, index, dedupe (behind the ports)
 pub mod worker; //     background jobs: outbox runner, scheduler
 pub mod workflow; //   request → approval → grant over ports: commands/, events/, jobs/, one file each

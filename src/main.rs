@@ -1,4 +1,5 @@
-//! The `accessbot` command line: serve, demo, check-config, healthcheck, config example; and,
+//! The `accessbot` command line: serve, demo, check-config, doctor, healthcheck, audit (verify,
+//! export), config example; and,
 //! hidden from help because operators have no use for it, `fault` (the SIGKILL fault script's
 //! driver).
 use accessbot::config::{self, Sources};
@@ -45,6 +46,12 @@ enum Command {
         #[arg(long)]
         stay: bool,
     },
+    /// Check every credential and right against the real DingTalk and JumpServer: a checklist
+    /// with, for each failure, the console setting to change. Exit 1 when a check fails.
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Validate a configuration file (with environment overrides); print every problem.
     CheckConfig {
         #[arg(long, short)]
@@ -59,6 +66,13 @@ enum Command {
         /// Give up after this many milliseconds.
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
+    },
+    /// The audit trail: check its hash chain, or export it for an auditor. Reads the data
+    /// directory directly, so the bot must be stopped (sled locks the directory), or point it
+    /// at a copy.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCommand,
     },
     /// Configuration helpers.
     Config {
@@ -118,6 +132,57 @@ enum FaultApproval {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the hash chain: print OK with the record count and head hash, or each place it
+    /// breaks (sequence number, time, order; edited, deleted or reordered) and exit 1.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write the records (oldest first) as JSON lines or CSV on stdout; columns are listed in
+    /// docs/operations.md ("Audit").
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// From this date (2026-11-01), time (2026-11-01T09:00, or with an offset) or this long
+        /// ago (7d, 24h).
+        #[arg(long)]
+        since: Option<String>,
+        /// Up to (a bare date: to the end of that day).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this order (R261122-007).
+        #[arg(long)]
+        order: Option<String>,
+        /// Only records about this person: DingTalk userid or JumpServer username.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only records about this host (address or name as requested or granted) or system.
+        #[arg(long)]
+        host: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct StoreArgs {
+    /// The bot's data directory ([storage] path); times shown in UTC.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The bot's configuration: its [storage] path, times in its [chat] timezone.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the commented example configuration (also config/accessbot.example.toml).
     Example,
@@ -128,7 +193,8 @@ fn main() -> ExitCode {
     let format = cli.log_format;
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
-        Command::Demo { .. } | Command::Fault(_) => "warn",
+        // The doctor prints a checklist on stdout; the clients' info lines would interleave.
+        Command::Demo { .. } | Command::Fault(_) | Command::Doctor { .. } => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -155,6 +221,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Audit { what } => audit(what),
         Command::CheckConfig { config: path } => {
             match config::load(&Sources::from_process(Some(&path))) {
                 Ok((_, warnings)) if warnings.is_empty() => {
@@ -171,6 +238,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::FAILURE)
                 }
             }
+        }
+        Command::Doctor { config: path } => {
+            let config = match config::load(&Sources::from_process(Some(&path))) {
+                Ok((config, _)) => config,
+                Err(problems) => {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    println!(
+                        "✗ config: {} problem(s); fix them first (accessbot check-config)",
+                        problems.len()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("while starting the runtime")?;
+            let report = rt.block_on(accessbot::doctor::run(&config));
+            print!("{report}");
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Healthcheck {
             config: path,
@@ -294,6 +387,85 @@ async fn healthcheck(listen: &str, timeout: Duration) -> ExitCode {
     }
     println!("unhealthy: no /readyz and no /healthz on {addr}");
     ExitCode::FAILURE
+}
+
+/// Opens the store an audit command names, with the zone its times are shown in.
+fn audit_store(a: &StoreArgs) -> anyhow::Result<(accessbot::store::Store, jiff::tz::TimeZone)> {
+    let (path, tz) = match (&a.data_dir, &a.config) {
+        (Some(dir), _) => (dir.clone(), jiff::tz::TimeZone::UTC),
+        (None, Some(file)) => {
+            let (config, _) = config::load(&Sources::from_process(Some(file))).map_err(|p| {
+                anyhow::anyhow!(
+                    "{}: {} configuration problem(s); see accessbot check-config",
+                    file.display(),
+                    p.len()
+                )
+            })?;
+            let tz = jiff::tz::TimeZone::get(&config.chat.timezone)
+                .with_context(|| format!("chat.timezone `{}`", config.chat.timezone))?;
+            (config.storage.path, tz)
+        }
+        (None, None) => anyhow::bail!("give --data-dir or --config"),
+    };
+    // Opening creates a directory that is not there; an audit of a typo must not.
+    if !path.join("db").exists() && !path.join("conf").exists() {
+        anyhow::bail!("{} is not an accessbot data directory", path.display());
+    }
+    let store = accessbot::store::Store::open(&path)?;
+    Ok((store, tz))
+}
+
+fn audit(what: AuditCommand) -> anyhow::Result<ExitCode> {
+    use accessbot::audit_cli;
+    use accessbot::store::audit::Audit;
+    match what {
+        AuditCommand::Verify { store } => {
+            let (store, tz) = audit_store(&store)?;
+            let report = Audit::new(&store)?.verify()?;
+            let (text, ok) = audit_cli::verify_text(&report, &tz);
+            print!("{text}");
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        AuditCommand::Export {
+            store,
+            format,
+            since,
+            until,
+            order,
+            user,
+            host,
+        } => {
+            let (store, tz) = audit_store(&store)?;
+            let now = jiff::Timestamp::now();
+            let when = |s: &Option<String>, end| {
+                s.as_deref()
+                    .map(|v| audit_cli::parse_when(v, now, &tz, end))
+                    .transpose()
+                    .map_err(anyhow::Error::msg)
+            };
+            let q = audit_cli::export_query(
+                when(&since, false).context("--since")?,
+                when(&until, true).context("--until")?,
+                order.as_deref(),
+                user.as_deref(),
+                host.as_deref(),
+            );
+            let page = Audit::new(&store)?.query(&q)?;
+            let format = match format {
+                ExportFormat::Jsonl => audit_cli::Format::Jsonl,
+                ExportFormat::Csv => audit_cli::Format::Csv,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            audit_cli::export(&page.records, format, &tz, &mut out).map_err(anyhow::Error::msg)?;
+            std::io::Write::flush(&mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn fault(a: FaultArgs) -> anyhow::Result<ExitCode> {

@@ -1,5 +1,5 @@
-//! The access console's ports, plugged in: sled's audit trail as the console's `AuditTrail`
-//! (no hash chain yet: `ChainStatus::Missing`), the DingTalk client as its `DingLogin`, and the
+//! The access console's ports, plugged in: sled's hash-chained audit trail as the console's
+//! `AuditTrail` (its `verify` is the chain status), the DingTalk client as its `DingLogin`, and the
 //! console itself built from the configuration.
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -27,7 +27,16 @@ impl AuditTrail for Audit {
         self.list_since(since, limit)
     }
     fn chain(&self) -> ChainStatus {
-        ChainStatus::Missing
+        match self.verify() {
+            Ok(r) if r.is_intact() => ChainStatus::Verified { records: r.count },
+            Ok(r) => ChainStatus::Broken {
+                breaks: r.breaks.len(),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, "console could not verify the audit chain");
+                ChainStatus::Broken { breaks: 0 }
+            }
+        }
     }
 }
 

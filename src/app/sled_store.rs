@@ -1,19 +1,20 @@
 //! The sled store as the workflow's store ports: `Orders` (with its outbox and audit in one
 //! transaction), `Dialogs` (typed here: sled keeps the state as JSON, so a dialog this version
 //! cannot read comes back as `Unreadable` instead of vanishing) and `Index`.
-use crate::domain::audit::{Actor, AuditRecord};
+use crate::domain::audit::{Actor, AuditPage, AuditQuery, AuditRecord, ChainReport};
 use crate::domain::change::Change;
 use crate::domain::dialog::DialogState;
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::inventory::{IndexStats, IndexedHost, Reach, Snapshot, UserAccess};
 use crate::domain::jobs::JobKind;
 use crate::domain::order::{Order, State};
+use crate::store::audit::Audit;
 use crate::store::dialogs::Dialogs;
 use crate::store::index::Index;
 use crate::store::orders::Orders;
 use crate::workflow::ports::{
-    CasError, Committed, CreateError, DialogStore, IndexStore, OrderStore, OutboxJob, StoreError,
-    StoredDialog,
+    AuditTrail, CasError, Committed, CreateError, DialogStore, IndexStore, OrderStore, OutboxJob,
+    StoreError, StoredDialog,
 };
 use futures::future::BoxFuture;
 use jiff::tz::TimeZone;
@@ -64,6 +65,16 @@ impl OrderStore for Orders {
 
     fn enqueue(&self, job: &OutboxJob) -> Result<bool, StoreError> {
         self.outbox().enqueue(job)
+    }
+}
+
+impl AuditTrail for Audit {
+    fn query(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        Audit::query(self, q)
+    }
+
+    fn verify(&self) -> Result<ChainReport, StoreError> {
+        Audit::verify(self)
     }
 }
 

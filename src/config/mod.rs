@@ -172,6 +172,10 @@ pub struct ServerConfig {
     /// Retry-After instead of an open socket, so idle or hostile connections cannot use up the
     /// process's file descriptors (often 1024) and starve DingTalk.
     pub max_connections: usize,
+    /// Where `/metrics` is served: `None` (the default) serves it on `listen`; an address
+    /// serves it there only (e.g. loopback for a local Prometheus agent), and not on `listen`,
+    /// which DingTalk and so the internet reach.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -184,6 +188,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 512,
+            metrics_listen: None,
         }
     }
 }
@@ -388,6 +393,19 @@ impl Config {
                     self.server.listen
                 ),
             ));
+        }
+        if let Some(m) = &self.server.metrics_listen {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                p.push(Problem::error(
+                    "server.metrics_listen",
+                    format!("`{m}` is not an address like 127.0.0.1:9464"),
+                ));
+            } else if *m == self.server.listen {
+                p.push(Problem::error(
+                    "server.metrics_listen",
+                    "must differ from server.listen (leave it out to serve /metrics there)",
+                ));
+            }
         }
         if self.server.max_body_bytes < 1024 {
             p.push(Problem::error(

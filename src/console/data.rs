@@ -18,8 +18,8 @@ pub enum ChainStatus {
     Missing,
     /// Every record links to the one before; `records` checked.
     Verified { records: u64 },
-    /// The chain breaks at this record (position from the oldest).
-    Broken { at: u64 },
+    /// The chain does not hold (`breaks` places), or could not be read.
+    Broken { breaks: usize },
 }
 
 /// The audit trail as the console reads it.

@@ -151,6 +151,9 @@ pub fn router(console: Arc<Console>) -> Router {
             "/console/static/console.js",
             get(|| async { static_file(JS, "text/javascript; charset=utf-8") }),
         )
+        // The console's only bodies are small forms (logout); it joins the router after the
+        // DingTalk routes' own limits, so it carries its own.
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| web::security_headers(secure, req, next),
         ))

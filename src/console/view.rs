@@ -218,7 +218,7 @@ pub fn event_key(e: AuditEvent) -> String {
         .unwrap_or_default()
 }
 
-pub const EVENTS: [AuditEvent; 16] = [
+pub const EVENTS: [AuditEvent; 17] = [
     AuditEvent::Requested,
     AuditEvent::Submitted,
     AuditEvent::Approved,
@@ -235,6 +235,7 @@ pub const EVENTS: [AuditEvent; 16] = [
     AuditEvent::Reminded,
     AuditEvent::JobGaveUp,
     AuditEvent::Note,
+    AuditEvent::TrailMigrated,
 ];
 
 /// One History row (also a CSV line).

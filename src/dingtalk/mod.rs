@@ -6,5 +6,4 @@ pub mod crypto;
 pub mod message;
 pub mod parse;
 pub mod sign;
-pub mod stream;
 pub mod stream_frame;

@@ -71,6 +71,7 @@ pub enum CommandKind {
     WhoHas,
     Revoke,
     Renew,
+    History,
 }
 
 /// One row of the command table.
@@ -236,6 +237,18 @@ pub const COMMANDS: &[CommandSpec] = &[
         example_zh: "续期 R261122-007 1天",
         admin: true,
     },
+    CommandSpec {
+        kind: CommandKind::History,
+        en: &["history", "audit"],
+        zh: &["历史", "操作记录", "审计记录", "审计"],
+        args_en: "<host | user | order> [page]",
+        args_zh: "<主机 | 用户 | 单号> [页码]",
+        about_en: "the audit trail of a host, a user or an order, newest first",
+        about_zh: "查看某主机、用户或申请单的操作记录（最新在前）",
+        example_en: "/history 10.1.2.3",
+        example_zh: "历史 10.1.2.3",
+        admin: true,
+    },
 ];
 
 /// The spec row for a kind (every kind has exactly one row).
@@ -280,6 +293,11 @@ pub enum Command {
         order: OrderId,
         duration: Option<AccessDuration>,
     },
+    /// `page` counts from 1.
+    History {
+        subject: String,
+        page: usize,
+    },
 }
 
 impl Command {
@@ -297,6 +315,7 @@ impl Command {
             Command::WhoHas { .. } => CommandKind::WhoHas,
             Command::Revoke(_) => CommandKind::Revoke,
             Command::Renew { .. } => CommandKind::Renew,
+            Command::History { .. } => CommandKind::History,
         }
     }
     /// Admin-only commands; the caller checks `Policy::is_admin` before running them.
@@ -326,6 +345,8 @@ pub enum CommandError {
     MissingReason { kind: CommandKind },
     #[error("{kind:?} needs a host or user")]
     MissingSubject { kind: CommandKind },
+    #[error("`{given}` is not a page number")]
+    BadPage { kind: CommandKind, given: String },
     #[error("two different roles given")]
     TwoRoles,
     #[error(transparent)]
@@ -341,7 +362,8 @@ impl CommandError {
             CommandError::MissingOrderId { kind }
             | CommandError::BadOrderId { kind, .. }
             | CommandError::MissingReason { kind }
-            | CommandError::MissingSubject { kind } => Some(*kind),
+            | CommandError::MissingSubject { kind }
+            | CommandError::BadPage { kind, .. } => Some(*kind),
             CommandError::Unknown { suggestion, .. } => *suggestion,
             CommandError::ApplyWhat
             | CommandError::TwoRoles
@@ -530,7 +552,39 @@ fn parse_args(kind: CommandKind, args: &str) -> Result<Command, CommandError> {
                 Ok(Command::WhoHas { subject, all })
             }
         }
+        CommandKind::History => {
+            if args.is_empty() {
+                return Err(CommandError::MissingSubject { kind });
+            }
+            let subject = match target::classify(first) {
+                Ok(t @ Target::Address(_)) => t.to_string(),
+                _ => first.to_string(),
+            };
+            let page = history_page(rest).ok_or_else(|| CommandError::BadPage {
+                kind,
+                given: rest.chars().take(32).collect(),
+            })?;
+            Ok(Command::History { subject, page })
+        }
     }
+}
+
+/// The page of `/history`: nothing (1), `2`, `p2`, `page 2`, `第2页`, `第 2 页`; never 0.
+fn history_page(rest: &str) -> Option<usize> {
+    let t: String = rest.split_whitespace().collect::<Vec<_>>().join("");
+    if t.is_empty() {
+        return Some(1);
+    }
+    let lower = t.to_lowercase();
+    let digits = lower
+        .strip_prefix("page")
+        .or_else(|| lower.strip_prefix('p'))
+        .or_else(|| lower.strip_prefix('第').and_then(|x| x.strip_suffix('页')))
+        .unwrap_or(&lower);
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=100_000).contains(n))
 }
 
 fn split_first(s: &str) -> (&str, &str) {
@@ -782,7 +836,12 @@ mod tests {
     fn every_canonical_word_parses_back_to_its_kind() {
         for s in COMMANDS {
             for w in s.en.iter().chain(s.zh.iter()) {
-                let got = parse(&format!("{w} A1-2 1d")).map(|c| c.kind());
+                // `/history` takes a page number after its subject, not a duration.
+                let args = match s.kind {
+                    CommandKind::History => "A1-2 2",
+                    _ => "A1-2 1d",
+                };
+                let got = parse(&format!("{w} {args}")).map(|c| c.kind());
                 assert_eq!(got.ok(), Some(s.kind), "{w}");
             }
         }

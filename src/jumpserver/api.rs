@@ -291,6 +291,24 @@ impl JmsClient {
         Ok(line)
     }
 
+    /// The bot account's own profile (`GET /api/v1/users/profile/`, signed): the cheapest call
+    /// that proves the server is reachable *and* accepts our credentials. Returns the username.
+    pub async fn profile(&self) -> Result<String, JmsError> {
+        let v = self.call(Req::get("/api/v1/users/profile/", &[])).await?;
+        Ok(v.get("username")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned())
+    }
+
+    /// One signed read of `path` (first page, one row): whether the bot account holds the view
+    /// right of that endpoint family (`accessbot doctor`'s right checks).
+    pub async fn probe_read(&self, path: &str, query: &[(&str, &str)]) -> Result<(), JmsError> {
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        q.push(("limit", "1"));
+        self.call(Req::get(path, &q)).await.map(|_| ())
+    }
+
     // ---------- users ----------
 
     async fn find_user_by(

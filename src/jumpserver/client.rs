@@ -75,6 +75,8 @@ pub(crate) struct Inner {
     /// Direct children of the root by value (the systems grants name). Positive entries only:
     /// a miss is looked up, and an entry the server no longer knows is dropped on first use.
     pub(crate) child_nodes: Mutex<HashMap<String, super::api::Node>>,
+    /// Calls by endpoint family, status and latency (attached by `Bot::start`).
+    metrics: crate::metrics::MetricsSlot,
 }
 
 /// Typed async client; cheap to clone (shared connection pool, caches and login).
@@ -203,12 +205,18 @@ impl JmsClient {
                 platforms: Mutex::new(HashMap::new()),
                 root_node: Mutex::new(None),
                 child_nodes: Mutex::new(HashMap::new()),
+                metrics: Default::default(),
             }),
         })
     }
 
     pub fn config(&self) -> &JumpServerConfig {
         &self.inner.cfg
+    }
+
+    /// Counts this client's calls in `m` from now on.
+    pub fn attach_metrics(&self, m: &crate::metrics::Metrics) {
+        self.inner.metrics.attach(m);
     }
 
     /// HTTP requests sent so far (every attempt, logins included).
@@ -285,7 +293,12 @@ impl JmsClient {
             }
         }
         self.inner.calls.fetch_add(1, Ordering::Relaxed);
-        let resp = rb.send().await.map_err(|e| {
+        let sent_at = std::time::Instant::now();
+        let resp = rb.send().await;
+        let code = resp.as_ref().ok().map(|r| r.status().as_u16());
+        let service = crate::metrics::Service::JumpServer;
+        (self.inner.metrics).api_call(service, &wire_target, code, sent_at);
+        let resp = resp.map_err(|e| {
             let executed = !e.is_connect();
             (JmsError::Transport(transport_text(&e)), executed)
         })?;

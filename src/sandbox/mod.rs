@@ -1,5 +1,3 @@
 //! Simulated DingTalk and JumpServer: real axum servers on 127.0.0.1, used by tests and `accessbot demo`.
 pub mod dingtalk;
-pub mod dingtalk_driver;
-pub mod dingtalk_stream;
 pub mod jumpserver;

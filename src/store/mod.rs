@@ -10,7 +10,9 @@
 //! - `orders`, `orders_by_requester`, `orders_by_state`, `order_refs`, `order_seq`: orders and
 //!   their indexes; every change is one CAS transaction with its outbox jobs and audit (orders.rs)
 //! - `outbox`: work caused by committed decisions, removed when done (outbox.rs)
-//! - `audit`, `audit_by_order`: append-only trail, time-ordered (audit.rs)
+//! - `audit_chain`, `audit_head`, `audit_index`: the append-only, hash-chained audit trail and
+//!   its indexes (audit.rs; the un-chained `audit`, `audit_by_order` of older versions are
+//!   chained on open)
 //! - `dialogs`: per-user multi-turn dialog state with last activity (dialogs.rs)
 //! - `meta`: facts about the store itself; `installation_id` is made once, when the store is
 //!   created, and names this installation in everything it writes to JumpServer
@@ -156,10 +158,15 @@ impl Store {
     fn open_once(path: &Path) -> Result<Self, StoreError> {
         clear_torn_snapshots(path);
         match sled::Config::new().path(path).open() {
-            Ok(db) => Ok(Self {
-                installation: installation_of(&db)?,
-                db,
-            }),
+            Ok(db) => {
+                // Wall-clock time on purpose: it dates the one-off migration record, the moment
+                // this process chained the older records (no injected clock reaches an open).
+                audit::migrate(&db, jiff::Timestamp::now())?;
+                Ok(Self {
+                    installation: installation_of(&db)?,
+                    db,
+                })
+            }
             Err(sled::Error::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
             {

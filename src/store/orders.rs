@@ -9,7 +9,7 @@
 use super::audit;
 use super::outbox::{self, Outbox, OutboxJob};
 use super::{Store, StoreError};
-use crate::domain::audit::AuditRecord;
+use crate::domain::audit::{AuditRecord, AuditSubject};
 use crate::domain::change::Change;
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::jobs::JobKind;
@@ -98,8 +98,9 @@ pub struct Orders {
     refs: sled::Tree,
     seq: sled::Tree,
     outbox: Outbox,
-    audit: sled::Tree,
-    audit_by_order: sled::Tree,
+    audit_chain: sled::Tree,
+    audit_head: sled::Tree,
+    audit_index: sled::Tree,
     observers: Observers,
     /// fsync each commit before returning, so a decision acknowledged to DingTalk survives a
     /// power cut (sled otherwise flushes every 500 ms). Off only for benches.
@@ -182,13 +183,23 @@ fn build_jobs(o: &Order, kinds: &[JobKind]) -> Vec<OutboxJob> {
     out
 }
 
+/// Gives each record about `o` that does not say what the order was about the order as it is
+/// now written (see `AuditRecord::subject`).
+fn with_subject(mut recs: Vec<AuditRecord>, o: &Order) -> Vec<AuditRecord> {
+    for r in &mut recs {
+        if r.subject.is_none() && r.order_id.as_ref() == Some(&o.id) {
+            r.subject = Some(AuditSubject::of(o));
+        }
+    }
+    recs
+}
+
 struct TxTrees<'a> {
     orders: &'a TransactionalTree,
     by_state: &'a TransactionalTree,
     refs: &'a TransactionalTree,
     outbox: &'a TransactionalTree,
-    audit: &'a TransactionalTree,
-    audit_by_order: &'a TransactionalTree,
+    audit: audit::AuditTx<'a>,
 }
 
 impl TxTrees<'_> {
@@ -220,7 +231,7 @@ impl TxTrees<'_> {
             outbox::stage(self.outbox, j).map_err(stage_err)?;
         }
         for r in recs {
-            audit::stage(self.audit, self.audit_by_order, r).map_err(stage_err)?;
+            audit::stage(&self.audit, r).map_err(stage_err)?;
         }
         Ok(())
     }
@@ -237,8 +248,9 @@ impl Orders {
             refs: store.tree(REFS)?,
             seq: store.tree(SEQ)?,
             outbox: outbox.clone(),
-            audit: store.tree(audit::TREE)?,
-            audit_by_order: store.tree(audit::BY_ORDER)?,
+            audit_chain: store.tree(audit::CHAIN)?,
+            audit_head: store.tree(audit::HEAD)?,
+            audit_index: store.tree(audit::INDEX)?,
             observers: Arc::default(),
             durable: true,
         })
@@ -294,6 +306,7 @@ impl Orders {
         let mut order = order;
         order.version = 1;
         let jobs = build_jobs(&order, &jobs);
+        let audit = with_subject(audit, &order);
         let val = encode(&order)?;
         let rkey = requester_key(&order.requester, &order.id);
         let res = (
@@ -301,11 +314,12 @@ impl Orders {
             &self.by_state,
             &self.refs,
             self.outbox.tree(),
-            &self.audit,
-            &self.audit_by_order,
+            &self.audit_chain,
+            &self.audit_head,
+            &self.audit_index,
             &self.by_requester,
         )
-            .transaction(|(o, s, r, ob, a, ab, br)| {
+            .transaction(|(o, s, r, ob, ac, ah, ai, br)| {
                 if o.get(order.id.as_str().as_bytes())?.is_some() {
                     return Err(ConflictableTransactionError::Abort(Abort::Exists));
                 }
@@ -314,8 +328,11 @@ impl Orders {
                     by_state: s,
                     refs: r,
                     outbox: ob,
-                    audit: a,
-                    audit_by_order: ab,
+                    audit: audit::AuditTx {
+                        chain: ac,
+                        head: ah,
+                        index: ai,
+                    },
                 };
                 t.write(None, &order, &val, &jobs, &audit)?;
                 if self.durable {
@@ -368,17 +385,18 @@ impl Orders {
         }
         order.version = expected_version + 1;
         let jobs = build_jobs(&order, &change.jobs);
-        let recs = change.audit;
+        let recs = with_subject(change.audit, &order);
         let val = encode(&order)?;
         let res = (
             &self.orders,
             &self.by_state,
             &self.refs,
             self.outbox.tree(),
-            &self.audit,
-            &self.audit_by_order,
+            &self.audit_chain,
+            &self.audit_head,
+            &self.audit_index,
         )
-            .transaction(|(o, s, r, ob, a, ab)| {
+            .transaction(|(o, s, r, ob, ac, ah, ai)| {
                 let Some(raw) = o.get(id.as_str().as_bytes())? else {
                     return Err(ConflictableTransactionError::Abort(Abort::Missing));
                 };
@@ -396,8 +414,11 @@ impl Orders {
                     by_state: s,
                     refs: r,
                     outbox: ob,
-                    audit: a,
-                    audit_by_order: ab,
+                    audit: audit::AuditTx {
+                        chain: ac,
+                        head: ah,
+                        index: ai,
+                    },
                 };
                 t.write(Some(&stored), &order, &val, &jobs, &recs)?;
                 if self.durable {
@@ -498,6 +519,13 @@ impl Orders {
     /// The order a card (by its outTrackId) belongs to (a card button tap).
     pub fn find_by_card_track_id(&self, track_id: &str) -> Result<Option<Order>, StoreError> {
         self.find_ref(&format!("card/{track_id}"))
+    }
+
+    /// How many orders are in `state` (a key scan of the state index, no order decoded).
+    pub fn count_by_state(&self, state: State) -> usize {
+        self.by_state
+            .scan_prefix(format!("{}/", state.as_str()).as_bytes())
+            .count()
     }
 
     pub fn len(&self) -> usize {

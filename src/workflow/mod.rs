@@ -23,6 +23,7 @@ mod decision;
 pub mod dispatcher;
 mod events;
 mod jobs;
+pub mod journal;
 pub mod ports;
 mod settings;
 
@@ -40,7 +41,9 @@ use crate::domain::ownership::InstallationId;
 use crate::domain::policy::{self, Policy};
 use crate::domain::target::Target;
 use jiff::Timestamp;
-use ports::{Bastion, ChatPlatform, DialogStore, IndexStore, OrderStore, OutMessage, StoreError};
+use ports::{
+    AuditTrail, Bastion, ChatPlatform, DialogStore, IndexStore, OrderStore, OutMessage, StoreError,
+};
 use std::sync::Arc;
 
 /// The DingTalk "user" recorded as the decider when an OA approval decided (the event does not
@@ -58,6 +61,8 @@ pub struct Workflow {
     dialogs: Arc<dyn DialogStore>,
     /// The local JumpServer index `/sync` builds and `/who-has` reads.
     index: Arc<dyn IndexStore>,
+    /// The audit trail, read by `/history`.
+    audit: Arc<dyn AuditTrail>,
     /// Messages, cards, OA approvals, the directory.
     chat: Arc<dyn ChatPlatform>,
     /// JumpServer: grants, read-back, revocation, users, inventory.
@@ -76,6 +81,7 @@ pub struct Ports {
     pub orders: Arc<dyn OrderStore>,
     pub dialogs: Arc<dyn DialogStore>,
     pub index: Arc<dyn IndexStore>,
+    pub audit: Arc<dyn AuditTrail>,
     pub chat: Arc<dyn ChatPlatform>,
     pub bastion: Arc<dyn Bastion>,
 }
@@ -120,6 +126,7 @@ impl Workflow {
             orders: ports.orders,
             dialogs: ports.dialogs,
             index: ports.index,
+            audit: ports.audit,
             chat: ports.chat,
             bastion: ports.bastion,
             clock,

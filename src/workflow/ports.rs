@@ -10,7 +10,7 @@
 //! from their adapters: they are plain data shaped by those systems (and still moving while the
 //! adapters are split), and this file is the one place the workflow names them.
 use crate::domain::access::{HostAccess, NodeAccess, ReadBack};
-use crate::domain::audit::{Actor, AuditRecord};
+use crate::domain::audit::{Actor, AuditPage, AuditQuery, AuditRecord, ChainReport};
 use crate::domain::change::Change;
 use crate::domain::dialog::DialogState;
 use crate::domain::ids::{DingUserId, JmsUserId, OrderId};
@@ -256,6 +256,15 @@ impl<S: OrderStore + ?Sized> OrderStoreExt for S {
     ) -> Result<Committed, CasError<E>> {
         update_with(id, |id| self.get(id), |v, c| self.commit(v, c), f)
     }
+}
+
+/// The audit trail as readers see it (`/history`, `accessbot audit`, the console): queries by
+/// order, user, host and time, a page at a time, and the check of the hash chain. Writing goes
+/// through `OrderStore` (in the order's transaction) and never through here.
+pub trait AuditTrail: Send + Sync {
+    fn query(&self, q: &AuditQuery) -> Result<AuditPage, StoreError>;
+    /// Walks the whole chain; see `ChainReport`.
+    fn verify(&self) -> Result<ChainReport, StoreError>;
 }
 
 /// A user's dialog as stored.

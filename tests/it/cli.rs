@@ -3,11 +3,11 @@
 //! with JSON logs, driven over HTTP like DingTalk. No secret may appear in any of its output.
 use accessbot::config::{self, Sources};
 use accessbot::dingtalk::crypto::CallbackCrypto;
-use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{
+use accessbot::sandbox::dingtalk::driver::{
     card_callback_body, card_signature_headers, encrypted_event_request, robot_text_message,
     signed_robot_headers, RobotSender,
 };
+use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

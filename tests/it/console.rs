@@ -7,7 +7,7 @@ use crate::support::{bot_env_newtype, ding_user, BotEnv};
 use accessbot::config::Config;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::order::State;
-use accessbot::sandbox::dingtalk_driver::{card_callback_body, card_signature_headers};
+use accessbot::sandbox::dingtalk::driver::{card_callback_body, card_signature_headers};
 use reqwest::redirect::Policy;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -366,7 +366,7 @@ async fn history_filters_sorts_pages_and_refuses_bad_dates() {
     let admin = env.login(ADMIN).await;
     let (_, body) = get(&admin, &env.url("/console/history")).await;
     assert!(body.contains("下一页"), "paginated at 2 rows: {body}");
-    assert!(body.contains("审计记录尚未加上哈希链"), "chain placeholder");
+    assert!(body.contains("哈希链完整"), "chain status shown");
     let (_, body) = get(&admin, &env.url("/console/history?person=bob01&page=1")).await;
     assert!(
         body.contains(o.bobs.as_str()) && !body.contains(o.active.as_str()),

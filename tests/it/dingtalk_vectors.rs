@@ -17,7 +17,7 @@ use accessbot::domain::ids::DingUserId;
 use accessbot::inbound::{
     ApprovalEventKind, ApprovalOutcome, ConversationKind, Inbound, OrgEventKind,
 };
-use accessbot::sandbox::dingtalk_driver::encrypted_event_request;
+use accessbot::sandbox::dingtalk::driver::encrypted_event_request;
 use aes::Aes256;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

@@ -1,22 +1,23 @@
 //! The DingTalk edge end to end (issue 2): a real `Bot` on 127.0.0.1:0 with a real sled
 //! directory, driven over HTTP exactly as DingTalk would drive it (signed, encrypted requests
-//! built by `sandbox::dingtalk_driver`), with the simulated DingTalk OpenAPI behind it.
+//! built by `sandbox::dingtalk::driver`), with the simulated DingTalk OpenAPI behind it.
 //! Every refusal is checked for "nothing changed": the whole sled database, the dispatcher and
 //! the simulator's call log are compared before and after.
+use accessbot::app::HelpOnly;
 use accessbot::app::{Bot, BotOptions};
 use accessbot::clock::{Clock, ManualClock, SharedClock};
 use accessbot::config::Config;
 use accessbot::dingtalk::client::{DingTalkClient, DingUser};
 use accessbot::dingtalk::crypto::CallbackCrypto;
-use accessbot::dispatch::{Dispatch, DispatchError, DispatchReply, HelpOnly};
+use accessbot::dispatch::{Dispatch, DispatchError, DispatchReply};
 use accessbot::domain::command::Lang;
 use accessbot::domain::ids::DingUserId;
 use accessbot::inbound::{ApprovalEventKind, Inbound};
-use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{
+use accessbot::sandbox::dingtalk::driver::{
     card_callback_body, card_signature_headers, encrypted_event_request, robot_text_message,
     signed_robot_headers, RobotSender,
 };
+use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
 use accessbot::secret::Secret;
 use accessbot::store::Store;
 use futures::future::BoxFuture;
@@ -506,7 +507,7 @@ async fn redelivered_events_and_messages_are_acknowledged_and_dispatched_once() 
 async fn repeats_are_counted_for_operators() {
     let e = start(Setup::default()).await;
     let stats = || {
-        let s = e.bot.edge().dedupe.stats();
+        let s = e.bot.ingress().dedupe.stats();
         (
             s.duplicates.load(Ordering::Relaxed),
             s.in_flight.load(Ordering::Relaxed),
@@ -914,7 +915,7 @@ async fn captured_signature_headers_with_another_body_are_refused() {
     .await;
     assert_eq!(
         e.bot
-            .edge()
+            .ingress()
             .dedupe
             .stats()
             .replayed_signatures
@@ -932,7 +933,7 @@ async fn captured_signature_headers_with_another_body_are_refused() {
     assert_refused(s, &r, 401, "stale");
     assert!(r["error"].as_str().unwrap_or("").contains("window"), "{r}");
     let now = e.now();
-    e.bot.edge().dedupe.sweep(now).unwrap();
+    e.bot.ingress().dedupe.sweep(now).unwrap();
     assert!(e.bot.store.db().open_tree("signatures").unwrap().is_empty());
 }
 

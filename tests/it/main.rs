@@ -1,5 +1,6 @@
 //! The one integration-test binary (one binary keeps link time down); one module per area.
 mod approval_failures;
+mod audit;
 mod cli;
 mod commands;
 mod console;
@@ -8,6 +9,7 @@ mod dingtalk_client;
 mod dingtalk_props;
 mod dingtalk_sim;
 mod dingtalk_vectors;
+mod doctor;
 mod e2e;
 mod edge;
 mod fuzz_corpus;
@@ -17,6 +19,7 @@ mod jms_replay;
 mod jms_sim_relations;
 mod jms_transcripts;
 mod jms_transcripts_fx2;
+mod ops;
 mod orders;
 mod requester_limits;
 mod spellings;

@@ -1,14 +1,14 @@
-//! Stream mode over real loopback sockets: the listener (`dingtalk::stream`) against the
-//! simulated gateway (`sandbox::dingtalk_stream`), with a recording dispatcher behind the shared
-//! `http::accept`. Frames come from tests/fixtures/dingtalk_stream_frames.json (official SDK).
+//! Stream mode over real loopback sockets: the listener (`listen::stream`) against the
+//! simulated gateway (`sandbox::dingtalk::stream`), with a recording dispatcher behind the shared
+//! ingress. Frames come from tests/fixtures/dingtalk_stream_frames.json (official SDK).
 use accessbot::clock::{ManualClock, SystemClock};
-use accessbot::dingtalk::stream::{StreamError, StreamListener, StreamTiming};
 use accessbot::dingtalk::stream_frame::AckFrame;
 use accessbot::dingtalk::DingTalkConfig;
 use accessbot::dispatch::{Dispatch, DispatchError, DispatchReply};
-use accessbot::http::EdgeState;
 use accessbot::inbound::{ApprovalOutcome, Inbound};
-use accessbot::sandbox::dingtalk_stream::{self as sim, SimStreamGateway};
+use accessbot::ingress::Ingress;
+use accessbot::listen::stream::{StreamError, StreamListener, StreamTiming};
+use accessbot::sandbox::dingtalk::stream::{self as sim, SimStreamGateway};
 use accessbot::secret::Secret;
 use accessbot::store::dedupe::Dedupe;
 use accessbot::store::Store;
@@ -82,9 +82,10 @@ impl Dispatch for Recorder {
     }
 }
 
-fn edge(recorder: Arc<Recorder>) -> Arc<EdgeState> {
+fn ingress(recorder: Arc<Recorder>) -> Arc<Ingress> {
     let store = Store::temporary().expect("temp store");
-    Arc::new(EdgeState {
+    Arc::new(Ingress {
+        metrics: Default::default(),
         // Stream mode uses no callback crypto.
         crypto: None,
         robot_secret: Secret::new(APP_SECRET),
@@ -127,7 +128,7 @@ async fn rig_with(timing: StreamTiming) -> Rig {
     let recorder = Arc::new(Recorder::default());
     let listener = StreamListener::new(&config(&gw, APP_SECRET)).with_timing(timing);
     let (stop, rx) = watch::channel(false);
-    let e = edge(recorder.clone());
+    let e = ingress(recorder.clone());
     let task = tokio::spawn(async move { listener.serve(e, rx).await });
     gw.wait_for_connections(1).await.expect("listener connects");
     Rig {
@@ -385,7 +386,7 @@ async fn wrong_credentials_are_a_typed_error_and_no_connection() {
     let listener = StreamListener::new(&config(&gw, "not-the-secret")).with_timing(fast());
     let (_stop, rx) = watch::channel(false);
     let err = listener
-        .serve(edge(Arc::new(Recorder::default())), rx)
+        .serve(ingress(Arc::new(Recorder::default())), rx)
         .await
         .expect_err("refused");
     match &err {

@@ -10,10 +10,10 @@ use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::order::Order;
 use accessbot::jumpserver::config::JumpServerConfig;
-use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
-use accessbot::sandbox::dingtalk_driver::{
+use accessbot::sandbox::dingtalk::driver::{
     encrypted_event_request, robot_text_message, signed_robot_headers, RobotSender,
 };
+use accessbot::sandbox::dingtalk::{SimDingTalk, SimDingTalkOptions};
 use accessbot::sandbox::jumpserver::{
     SimJmsOptions, SimJumpServer, VECTOR_KEY_ID, VECTOR_KEY_SECRET,
 };

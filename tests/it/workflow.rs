@@ -9,7 +9,7 @@ use accessbot::dispatch::Dispatch;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::order::State;
 use accessbot::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome, Inbound};
-use accessbot::sandbox::dingtalk_driver::{card_callback_body, card_signature_headers};
+use accessbot::sandbox::dingtalk::driver::{card_callback_body, card_signature_headers};
 use accessbot::store::Store;
 use accessbot::worker::outbox::JobRunner;
 use accessbot::workflow::dispatcher::WorkflowDispatcher;

@@ -176,6 +176,7 @@ pub fn audit_event_label(lang: Lang, e: AuditEvent) -> &'static str {
         Reminded => ("提醒", "reminded"),
         JobGaveUp => ("任务放弃重试", "job gave up"),
         Note => ("备注", "note"),
+        TrailMigrated => ("审计记录接入哈希链", "audit trail chained"),
     };
     match lang {
         Lang::ZhCn => zh,

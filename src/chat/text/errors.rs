@@ -178,11 +178,27 @@ pub fn command_error(lang: Lang, e: &CommandError) -> String {
             ),
             *kind,
         ),
+        CommandError::MissingSubject { kind } if *kind == CommandKind::History => with_example(
+            pick(
+                lang,
+                "请写明要查询的主机、用户或单号。".into(),
+                "Say which host, user or order to look up.".into(),
+            ),
+            *kind,
+        ),
         CommandError::MissingSubject { kind } => with_example(
             pick(
                 lang,
                 "请写明要查询的主机或用户。".into(),
                 "Say which host or user to look up.".into(),
+            ),
+            *kind,
+        ),
+        CommandError::BadPage { kind, given } => with_example(
+            pick(
+                lang,
+                format!("“{given}”不是页码，请写一个数字，如 2。"),
+                format!("`{given}` is not a page number; give a number such as 2."),
             ),
             *kind,
         ),

@@ -14,6 +14,20 @@ pub enum OaField {
     Change,
 }
 
+impl OaField {
+    /// Every field the bot may fill (`Change` only when a grant preview exists).
+    pub const ALL: [OaField; 8] = [
+        OaField::Order,
+        OaField::Requester,
+        OaField::JmsUser,
+        OaField::Hosts,
+        OaField::Access,
+        OaField::Duration,
+        OaField::Reason,
+        OaField::Change,
+    ];
+}
+
 pub fn oa_label(lang: Lang, f: OaField) -> &'static str {
     match (lang, f) {
         (Lang::ZhCn, OaField::Order) => "申请单号",

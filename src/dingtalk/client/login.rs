@@ -2,9 +2,9 @@
 //! token from the code, `contact/users/me`, unionid → userid — and the in-app login (免登: the
 //! JSAPI auth code → `topapi/v2/user/getuserinfo`). The user's access token is used once, to
 //! read who they are, and never kept or logged.
-use super::{
-    classify_new, read_json, str_field, DingTalkClient, DingTalkError, Outcome, Result, Style,
-};
+use super::error::{classify_new, DingTalkError, Outcome, Result};
+use super::transport::{str_field, Style};
+use super::DingTalkClient;
 use crate::domain::ids::DingUserId;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -27,6 +27,22 @@ fn done(o: Outcome) -> Result<Value> {
 }
 
 impl DingTalkClient {
+    /// One new-style call without the app token, answered and classified like the others.
+    async fn plain(&self, req: reqwest::RequestBuilder) -> Result<Value> {
+        let resp = req
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        done(classify_new(status, v))
+    }
+
     /// Web login: exchanges the authorize page's `authCode` with the app's credentials
     /// (`POST /v1.0/oauth2/userAccessToken`), reads the person (`GET /v1.0/contact/users/me`
     /// with the user's token) and maps their unionid to the org userid
@@ -38,34 +54,30 @@ impl DingTalkClient {
             "code": code,
             "grantType": "authorization_code",
         });
-        let v = done(
-            self.attempt(
-                Style::New,
-                Method::POST,
-                &self.api("/v1.0/oauth2/userAccessToken"),
-                &[],
-                Some(&body),
-                None,
+        // No app token on this call: the app's credentials are in the body.
+        let v = self
+            .plain(
+                self.inner
+                    .http
+                    .post(self.api("/v1.0/oauth2/userAccessToken"))
+                    .json(&body),
             )
-            .await,
-        )?;
+            .await?;
         let user_token = str_field(&v, "accessToken");
         if user_token.is_empty() {
             return Err(DingTalkError::Decode(
                 "userAccessToken answer without accessToken".into(),
             ));
         }
-        let resp = self
-            .inner
-            .http
-            .get(self.api("/v1.0/contact/users/me"))
-            .header("accept", "application/json")
-            .header("x-acs-dingtalk-access-token", &user_token)
-            .send()
-            .await
-            .map_err(|e| DingTalkError::Http(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let me = done(classify_new(status, read_json(resp).await?))?;
+        // The user's own token, not the app's: who is this person.
+        let me = self
+            .plain(
+                self.inner
+                    .http
+                    .get(self.api("/v1.0/contact/users/me"))
+                    .header("x-acs-dingtalk-access-token", &user_token),
+            )
+            .await?;
         let unionid = str_field(&me, "unionId");
         if unionid.is_empty() {
             return Err(DingTalkError::Decode(

@@ -11,7 +11,7 @@ use crate::dingtalk::sign::{
     ROBOT_TIMESTAMP_HEADER,
 };
 use crate::domain::ids::DingUserId;
-use crate::sandbox::dingtalk_driver::{card_callback_body, robot_text_message, RobotSender};
+use crate::sandbox::dingtalk::driver::{card_callback_body, robot_text_message, RobotSender};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::Serialize;
 use serde_json::{json, Map, Value};

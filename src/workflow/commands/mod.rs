@@ -6,6 +6,7 @@ pub(super) mod apply;
 mod cancel;
 mod decide;
 mod help;
+mod history;
 mod my;
 mod renew;
 mod revoke;
@@ -71,6 +72,7 @@ pub(in crate::workflow) fn run(cx: &Ctx<'_>, cmd: Command) -> Result<Answer, Dis
         Command::WhoHas { subject, all } => who_has::run(cx, subject, all),
         Command::Revoke(id) => revoke::run(cx, &id),
         Command::Renew { order, duration } => renew::run(cx, &order, duration),
+        Command::History { subject, page } => history::run(cx, &subject, page),
     }
 }
 

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub mod actor;
+pub mod driver;
 pub mod login;
+pub mod stream;
 pub use actor::{BotReply, ConvEntry, ConvKind, DriveError, EventAck, Forgery, Speaker};
 
 /// Lifetime of a session webhook opened with `session_webhook` (sim-chosen: 90 minutes).
@@ -173,6 +175,8 @@ struct Sim {
     processes: BTreeMap<String, String>,
     /// Card template ids the org has; when non-empty, others are `param.templateNotExist`.
     card_templates: BTreeSet<String>,
+    /// processCode → the labels of its form components (`forms/schemas/processCodes`).
+    process_forms: BTreeMap<String, Vec<String>>,
     seq: u64,
     /// session id → the user whose message opened it, so webhook replies land in their chat.
     session_owner: HashMap<String, String>,
@@ -193,7 +197,7 @@ struct Shared {
     /// Client for what the sim sends to the bot (events, robot messages, card callbacks).
     http: reqwest::Client,
     /// Timestamps of signed pushes: distinct even when the test clock stands still.
-    stamps: crate::sandbox::dingtalk_driver::Stamps,
+    stamps: crate::sandbox::dingtalk::driver::Stamps,
 }
 
 impl Shared {
@@ -404,6 +408,15 @@ impl SimDingTalk {
             .processes
             .insert(name.to_owned(), process_code.to_owned());
     }
+    /// The form of a template added with `add_process`: the labels of its text components, as
+    /// `forms/schemas/processCodes` returns them (reference §6.4). Without it the form is empty.
+    pub fn set_process_form(&self, process_code: &str, labels: &[&str]) {
+        self.shared.lock().process_forms.insert(
+            process_code.to_owned(),
+            labels.iter().map(|l| (*l).to_owned()).collect(),
+        );
+    }
+
     /// A card template the org has; once any is added, unknown template ids are refused with
     /// `param.templateNotExist` (the error DingTalk gives a wrong `cardTemplateId`).
     pub fn add_card_template(&self, template_id: &str) {
@@ -764,11 +777,13 @@ fn route(
         ("POST", "/v1.0/robot/oToMessages/batchSend") => batch_send(sh, &mut s, &body, now),
         ("POST", "/v1.0/robot/groupMessages/send") => group_send(sh, &mut s, &body, now),
         ("POST", "/v1.0/card/instances/createAndDeliver") => card_create(sh, &mut s, &body, now),
+        ("POST", "/v1.0/card/instances") => card_create_undelivered(&mut s, &body, now),
         ("PUT", "/v1.0/card/instances") => card_update(&mut s, &body, now),
         ("POST", "/v1.0/card/callbacks/register") => card_register(&mut s, &body),
         ("GET", "/v1.0/workflow/processCentres/schemaNames/processCodes") => {
             process_code(&mut s, query)
         }
+        ("GET", "/v1.0/workflow/forms/schemas/processCodes") => form_schema(&mut s, query),
         ("POST", "/v1.0/workflow/processInstances") => {
             let r = approval_start(sh, &mut s, &body, now);
             let started = s
@@ -1190,6 +1205,69 @@ fn card_create(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -> Response {
     );
     s.log_card(track, true, now);
     ok(json!({"success": true, "result": {"outTrackId": track, "deliverResults": results}}))
+}
+
+/// `POST /v1.0/card/instances` (reference §5.1, the create half of the two-step alternative):
+/// the card exists, delivered nowhere. Same template and id checks as `createAndDeliver`.
+fn card_create_undelivered(s: &mut Sim, body: &Value, now: i64) -> Response {
+    let Some(tpl) = str_of(body, "cardTemplateId").filter(|t| !t.is_empty()) else {
+        return new_err(s, 400, "param.templateNotExist", "param.templateNotExist");
+    };
+    if !s.card_templates.is_empty() && !s.card_templates.contains(tpl) {
+        return new_err(s, 400, "param.templateNotExist", "param.templateNotExist");
+    }
+    let Some(track) = str_of(body, "outTrackId").filter(|t| !t.is_empty()) else {
+        return new_err(s, 400, "param.outTrackIdEmpty", "param.outTrackIdEmpty");
+    };
+    let Some(params) = string_map(body.pointer("/cardData/cardParamMap")) else {
+        return new_err(
+            s,
+            400,
+            "param.cardDataInvalid",
+            "cardParamMap 的值必须是字符串",
+        );
+    };
+    if s.cards.contains_key(track) {
+        return new_err(s, 400, "param.cardAlreadyExist", "param.cardAlreadyExist");
+    }
+    s.cards.insert(
+        track.to_owned(),
+        SimCard {
+            template_id: tpl.to_owned(),
+            open_space_id: String::new(),
+            params,
+            private: BTreeMap::new(),
+            callback_type: str_of(body, "callbackType").map(str::to_owned),
+            callback_route_key: str_of(body, "callbackRouteKey").map(str::to_owned),
+            update_count: 0,
+        },
+    );
+    s.log_card(track, true, now);
+    ok(json!({"success": true, "result": {"outTrackId": track}}))
+}
+
+/// `GET forms/schemas/processCodes` (reference §6.4): the form's components with their labels.
+fn form_schema(s: &mut Sim, query: &BTreeMap<String, String>) -> Response {
+    let code = query.get("processCode").map(String::as_str).unwrap_or("");
+    if code.is_empty() || (!s.processes.is_empty() && !s.processes.values().any(|c| c == code)) {
+        // sim-chosen code, as for starting an unknown template.
+        return new_err(s, 400, "processCodeError", "processCode 不存在");
+    }
+    let items: Vec<Value> = s
+        .process_forms
+        .get(code)
+        .map(|labels| {
+            labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    json!({"componentName": "TextField",
+                        "props": {"id": format!("TextField-{i}"), "label": l, "required": false}})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ok(json!({"result": {"processCode": code, "schemaContent": {"title": code, "items": items}}}))
 }
 
 fn card_update(s: &mut Sim, body: &Value, now: i64) -> Response {

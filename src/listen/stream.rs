@@ -1,6 +1,6 @@
-//! Stream-mode listener (reference §3): registers a connection, holds the WebSocket open, turns
-//! every frame into the same `Inbound` value the HTTP listener produces and hands it to the
-//! shared `http::accept` (dedupe, then dispatch), then writes the ACK. Owns reconnection
+//! Stream-mode listener (reference §3): registers a connection, holds the WebSocket open, hands
+//! every data frame to the ingress (which turns it into the same `Inbound` the HTTP listener's
+//! deliveries become, then dedupes and dispatches it) and writes the ACK it answers. Owns reconnection
 //! (new ticket each time, jittered exponential back-off), keep-alive pings and clean shutdown.
 //!
 //! Per connection there are three tasks, so a slow dispatch never delays a keep-alive answer:
@@ -11,11 +11,8 @@
 //! Neither the app secret nor a ticket is ever logged: the ticket is kept as a [`Secret`] and
 //! WebSocket errors are described without the URL that carries it.
 use crate::dingtalk::config::DingTalkConfig;
-use crate::dingtalk::parse::{self, DecryptedEvent};
-use crate::dingtalk::stream_frame::{self as frame, AckFrame, EventAck, FrameKind, StreamFrame};
-use crate::dispatch::DispatchReply;
-use crate::http::{self, EdgeState};
-use crate::inbound::Inbound;
+use crate::dingtalk::stream_frame::{self as frame, AckFrame, FrameKind, StreamFrame};
+use crate::ingress::Ingress;
 use crate::secret::Secret;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -202,21 +199,21 @@ impl StreamListener {
     /// gateway refuses the credentials (`Err(Rejected)`). Every other failure is retried.
     pub async fn run(
         cfg: &DingTalkConfig,
-        edge: Arc<EdgeState>,
+        ingress: Arc<Ingress>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(), StreamError> {
-        Self::new(cfg).serve(edge, shutdown).await
+        Self::new(cfg).serve(ingress, shutdown).await
     }
 
     /// `run` on its own task, logging a fatal refusal; what `Bot::start` keeps among its tasks.
     pub fn spawn(
         cfg: &DingTalkConfig,
-        edge: Arc<EdgeState>,
+        ingress: Arc<Ingress>,
         shutdown: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let listener = Self::new(cfg);
         tokio::spawn(async move {
-            if let Err(e) = listener.serve(edge, shutdown).await {
+            if let Err(e) = listener.serve(ingress, shutdown).await {
                 tracing::error!(error = %e, "Stream listener stopped; no DingTalk events will arrive");
             }
         })
@@ -225,7 +222,7 @@ impl StreamListener {
     /// The reconnect loop.
     pub async fn serve(
         &self,
-        edge: Arc<EdgeState>,
+        ingress: Arc<Ingress>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<(), StreamError> {
         let mut failures: u32 = 0;
@@ -233,7 +230,7 @@ impl StreamListener {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            match self.session(&edge, &mut shutdown).await {
+            match self.session(&ingress, &mut shutdown).await {
                 Ok(SessionEnd::Shutdown) => return Ok(()),
                 Ok(SessionEnd::Reconnect) => {
                     failures = 0;
@@ -331,7 +328,7 @@ impl StreamListener {
 
     async fn session(
         &self,
-        edge: &Arc<EdgeState>,
+        ingress: &Arc<Ingress>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<SessionEnd, StreamError> {
         let ticket = tokio::select! {
@@ -355,11 +352,13 @@ impl StreamListener {
             host = url.host_str().unwrap_or(""),
             "Stream connection open"
         );
+        // `stream_connected` is 1 (readiness, /metrics) until this session ends, however.
+        let _connected = ingress.metrics.stream_connected();
         let (sink, mut source) = ws.split();
         let (out_tx, out_rx) = mpsc::channel::<Message>(QUEUE_DEPTH);
         let writer = tokio::spawn(write_loop(sink, out_rx));
         let (work_tx, work_rx) = mpsc::channel::<StreamFrame>(QUEUE_DEPTH);
-        let handler = tokio::spawn(handle_loop(edge.clone(), work_rx, out_tx.clone()));
+        let handler = tokio::spawn(handle_loop(ingress.clone(), work_rx, out_tx.clone()));
 
         let keepalive = self.timing.keepalive;
         let mut ticker = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
@@ -526,76 +525,14 @@ async fn write_loop(
 }
 
 async fn handle_loop(
-    edge: Arc<EdgeState>,
+    ingress: Arc<Ingress>,
     mut rx: mpsc::Receiver<StreamFrame>,
     out: mpsc::Sender<Message>,
 ) {
     while let Some(f) = rx.recv().await {
-        let ack = handle_frame(&edge, &f).await;
+        let ack = ingress.stream_frame(&f).await;
         send_ack(&out, &ack).await;
     }
-}
-
-/// Turns one frame into an `Inbound`, passes it through `http::accept` and returns the ACK to
-/// send. Never fails: every outcome is an ACK (reference §3.4).
-pub async fn handle_frame(edge: &EdgeState, f: &StreamFrame) -> AckFrame {
-    let id = f.message_id();
-    match f.kind() {
-        FrameKind::Event {
-            event_type,
-            event_id,
-        } => match parse::parse_event_data(&event_type, event_id.as_deref(), &f.data) {
-            Ok(DecryptedEvent::CheckUrl) => frame::event_ack(id, EventAck::Success),
-            Ok(DecryptedEvent::Event(ev)) => match http::accept(edge, ev).await {
-                Ok(_) => frame::event_ack(id, EventAck::Success),
-                Err(r) => {
-                    tracing::warn!(reason = %r.1, event_type = %event_type, "Stream event not recorded; asking for redelivery");
-                    frame::event_ack(id, EventAck::Later)
-                }
-            },
-            // Delivered over our authenticated socket but not a shape we understand: asking
-            // for redelivery would loop forever, so acknowledge and log (as the HTTP edge does).
-            Err(e) => {
-                tracing::warn!(error = %e, event_type = %event_type, "Stream event we cannot parse; acknowledged");
-                frame::event_ack(id, EventAck::Success)
-            }
-        },
-        FrameKind::BotMessage => match parse::parse_robot_message(f.data.as_bytes()) {
-            Ok(msg) => match http::accept(edge, Inbound::Chat(msg)).await {
-                Ok(_) => frame::callback_ack(id, Value::Null),
-                Err(r) => failed_ack(id, &r.1),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "Stream robot message we cannot parse");
-                failed_ack(id, "malformed robot message")
-            }
-        },
-        FrameKind::CardCallback => match parse::parse_card_callback(f.data.as_bytes()) {
-            Ok(action) => match http::accept(edge, Inbound::CardAction(action)).await {
-                Ok(DispatchReply::CardUpdate(v)) => frame::callback_ack(id, v),
-                Ok(DispatchReply::None | DispatchReply::Refused) => {
-                    frame::callback_ack(id, json!({}))
-                }
-                Err(r) => failed_ack(id, &r.1),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "Stream card callback we cannot parse");
-                failed_ack(id, "malformed card callback")
-            }
-        },
-        FrameKind::Ping | FrameKind::Disconnect { .. } => frame::system_echo_ack(f),
-        FrameKind::Unhandled => frame::not_found_ack(id),
-    }
-}
-
-/// Code 500 for a callback we could not take (reference §3.4); robot messages are not re-pushed,
-/// so this only tells DingTalk (and the tapping user's card) that it failed.
-fn failed_ack(id: &str, reason: &str) -> AckFrame {
-    tracing::warn!(reason, "Stream callback not handled; answered 500");
-    let mut ack = frame::callback_ack(id, Value::Null);
-    ack.code = 500;
-    ack.message = reason.chars().take(MAX_ERROR_TEXT).collect();
-    ack
 }
 
 #[cfg(test)]
