@@ -4,6 +4,7 @@
 //!
 //! The adapters become the workflow's ports here (`dingtalk_chat`, `jumpserver_bastion`,
 //! `sled_store`): the only place that knows which chat platform, bastion and store run.
+mod console_ports;
 mod dingtalk_chat;
 mod help_only;
 mod jumpserver_bastion;
@@ -296,6 +297,13 @@ impl Bot {
             addr: config.server.listen.clone(),
             source,
         })?;
+        // The access console, beside DingTalk's routes; it needs the bound address for its
+        // loopback public URL, so it joins the router here.
+        if config.console.enabled {
+            let console =
+                console_ports::console(config, &opts.store, &dingtalk, opts.clock.clone(), addr)?;
+            router = router.merge(crate::console::router(Arc::new(console)));
+        }
         let mut rx = shutdown.subscribe();
         let conn_stats = Arc::new(crate::listen::server::ConnStats::default());
         let server = tokio::spawn({

@@ -98,6 +98,8 @@ pub struct World {
     pub config: Config,
     /// How long the scenario waits for one step (default [`STEP_LIMIT`]).
     pub step_limit: Duration,
+    /// Keep running after the scenario (`accessbot demo --stay`).
+    pub stay: bool,
     dirs: Vec<PathBuf>,
 }
 
@@ -171,6 +173,7 @@ impl World {
             bot: None,
             config,
             step_limit: STEP_LIMIT,
+            stay: false,
             dirs: Vec::new(),
         };
         w.config = w.config_for(&opts);
@@ -195,6 +198,10 @@ impl World {
             c.approval.process_code = Some(PROCESS_CODE.into());
         }
         c.policy.admins = vec![ZHAOLIU.into()];
+        // The console logs in through the simulated DingTalk, over plain http on loopback.
+        c.console.authorize_url = format!("{}/oauth2/auth", self.dingtalk.base_url());
+        c.console.jsapi_url = String::new();
+        c.console.secure_cookies = false;
         if opts.card_template {
             c.cards.approval_template_id = APPROVAL_TEMPLATE.into();
             c.cards.callback_route_key = CARD_ROUTE_KEY.into();
@@ -395,6 +402,11 @@ pub fn mark(dt: &SimDingTalk) -> u64 {
 
 /// Runs the whole scenario, printing to `out`. `Ok` only when every step happened.
 pub async fn run<W: Write>(out: &mut W) -> Result<DemoReport, DemoFailure> {
+    run_and_stay(out, false).await
+}
+
+/// [`run`], then (when `stay`) the console stays open until Ctrl-C or SIGTERM.
+pub async fn run_and_stay<W: Write>(out: &mut W, stay: bool) -> Result<DemoReport, DemoFailure> {
     let mut p = Printer {
         out,
         seen: 0,
@@ -406,6 +418,7 @@ pub async fn run<W: Write>(out: &mut W) -> Result<DemoReport, DemoFailure> {
     let mut world = World::start(WorldOptions::default())
         .await
         .map_err(|e| fail("启动", e.to_string()))?;
+    world.stay = stay;
     play_on(&mut world, &mut p).await
 }
 
@@ -438,6 +451,25 @@ async fn play_on<W: Write>(
         return Err(e);
     }
 
+    if let Some(bot) = &world.bot {
+        // The console over what the scenario left behind, with a one-click login per person
+        // through the simulated DingTalk (its login-as link, then DingTalk's QR login).
+        p.say(&format!(
+            "\n访问控制台 / access console: {}/console",
+            bot.url()
+        ));
+        for (id, name, _) in DIRECTORY {
+            let then = format!("{}/console/login?via=qr&next=/console/now", bot.url());
+            p.say(&format!(
+                "  CONSOLE_LOGIN {id} {} ({name})",
+                world.dingtalk.login_as_url(id, &then)
+            ));
+        }
+    }
+    if world.stay {
+        p.say("控制台保持运行，Ctrl-C 结束 / the console stays up; Ctrl-C ends it.");
+        let _ = tokio::signal::ctrl_c().await;
+    }
     if let Some(bot) = world.bot.take() {
         bot.shutdown().await;
     }
@@ -870,7 +902,8 @@ async fn forged_scenario<W: Write>(
 }
 
 /// `accessbot demo`: runs [`run`] on stdout; exit code 0 only when every step happened.
-pub fn main_entry() -> std::process::ExitCode {
+/// `stay`: keep everything running after the scenario, for a browser on the console.
+pub fn main_entry(stay: bool) -> std::process::ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -883,7 +916,7 @@ pub fn main_entry() -> std::process::ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    match rt.block_on(run(&mut stdout)) {
+    match rt.block_on(run_and_stay(&mut stdout, stay)) {
         Ok(_) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("accessbot demo: {e}");

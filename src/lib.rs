@@ -6,6 +6,7 @@ pub mod audit_cli; //  `accessbot audit verify|export`: the hash-chained trail c
 pub mod chat; //       what users read: replies, notices, cards, by topic, in zh-CN / en (no IO)
 pub mod clock; //      injected time: SystemClock in production, ManualClock in tests and the demo
 pub mod config; //     layered config: defaults → TOML → ACCESSBOT_* env → *_FILE secrets; validation
+pub mod console; //    the access console: web pages of who reaches what and who opened what, DingTalk login
 #[cfg(feature = "sandbox")]
 pub mod demo; //       `accessbot demo` (feature sandbox): bot + simulators on loopback, a checked scenario
 pub mod dingtalk; //   DingTalk adapter: callback crypto, signatures, parsing, Stream frames, OpenAPI client (client/)

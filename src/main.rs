@@ -39,7 +39,13 @@ enum Command {
     },
     /// Play a checked scenario against simulated DingTalk and JumpServer on loopback (no
     /// credentials, no network): chat request, card approval, grant, OA refusal, forged callback.
-    Demo,
+    /// Prints the access console's address with a one-click sandbox login per user.
+    Demo {
+        /// Keep the bot and the simulators running after the scenario (until Ctrl-C), so the
+        /// console can be opened in a browser (scripts/browser-test.sh).
+        #[arg(long)]
+        stay: bool,
+    },
     /// Check every credential and right against the real DingTalk and JumpServer: a checklist
     /// with, for each failure, the console setting to change. Exit 1 when a check fails.
     Doctor {
@@ -223,7 +229,7 @@ fn main() -> ExitCode {
     // The demo prints a conversation on stdout; the bot's own info logs would drown it.
     let default_level = match cli.command {
         // The doctor prints a checklist on stdout; the clients' info lines would interleave.
-        Command::Demo | Command::Doctor { .. } => "warn",
+        Command::Demo { .. } | Command::Doctor { .. } => "warn",
         #[cfg(feature = "sandbox")]
         Command::Fault(_) | Command::Scale(_) => "warn",
         _ => "info",
@@ -245,10 +251,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         #[cfg(feature = "sandbox")]
-        Command::Demo => Ok(accessbot::demo::main_entry()),
+        Command::Demo { stay } => Ok(accessbot::demo::main_entry(stay)),
         // Kept in the command list so `demo` answers with the reason instead of "unrecognized".
         #[cfg(not(feature = "sandbox"))]
-        Command::Demo => {
+        Command::Demo { .. } => {
             eprintln!(
                 "accessbot demo: this build has no simulated DingTalk and JumpServer (built with \
                  --no-default-features); build with the default `sandbox` feature to run the demo"

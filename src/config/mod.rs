@@ -46,6 +46,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub cards: CardsConfig,
     pub workflow: WorkflowConfig,
+    /// `[console]`: the access console web pages (see `console::config`).
+    pub console: crate::console::config::ConsoleConfig,
 }
 
 /// `[cards]`: DingTalk interactive card templates (variables documented in `cards/README.md`).
@@ -384,6 +386,9 @@ impl Config {
     /// Semantic checks that serde cannot express. Each problem names its key.
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
+        for (key, message) in self.console.problems(&self.server.listen) {
+            p.push(Problem::error(key, message));
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             p.push(Problem::error(
                 "server.listen",

@@ -20,12 +20,14 @@
 //!   `index_hosts_by_name`, `index_nodes`, `index_perms`, `index_perms_by_address`,
 //!   `index_perms_by_user`: the JumpServer index `/sync` builds, one generation at a time
 //!   (index.rs)
+//! - `console_sessions`: logins to the access console, by the SHA-256 of their id (sessions.rs)
 pub mod audit;
 pub mod dedupe;
 pub mod dialogs;
 pub mod index;
 pub mod orders;
 pub mod outbox;
+pub mod sessions;
 
 use crate::domain::ownership::InstallationId;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@ mod approval_failures;
 mod audit;
 mod cli;
 mod commands;
+mod console;
 mod conversations;
 mod crash;
 mod dingtalk_client;

@@ -6,6 +6,7 @@
 //! that this one depends on.
 mod access;
 mod change;
+pub mod console;
 pub mod decision;
 pub mod dialog;
 pub mod errors;

@@ -7,6 +7,8 @@
 mod cards;
 mod contacts;
 mod error;
+// DingTalk login for the access console (OAuth2 web login and the in-app auth code).
+mod login;
 mod oa;
 mod robot;
 mod transport;

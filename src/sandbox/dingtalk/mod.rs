@@ -24,6 +24,7 @@ mod work_notice;
 
 pub mod actor;
 pub mod driver;
+pub mod login;
 pub mod stream;
 pub use actor::{BotReply, ConvEntry, ConvKind, DriveError, EventAck, Forgery, Speaker};
 
@@ -70,7 +71,10 @@ impl SimDingTalk {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let app = Router::new()
+            .merge(login::routes(&shared))
+            .fallback(handle)
+            .with_state(shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
