@@ -2,6 +2,9 @@
 //! export), config example; and,
 //! hidden from help because operators have no use for it, `fault` (the SIGKILL fault script's
 //! driver).
+//!
+//! Longer than 600 lines on purpose: one clap enum and one short function per subcommand, so the
+//! whole command line reads in one place.
 use accessbot::config::{self, Sources};
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};

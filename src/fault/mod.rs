@@ -13,6 +13,9 @@
 //! Every random choice (the plan, each person's pauses, the kill schedule) comes from one seed,
 //! printed with the report, so a run's schedule can be replayed; its timing cannot be (the bot
 //! runs in real time), which is the point: each run lands its kills somewhere new.
+//!
+//! Longer than 600 lines on purpose: one scripted run (start, drive, kill, restart, stop, check)
+//! read top to bottom (test tooling, feature `sandbox`).
 pub mod bot;
 pub mod check;
 pub mod plan;

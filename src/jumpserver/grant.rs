@@ -29,6 +29,9 @@
 //! Missing accounts are reported, not created: the bot has no secret for them and would put
 //! empty logins on hosts administrators own. Hosts the bot creates itself get the accounts
 //! inline (`create_host_accounts`).
+//!
+//! Longer than 600 lines on purpose: the plan, the writes, the repair and the read-back of one
+//! grant obey the same ownership rules and are read together when a grant goes wrong.
 use super::api::{
     granted_usernames, permission_accounts, permission_body, validate_node_value, Host, JmsUser,
     NewHostSpec, NewPermissionSpec, NewUserSpec, Node, PermedAccount, Permission,

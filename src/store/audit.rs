@@ -33,6 +33,9 @@
 //!
 //! Past 600 lines on purpose: appending, migrating and verifying must agree on the envelope byte
 //! for byte, so they live in one file.
+//!
+//! Longer than 600 lines on purpose: appending, migrating, reading and verifying all depend on the
+//! exact hashed bytes documented above; one file keeps that layout in one place.
 use super::{Store, StoreError};
 use crate::domain::audit::{
     AuditEvent, AuditPage, AuditQuery, AuditRecord, BreakKind, ChainBreak, ChainReport,

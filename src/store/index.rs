@@ -24,6 +24,9 @@
 //!
 //! Longer than 600 lines on purpose: writing a generation and every read of it share the key
 //! layout above, which is easiest to keep right in one file; its unit tests are at the end.
+//!
+//! Longer than 600 lines on purpose: the generation swap, the relation rows kept in both directions
+//! and the queries that expand groups and nodes share one key layout.
 use super::audit::Audit;
 use super::{Store, StoreError};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};

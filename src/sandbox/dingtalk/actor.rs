@@ -4,6 +4,9 @@
 //! (`bpms_instance_change` when an OA approval starts, is decided or is terminated). Every
 //! exchange lands in one ordered conversation log so a test or `accessbot demo` can read what
 //! each user saw. `forged_*` / raw helpers send what an attacker or a broken proxy would.
+//!
+//! Longer than 600 lines on purpose: every way the platform acts towards the bot (messages, taps,
+//! pushes) shares the signing and the recorded answers (simulator only, feature `sandbox`).
 use super::{Shared, Sim, SimCard, SimDingTalk};
 use crate::dingtalk::crypto::CallbackCrypto;
 use crate::dingtalk::sign::{

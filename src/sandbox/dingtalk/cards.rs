@@ -1,5 +1,5 @@
 //! Interactive cards: create and deliver, update, register the callback route (reference §5).
-use super::router::{new_err, ok, str_of};
+use super::response::{new_err, ok, str_of};
 use super::*;
 use axum::response::Response;
 use serde_json::{json, Value};

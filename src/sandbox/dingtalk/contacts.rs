@@ -1,5 +1,5 @@
 //! Contacts: `topapi/v2/user/get` (reference §7).
-use super::router::{legacy_err, ok, request_id, str_of};
+use super::response::{legacy_err, ok, request_id, str_of};
 use super::*;
 use axum::response::Response;
 use serde_json::{json, Value};

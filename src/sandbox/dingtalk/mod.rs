@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 mod cards;
 mod contacts;
 mod oa;
+mod response;
 mod robot;
 mod router;
 mod state;

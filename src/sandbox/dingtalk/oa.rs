@@ -1,6 +1,6 @@
 //! OA approvals: template lookup, start, instance id search, read, terminate, and the decision
 //! a test makes in the approver's place (reference §6).
-use super::router::{new_err, ok, str_of};
+use super::response::{new_err, ok, str_of};
 use super::*;
 use axum::response::Response;
 use rand::Rng;

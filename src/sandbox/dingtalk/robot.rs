@@ -1,5 +1,5 @@
 //! Robot messages: session-webhook replies, 1:1 batch sends and group sends (reference §4.2).
-use super::router::{legacy_err, new_err, ok, request_id, str_of};
+use super::response::{legacy_err, new_err, ok, request_id, str_of};
 use super::*;
 use axum::response::Response;
 use serde_json::{json, Value};

@@ -6,14 +6,14 @@ use super::contacts::user_get;
 use super::oa::{
     approval_get, approval_ids, approval_start, approval_terminate, form_schema, process_code,
 };
+use super::response::{legacy_err, new_err, ok, request_id, str_of};
 use super::robot::{batch_send, group_send, webhook};
 use super::work_notice::work_notice;
 use super::*;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
 use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -24,30 +24,6 @@ enum Family {
     New,
     Legacy,
     Webhook,
-}
-
-pub(super) fn request_id(s: &mut Sim) -> String {
-    s.seq += 1;
-    format!("SIM-{:08X}", s.seq)
-}
-
-pub(super) fn new_err(s: &mut Sim, status: u16, code: &str, message: &str) -> Response {
-    let rid = request_id(s);
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    (
-        status,
-        Json(json!({"code": code, "message": message, "requestid": rid})),
-    )
-        .into_response()
-}
-
-pub(super) fn legacy_err(s: &mut Sim, errcode: i64, errmsg: &str) -> Response {
-    let rid = request_id(s);
-    Json(json!({"errcode": errcode, "errmsg": errmsg, "request_id": rid})).into_response()
-}
-
-pub(super) fn ok(v: Value) -> Response {
-    Json(v).into_response()
 }
 
 fn fault_response(s: &mut Sim, fam: Family, kind: FaultKind) -> Response {
@@ -319,8 +295,4 @@ fn issue_token(sh: &Shared, s: &mut Sim, now: i64) -> (String, i64) {
     s.tokens.insert(tok.clone(), now + ttl * 1000);
     s.current_token = Some(tok.clone());
     (tok, ttl)
-}
-
-pub(super) fn str_of<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
-    v.get(k).and_then(Value::as_str)
 }

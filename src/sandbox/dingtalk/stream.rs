@@ -4,6 +4,9 @@
 //! where the socket lives on its own host (`wss-open-connection.dingtalk.com`). Tests push
 //! EVENT / CALLBACK / SYSTEM frames to the connected client and await its ACK by `messageId`.
 //! Where the reference does not pin a detail down, the choice here is marked "sim-chosen".
+//!
+//! Longer than 600 lines on purpose: the gateway's HTTP half and its WebSocket half share the
+//! connection table and the ticket rules (simulator only, feature `sandbox`).
 use crate::clock::{SharedClock, SystemClock};
 use crate::dingtalk::stream_frame::{AckFrame, TOPIC_BOT_MESSAGE, TOPIC_CARD_CALLBACK};
 use crate::secret::Secret;
