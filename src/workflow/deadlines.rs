@@ -49,7 +49,7 @@ async fn reconcile_oa(wf: &Workflow, d: &Deadline) -> bool {
         return false;
     };
     tracing::info!(order = %o.id, instance = %inst, "OA decision found by polling");
-    if oa::on_approval(wf, ev).is_err() {
+    if oa::on_approval_event(wf, ev).await.is_err() {
         return false;
     }
     matches!(wf.orders.get(&d.order), Ok(Some(o)) if o.state != State::PendingApproval)

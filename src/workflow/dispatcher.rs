@@ -60,7 +60,9 @@ impl Dispatch for WorkflowDispatcher {
                     let _guard = form.then(|| self.user_lock(Some(&a.user_id))).flatten();
                     card::on_card(wf, a)
                 }
-                Inbound::Approval(a) => oa::on_approval(wf, a).map(|_| DispatchReply::None),
+                Inbound::Approval(a) => oa::on_approval_event(wf, a)
+                    .await
+                    .map(|_| DispatchReply::None),
                 Inbound::Org(o) => org::on_org(wf, o).map(|_| DispatchReply::None),
                 Inbound::Other { event_type, .. } => {
                     tracing::debug!(%event_type, "event ignored");

@@ -28,8 +28,8 @@ use jiff::Timestamp;
 use std::convert::Infallible;
 
 pub use crate::dingtalk::client::{
-    ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
-    ApprovalStatus, CardDelivery, CardTarget, DingUser,
+    ApprovalDetail, ApprovalInstanceQuery, ApprovalRecord, ApprovalResult, ApprovalStart,
+    ApprovalState, ApprovalStatus, CardDelivery, CardTarget, DingUser,
 };
 pub use crate::dingtalk::message::{dtmd_send_link, CardButton, OutMessage};
 pub use crate::jumpserver::{

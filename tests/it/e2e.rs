@@ -795,6 +795,30 @@ async fn oa_agree_grants_once_even_when_the_event_is_redelivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oa_refusal_names_the_refuser_and_their_comment() {
+    let w = world(ApprovalMode::Oa, false).await;
+    let o = request(&w, ZHANGSAN, HOST_REQ_ZH, 1).await;
+    let id = oa_instance(&w, &o.id).await;
+    let ack = w
+        .dingtalk
+        .decide_approval_as_and_push(&id, false, Some(LISI), Some("请走测试环境"))
+        .await
+        .unwrap()
+        .expect("pushed");
+    assert!(ack.acknowledged, "{ack:?}");
+    wait_state(&w, &o.id, State::Rejected).await;
+    let said = bot_says(&w.dingtalk, ZHANGSAN, 0, |e| e.text.contains("拒绝了申请"))
+        .await
+        .expect("requester told");
+    assert!(said.text.contains("李四"), "{}", said.text);
+    assert!(said.text.contains("原因：请走测试环境"), "{}", said.text);
+    assert!(!said.text.contains("钉钉审批"), "{}", said.text);
+    let rec = order(&w, &o.id);
+    assert_eq!(rec.decided_by.as_ref().map(|u| u.as_str()), Some(LISI));
+    assert_eq!(rec.decision_reason.as_deref(), Some("请走测试环境"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oa_refuse_and_withdraw_and_unknown_instances() {
     let w = world(ApprovalMode::Oa, false).await;
     // refuse

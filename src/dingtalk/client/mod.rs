@@ -18,8 +18,8 @@ pub use cards::{CardDelivery, CardTarget, PrivateCardData};
 pub use contacts::DingUser;
 pub use error::{DingTalkError, Result};
 pub use oa::{
-    ApprovalDetail, ApprovalInstanceQuery, ApprovalResult, ApprovalStart, ApprovalState,
-    ApprovalStatus,
+    ApprovalDetail, ApprovalInstanceQuery, ApprovalRecord, ApprovalResult, ApprovalStart,
+    ApprovalState, ApprovalStatus,
 };
 pub use robot::{SendReport, BATCH_SEND_CHUNK};
 pub use transport::RetryPolicy;

@@ -69,6 +69,65 @@ pub struct ApprovalDetail {
     pub originator: Option<DingUserId>,
     /// `(name, value)` of every form component with a string value.
     pub form: Vec<(String, String)>,
+    /// `operationRecords`, oldest first: who did what to the instance.
+    pub records: Vec<ApprovalRecord>,
+}
+
+/// One entry of an instance's `operationRecords` (§6.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApprovalRecord {
+    pub user: Option<DingUserId>,
+    /// `type`, e.g. `EXECUTE_TASK_NORMAL`.
+    pub kind: String,
+    /// `result`; `None` for `NONE` or absent.
+    pub result: Option<ApprovalResult>,
+    /// The comment the person left, if any.
+    pub remark: Option<String>,
+}
+
+impl ApprovalDetail {
+    /// The last record that refused the instance, if DingTalk lists one.
+    pub fn refusal(&self) -> Option<&ApprovalRecord> {
+        self.records
+            .iter()
+            .rev()
+            .find(|r| r.result == Some(ApprovalResult::Refuse))
+    }
+}
+
+fn parse_result(s: &str) -> Option<ApprovalResult> {
+    match s.to_ascii_lowercase().as_str() {
+        "" | "none" => None,
+        "agree" => Some(ApprovalResult::Agree),
+        "refuse" => Some(ApprovalResult::Refuse),
+        _ => Some(ApprovalResult::Other(s.to_owned())),
+    }
+}
+
+fn parse_records(r: &Value) -> Vec<ApprovalRecord> {
+    let text = |v: &Value, k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_owned)
+    };
+    r.get("operationRecords")
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .map(|rec| ApprovalRecord {
+                    user: text(rec, "userId").map(DingUserId::new),
+                    kind: text(rec, "type").unwrap_or_default(),
+                    result: rec
+                        .get("result")
+                        .and_then(Value::as_str)
+                        .and_then(parse_result),
+                    remark: text(rec, "remark"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A search for instance ids (§6.4); times are epoch milliseconds.
@@ -209,11 +268,7 @@ impl DingTalkClient {
             .get("result")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .map(|s| match s.to_ascii_lowercase().as_str() {
-                "agree" => ApprovalResult::Agree,
-                "refuse" => ApprovalResult::Refuse,
-                _ => ApprovalResult::Other(s.to_owned()),
-            });
+            .map(|s| parse_result(s).unwrap_or_else(|| ApprovalResult::Other(s.to_owned())));
         let originator = r
             .get("originatorUserId")
             .and_then(Value::as_str)
@@ -238,6 +293,7 @@ impl DingTalkClient {
             state: ApprovalState { status, result },
             originator,
             form,
+            records: parse_records(r),
         })
     }
 

@@ -897,7 +897,20 @@ impl SimDingTalk {
         instance_id: &str,
         agree: bool,
     ) -> Result<Option<EventAck>, DriveError> {
-        match self.shared.record_decision(instance_id, agree) {
+        self.decide_approval_as_and_push(instance_id, agree, None, None)
+            .await
+    }
+
+    /// [`Self::decide_approval_and_push`] by approver `by` (default the first) with a comment,
+    /// both recorded in the instance's `operationRecords`.
+    pub async fn decide_approval_as_and_push(
+        &self,
+        instance_id: &str,
+        agree: bool,
+        by: Option<&str>,
+        remark: Option<&str>,
+    ) -> Result<Option<EventAck>, DriveError> {
+        match self.shared.record_decision(instance_id, agree, by, remark) {
             Some(event) => self.push_event(&event).await.map(Some),
             None => Ok(None),
         }

@@ -31,7 +31,7 @@ pub use actor::{BotReply, ConvEntry, ConvKind, DriveError, EventAck, Forgery, Sp
 
 pub use state::{
     FaultKind, RecordedCall, SimApproval, SimCard, SimChannel, SimDingTalkOptions, SimMessage,
-    SESSION_WEBHOOK_TTL_MS,
+    SimOpRecord, SESSION_WEBHOOK_TTL_MS,
 };
 
 use cards::string_map;
@@ -318,7 +318,19 @@ impl SimDingTalk {
     /// bot URL is set, the `bpms_instance_change` finish event is pushed to it in the
     /// background, as DingTalk does; `decide_approval_and_push` awaits that push instead.
     pub fn decide_approval(&self, instance_id: &str, agree: bool) -> bool {
-        match self.shared.record_decision(instance_id, agree) {
+        self.decide_approval_as(instance_id, agree, None, None)
+    }
+
+    /// [`Self::decide_approval`] by approver `by` (default the first) with a comment, both
+    /// recorded in the instance's `operationRecords`.
+    pub fn decide_approval_as(
+        &self,
+        instance_id: &str,
+        agree: bool,
+        by: Option<&str>,
+        remark: Option<&str>,
+    ) -> bool {
+        match self.shared.record_decision(instance_id, agree, by, remark) {
             Some(event) => {
                 actor::spawn_push(&self.shared, event);
                 true

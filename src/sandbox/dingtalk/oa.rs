@@ -8,8 +8,16 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 impl Shared {
-    /// Completes a running instance and returns the finish event DingTalk would push.
-    pub(super) fn record_decision(&self, instance_id: &str, agree: bool) -> Option<Value> {
+    /// Completes a running instance and returns the finish event DingTalk would push. `by`:
+    /// the approver who decides (default the first one), recorded in `operationRecords` with
+    /// `remark`.
+    pub(super) fn record_decision(
+        &self,
+        instance_id: &str,
+        agree: bool,
+        by: Option<&str>,
+        remark: Option<&str>,
+    ) -> Option<Value> {
         let now = self.now_ms();
         let mut s = self.lock();
         let a = s.approvals.get_mut(instance_id)?;
@@ -20,9 +28,20 @@ impl Shared {
         a.status = "COMPLETED".into();
         a.result = Some(result.into());
         a.finish_ms = Some(now);
+        let decider = by
+            .map(str::to_owned)
+            .or_else(|| a.approvers.first().cloned())
+            .unwrap_or_default();
+        a.records.push(SimOpRecord {
+            user_id: decider.clone(),
+            date_ms: now,
+            kind: "EXECUTE_TASK_NORMAL".into(),
+            result: result.to_ascii_uppercase(),
+            remark: remark.map(str::to_owned),
+        });
         let a = a.clone();
         let event = actor::approval_event(&self.opts.corp_id, &a, "finish", Some(result), now);
-        let approver = a.approvers.first().cloned().unwrap_or_default();
+        let approver = decider;
         let approver = s
             .users
             .get(&approver)
@@ -172,6 +191,13 @@ pub(super) fn approval_start(sh: &Shared, s: &mut Sim, body: &Value, now: i64) -
             create_ms: now,
             finish_ms: None,
             remark: None,
+            records: vec![SimOpRecord {
+                user_id: orig.to_owned(),
+                date_ms: now,
+                kind: "START_PROCESS_INSTANCE".into(),
+                result: "NONE".into(),
+                remark: None,
+            }],
         },
     );
     let text = format!("OA 审批已发起（{id}）\n{}", summary.join("\n"));
@@ -311,7 +337,21 @@ pub(super) fn approval_get(s: &mut Sim, query: &BTreeMap<String, String>) -> Res
             .collect::<Vec<_>>()),
     );
     r.insert("tasks".into(), json!([]));
-    r.insert("operationRecords".into(), json!([]));
+    r.insert(
+        "operationRecords".into(),
+        json!(a
+            .records
+            .iter()
+            .map(|o| {
+                let mut rec = json!({"userId": o.user_id, "date": minute_str(o.date_ms),
+                    "type": o.kind, "result": o.result, "showName": o.kind});
+                if let Some(m) = &o.remark {
+                    rec["remark"] = json!(m);
+                }
+                rec
+            })
+            .collect::<Vec<_>>()),
+    );
     ok(json!({"success": "true", "result": Value::Object(r)}))
 }
 

@@ -124,6 +124,20 @@ pub struct SimApproval {
     pub create_ms: i64,
     pub finish_ms: Option<i64>,
     pub remark: Option<String>,
+    /// `operationRecords` as the instance GET lists them, oldest first.
+    pub records: Vec<SimOpRecord>,
+}
+
+/// One `operationRecords` entry (reference §6.2).
+#[derive(Clone, Debug, Serialize)]
+pub struct SimOpRecord {
+    pub user_id: String,
+    pub date_ms: i64,
+    /// `EXECUTE_TASK_NORMAL`, ...
+    pub kind: String,
+    /// `AGREE`, `REFUSE` or `NONE`.
+    pub result: String,
+    pub remark: Option<String>,
 }
 
 pub(super) struct Fault {

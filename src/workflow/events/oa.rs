@@ -12,15 +12,46 @@ use crate::domain::order::{State, TransitionError};
 use crate::inbound::{ApprovalEvent, ApprovalEventKind, ApprovalOutcome};
 use crate::workflow::commands::Refusal;
 use crate::workflow::ports::{
-    ApprovalResult, ApprovalState, ApprovalStatus, CasError, OrderStoreExt,
+    ApprovalRecord, ApprovalResult, ApprovalState, ApprovalStatus, CasError, OrderStoreExt,
 };
 use crate::workflow::OA_DECIDER;
 use crate::workflow::{retry, Workflow};
 
-/// `bpms_instance_change`: the OA instance decides its order.
+/// `bpms_instance_change`: the OA instance decides its order. A refusal names who refused and
+/// their comment, read from the instance's operation records; without them (the read failed,
+/// DingTalk lists none) the notice says "the DingTalk approval" refused.
+pub(in crate::workflow) async fn on_approval_event(
+    wf: &Workflow,
+    ev: ApprovalEvent,
+) -> Result<(), DispatchError> {
+    let refusal = match (&ev.kind, ev.result) {
+        (ApprovalEventKind::Finish, Some(ApprovalOutcome::Refuse)) => {
+            match wf.chat.approval_detail(&ev.process_instance_id).await {
+                Ok(d) => d.refusal().cloned(),
+                Err(e) => {
+                    tracing::info!(instance = %ev.process_instance_id, error = %e, "OA operation records not available; refusal unnamed");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    // The read above lets a concurrent delivery of the same result land first; a stale write
+    // then finds the order decided and ends quietly.
+    let mut tries = 0;
+    loop {
+        match on_approval(wf, ev.clone(), refusal.as_ref()) {
+            Err(DispatchError::Retry(_)) if tries < 3 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
+/// [`on_approval_event`] with the refusing operation record already at hand (if any).
 pub(in crate::workflow) fn on_approval(
     wf: &Workflow,
     ev: ApprovalEvent,
+    refusal: Option<&ApprovalRecord>,
 ) -> Result<(), DispatchError> {
     let Some(order) = wf
         .orders
@@ -49,9 +80,11 @@ pub(in crate::workflow) fn on_approval(
                 ))
             }
             (ApprovalEventKind::Finish, Some(ApprovalOutcome::Refuse)) => {
-                let t = o
-                    .reject(&oa, now, Some(text::oa_refused_reason(lang)))
-                    .map_err(refuse)?;
+                let by = refusal.and_then(|r| r.user.clone()).unwrap_or(oa.clone());
+                let reason = refusal
+                    .and_then(|r| r.remark.clone())
+                    .unwrap_or_else(|| text::oa_refused_reason(lang));
+                let t = o.reject(&by, now, Some(reason)).map_err(refuse)?;
                 Ok(Change::from_transition(
                     t,
                     Actor::System,

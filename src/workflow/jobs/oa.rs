@@ -10,7 +10,7 @@ use crate::worker::outbox::JobError;
 use crate::workflow::events::oa;
 use crate::workflow::jobs::{cas_done, dt_err, store_err};
 use crate::workflow::ports::{
-    ApprovalDetail, ApprovalInstanceQuery, ApprovalStart, ApprovalState, CasError, OrderStoreExt,
+    ApprovalDetail, ApprovalInstanceQuery, ApprovalStart, CasError, OrderStoreExt,
 };
 use crate::workflow::Workflow;
 use jiff::{SignedDuration, Timestamp};
@@ -36,7 +36,7 @@ pub(in crate::workflow) async fn start(wf: &Workflow, o: &Order) -> Result<(), J
         if let Some((instance, detail)) = find_started(wf, o, &code, at).await? {
             tracing::info!(order = %o.id, instance = %instance, "OA instance from an unconfirmed start found; not starting another");
             record_instance(wf, o, &instance, "found after an unconfirmed start")?;
-            return apply_found(wf, &instance, &detail.state);
+            return apply_found(wf, &instance, &detail);
         }
     }
     let now = wf.now();
@@ -127,11 +127,11 @@ pub(in crate::workflow) fn record_instance(
 
 /// A recovered instance may have been decided while it was unknown here, and its result
 /// event was then ignored; its state is applied as that event would have been.
-fn apply_found(wf: &Workflow, instance: &str, st: &ApprovalState) -> Result<(), JobError> {
-    let Some(ev) = oa::event_of(instance, st) else {
+fn apply_found(wf: &Workflow, instance: &str, d: &ApprovalDetail) -> Result<(), JobError> {
+    let Some(ev) = oa::event_of(instance, &d.state) else {
         return Ok(());
     };
-    oa::on_approval(wf, ev).map_err(|e| JobError::transient(e.to_string()))
+    oa::on_approval(wf, ev, d.refusal()).map_err(|e| JobError::transient(e.to_string()))
 }
 
 pub(in crate::workflow) async fn terminate(wf: &Workflow, o: &Order) -> Result<(), JobError> {
