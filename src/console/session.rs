@@ -9,8 +9,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// A logged-in person.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A logged-in person. Debug leaves the CSRF token out: it is as good as the session for a form.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Session {
     pub user: DingUserId,
     pub name: String,
@@ -18,6 +18,18 @@ pub struct Session {
     pub csrf: String,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.user)
+            .field("name", &self.name)
+            .field("csrf", &"[redacted]")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Where sessions are kept, by the SHA-256 of their id (see [`key_of`]).
