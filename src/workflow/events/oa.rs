@@ -36,15 +36,7 @@ pub(in crate::workflow) async fn on_approval_event(
         }
         _ => None,
     };
-    // The read above lets a concurrent delivery of the same result land first; a stale write
-    // then finds the order decided and ends quietly.
-    let mut tries = 0;
-    loop {
-        match on_approval(wf, ev.clone(), refusal.as_ref()) {
-            Err(DispatchError::Retry(_)) if tries < 3 => tries += 1,
-            r => return r,
-        }
-    }
+    on_approval(wf, ev, refusal.as_ref())
 }
 
 /// [`on_approval_event`] with the refusing operation record already at hand (if any).
