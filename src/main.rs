@@ -95,6 +95,55 @@ enum Command {
     #[cfg(feature = "sandbox")]
     #[command(hide = true)]
     Scale(ScaleArgs),
+    /// Load-test helpers for scripts/load.sh: signed payload files, the simulators a bot under
+    /// load talks to, the bare axum ceiling server. See docs/benchmarks.md.
+    #[cfg(feature = "sandbox")]
+    #[command(hide = true)]
+    Loadgen {
+        #[command(subcommand)]
+        what: LoadgenCommand,
+    },
+}
+
+#[cfg(feature = "sandbox")]
+#[derive(Subcommand)]
+enum LoadgenCommand {
+    /// Writes COUNT validly signed deliveries for the bot configured in CONFIG, stamped now
+    /// (generate right before the run: event pushes are fresh for an hour).
+    Payloads {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        kind: LoadKind,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Starts simulated DingTalk and JumpServer, writes a bot config for PORT and DATA to
+    /// CONFIG, prints `ready`, and runs until killed.
+    Sims {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The bare axum ceiling: reads each body, answers 200, on the bot's connection layer and
+    /// default `[server]` limits, until killed.
+    Ceiling {
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: String,
+    },
+}
+
+#[cfg(feature = "sandbox")]
+#[derive(Clone, Copy, ValueEnum)]
+enum LoadKind {
+    Events,
+    Robot,
+    Repeat,
 }
 
 #[cfg(feature = "sandbox")]
@@ -234,7 +283,7 @@ fn main() -> ExitCode {
         // The doctor prints a checklist on stdout; the clients' info lines would interleave.
         Command::Demo { .. } | Command::Doctor { .. } => "warn",
         #[cfg(feature = "sandbox")]
-        Command::Fault(_) | Command::Scale(_) => "warn",
+        Command::Fault(_) | Command::Scale(_) | Command::Loadgen { .. } => "warn",
         _ => "info",
     };
     init_logging(format, default_level);
@@ -268,6 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fault(args) => fault(args),
         #[cfg(feature = "sandbox")]
         Command::Scale(args) => scale(args),
+        #[cfg(feature = "sandbox")]
+        Command::Loadgen { what } => loadgen(what),
         Command::Config {
             what: ConfigCommand::Example,
         } => {
@@ -572,6 +623,66 @@ fn audit(what: AuditCommand) -> anyhow::Result<ExitCode> {
             std::io::Write::flush(&mut out)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(feature = "sandbox")]
+fn loadgen(what: LoadgenCommand) -> anyhow::Result<ExitCode> {
+    use accessbot::loadgen::{self, Kind};
+    let rt = tokio::runtime::Runtime::new().context("while starting the runtime")?;
+    match what {
+        LoadgenCommand::Payloads {
+            config: path,
+            kind,
+            count,
+            out,
+        } => {
+            let (config, _) = config::load(&Sources::from_process(Some(&path))).map_err(|p| {
+                anyhow::anyhow!("{}: {} configuration problem(s)", path.display(), p.len())
+            })?;
+            let kind = match kind {
+                LoadKind::Events => Kind::Events,
+                LoadKind::Robot => Kind::Robot,
+                LoadKind::Repeat => Kind::Repeat,
+            };
+            let now = jiff::Timestamp::now().as_millisecond();
+            let run = format!("{:x}", rand::random::<u32>());
+            let reqs = loadgen::generate(&config.dingtalk, kind, count, now, &run)
+                .context("while building the callback crypto")?;
+            let file = std::fs::File::create(&out)
+                .with_context(|| format!("while creating {}", out.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            loadgen::write(&reqs, &mut w).context("while writing payloads")?;
+            std::io::Write::flush(&mut w).context("while writing payloads")?;
+            println!("{} requests written to {}", reqs.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LoadgenCommand::Sims {
+            port,
+            data,
+            config: path,
+        } => rt.block_on(async {
+            let _sims = loadgen::start_sims(port, &data, &path)
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!("ready");
+            let _ = tokio::signal::ctrl_c().await;
+            Ok(ExitCode::SUCCESS)
+        }),
+        LoadgenCommand::Ceiling { listen } => rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("while binding {listen}"))?;
+            let limits = accessbot::listen::server::ConnLimits::from_config(
+                &config::Config::default().server,
+            );
+            println!("ready");
+            loadgen::serve_ceiling(listener, limits, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+            Ok(ExitCode::SUCCESS)
+        }),
     }
 }
 

@@ -20,6 +20,7 @@ mod jms_replay;
 mod jms_sim_relations;
 mod jms_transcripts;
 mod jms_transcripts_fx2;
+mod loadgen;
 mod ops;
 mod orders;
 mod requester_limits;

@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Load script (issue 11): drives the HTTP edge with distinct, validly signed DingTalk event
+# pushes and prints req/s, p50/p99/max latency and peak RSS for the bot, the bare axum ceiling
+# (scripts: `accessbot loadgen ceiling`) and the seed-style Python receiver
+# (scripts/load/receiver.py, Flask + pycryptodome under gunicorn, 2 workers).
+#
+#   scripts/load.sh                    the full comparison (about 3 minutes)
+#   DURATION=20 CONNS=128 scripts/load.sh
+#   ONLY=bot scripts/load.sh           only the bot's runs (ceiling, python, bot)
+#
+# Runs, each against a server started fresh:
+#   max req/s, new events        wrk (closed loop), every request a new user_leave_org push
+#   max req/s, mostly repeated   wrk, 9 in 10 requests redeliver an event already handled
+#   open loop at 50 % of max     wrk2 -R (fixed rate, latency corrected for coordinated
+#                                omission), new events, the bot only
+# Payloads are written by `accessbot loadgen payloads` right before the runs (pushes are fresh
+# for an hour). Client and server share this machine's cores (no pinning): the figures are for
+# the pair, and other jobs on the machine show in the `uptime` printed with them.
+#
+# Needs: wrk (apt), wrk2 (built from github.com/giltene/wrk2 into $T/tools), python3-venv; it
+# installs what is missing. Environment: CARGO_TARGET_DIR (default target/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+case "${1:-}" in
+  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+esac
+ROOT=$PWD
+T="${CARGO_TARGET_DIR:-$ROOT/target}"
+DURATION="${DURATION:-10}"
+OPEN_DURATION="${OPEN_DURATION:-20}"
+CONNS="${CONNS:-64}"
+THREADS=2
+COUNT="${COUNT:-}"
+ONLY="${ONLY:-ceiling,python,bot}"
+BOT_PORT="${BOT_PORT:-18180}"
+CEIL_PORT="${CEIL_PORT:-18181}"
+PY_PORT="${PY_PORT:-18182}"
+LUA="$ROOT/scripts/load/replay.lua"
+
+# --- tools -------------------------------------------------------------------------------
+if ! command -v wrk >/dev/null; then
+  apt-get install -y wrk >/dev/null
+fi
+WRK2="$T/tools/wrk2/wrk"
+if [ ! -x "$WRK2" ]; then
+  mkdir -p "$T/tools"
+  rm -rf "$T/tools/wrk2"
+  git clone --depth 1 https://github.com/giltene/wrk2 "$T/tools/wrk2"
+  make -C "$T/tools/wrk2" >/dev/null
+fi
+VENV="$T/load-venv"
+if [ ! -x "$VENV/bin/gunicorn" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet flask pycryptodome gunicorn
+fi
+cargo build --release --quiet --bin accessbot
+BIN="$T/release/accessbot"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/accessbot-load.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_http() { # url
+  for _ in $(seq 1 200); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+# VmHWM of a process and its children (gunicorn's workers), in MB.
+peak_rss() { # pid
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  awk -v k="$total" 'BEGIN {printf "%.1f", k / 1024}'
+}
+
+# wrk / wrk2 output → "req/s p50 p99 max non2xx restarts" (latencies in ms).
+parse() { # file
+  awk '
+    function ms(v) {
+      if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+      if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
+    /^ *Latency +[0-9]/ { max = ms($4) }
+    /^ +50(\.000)?% / { p50 = ms($2) }
+    /^ +99(\.000)?% / { p99 = ms($2) }
+    /^ +100\.000% / { max = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { bad = $NF }
+    /^replay: slice restarts/ { wraps = $NF }
+    END { printf "%.0f %.2f %.2f %.2f %d %d\n", rps, p50, p99, max, bad, wraps }
+  ' "$1"
+}
+
+payloads() { # kind count out
+  "$BIN" loadgen payloads --config "$WORK/bot.toml" --kind "$1" --count "$2" --out "$3" >/dev/null
+}
+
+max_run() { # name url payload-file
+  PAYLOADS="$3" THREADS=$THREADS wrk -t$THREADS -c"$CONNS" -d"${DURATION}s" --latency \
+    -s "$LUA" "$2" >"$WORK/$1.out" 2>&1
+  echo "$1 $(parse "$WORK/$1.out")" >>"$WORK/results"
+}
+
+open_run() { # name url payload-file rate
+  PAYLOADS="$3" THREADS=$THREADS "$WRK2" -t$THREADS -c"$CONNS" -d"${OPEN_DURATION}s" -R"$4" \
+    --latency -s "$LUA" "$2" >"$WORK/$1.out" 2>&1
+  echo "$1 $(parse "$WORK/$1.out")" >>"$WORK/results"
+}
+
+echo "load before: $(uptime)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+: >"$WORK/results"
+
+# The simulators and the bot's config (keys, ports) come first: payloads are signed with it.
+"$BIN" loadgen sims --port "$BOT_PORT" --data "$WORK/data" --config "$WORK/bot.toml" \
+  >"$WORK/sims.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 200); do grep -q ready "$WORK/sims.out" 2>/dev/null && break; sleep 0.1; done
+
+# Enough distinct requests that no wrk thread runs out of its slice (checked: `restarts`).
+N=${COUNT:-$((60000 * DURATION))}
+payloads events "$N" "$WORK/events.tsv"
+payloads repeat "$N" "$WORK/repeat.tsv"
+RSS=()
+
+if [[ $ONLY == *ceiling* ]]; then
+  "$BIN" loadgen ceiling --listen "127.0.0.1:$CEIL_PORT" >/dev/null 2>&1 &
+  CP=$!; PIDS+=($CP)
+  wait_http "http://127.0.0.1:$CEIL_PORT/"
+  max_run ceiling-new "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/events.tsv"
+  max_run ceiling-repeat "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/repeat.tsv"
+  RSS+=("ceiling $(peak_rss $CP)")
+  kill $CP
+fi
+
+if [[ $ONLY == *python* ]]; then
+  eval "$(python3 - "$WORK/bot.toml" <<'PY'
+import sys, tomllib
+d = tomllib.load(open(sys.argv[1], "rb"))["dingtalk"]
+print(f"export DT_TOKEN='{d['callback_token']}' DT_AES_KEY='{d['callback_aes_key']}' DT_OWNER_KEY='{d['app_key']}'")
+PY
+)"
+  "$VENV/bin/gunicorn" -w 2 -b "127.0.0.1:$PY_PORT" --chdir "$ROOT/scripts/load" \
+    --log-level warning receiver:app >"$WORK/python.log" 2>&1 &
+  PP=$!; PIDS+=($PP)
+  wait_http "http://127.0.0.1:$PY_PORT/"
+  max_run python-new "http://127.0.0.1:$PY_PORT/dingtalk/events" "$WORK/events.tsv"
+  max_run python-repeat "http://127.0.0.1:$PY_PORT/dingtalk/events" "$WORK/repeat.tsv"
+  RSS+=("python $(peak_rss $PP)")
+  kill $PP
+fi
+
+if [[ $ONLY == *bot* ]]; then
+  "$BIN" serve --config "$WORK/bot.toml" >"$WORK/bot.log" 2>&1 &
+  BP=$!; PIDS+=($BP)
+  wait_http "http://127.0.0.1:$BOT_PORT/healthz"
+  # Fresh stamps for the bot (the files above were used against the others meanwhile).
+  payloads events "$N" "$WORK/events.tsv"
+  max_run bot-new "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/events.tsv"
+  payloads repeat "$N" "$WORK/repeat.tsv"
+  max_run bot-repeat "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/repeat.tsv"
+  MAX=$(awk '$1 == "bot-new" {print $2}' "$WORK/results")
+  RATE=$((MAX / 2))
+  payloads events $((RATE * OPEN_DURATION * 12 / 10 + 1000)) "$WORK/open.tsv"
+  open_run "bot-open@${RATE}" "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/open.tsv" "$RATE"
+  RSS+=("bot $(peak_rss $BP)")
+  echo "bot log: $(wc -l <"$WORK/bot.log") lines, $(du -h "$WORK/bot.log" | cut -f1)"
+  kill $BP
+fi
+
+echo "load after:  $(uptime)"
+echo
+printf '%-22s %10s %9s %9s %9s %8s %8s %9s\n' run req/s p50_ms p99_ms max_ms non2xx restarts peakRSS_MB
+while read -r name rps p50 p99 max bad wraps; do
+  server=${name%%-*}
+  rss=$(printf '%s\n' "${RSS[@]}" | awk -v s="$server" '$1 == s {print $2}')
+  printf '%-22s %10s %9s %9s %9s %8s %8s %9s\n' "$name" "$rps" "$p50" "$p99" "$max" "$bad" "$wraps" "$rss"
+done <"$WORK/results"
+echo
+awk '
+  { r[$1] = $2 }
+  END {
+    if (r["bot-new"] && r["python-new"]) printf "bot/python, new events:  %.1fx\n", r["bot-new"] / r["python-new"]
+    if (r["bot-new"] && r["ceiling-new"]) printf "bot/ceiling, new events: %.0f %%\n", 100 * r["bot-new"] / r["ceiling-new"]
+    if (r["bot-repeat"] && r["python-repeat"]) printf "bot/python, repeated:    %.1fx\n", r["bot-repeat"] / r["python-repeat"]
+    if (r["bot-repeat"] && r["ceiling-repeat"]) printf "bot/ceiling, repeated:   %.0f %%\n", 100 * r["bot-repeat"] / r["ceiling-repeat"]
+  }' "$WORK/results"
