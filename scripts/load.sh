@@ -7,6 +7,7 @@
 #   scripts/load.sh                    the full comparison (about 3 minutes)
 #   DURATION=20 CONNS=128 scripts/load.sh
 #   ONLY=bot scripts/load.sh           only the bot's runs (ceiling, python, bot)
+#   BIN=/path/to/accessbot scripts/load.sh   a given build instead of building release
 #
 # Runs, each against a server started fresh:
 #   max req/s, new events        wrk (closed loop), every request a new user_leave_org push
@@ -53,8 +54,11 @@ if [ ! -x "$VENV/bin/gunicorn" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet flask pycryptodome gunicorn
 fi
-cargo build --release --quiet --bin accessbot
-BIN="$T/release/accessbot"
+# BIN=path runs a binary built before (e.g. to compare two builds) instead of building.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin accessbot
+  BIN="$T/release/accessbot"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/accessbot-load.XXXXXX")
 PIDS=()

@@ -6,10 +6,16 @@
 //! acknowledging that copy as a duplicate would lose the event if the first attempt then fails,
 //! so the copy is told to come back later instead.
 //!
-//! Value: the expiry as big-endian i64 milliseconds (done), followed for an in-flight key by
-//! the big-endian i64 millisecond after which the attempt counts as abandoned (a crash mid-dispatch
-//! must not block the key until it expires). Expired keys are swept by value, at most once per
-//! `SWEEP_EVERY_MS`, by the delivery that notices it is time.
+//! In-flight keys live in memory only; the *done* mark is written to sled by `finish`, before
+//! the delivery is acknowledged. One sled write per handled delivery instead of two (in flight,
+//! then done): under load the first write cost as much as the second and protected nothing — an
+//! in-flight mark only matters while its process lives, and after a crash the redelivery must be
+//! handled anyway (it used to wait out the abandon window first).
+//!
+//! Value: the expiry as big-endian i64 milliseconds (done). Older versions also stored in-flight
+//! keys, followed by the big-endian i64 millisecond after which the attempt counts as abandoned;
+//! such values are still read. Expired keys are swept by value, at most once per
+//! `SWEEP_EVERY_MS`, off the request path.
 //!
 //! A second tree, `signatures`, remembers which body each robot / card signature (timestamp +
 //! sign headers) came with, until the timestamp leaves its freshness window: those signatures
@@ -17,8 +23,9 @@
 //! (see `claim_signature`). Value: the expiry (big-endian i64 ms) followed by the SHA-256 of the
 //! body; swept with the dedupe keys.
 use super::{Store, StoreError};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 const TREE: &str = "dedupe";
 const SIGNATURES: &str = "signatures";
@@ -33,6 +40,17 @@ pub struct Dedupe {
     signatures: sled::Tree,
     next_sweep_ms: Arc<AtomicI64>,
     stats: Arc<DedupeStats>,
+    /// Keys being handled right now (module header): a process's own attempts, shared by every
+    /// clone. Holds at most one entry per delivery in progress.
+    in_flight: Arc<Mutex<HashMap<String, Attempt>>>,
+}
+
+/// One attempt in progress: the expiry its done mark will carry, and when it counts as
+/// abandoned (a dispatch that never returns must not block the key until it expires).
+#[derive(Clone, Copy, Debug)]
+struct Attempt {
+    expires: i64,
+    abandoned_at: i64,
 }
 
 /// What the tree answered since this process started. Repeats are logged at debug only (a
@@ -107,6 +125,7 @@ impl Dedupe {
             signatures: store.tree(SIGNATURES)?,
             next_sweep_ms: Arc::new(AtomicI64::new(i64::MIN)),
             stats: Arc::default(),
+            in_flight: Arc::default(),
         })
     }
 
@@ -124,23 +143,14 @@ impl Dedupe {
         expires_ms: i64,
         abandon_after_ms: i64,
     ) -> Result<Delivery, StoreError> {
-        let mut seen = Delivery::First;
-        let mut value = expires_ms.to_be_bytes().to_vec();
-        value.extend_from_slice(&now_ms.saturating_add(abandon_after_ms).to_be_bytes());
-        self.cas_in(key, |current| {
-            match current {
-                Some(State::Done { expires }) if expires > now_ms => seen = Delivery::Duplicate,
-                Some(State::InFlight {
-                    expires,
-                    abandoned_at,
-                }) if expires > now_ms && abandoned_at > now_ms => seen = Delivery::InFlight,
-                _ => {
-                    seen = Delivery::First;
-                    return Some(value.clone());
-                }
-            }
-            None
-        })?;
+        let seen = self.judge(
+            key,
+            now_ms,
+            Attempt {
+                expires: expires_ms,
+                abandoned_at: now_ms.saturating_add(abandon_after_ms),
+            },
+        )?;
         match seen {
             Delivery::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
             Delivery::InFlight => self.stats.in_flight.fetch_add(1, Ordering::Relaxed),
@@ -150,19 +160,64 @@ impl Dedupe {
         Ok(seen)
     }
 
-    /// Marks an in-flight key handled; later copies are duplicates until it expires.
+    /// Marks an in-flight key handled; later copies are duplicates until it expires. The mark
+    /// is in sled when this returns (the acknowledgement follows it).
     pub fn finish(&self, key: &str) -> Result<(), StoreError> {
-        self.cas_in(key, |current| match current {
-            Some(State::InFlight { expires, .. }) => Some(expires.to_be_bytes().to_vec()),
-            _ => None,
-        })?;
+        let Some(attempt) = self.attempts().get(key).copied() else {
+            // Forgotten meanwhile: not resurrected.
+            return Ok(());
+        };
+        // Written before the key leaves the map, so a copy never finds neither (see `judge`).
+        self.tree.insert(key, &attempt.expires.to_be_bytes())?;
+        self.attempts().remove(key);
         Ok(())
     }
 
     /// Forgets `key`, so a delivery whose handling failed before any state changed can be retried.
     pub fn forget(&self, key: &str) -> Result<(), StoreError> {
+        self.attempts().remove(key);
         self.tree.remove(key)?;
         Ok(())
+    }
+
+    /// What a delivery of `key` is now; on `First`, `attempt` is recorded as in flight.
+    fn judge(&self, key: &str, now_ms: i64, attempt: Attempt) -> Result<Delivery, StoreError> {
+        // Repeats (a redelivery storm) are answered from the tree without taking the lock.
+        if let Some(Delivery::Duplicate) = self.stored(key, now_ms)? {
+            return Ok(Delivery::Duplicate);
+        }
+        let mut attempts = self.attempts();
+        if attempts
+            .get(key)
+            .is_some_and(|a| a.expires > now_ms && a.abandoned_at > now_ms)
+        {
+            return Ok(Delivery::InFlight);
+        }
+        // Looked at again under the lock: an attempt that finished since the first look wrote
+        // its mark before leaving the map, so it is seen here.
+        if let Some(seen) = self.stored(key, now_ms)? {
+            return Ok(seen);
+        }
+        attempts.insert(key.to_owned(), attempt);
+        Ok(Delivery::First)
+    }
+
+    /// What the tree says of `key`: a live done mark, an older version's live in-flight mark,
+    /// or nothing (absent, expired, abandoned).
+    fn stored(&self, key: &str, now_ms: i64) -> Result<Option<Delivery>, StoreError> {
+        Ok(match self.tree.get(key)?.as_deref().map(State::decode) {
+            Some(State::Done { expires }) if expires > now_ms => Some(Delivery::Duplicate),
+            Some(State::InFlight {
+                expires,
+                abandoned_at,
+            }) if expires > now_ms && abandoned_at > now_ms => Some(Delivery::InFlight),
+            _ => None,
+        })
+    }
+
+    fn attempts(&self) -> MutexGuard<'_, HashMap<String, Attempt>> {
+        // Entries are plain data: a panic elsewhere while the lock was held leaves them usable.
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Binds a signature (`pair`, e.g. `robot:<timestamp>:<sign>`) to the body it came with,
@@ -203,28 +258,6 @@ impl Dedupe {
         Ok(seen)
     }
 
-    /// Compare-and-swap loop: `decide` sees the current state and returns the new value, or
-    /// `None` to leave it. Returns whether a value was written.
-    fn cas_in(
-        &self,
-        key: &str,
-        mut decide: impl FnMut(Option<State>) -> Option<Vec<u8>>,
-    ) -> Result<bool, StoreError> {
-        let mut current = self.tree.get(key)?;
-        loop {
-            let Some(new) = decide(current.as_deref().map(State::decode)) else {
-                return Ok(false);
-            };
-            match self
-                .tree
-                .compare_and_swap(key, current.clone(), Some(new))?
-            {
-                Ok(()) => return Ok(true),
-                Err(e) => current = e.current,
-            }
-        }
-    }
-
     fn maybe_sweep(&self, now_ms: i64) -> Result<(), StoreError> {
         let due = self.next_sweep_ms.load(Ordering::Relaxed);
         if now_ms >= due
@@ -238,12 +271,26 @@ impl Dedupe {
                 )
                 .is_ok()
         {
-            let n = self.sweep(now_ms)?;
-            if n > 0 {
-                tracing::debug!(removed = n, "expired dedupe keys and signatures swept");
+            // The walk visits every key (a day of traffic can be millions): inside a request it
+            // stalled that one response for as long as the walk took, so under a runtime it
+            // runs on a blocking thread and the delivery that noticed goes on at once.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    let this = self.clone();
+                    drop(rt.spawn_blocking(move || this.sweep_logged(now_ms)));
+                }
+                Err(_) => self.sweep_logged(now_ms),
             }
         }
         Ok(())
+    }
+
+    fn sweep_logged(&self, now_ms: i64) {
+        match self.sweep(now_ms) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired dedupe keys and signatures swept"),
+            Err(e) => tracing::warn!(error = %e, "sweeping expired dedupe keys failed"),
+        }
     }
 
     /// Removes expired keys and signatures; returns how many.
@@ -347,6 +394,34 @@ mod tests {
     }
 
     #[test]
+    fn in_flight_keys_do_not_outlive_the_process_and_old_marks_are_honoured() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        assert_eq!(d.begin("k", 0, 10_000, 5_000).unwrap(), Delivery::First);
+        assert!(d.is_empty(), "nothing written before the attempt ends");
+        // A restart (a new Dedupe on the same store): the interrupted attempt is not waited for.
+        let after = Dedupe::new(&store).unwrap();
+        assert_eq!(
+            after.begin("k", 10, 10_010, 5_000).unwrap(),
+            Delivery::First
+        );
+        after.finish("k").unwrap();
+        assert_eq!(
+            after.begin("k", 20, 10_020, 5_000).unwrap(),
+            Delivery::Duplicate
+        );
+        // An in-flight mark an older version wrote is still honoured until it is abandoned.
+        let mut old = 10_000i64.to_be_bytes().to_vec();
+        old.extend_from_slice(&100i64.to_be_bytes());
+        d.tree.insert("old", old).unwrap();
+        assert_eq!(
+            d.begin("old", 50, 10_050, 5_000).unwrap(),
+            Delivery::InFlight
+        );
+        assert_eq!(d.begin("old", 100, 10_100, 5_000).unwrap(), Delivery::First);
+    }
+
+    #[test]
     fn expired_keys_are_swept_by_later_deliveries() {
         let store = Store::temporary().unwrap();
         let d = Dedupe::new(&store).unwrap();
@@ -359,12 +434,16 @@ mod tests {
             d.begin("new:1", 2_000, SWEEP_EVERY_MS * 2, 100).unwrap(),
             Delivery::First
         );
-        assert_eq!(d.len(), 6);
+        // In flight: in memory, not yet in the tree.
+        assert_eq!(d.len(), 5);
         assert_eq!(
             d.begin("new:2", SWEEP_EVERY_MS, SWEEP_EVERY_MS * 3, 100)
                 .unwrap(),
             Delivery::First
         );
+        assert_eq!(d.len(), 0);
+        d.finish("new:1").unwrap();
+        d.finish("new:2").unwrap();
         assert_eq!(d.len(), 2);
     }
 

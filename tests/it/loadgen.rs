@@ -21,7 +21,15 @@ async fn send(env: &BotEnv, r: &LoadRequest) -> (u16, serde_json::Value) {
 
 #[tokio::test]
 async fn generated_payloads_pass_the_real_ingress() {
-    let env = BotEnv::new([example_user("zhangsan", "张三")], |_, _| {}, |_| {}).await;
+    let env = BotEnv::new(
+        [
+            example_user("zhangsan", "张三"),
+            example_user("boss", "老板"),
+        ],
+        |_, _| {},
+        |cfg| cfg.approval.default_approvers = vec!["boss".into()],
+    )
+    .await;
     let d = &env.cfg.dingtalk;
     let crypto = CallbackCrypto::new(
         d.callback_token.expose(),
