@@ -8,6 +8,7 @@
 #   DURATION=20 CONNS=128 scripts/load.sh
 #   ONLY=bot scripts/load.sh           only the bot's runs (ceiling, python, bot)
 #   BIN=/path/to/accessbot scripts/load.sh   a given build instead of building release
+#   OPEN_RATE=6000 scripts/load.sh    the open-loop run at a fixed rate, not half the max
 #
 # Runs, each against a server started fresh:
 #   max req/s, new events        wrk (closed loop), every request a new user_leave_org push
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
 esac
 ROOT=$PWD
 T="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -173,7 +174,8 @@ if [[ $ONLY == *bot* ]]; then
   payloads repeat "$N" "$WORK/repeat.tsv"
   max_run bot-repeat "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/repeat.tsv"
   MAX=$(awk '$1 == "bot-new" {print $2}' "$WORK/results")
-  RATE=$((MAX / 2))
+  # OPEN_RATE=n fixes the rate instead (to compare builds at one rate).
+  RATE=${OPEN_RATE:-$((MAX / 2))}
   payloads events $((RATE * OPEN_DURATION * 12 / 10 + 1000)) "$WORK/open.tsv"
   open_run "bot-open@${RATE}" "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/open.tsv" "$RATE"
   RSS+=("bot $(peak_rss $BP)")
