@@ -202,7 +202,7 @@ pub async fn start_sims(
     .await
     .map_err(|e| err(&e))?;
     jms.seed_demo().map_err(|e| err(&e))?;
-    dt.set_bot_base_url(&format!("http://127.0.0.1:{port}"));
+    dt.set_bot_base_url(format!("http://127.0.0.1:{port}"));
     let doc = crate::fault::bot_config_doc(&dt, &jms, port, data, crate::fault::Approval::Card);
     let text = toml::to_string(&doc).map_err(|e| err(&e))?;
     std::fs::write(config, text).map_err(|e| err(&e))?;
