@@ -1,7 +1,8 @@
 //! `accessbot loadgen` (hidden, feature sandbox): what scripts/load.sh needs to drive the HTTP
 //! edge — validly signed DingTalk deliveries written ahead of a run (so the load generator only
 //! replays bytes), the simulators the bot under load talks to, and the bare axum "ceiling"
-//! server the bot is compared against. Nothing here is used by `serve`.
+//! server the bot is compared against, and the open-loop driver (`loadgen open`) that replays a
+//! payload file at a fixed rate where wrk2 is not installed. Nothing here is used by `serve`.
 //!
 //! Payload file format (read by scripts/load/replay.lua): one request per line, tab-separated:
 //! `path-and-query`, `body`, then header name/value pairs. Bodies are compact JSON, so they hold
@@ -144,6 +145,306 @@ pub fn write(reqs: &[LoadRequest], out: &mut impl Write) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Reads a payload file (module header) back. A line that does not have the format is an error
+/// naming the line; empty lines are skipped.
+pub fn read(text: &str) -> Result<Vec<LoadRequest>, String> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        if f.len() < 2 || f.len() % 2 != 0 || !f[0].starts_with('/') {
+            return Err(format!(
+                "line {}: expected path, body and header name/value pairs, tab-separated",
+                n + 1
+            ));
+        }
+        out.push(LoadRequest {
+            path: f[0].to_owned(),
+            body: f[1].to_owned(),
+            headers: f[2..]
+                .chunks(2)
+                .map(|h| (h[0].to_owned(), h[1].to_owned()))
+                .collect(),
+        });
+    }
+    if out.is_empty() {
+        return Err("no requests in the payload file".into());
+    }
+    Ok(out)
+}
+
+/// What `loadgen open` sends, and how.
+#[derive(Clone, Debug)]
+pub struct OpenOptions {
+    /// Where to send: scheme, host and port are taken from it; each request's path and query
+    /// come from the payload file (as wrk does with replay.lua).
+    pub url: String,
+    /// Requests per second, each sent at `start + i / rate`.
+    pub rate: u32,
+    pub duration: std::time::Duration,
+    /// Keep-alive connections opened before the clock starts and kept open between requests.
+    pub connections: usize,
+    /// At most this many requests in flight: past it, a scheduled request waits for a slot (and
+    /// the wait counts in its latency), so a stalled server does not cost a socket per request.
+    pub max_in_flight: usize,
+    /// A request unanswered this long after its scheduled time is counted as a timeout.
+    pub timeout: std::time::Duration,
+}
+
+/// What an open-loop run measured. Latencies are in microseconds, from each request's
+/// *scheduled* send time to the end of its response body.
+#[derive(Debug)]
+pub struct OpenReport {
+    pub scheduled: u64,
+    /// Responses received (any status).
+    pub completed: u64,
+    pub non_2xx: u64,
+    /// Connection or protocol errors (no response).
+    pub errors: u64,
+    pub timeouts: u64,
+    /// Responses whose latency exceeded 10 ms.
+    pub over_10ms: u64,
+    /// Times the payload file was started again because the run needed more requests than it
+    /// holds (new events turn into repeats: the figure is no longer "new events only").
+    pub restarts: u64,
+    pub bytes_read: u64,
+    /// From the first scheduled send to the last response.
+    pub elapsed: std::time::Duration,
+    pub latency_us: hdrhistogram::Histogram<u64>,
+}
+
+enum Sent {
+    Answered {
+        status: u16,
+        latency_us: u64,
+        bytes: u64,
+    },
+    Failed,
+    TimedOut,
+}
+
+/// Sends `reqs` open loop: request `i` at `start + i / rate`, never waiting for an answer before
+/// sending the next one. A request whose connection is busy goes out on another pooled
+/// connection or a new one (reqwest's pool), and its latency is counted from its scheduled time,
+/// not from when it actually left, so a server that stalls is charged for every request it held
+/// up (no coordinated omission, as wrk2 -R).
+pub async fn open_loop(reqs: &[LoadRequest], o: &OpenOptions) -> Result<OpenReport, String> {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    if o.rate == 0 || o.duration.is_zero() || o.connections == 0 || o.max_in_flight == 0 {
+        return Err("rate, duration, connections and max in flight must be positive".into());
+    }
+    if reqs.is_empty() {
+        return Err("no requests to send".into());
+    }
+    let base = url::Url::parse(&o.url).map_err(|e| format!("url {}: {e}", o.url))?;
+    if base.scheme() != "http" || base.host_str().is_none() {
+        return Err(format!("url {}: expected http://host:port/…", o.url));
+    }
+    // Everything per request is built before the clock starts (replay.lua formats once, too).
+    let mut prepared = Vec::with_capacity(reqs.len());
+    for (i, r) in reqs.iter().enumerate() {
+        let url = base
+            .join(&r.path)
+            .map_err(|e| format!("request {}: path {}: {e}", i + 1, r.path))?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &r.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("request {}: bad header name {k:?}", i + 1))?;
+            let value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| format!("request {}: bad value for header {k}", i + 1))?;
+            headers.append(name, value);
+        }
+        prepared.push((url, headers, bytes_of(&r.body)));
+    }
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(o.connections)
+        .pool_idle_timeout(None)
+        .build()
+        .map_err(|e| format!("http client: {e}"))?;
+    // Open the pool first (as wrk2 connects before it starts the clock): `connections` requests
+    // at once, each on its own new connection; a HEAD on `/`, whatever its answer (not on the
+    // url itself: a bot would count it as a refused delivery).
+    let root = base.join("/").map_err(|e| format!("url {}: {e}", o.url))?;
+    let warm = (0..o.connections).map(|_| {
+        let (c, u) = (client.clone(), root.clone());
+        async move {
+            if let Ok(res) = c.head(u).send().await {
+                let _ = res.bytes().await;
+            }
+        }
+    });
+    futures::future::join_all(warm).await;
+
+    let total = u64::from(o.rate)
+        .saturating_mul(o.duration.as_secs())
+        .saturating_add(u64::from(o.rate) * u64::from(o.duration.subsec_millis()) / 1000)
+        .max(1);
+    let prepared = Arc::new(prepared);
+    let slots = Arc::new(tokio::sync::Semaphore::new(o.max_in_flight));
+    let timeout = o.timeout;
+    let per_nanos = 1e9 / f64::from(o.rate);
+    let start = Instant::now() + Duration::from_millis(10);
+    let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for i in 0..total {
+        // Rounded from the exact i / rate, so no drift accumulates at rates that do not divide
+        // a second evenly.
+        let at = start + Duration::from_nanos((i as f64 * per_nanos) as u64);
+        // A deadline already passed goes out now, without a trip through the timer (the
+        // timer's 1 ms tick would otherwise add up to a millisecond per late request).
+        if Instant::now() < at {
+            tokio::time::sleep_until(at).await;
+        }
+        let k = usize::try_from(i % prepared.len() as u64).unwrap_or(0);
+        let (client, prepared, slots) = (client.clone(), prepared.clone(), slots.clone());
+        tasks.push(tokio::spawn(async move {
+            let (url, headers, body) = &prepared[k];
+            let send = async {
+                let _slot = slots.acquire().await.ok()?;
+                let res = client
+                    .post(url.clone())
+                    .headers(headers.clone())
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .ok()?;
+                let status = res.status().as_u16();
+                let body = res.bytes().await.ok()?;
+                Some((status, body.len() as u64))
+            };
+            match tokio::time::timeout_at(at + timeout, send).await {
+                Err(_) => (Sent::TimedOut, at),
+                Ok(None) => (Sent::Failed, at),
+                Ok(Some((status, bytes))) => {
+                    let latency_us = u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    (
+                        Sent::Answered {
+                            status,
+                            latency_us,
+                            bytes,
+                        },
+                        at,
+                    )
+                }
+            }
+        }));
+    }
+    let mut report = OpenReport {
+        scheduled: total,
+        completed: 0,
+        non_2xx: 0,
+        errors: 0,
+        timeouts: 0,
+        over_10ms: 0,
+        restarts: (total - 1) / prepared.len() as u64,
+        bytes_read: 0,
+        elapsed: Duration::ZERO,
+        latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .map_err(|e| format!("histogram: {e}"))?,
+    };
+    let mut last = start;
+    for t in tasks {
+        let (sent, at) = t.await.map_err(|e| format!("request task: {e}"))?;
+        match sent {
+            Sent::Answered {
+                status,
+                latency_us,
+                bytes,
+            } => {
+                report.completed += 1;
+                report.bytes_read += bytes;
+                if !(200..400).contains(&status) {
+                    report.non_2xx += 1;
+                }
+                if latency_us > 10_000 {
+                    report.over_10ms += 1;
+                }
+                report.latency_us.saturating_record(latency_us.max(1));
+                last = last.max(at + Duration::from_micros(latency_us));
+            }
+            Sent::Failed => report.errors += 1,
+            Sent::TimedOut => report.timeouts += 1,
+        }
+    }
+    report.elapsed = last
+        .duration_since(start)
+        .max(o.duration)
+        .max(Duration::from_millis(1));
+    Ok(report)
+}
+
+impl OpenReport {
+    /// Prints the report the way `wrk2 --latency` does, so scripts/load.sh's `parse` reads either:
+    /// the `Latency` line (avg, stdev, max), the percentile lines, `Non-2xx or 3xx responses:`
+    /// and `Requests/sec:`; plus the responses over 10 ms and replay.lua's restart line.
+    pub fn write_wrk2(&self, o: &OpenOptions, out: &mut impl Write) -> std::io::Result<()> {
+        let h = &self.latency_us;
+        let ms = |us: f64| format!("{:.3}ms", us / 1000.0);
+        writeln!(
+            out,
+            "Running {}s test @ {}",
+            o.duration.as_secs_f64(),
+            o.url
+        )?;
+        writeln!(
+            out,
+            "  accessbot loadgen open: {} requests/sec, {} keep-alive connections, at most {} in flight",
+            o.rate, o.connections, o.max_in_flight
+        )?;
+        writeln!(out, "  Thread Stats   Avg      Stdev     Max")?;
+        writeln!(
+            out,
+            "    Latency   {:>9} {:>9} {:>9}",
+            ms(h.mean()),
+            ms(h.stdev()),
+            ms(h.max() as f64)
+        )?;
+        writeln!(
+            out,
+            "  Latency Distribution (HdrHistogram - Recorded Latency)"
+        )?;
+        for q in [50.0, 75.0, 90.0, 99.0, 99.9, 99.99, 99.999, 100.0] {
+            writeln!(
+                out,
+                "{:7.3}%  {:>10}",
+                q,
+                ms(h.value_at_quantile(q / 100.0) as f64)
+            )?;
+        }
+        writeln!(out, "  Responses over 10 ms: {}", self.over_10ms)?;
+        writeln!(
+            out,
+            "  {} requests in {:.2}s, {:.2}MB read",
+            self.completed,
+            self.elapsed.as_secs_f64(),
+            self.bytes_read as f64 / 1e6
+        )?;
+        writeln!(out, "  Non-2xx or 3xx responses: {}", self.non_2xx)?;
+        writeln!(
+            out,
+            "  Scheduled {}, errors {}, timeouts {}",
+            self.scheduled, self.errors, self.timeouts
+        )?;
+        writeln!(
+            out,
+            "Requests/sec: {:>10.2}",
+            self.completed as f64 / self.elapsed.as_secs_f64()
+        )?;
+        writeln!(out, "replay: slice restarts {}", self.restarts)
+    }
+}
+
+fn bytes_of(s: &str) -> axum::body::Bytes {
+    axum::body::Bytes::copy_from_slice(s.as_bytes())
+}
+
 /// The ceiling: a bare axum server on the bot's connection layer and limits that reads the body
 /// and answers `200` with a fixed small JSON, doing nothing else. What the HTTP stack alone
 /// costs on this machine.
@@ -207,4 +508,39 @@ pub async fn start_sims(
     let text = toml::to_string(&doc).map_err(|e| err(&e))?;
     std::fs::write(config, text).map_err(|e| err(&e))?;
     Ok((dt, jms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_file_reads_back_what_write_wrote() {
+        let reqs = vec![
+            LoadRequest {
+                path: "/dingtalk/events?signature=a&nonce=n0".into(),
+                body: r#"{"encrypt":"x"}"#.into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+            },
+            LoadRequest {
+                path: "/dingtalk/robot".into(),
+                body: "{}".into(),
+                headers: vec![
+                    ("timestamp".into(), "1".into()),
+                    ("sign".into(), "s".into()),
+                ],
+            },
+        ];
+        let mut out = Vec::new();
+        write(&reqs, &mut out).unwrap();
+        assert_eq!(read(&String::from_utf8(out).unwrap()).unwrap(), reqs);
+    }
+
+    #[test]
+    fn malformed_payload_lines_are_refused_by_line() {
+        let err = read("/a\t{}\n/b\t{}\tcontent-type\n").unwrap_err();
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert!(read("no-path\t{}\n").unwrap_err().starts_with("line 1:"));
+        assert!(read("\n").is_err(), "an empty file has nothing to send");
+    }
 }

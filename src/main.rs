@@ -136,6 +136,32 @@ enum LoadgenCommand {
         #[arg(long, default_value = "127.0.0.1:8099")]
         listen: String,
     },
+    /// Open-loop load: sends the PAYLOADS file's requests to URL's host at RATE per second for
+    /// DURATION seconds, each at its scheduled time whether or not earlier ones were answered,
+    /// latency counted from the scheduled time (as wrk2 -R). Prints wrk2's --latency report.
+    Open {
+        /// Scheme, host and port to send to; the path of each request comes from the file.
+        #[arg(long)]
+        url: String,
+        /// Written by `loadgen payloads` (the format scripts/load/replay.lua reads).
+        #[arg(long)]
+        payloads: PathBuf,
+        /// Requests per second.
+        #[arg(long)]
+        rate: u32,
+        /// Seconds.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Keep-alive connections opened before the clock starts.
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Requests in flight at most; a scheduled request past it waits (and the wait counts).
+        #[arg(long, default_value_t = 1024)]
+        max_in_flight: usize,
+        /// Seconds after its scheduled time a request counts as timed out.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
 }
 
 #[cfg(feature = "sandbox")]
@@ -683,6 +709,36 @@ fn loadgen(what: LoadgenCommand) -> anyhow::Result<ExitCode> {
             .await;
             Ok(ExitCode::SUCCESS)
         }),
+        LoadgenCommand::Open {
+            url,
+            payloads,
+            rate,
+            duration,
+            connections,
+            max_in_flight,
+            timeout,
+        } => {
+            let text = std::fs::read_to_string(&payloads)
+                .with_context(|| format!("while reading {}", payloads.display()))?;
+            let reqs =
+                loadgen::read(&text).map_err(|e| anyhow::anyhow!("{}: {e}", payloads.display()))?;
+            drop(text);
+            let o = loadgen::OpenOptions {
+                url,
+                rate,
+                duration: std::time::Duration::from_secs(duration),
+                connections,
+                max_in_flight,
+                timeout: std::time::Duration::from_secs(timeout),
+            };
+            let report = rt
+                .block_on(loadgen::open_loop(&reqs, &o))
+                .map_err(anyhow::Error::msg)?;
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            report.write_wrk2(&o, &mut out)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -1,11 +1,13 @@
 //! `accessbot loadgen payloads`: what scripts/load.sh replays must pass the real ingress —
 //! every event push verified, decrypted and answered with the encrypted `success`; the
 //! "mostly repeated" set acknowledged as duplicates; every robot message accepted once, its
-//! copy a duplicate (not a replayed signature).
+//! copy a duplicate (not a replayed signature); and the open-loop driver (`loadgen open`) sends
+//! every scheduled request through it.
 use crate::support::{example_user, BotEnv};
 use accessbot::dingtalk::crypto::CallbackCrypto;
-use accessbot::loadgen::{generate, Kind, LoadRequest, REPEAT_EVERY};
+use accessbot::loadgen::{generate, open_loop, Kind, LoadRequest, OpenOptions, REPEAT_EVERY};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 async fn send(env: &BotEnv, r: &LoadRequest) -> (u16, serde_json::Value) {
     let mut req = reqwest::Client::new()
@@ -80,4 +82,94 @@ async fn generated_payloads_pass_the_real_ingress() {
     assert_eq!(send(&env, &robot[0]).await.0, 200);
     assert_eq!(stats().duplicates.load(Ordering::Relaxed), before + 1);
     assert_eq!(stats().replayed_signatures.load(Ordering::Relaxed), 0);
+}
+
+/// `accessbot loadgen open` against the bot: at 200/s for 1 s it sends 200 requests, each a new
+/// event push that the real ingress verifies, records and acknowledges (no timing asserted:
+/// the figures are for scripts/load.sh on a quiet machine, not for a test).
+#[tokio::test]
+async fn open_loop_driver_sends_every_scheduled_request_through_the_ingress() {
+    let env = BotEnv::new(
+        [
+            example_user("zhangsan", "张三"),
+            example_user("boss", "老板"),
+        ],
+        |_, _| {},
+        |cfg| cfg.approval.default_approvers = vec!["boss".into()],
+    )
+    .await;
+    let d = &env.cfg.dingtalk;
+    let reqs = generate(d, Kind::Events, 250, env.now_ms(), "open").unwrap();
+    // Through the file format scripts/load.sh hands the driver.
+    let mut file = Vec::new();
+    accessbot::loadgen::write(&reqs, &mut file).unwrap();
+    let reqs = accessbot::loadgen::read(std::str::from_utf8(&file).unwrap()).unwrap();
+    let o = OpenOptions {
+        url: format!("{}/dingtalk/events", env.bot().url()),
+        rate: 200,
+        duration: Duration::from_secs(1),
+        connections: 4,
+        max_in_flight: 64,
+        timeout: Duration::from_secs(10),
+    };
+    let report = open_loop(&reqs, &o).await.unwrap();
+    assert_eq!(report.scheduled, 200);
+    assert_eq!(
+        (
+            report.completed,
+            report.non_2xx,
+            report.errors,
+            report.timeouts
+        ),
+        (200, 0, 0, 0)
+    );
+    assert_eq!(report.restarts, 0, "250 distinct requests cover 200");
+    assert_eq!(report.latency_us.len(), 200);
+
+    // The bot counted 200 accepted event pushes, none a duplicate: all new, all handled.
+    let metrics = reqwest::get(env.bot().metrics_url())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let accepted =
+        "accessbot_inbound_deliveries_total{channel=\"events\",outcome=\"accepted\",reason=\"\"} ";
+    let n: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(accepted))
+        .unwrap_or_else(|| panic!("no accepted events in:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(n, 200.0);
+    assert_eq!(
+        env.bot()
+            .ingress()
+            .dedupe
+            .stats()
+            .duplicates
+            .load(Ordering::Relaxed),
+        0
+    );
+
+    // The report reads like wrk2's, so scripts/load.sh's parser takes either.
+    let mut text = Vec::new();
+    report.write_wrk2(&o, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    for line in [
+        "Requests/sec:",
+        " 50.000%",
+        " 99.000%",
+        " 99.900%",
+        "100.000%",
+        "  Non-2xx or 3xx responses: 0",
+        "  Responses over 10 ms:",
+        "replay: slice restarts 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(line)),
+            "{line:?} missing from:\n{text}"
+        );
+    }
 }
