@@ -9,22 +9,25 @@
 #   ONLY=bot scripts/load.sh           only the bot's runs (ceiling, python, bot)
 #   BIN=/path/to/accessbot scripts/load.sh   a given build instead of building release
 #   OPEN_RATE=6000 scripts/load.sh    the open-loop run at a fixed rate, not half the max
+#   OPEN_WITH=loadgen scripts/load.sh  the open loop with `accessbot loadgen open`, not wrk2
 #
 # Runs, each against a server started fresh:
 #   max req/s, new events        wrk (closed loop), every request a new user_leave_org push
 #   max req/s, mostly repeated   wrk, 9 in 10 requests redeliver an event already handled
-#   open loop at 50 % of max     wrk2 -R (fixed rate, latency corrected for coordinated
-#                                omission), new events, the bot only
+#   open loop at 50 % of max     fixed rate, latency from each request's scheduled time (no
+#                                coordinated omission), new events, the bot only: wrk2 -R if
+#                                wrk2 is installed, else `accessbot loadgen open` (same report)
 # Payloads are written by `accessbot loadgen payloads` right before the runs (pushes are fresh
 # for an hour). Client and server share this machine's cores (no pinning): the figures are for
 # the pair, and other jobs on the machine show in the `uptime` printed with them.
 #
-# Needs: wrk (apt), wrk2 (built from github.com/giltene/wrk2 into $T/tools), python3-venv; it
-# installs what is missing. Environment: CARGO_TARGET_DIR (default target/).
+# Needs: wrk (apt), python3-venv; it installs what is missing. wrk2 is used only if already
+# there (WRK2=path, `wrk2` on PATH, or $T/tools/wrk2/wrk): it is built from GitHub, which CI
+# machines cannot reach, so nothing here fetches it. Environment: CARGO_TARGET_DIR (default target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
 esac
 ROOT=$PWD
 T="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -43,13 +46,11 @@ LUA="$ROOT/scripts/load/replay.lua"
 if ! command -v wrk >/dev/null; then
   apt-get install -y wrk >/dev/null
 fi
-WRK2="$T/tools/wrk2/wrk"
-if [ ! -x "$WRK2" ]; then
-  mkdir -p "$T/tools"
-  rm -rf "$T/tools/wrk2"
-  git clone --depth 1 https://github.com/giltene/wrk2 "$T/tools/wrk2"
-  make -C "$T/tools/wrk2" >/dev/null
-fi
+# The open-loop driver: wrk2 when present, else the bot's own (`accessbot loadgen open`).
+# OPEN_WITH=loadgen uses the bot's driver even where wrk2 is installed (to compare the two).
+WRK2="${WRK2:-$(command -v wrk2 || true)}"
+if [ -z "$WRK2" ] && [ -x "$T/tools/wrk2/wrk" ]; then WRK2="$T/tools/wrk2/wrk"; fi
+if [ "${OPEN_WITH:-}" = loadgen ]; then WRK2=""; fi
 VENV="$T/load-venv"
 if [ ! -x "$VENV/bin/gunicorn" ]; then
   python3 -m venv "$VENV"
@@ -60,6 +61,8 @@ if [ -z "${BIN:-}" ]; then
   cargo build --release --quiet --bin accessbot
   BIN="$T/release/accessbot"
 fi
+
+if [ -n "$WRK2" ]; then OPEN_DRIVER="wrk2 $WRK2"; else OPEN_DRIVER="accessbot loadgen open"; fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/accessbot-load.XXXXXX")
 PIDS=()
@@ -97,7 +100,7 @@ parse() { # file
     /^ *Latency +[0-9]/ { max = ms($4) }
     /^ +50(\.000)?% / { p50 = ms($2) }
     /^ +99(\.000)?% / { p99 = ms($2) }
-    /^ +100\.000% / { max = ms($2) }
+    /^ *100\.000% / { max = ms($2) }
     /^Requests\/sec:/ { rps = $2 }
     /Non-2xx or 3xx responses:/ { bad = $NF }
     /^replay: slice restarts/ { wraps = $NF }
@@ -116,9 +119,29 @@ max_run() { # name url payload-file
 }
 
 open_run() { # name url payload-file rate
-  PAYLOADS="$3" THREADS=$THREADS "$WRK2" -t$THREADS -c"$CONNS" -d"${OPEN_DURATION}s" -R"$4" \
-    --latency -s "$LUA" "$2" >"$WORK/$1.out" 2>&1
+  if [ -n "$WRK2" ]; then
+    PAYLOADS="$3" THREADS=$THREADS "$WRK2" -t$THREADS -c"$CONNS" -d"${OPEN_DURATION}s" -R"$4" \
+      --latency -s "$LUA" "$2" >"$WORK/$1.out" 2>&1
+  else
+    "$BIN" loadgen open --url "$2" --payloads "$3" --rate "$4" --duration "$OPEN_DURATION" \
+      --connections "$CONNS" >"$WORK/$1.out" 2>&1
+  fi
   echo "$1 $(parse "$WORK/$1.out")" >>"$WORK/results"
+  # The open-loop line: the tail percentiles and, from loadgen open, the responses over 10 ms.
+  awk -v name="$1" -v driver="$OPEN_DRIVER" -v load="$(uptime | sed 's/.*load average: //')" '
+    function ms(v) {
+      if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+      if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }
+    /^ +50\.000% / { p50 = ms($2) }
+    /^ +99\.000% / { p99 = ms($2) }
+    /^ +99\.900% / { p999 = ms($2) }
+    /^ *100\.000% / { max = ms($2) }
+    /Responses over 10 ms:/ { over = $NF }
+    /Non-2xx or 3xx responses:/ { bad = $NF }
+    /^Requests\/sec:/ { rps = $2 }
+    END { printf "open loop %s (%s): %.0f req/s, p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, over 10 ms %s, non-2xx %d; load average %s\n",
+          name, driver, rps, p50, p99, p999, max, over == "" ? "n/a" : over, bad, load }
+  ' "$WORK/$1.out" >>"$WORK/open"
 }
 
 echo "load before: $(uptime)"
@@ -184,6 +207,7 @@ if [[ $ONLY == *bot* ]]; then
 fi
 
 echo "load after:  $(uptime)"
+[ -s "$WORK/open" ] && { echo; cat "$WORK/open"; }
 echo
 printf '%-22s %10s %9s %9s %9s %8s %8s %9s\n' run req/s p50_ms p99_ms max_ms non2xx restarts peakRSS_MB
 while read -r name rps p50 p99 max bad wraps; do
