@@ -69,7 +69,8 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  # KEEP=1 keeps the run's files (each load generator's full output, the bot's log).
+  if [ -n "${KEEP:-}" ]; then echo "files kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 

@@ -155,9 +155,10 @@ enum LoadgenCommand {
         /// Keep-alive connections opened before the clock starts.
         #[arg(long, default_value_t = 64)]
         connections: usize,
-        /// Requests in flight at most; a scheduled request past it waits (and the wait counts).
-        #[arg(long, default_value_t = 1024)]
-        max_in_flight: usize,
+        /// Requests in flight at most (default: CONNECTIONS, as wrk2 with -c); a scheduled
+        /// request past it waits for a slot, and the wait counts in its latency.
+        #[arg(long)]
+        max_in_flight: Option<usize>,
         /// Seconds after its scheduled time a request counts as timed out.
         #[arg(long, default_value_t = 10)]
         timeout: u64,
@@ -728,7 +729,7 @@ fn loadgen(what: LoadgenCommand) -> anyhow::Result<ExitCode> {
                 rate,
                 duration: std::time::Duration::from_secs(duration),
                 connections,
-                max_in_flight,
+                max_in_flight: max_in_flight.unwrap_or(connections),
                 timeout: std::time::Duration::from_secs(timeout),
             };
             let report = rt

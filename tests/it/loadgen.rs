@@ -109,7 +109,7 @@ async fn open_loop_driver_sends_every_scheduled_request_through_the_ingress() {
         rate: 200,
         duration: Duration::from_secs(1),
         connections: 4,
-        max_in_flight: 64,
+        max_in_flight: 4,
         timeout: Duration::from_secs(10),
     };
     let report = open_loop(&reqs, &o).await.unwrap();
