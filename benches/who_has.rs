@@ -21,6 +21,12 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::Timestamp;
 use std::sync::Arc;
 
+/// The bot's allocator (src/main.rs), so the queries allocate as they do in the bot: with
+/// glibc malloc, after building the index in this process, a third of a query's time was
+/// `_int_malloc` walking the fragmented heap.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn who_has(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let clock: SharedClock = Arc::new(SystemClock);

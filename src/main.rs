@@ -128,7 +128,7 @@ struct ScaleArgs {
     #[arg(long, default_value_t = 0)]
     sync_requests_per_minute: u32,
     /// The bot's `[storage] cache_capacity_mb`.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = accessbot::store::DEFAULT_CACHE_BYTES >> 20)]
     cache_capacity_mb: u64,
     /// Working directory (config, data, log). Default: a new temp dir, removed afterwards.
     #[arg(long)]
