@@ -8,23 +8,30 @@
 # fails the run (its text is dumped and checked).
 #
 # usage: scripts/browser-test.sh [out-dir]   (default target/browser); installs chromium if missing.
+#        scripts/browser-test.sh --install    only installs what it needs (CI runs this in the
+#                                             background while it compiles).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+install_browser() {
+  local want=()
+  command -v chromium >/dev/null 2>&1 || want+=(chromium chromium-driver)
+  # Without a CJK font every Chinese word is a box in the screenshots.
+  fc-list :lang=zh 2>/dev/null | grep -q . || want+=(fonts-wqy-zenhei)
+  [ ${#want[@]} -eq 0 ] && return 0
+  echo "browser-test: installing ${want[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${want[@]}" >/dev/null
+}
+
+if [ "${1:-}" = "--install" ]; then
+  install_browser
+  exit 0
+fi
 OUT=${1:-target/browser}
 mkdir -p "$OUT"
-
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "browser-test: installing chromium and chromium-driver"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
-# Without a CJK font every Chinese word is a box in the screenshots.
-if ! fc-list :lang=zh 2>/dev/null | grep -q .; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq fonts-wqy-zenhei >/dev/null
-fi
+install_browser
 
 # ACCESSBOT_BIN: a binary already built from this tree (CI passes the one `cargo test` built).
 if [ -n "${ACCESSBOT_BIN:-}" ]; then
