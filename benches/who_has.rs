@@ -3,7 +3,9 @@
 //! simulated JumpServer seeded by `seed_scale`, walked by the bastion adapter page by page into
 //! an `IndexWriter` — then criterion times the in-process queries (no chat, no HTTP):
 //! `who_can_reach` of one address (groups and nodes expanded), `reach_of` (the preview's
-//! "already has access" for 1 and 10 hosts) and `user_access` of one user.
+//! "already has access" for 1 and 10 hosts), `user_access_summary` of one user (what
+//! `/who-has <user>` shows: per grant the first hosts and the exact count) and `user_access`
+//! (every host of every grant, as the console lists them).
 use accessbot::clock::{SharedClock, SystemClock};
 use accessbot::domain::audit::Actor;
 use accessbot::jumpserver::{JmsClient, JumpServerConfig};
@@ -19,10 +21,16 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use jiff::Timestamp;
 use std::sync::Arc;
 
+/// The bot's allocator (src/main.rs), so the queries allocate as they do in the bot: with
+/// glibc malloc, after building the index in this process, a third of a query's time was
+/// `_int_malloc` walking the fragmented heap.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn who_has(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let clock: SharedClock = Arc::new(SystemClock);
-    let (ix, seeded, now) = rt.block_on(async {
+    let (ix, seeded, now, _dir) = rt.block_on(async {
         let sim = SimJumpServer::start(SimJmsOptions::new(clock.clone()))
             .await
             .unwrap();
@@ -35,17 +43,57 @@ fn who_has(c: &mut Criterion) {
             ..Default::default()
         };
         let jms = JmsClient::new(cfg, clock.clone()).unwrap();
-        let store = Store::temporary().unwrap();
+        // `WHO_HAS_CACHE_MB`: sled's page cache for the bench's store (default: the bot's).
+        let dir = tempfile::tempdir().unwrap();
+        let cache_mb: u64 = std::env::var("WHO_HAS_CACHE_MB")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(accessbot::store::DEFAULT_CACHE_BYTES >> 20);
+        let store = Store::open_with_cache(dir.path(), cache_mb << 20).unwrap();
         let ix = Index::new(&store).unwrap();
         let now = Timestamp::now();
         let mut w = ix.begin(now).unwrap();
         let walked = Bastion::inventory(&jms, &mut w).await.unwrap();
+        let t = std::time::Instant::now();
         let stats = w.commit(now, 0, walked.calls, Actor::System).await.unwrap();
+        println!(
+            "commit (views, counts, swap): {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         println!(
             "index: {} users, {} hosts, {} permissions, {} relations, {} JumpServer calls",
             stats.users, stats.hosts, stats.permissions, stats.relations, stats.calls
         );
-        (ix, seeded, now)
+        if std::env::var("WHO_HAS_PROBE").is_ok() {
+            for name in [
+                "index_views",
+                "index_users",
+                "index_hosts",
+                "index_relations",
+            ] {
+                let t = store.tree(name).unwrap();
+                let keys: Vec<_> = t
+                    .iter()
+                    .keys()
+                    .step_by(97)
+                    .take(200)
+                    .map(|k| k.unwrap())
+                    .collect();
+                let s = std::time::Instant::now();
+                let mut bytes = 0;
+                for _ in 0..10 {
+                    for k in &keys {
+                        bytes += t.get(k).unwrap().map_or(0, |v| v.len());
+                    }
+                }
+                let per = s.elapsed() / (10 * keys.len() as u32);
+                println!(
+                    "probe {name}: {per:?} per get, {} bytes avg",
+                    bytes / (10 * keys.len())
+                );
+            }
+        }
+        (ix, seeded, now, dir)
     });
     let addr = seeded.addresses[seeded.addresses.len() / 2].clone();
     let rows = ix.who_can_reach(&addr, now).unwrap().len();
@@ -64,6 +112,9 @@ fn who_has(c: &mut Criterion) {
     });
     g.bench_function("reach_of/10 addresses", |b| {
         b.iter(|| ix.reach_of(&user.id, &ten, now).unwrap())
+    });
+    g.bench_function("user_access_summary/1 user", |b| {
+        b.iter(|| ix.user_access_summary(&user.username, now).unwrap())
     });
     g.bench_function("user_access/1 user", |b| {
         b.iter(|| ix.user_access(&user.username, now).unwrap())

@@ -5,7 +5,7 @@
 # the simulator counted, and the bot's RSS before, at peak (VmHWM) and 3 s after, then asks
 # /who-has of one host and one user from the new index.
 #
-#   scripts/scale.sh                          the issue-11 size, unpaced, 64 MiB sled cache
+#   scripts/scale.sh                          the issue-11 size, unpaced, the default 8 MiB sled cache
 #   scripts/scale.sh --hosts 5000 --relations 20000     any `accessbot scale` option
 #   scripts/scale.sh --sync-requests-per-minute 120     with the production pacing
 #

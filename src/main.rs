@@ -13,6 +13,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// jemalloc instead of glibc malloc: a large `/sync` writes hundreds of MB through sled, and
+/// glibc kept that peak resident afterwards (fragmented arenas, docs/benchmarks.md); jemalloc
+/// returns freed pages to the OS on its own.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read once at start: a background thread purges freed pages (dirty after
+/// 1 s, then straight back to the OS, no "muzzy" stage), so memory a sync used is returned
+/// within seconds even while the bot is idle (without the thread, purging only happens on
+/// later allocations).
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 60] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[derive(Parser)]
 #[command(
     name = "accessbot",
@@ -189,7 +204,7 @@ struct ScaleArgs {
     #[arg(long, default_value_t = 0)]
     sync_requests_per_minute: u32,
     /// The bot's `[storage] cache_capacity_mb`.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = accessbot::store::DEFAULT_CACHE_BYTES >> 20)]
     cache_capacity_mb: u64,
     /// Working directory (config, data, log). Default: a new temp dir, removed afterwards.
     #[arg(long)]

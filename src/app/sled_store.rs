@@ -160,6 +160,14 @@ impl IndexStore for Index {
         Index::user_access(self, username, now)
     }
 
+    fn user_access_summary(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserAccess>, StoreError> {
+        Index::user_access_summary(self, username, now)
+    }
+
     fn hosts_matching(&self, subject: &str) -> Result<Vec<IndexedHost>, StoreError> {
         Index::hosts_matching(self, subject)
     }

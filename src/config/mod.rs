@@ -200,6 +200,8 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// sled's page cache in MiB. sled defaults to 1 GiB, which a large `/sync` fills; the bot's
     /// working set (orders, outbox, dialogs, the index pages a query touches) is far smaller.
+    /// 8 by default: the 10k-user / 50k-host `/sync` peaked at 145 MB with it, 276 MB with 64,
+    /// and `/who-has` was no slower (docs/benchmarks.md).
     pub cache_capacity_mb: u64,
 }
 
@@ -207,7 +209,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("./data"),
-            cache_capacity_mb: 64,
+            cache_capacity_mb: crate::store::DEFAULT_CACHE_BYTES >> 20,
         }
     }
 }

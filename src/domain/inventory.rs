@@ -140,12 +140,20 @@ pub struct Reach {
     pub date_expired: Option<Timestamp>,
 }
 
+/// Hosts a grant names in a bounded answer (`/who-has <user>`): the first ones in address
+/// order; `Grant::host_count` has them all.
+pub const GRANT_HOSTS_SHOWN: usize = 10;
+
 /// One valid permission of a user and the hosts it covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub permission_id: String,
     pub permission_name: String,
+    /// In address order (10.0.0.9 before 10.0.0.10; names after addresses): all of them, or
+    /// in a bounded answer the first `GRANT_HOSTS_SHOWN`.
     pub hosts: Vec<IndexedHost>,
+    /// How many hosts the grant covers (`hosts.len()` unless the answer is bounded).
+    pub host_count: usize,
     pub accounts: Vec<String>,
     pub actions: Vec<String>,
     pub date_expired: Option<Timestamp>,

@@ -17,9 +17,10 @@
 //! - `meta`: facts about the store itself; `installation_id` is made once, when the store is
 //!   created, and names this installation in everything it writes to JumpServer
 //! - `index_meta`, `index_users`, `index_users_by_name`, `index_hosts`, `index_hosts_by_address`,
-//!   `index_hosts_by_name`, `index_nodes`, `index_perms`, `index_perms_by_address`,
-//!   `index_perms_by_user`: the JumpServer index `/sync` builds, one generation at a time
-//!   (index.rs)
+//!   `index_hosts_by_name`, `index_nodes`, `index_nodes_by_key`, `index_perms`,
+//!   `index_relations`, `index_views`: the JumpServer index `/sync` builds, one generation at a
+//!   time (index.rs; `index_perms_by_address`, `index_perms_by_user` of older versions are
+//!   swept)
 //! - `console_sessions`: logins to the access console, by the SHA-256 of their id (sessions.rs)
 pub mod audit;
 pub mod dedupe;
@@ -135,9 +136,11 @@ fn clear_torn_snapshots(path: &Path) {
     // The lock goes with `db`; sled takes its own next.
 }
 
-/// sled's page cache unless configured (`storage.cache_capacity_mb`): 64 MiB. sled's own
-/// default, 1 GiB, is what a large `/sync` grew the process to.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's page cache unless configured (`storage.cache_capacity_mb`): 8 MiB. sled's own
+/// default, 1 GiB, is what a large `/sync` grew the process to; sled holds well beyond this
+/// bound while it writes, and with 64 MiB the 50k-host sync peaked at 276 MB, with 8 at 145 MB,
+/// with point reads no slower (docs/benchmarks.md, "`/sync` at scale").
+pub const DEFAULT_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
 impl Store {
     /// Opens (or creates) the database at `path`. A second process on the same path gets

@@ -360,6 +360,13 @@ pub trait IndexStore: Send + Sync {
     /// A user (by username) and the valid grants they hold at `now`.
     fn user_access(&self, username: &str, now: Timestamp)
         -> Result<Option<UserAccess>, StoreError>;
+    /// `user_access` bounded for a chat reply: per grant the first
+    /// `inventory::GRANT_HOSTS_SHOWN` hosts in address order and the exact `host_count`.
+    fn user_access_summary(
+        &self,
+        username: &str,
+        now: Timestamp,
+    ) -> Result<Option<UserAccess>, StoreError>;
     /// Hosts whose address or name is `subject`.
     fn hosts_matching(&self, subject: &str) -> Result<Vec<IndexedHost>, StoreError>;
     /// Who reaches `address` through a permission valid at `now`.

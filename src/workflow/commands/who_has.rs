@@ -23,8 +23,8 @@ fn again(lang: text::Lang, subject: &str, all: bool) -> String {
     format!("{} {subject}{all}", display_word(CommandKind::WhoHas, lang))
 }
 
-/// Hosts named per grant in `/who-has <user>`.
-const HOSTS_PER_GRANT: usize = 10;
+/// Hosts named per grant in `/who-has <user>` (the index's bounded answer has this many).
+const HOSTS_PER_GRANT: usize = crate::domain::inventory::GRANT_HOSTS_SHOWN;
 
 /// `/who-has <subject> [all]`: from the index, or (never synced) from JumpServer live.
 pub(super) fn run(
@@ -66,7 +66,7 @@ pub(in crate::workflow) fn indexed(
     };
     let is_address = target::classify(subject).is_ok_and(|t| t.is_address());
     if !is_address {
-        if let Some(access) = wf.index.user_access(subject, now).map_err(retry)? {
+        if let Some(access) = wf.index.user_access_summary(subject, now).map_err(retry)? {
             if !access.user.is_active && !all {
                 return Ok(Some(text::who_has_user_disabled(
                     lang,
@@ -84,7 +84,7 @@ pub(in crate::workflow) fn indexed(
                         .take(HOSTS_PER_GRANT)
                         .map(|h| format!("{} ({})", h.name, h.address))
                         .collect();
-                    (text::hosts_summary(lang, &shown, g.hosts.len()), g)
+                    (text::hosts_summary(lang, &shown, g.host_count), g)
                 })
                 .collect();
             let rows: Vec<text::LiveAccess<'_>> = whats
