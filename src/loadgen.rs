@@ -154,7 +154,7 @@ pub fn read(text: &str) -> Result<Vec<LoadRequest>, String> {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
-        if f.len() < 2 || f.len() % 2 != 0 || !f[0].starts_with('/') {
+        if f.len() < 2 || !f.len().is_multiple_of(2) || !f[0].starts_with('/') {
             return Err(format!(
                 "line {}: expected path, body and header name/value pairs, tab-separated",
                 n + 1
