@@ -165,3 +165,53 @@ fn sync_view(s: &IndexStats) -> text::SyncView {
         calls: s.calls,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::index::Index;
+    use crate::store::Store;
+
+    fn progress(calls: u64) -> SyncProgress {
+        SyncProgress {
+            calls,
+            rows: calls * 1000,
+            rows_expected: 200_000,
+        }
+    }
+
+    #[test]
+    fn a_long_walk_reports_progress_at_most_once_per_interval() {
+        let store = Store::temporary().unwrap();
+        let index = Index::new(&store).unwrap();
+        let mut writer = index.begin(jiff::Timestamp::now()).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut sink = Reporting {
+            inner: &mut writer,
+            tx,
+            last: Instant::now(),
+        };
+        // Inside the first interval: nothing is sent, however many pages go by.
+        for calls in 1..=50 {
+            sink.progress(&progress(calls));
+        }
+        assert!(rx.try_recv().is_err(), "no progress before the interval");
+        // The interval has passed: the next page reports where the walk is, once.
+        sink.last = Instant::now()
+            .checked_sub(PROGRESS_EVERY + Duration::from_secs(1))
+            .unwrap();
+        sink.progress(&progress(51));
+        sink.progress(&progress(52));
+        let sent = rx
+            .try_recv()
+            .expect("a progress message after the interval");
+        assert_eq!((sent.calls, sent.rows), (51, 51_000));
+        assert!(rx.try_recv().is_err(), "one message per interval");
+        let view = progress_view(&sent);
+        let zh = text::sync_progress(crate::domain::command::Lang::ZhCn, &view);
+        assert!(
+            zh.contains("51000 / 200000") && zh.contains("51 次"),
+            "{zh}"
+        );
+    }
+}
