@@ -44,7 +44,10 @@ LUA="$ROOT/scripts/load/replay.lua"
 
 # --- tools -------------------------------------------------------------------------------
 if ! command -v wrk >/dev/null; then
-  apt-get install -y wrk >/dev/null
+  # A fresh machine has no package lists yet: without the update the install finds nothing.
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq wrk >/dev/null
 fi
 # The open-loop driver: wrk2 when present, else the bot's own (`accessbot loadgen open`).
 # OPEN_WITH=loadgen uses the bot's driver even where wrk2 is installed (to compare the two).

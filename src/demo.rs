@@ -47,6 +47,23 @@ pub const DIRECTORY: &[(&str, &str, &str)] = &[
     (ZHAOLIU, "赵六", "zhaoliu@example.com"),
 ];
 
+/// Puts the demo's people (`DIRECTORY`) into a simulated DingTalk's address book, one
+/// department, all active: the demo, the scale run and the load simulators share this org.
+pub fn add_directory(dt: &SimDingTalk) {
+    for (id, name, email) in DIRECTORY {
+        dt.add_user(DingUser {
+            userid: DingUserId::new(*id),
+            name: (*name).to_owned(),
+            email: Some((*email).to_owned()),
+            org_email: None,
+            mobile: None,
+            job_number: None,
+            dept_ids: vec![1],
+            active: true,
+        });
+    }
+}
+
 /// Template ids the demo configures; the simulated DingTalk accepts any.
 pub const APPROVAL_TEMPLATE: &str = "demo-approval-card.schema";
 pub const PROCESS_CODE: &str = "PROC-ACCESSBOT-DEMO";
@@ -152,18 +169,7 @@ impl World {
             ..SimDingTalkOptions::default()
         })
         .await?;
-        for (id, name, email) in DIRECTORY {
-            dingtalk.add_user(DingUser {
-                userid: DingUserId::new(*id),
-                name: (*name).to_owned(),
-                email: Some((*email).to_owned()),
-                org_email: None,
-                mobile: None,
-                job_number: None,
-                dept_ids: vec![1],
-                active: true,
-            });
-        }
+        add_directory(&dingtalk);
         dingtalk.add_process(PROCESS_NAME, PROCESS_CODE);
         let config = Config::default();
         let mut w = World {

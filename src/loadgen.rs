@@ -489,18 +489,7 @@ pub async fn start_sims(
     })
     .await
     .map_err(|e| err(&e))?;
-    for (id, name, email) in crate::demo::DIRECTORY {
-        dt.add_user(crate::dingtalk::client::DingUser {
-            userid: crate::domain::ids::DingUserId::new(*id),
-            name: (*name).to_owned(),
-            email: Some((*email).to_owned()),
-            org_email: None,
-            mobile: None,
-            job_number: None,
-            dept_ids: vec![1],
-            active: true,
-        });
-    }
+    crate::demo::add_directory(&dt);
     let jms = SimJumpServer::start(SimJmsOptions::new(std::sync::Arc::new(
         crate::clock::SystemClock,
     )))

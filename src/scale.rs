@@ -6,8 +6,7 @@
 //! `/proc/<pid>/status` (`VmHWM`, `VmRSS`). Then it checks the index answers: `/who-has` for
 //! one host and one user. See scripts/scale.sh and docs/benchmarks.md.
 use crate::clock::SystemClock;
-use crate::demo::{DIRECTORY, ZHAOLIU};
-use crate::dingtalk::client::DingUser;
+use crate::demo::ZHAOLIU;
 use crate::domain::ids::DingUserId;
 use crate::fault::bot::{log_tail, wait_ready, BotCommand};
 use crate::fault::{bot_config_doc, free_port, Approval};
@@ -71,18 +70,7 @@ pub async fn run(o: ScaleOptions) -> Result<ScaleReport, String> {
     let dt = SimDingTalk::start(SimDingTalkOptions::default())
         .await
         .map_err(|e| err(&e))?;
-    for (id, name, email) in DIRECTORY {
-        dt.add_user(DingUser {
-            userid: DingUserId::new(*id),
-            name: (*name).to_owned(),
-            email: Some((*email).to_owned()),
-            org_email: None,
-            mobile: None,
-            job_number: None,
-            dept_ids: vec![1],
-            active: true,
-        });
-    }
+    crate::demo::add_directory(&dt);
     let port = free_port(&mut StdRng::from_os_rng()).map_err(|e| err(&e))?;
     let bot_url = format!("http://127.0.0.1:{port}");
     dt.set_bot_base_url(&bot_url);
