@@ -64,35 +64,6 @@ fn who_has(c: &mut Criterion) {
             "index: {} users, {} hosts, {} permissions, {} relations, {} JumpServer calls",
             stats.users, stats.hosts, stats.permissions, stats.relations, stats.calls
         );
-        if std::env::var("WHO_HAS_PROBE").is_ok() {
-            for name in [
-                "index_views",
-                "index_users",
-                "index_hosts",
-                "index_relations",
-            ] {
-                let t = store.tree(name).unwrap();
-                let keys: Vec<_> = t
-                    .iter()
-                    .keys()
-                    .step_by(97)
-                    .take(200)
-                    .map(|k| k.unwrap())
-                    .collect();
-                let s = std::time::Instant::now();
-                let mut bytes = 0;
-                for _ in 0..10 {
-                    for k in &keys {
-                        bytes += t.get(k).unwrap().map_or(0, |v| v.len());
-                    }
-                }
-                let per = s.elapsed() / (10 * keys.len() as u32);
-                println!(
-                    "probe {name}: {per:?} per get, {} bytes avg",
-                    bytes / (10 * keys.len())
-                );
-            }
-        }
         (ix, seeded, now, dir)
     });
     let addr = seeded.addresses[seeded.addresses.len() / 2].clone();

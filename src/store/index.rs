@@ -6,12 +6,19 @@
 //! the old index or the new one, never a mix; a crash while writing leaves the pointer on the
 //! previous generation and the half-written one is swept by the next sync.
 //!
+//! Each generation is its own sled database (`<storage path>/index/<generation>/`, opened by
+//! `Store::create_generation_db` / `generation_db`); only `index_meta` lives in the main one. The
+//! writer's database is closed when the generation is committed and reopened for reading, which
+//! hands back everything sled kept resident from the write, and a superseded generation is
+//! deleted as a directory. Generations written before this layout (`Meta::own_db` false) are
+//! read from the main database's trees, which the second sync after them drops.
+//!
 //! The index keeps JumpServer's relations as they are (permission to user, group, host, node;
 //! group to user) and expands groups and nodes when asked, not when written: a node grant on a
 //! system of 1000 hosts is one row, not 1000, so a generation grows with JumpServer's tables
 //! and is written page by page as the walk reads them (`IndexWriter`), never held whole.
 //!
-//! Trees (keys are `<generation:020>/` + the key below; values JSON unless noted):
+//! Trees of a generation (keys are `<generation:020>/` + the key below; values JSON unless noted):
 //! - `index_meta`: `current` → `Meta` (generation, synced at, counts); `next_gen` → u64 BE
 //! - `index_users` (`<user id>`), `index_users_by_name` (`<username>` → user id, raw)
 //! - `index_hosts` (`<host id>`), `index_hosts_by_address` / `index_hosts_by_name`
@@ -41,6 +48,7 @@ use crate::domain::inventory::{
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 const META: &str = "index_meta";
 const USERS: &str = "index_users";
@@ -53,10 +61,11 @@ const NODES_BY_KEY: &str = "index_nodes_by_key";
 const PERMS: &str = "index_perms";
 const RELATIONS: &str = "index_relations";
 const VIEWS: &str = "index_views";
-/// Trees of earlier layouts: swept like a stray generation, then empty for good.
+/// Trees of earlier layouts in the main database: dropped with the legacy generations.
 const OLD_TREES: [&str; 2] = ["index_perms_by_address", "index_perms_by_user"];
 
-/// Every tree that holds generation-scoped data (`index_meta` excluded).
+/// Every tree that holds generation-scoped data (`index_meta` excluded): in a generation's own
+/// database, or (legacy) in the main one.
 const DATA_TREES: [&str; 10] = [
     USERS,
     USERS_BY_NAME,
@@ -72,10 +81,6 @@ const DATA_TREES: [&str; 10] = [
 
 const CURRENT: &[u8] = b"current";
 const NEXT_GEN: &[u8] = b"next_gen";
-
-/// Removals are applied in batches of this many keys, so sweeping a generation of a large
-/// JumpServer never builds one huge batch in memory.
-const SWEEP_CHUNK: usize = 10_000;
 
 /// Views are written in batches of this many keys, and a reader's caches (users, hosts) last
 /// this many permissions or nodes, so writing the views never holds a generation's tables.
@@ -95,6 +100,30 @@ struct Meta {
     /// an older generation is answered by expanding the relation rows at query time).
     #[serde(default)]
     views: bool,
+    /// The generation has its own database (every version since they came); `false`: its rows
+    /// are in the main database's trees.
+    #[serde(default)]
+    own_db: bool,
+    /// The previous generation is a legacy one, so the main database's index trees are kept
+    /// for a reader still on it (dropped by the next sync).
+    #[serde(default)]
+    legacy_kept: bool,
+}
+
+impl Meta {
+    fn gen(&self) -> Gen {
+        Gen {
+            g: self.stats.generation,
+            own_db: self.own_db,
+        }
+    }
+}
+
+/// A generation to read: its number and where its rows are.
+#[derive(Clone, Copy, Debug)]
+struct Gen {
+    g: u64,
+    own_db: bool,
 }
 
 /// `pv/<permission>`: a permission with its users, groups expanded (by id; a user the listed
@@ -201,18 +230,11 @@ fn key_and_ancestors(k: &str) -> impl Iterator<Item = &str> {
 
 impl Index {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
-        for t in DATA_TREES.iter().chain(OLD_TREES.iter()) {
-            store.tree(t)?;
-        }
         Ok(Self {
             store: store.clone(),
             meta: store.tree(META)?,
             audit: Audit::new(store)?,
         })
-    }
-
-    fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
-        self.store.tree(name)
     }
 
     /// The current generation's figures; `None` until the first sync completed.
@@ -230,13 +252,14 @@ impl Index {
     /// Starts a new generation; pages go in through the writer, `commit` makes it current.
     pub fn begin(&self, now: Timestamp) -> Result<IndexWriter, StoreError> {
         let generation = self.allocate_generation()?;
-        // Start from a clean slate in case a crashed sync used this number before.
-        self.remove_generation(generation)?;
+        // A fresh database: whatever a crashed sync left under this number is removed first.
+        let db = self.store.create_generation_db(generation)?;
         Ok(IndexWriter {
             ix: self.clone(),
             g: generation,
             now,
-            trees: Trees::open(self)?,
+            trees: Trees::open(&db)?,
+            db,
         })
     }
 
@@ -274,24 +297,27 @@ impl Index {
         actor: Actor,
     ) -> Result<IndexStats, StoreError> {
         let generation = stats.generation;
-        // The data must be on disk before the pointer names it.
-        self.store.flush().await?;
-        let previous = self.stats()?.map(|s| s.generation);
+        // (The generation's own database was flushed by the writer before this.)
+        let before = self.meta_record()?;
+        let previous = before.as_ref().map(|m| m.stats.generation);
+        let legacy_kept = before.as_ref().is_some_and(|m| !m.own_db);
         self.meta.insert(
             CURRENT,
             enc(&Meta {
                 stats: stats.clone(),
                 previous,
                 views: true,
+                own_db: true,
+                legacy_kept,
             })?,
         )?;
         self.store.flush().await?;
-        let keep: Vec<String> = [Some(generation), previous]
-            .iter()
-            .flatten()
-            .map(|g| gen_prefix(*g))
-            .collect();
-        self.remove_where(|p| !keep.iter().any(|k| k == p))?;
+        // The previous generation stays for a reader that started on it; older ones go.
+        let keep: Vec<u64> = [Some(generation), previous].into_iter().flatten().collect();
+        self.store.remove_generations_except(&keep)?;
+        if !legacy_kept {
+            self.drop_legacy_trees()?;
+        }
         self.audit.append(&AuditRecord::new(
             stats.synced_at,
             None,
@@ -336,55 +362,22 @@ impl Index {
             .ok_or_else(|| StoreError::Corrupt("index generation counter".into()))
     }
 
-    /// Removes generation `g`'s keys, in bounded batches.
-    fn remove_generation(&self, g: u64) -> Result<(), StoreError> {
-        let prefix = gen_prefix(g);
-        for name in DATA_TREES {
-            let tree = self.tree(name)?;
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for k in tree.scan_prefix(prefix.as_bytes()).keys().take(SWEEP_CHUNK) {
-                    batch.remove(k?);
-                    n += 1;
-                }
-                if n == 0 {
-                    break;
-                }
-                tree.apply_batch(batch)?;
+    /// Drops the main database's index trees of the layout before generations had their own
+    /// database, once no generation still readable is there.
+    fn drop_legacy_trees(&self) -> Result<(), StoreError> {
+        let db = self.store.db();
+        for name in db.tree_names() {
+            let legacy = std::str::from_utf8(&name)
+                .is_ok_and(|n| DATA_TREES.contains(&n) || OLD_TREES.contains(&n));
+            if legacy {
+                db.drop_tree(&name)?;
             }
         }
         Ok(())
     }
 
-    /// Removes every key whose generation prefix `drop` picks (keys of another shape too), in
-    /// bounded batches.
-    fn remove_where(&self, drop: impl Fn(&str) -> bool) -> Result<(), StoreError> {
-        for name in DATA_TREES.iter().chain(OLD_TREES.iter()) {
-            let tree = self.tree(name)?;
-            let mut batch = sled::Batch::default();
-            let mut n = 0usize;
-            for item in tree.iter().keys() {
-                let k = item?;
-                let prefix = k.get(..21).and_then(|p| std::str::from_utf8(p).ok());
-                if prefix.is_none_or(&drop) {
-                    batch.remove(k);
-                    n += 1;
-                    if n == SWEEP_CHUNK {
-                        tree.apply_batch(std::mem::take(&mut batch))?;
-                        n = 0;
-                    }
-                }
-            }
-            if n > 0 {
-                tree.apply_batch(batch)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn current(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.stats()?.map(|s| s.generation))
+    fn current(&self) -> Result<Option<Gen>, StoreError> {
+        Ok(self.meta_record()?.map(|m| m.gen()))
     }
 
     fn get<T: for<'de> Deserialize<'de>>(
@@ -437,10 +430,10 @@ impl Index {
         };
         let r = Reader::new(self, g)?;
         let mut ids: BTreeSet<String> = self
-            .ids_under(&r.t.hosts_by_address, g, &[subject])?
+            .ids_under(&r.t.hosts_by_address, r.g, &[subject])?
             .into_iter()
             .collect();
-        ids.extend(self.ids_under(&r.t.hosts_by_name, g, &[subject])?);
+        ids.extend(self.ids_under(&r.t.hosts_by_name, r.g, &[subject])?);
         let mut out = Vec::new();
         for id in ids {
             if let Some(h) = r.host(&id)? {
@@ -456,13 +449,13 @@ impl Index {
         let Some(meta) = self.meta_record()? else {
             return Ok(Vec::new());
         };
-        let g = meta.stats.generation;
+        let g = meta.gen();
         if meta.views {
             return self.who_can_reach_viewed(g, address, now);
         }
         let mut r = Reader::new(self, g)?;
         let mut out = Vec::new();
-        for hid in self.ids_under(&r.t.hosts_by_address, g, &[address])? {
+        for hid in self.ids_under(&r.t.hosts_by_address, r.g, &[address])? {
             let Some(h) = r.host(&hid)? else { continue };
             for pid in r.perms_reaching(&h)? {
                 let Some(p) = r.perm(&pid)? else { continue };
@@ -500,13 +493,13 @@ impl Index {
     /// (permissions on the node or above), then one `pv/` per permission.
     fn who_can_reach_viewed(
         &self,
-        g: u64,
+        g: Gen,
         address: &str,
         now: Timestamp,
     ) -> Result<Vec<Reach>, StoreError> {
         let r = Reader::new(self, g)?;
         let mut out = Vec::new();
-        for hid in self.ids_under(&r.t.hosts_by_address, g, &[address])? {
+        for hid in self.ids_under(&r.t.hosts_by_address, r.g, &[address])? {
             let Some(h) = r.host(&hid)? else { continue };
             let mut perms: BTreeSet<String> = r.rel("ap", &h.id)?.into_iter().collect();
             for n in &h.node_ids {
@@ -557,7 +550,7 @@ impl Index {
             }
             return Ok(a);
         }
-        let mut r = Reader::new(self, meta.stats.generation)?;
+        let mut r = Reader::new(self, meta.gen())?;
         let Some(user) = r.user_named(username)? else {
             return Ok(None);
         };
@@ -599,7 +592,7 @@ impl Index {
         let mut out = Vec::with_capacity(addresses.len());
         for a in addresses {
             let mut ends: Option<Option<Timestamp>> = None;
-            for hid in self.ids_under(&r.t.hosts_by_address, g, &[a])? {
+            for hid in self.ids_under(&r.t.hosts_by_address, r.g, &[a])? {
                 let Some(h) = r.host(&hid)? else { continue };
                 for pid in r.perms_reaching(&h)?.intersection(&mine) {
                     let Some(p) = r.perm(pid)? else { continue };
@@ -661,26 +654,32 @@ impl Index {
         Ok(Some(UserAccess { user, grants }))
     }
 
-    /// Keys held by generations other than the current and the previous one (0 after a clean
-    /// sync; a crashed sync leaves some until the next one). For tests and status.
-    pub fn stray_keys(&self) -> Result<usize, StoreError> {
-        let keep: Vec<String> = match self.meta_record()? {
-            None => Vec::new(),
-            Some(cur) => [Some(cur.stats.generation), cur.previous]
+    /// What a sync should have swept and has not: generation databases other than the current
+    /// and the previous one, plus legacy trees in the main database no generation is read from
+    /// (0 after a clean sync; a crashed sync leaves its database until the next one). For tests
+    /// and status.
+    pub fn stray_generations(&self) -> Result<usize, StoreError> {
+        let meta = self.meta_record()?;
+        let keep: Vec<u64> = meta
+            .iter()
+            .flat_map(|m| [Some(m.stats.generation), m.previous])
+            .flatten()
+            .collect();
+        let mut n = self
+            .store
+            .generation_dirs()?
+            .into_iter()
+            .filter(|g| !keep.contains(g))
+            .count();
+        let legacy_read = meta.is_some_and(|m| !m.own_db || m.legacy_kept);
+        if !legacy_read {
+            let db = self.store.db();
+            n += db
+                .tree_names()
                 .iter()
-                .flatten()
-                .map(|g| gen_prefix(*g))
-                .collect(),
-        };
-        let mut n = 0;
-        for name in DATA_TREES.iter().chain(OLD_TREES.iter()) {
-            for k in self.tree(name)?.iter().keys() {
-                let k = k?;
-                let p = k.get(..21).and_then(|p| std::str::from_utf8(p).ok());
-                if p.is_none_or(|p| !keep.iter().any(|x| x == p)) {
-                    n += 1;
-                }
-            }
+                .filter_map(|t| std::str::from_utf8(t).ok())
+                .filter(|t| DATA_TREES.contains(t) || OLD_TREES.contains(t))
+                .count();
         }
         Ok(n)
     }
@@ -713,18 +712,18 @@ struct Trees {
 }
 
 impl Trees {
-    fn open(ix: &Index) -> Result<Self, StoreError> {
+    fn open(db: &sled::Db) -> Result<Self, StoreError> {
         Ok(Self {
-            users: ix.tree(USERS)?,
-            users_by_name: ix.tree(USERS_BY_NAME)?,
-            hosts: ix.tree(HOSTS)?,
-            hosts_by_address: ix.tree(HOSTS_BY_ADDRESS)?,
-            hosts_by_name: ix.tree(HOSTS_BY_NAME)?,
-            nodes: ix.tree(NODES)?,
-            nodes_by_key: ix.tree(NODES_BY_KEY)?,
-            perms: ix.tree(PERMS)?,
-            rel: ix.tree(RELATIONS)?,
-            views: ix.tree(VIEWS)?,
+            users: db.open_tree(USERS)?,
+            users_by_name: db.open_tree(USERS_BY_NAME)?,
+            hosts: db.open_tree(HOSTS)?,
+            hosts_by_address: db.open_tree(HOSTS_BY_ADDRESS)?,
+            hosts_by_name: db.open_tree(HOSTS_BY_NAME)?,
+            nodes: db.open_tree(NODES)?,
+            nodes_by_key: db.open_tree(NODES_BY_KEY)?,
+            perms: db.open_tree(PERMS)?,
+            rel: db.open_tree(RELATIONS)?,
+            views: db.open_tree(VIEWS)?,
         })
     }
 }
@@ -735,19 +734,36 @@ struct Reader<'a> {
     ix: &'a Index,
     g: u64,
     t: Trees,
+    /// Keeps the generation's database open while the query runs (`None`: a legacy generation
+    /// in the main database).
+    _db: Option<Arc<sled::Db>>,
     perms: HashMap<String, Option<IndexedPermission>>,
     users: HashMap<String, Option<IndexedUser>>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(ix: &'a Index, g: u64) -> Result<Self, StoreError> {
-        Ok(Self {
+    fn new(ix: &'a Index, gen: Gen) -> Result<Self, StoreError> {
+        if !gen.own_db {
+            return Ok(Self::on(ix, gen.g, Trees::open(ix.store.db())?, None));
+        }
+        let db = ix.store.generation_db(gen.g)?.ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "index generation {} has no database; run /sync again",
+                gen.g
+            ))
+        })?;
+        Ok(Self::on(ix, gen.g, Trees::open(&db)?, Some(db)))
+    }
+
+    fn on(ix: &'a Index, g: u64, t: Trees, db: Option<Arc<sled::Db>>) -> Self {
+        Self {
             ix,
             g,
-            t: Trees::open(ix)?,
+            t,
+            _db: db,
             perms: HashMap::new(),
             users: HashMap::new(),
-        })
+        }
     }
 
     fn rel(&self, tag: &str, id: &str) -> Result<Vec<String>, StoreError> {
@@ -909,6 +925,8 @@ pub struct IndexWriter {
     g: u64,
     now: Timestamp,
     trees: Trees,
+    /// The generation's own database, closed when the writer is dropped (commit or failure).
+    db: Arc<sled::Db>,
 }
 
 impl IndexWriter {
@@ -916,7 +934,7 @@ impl IndexWriter {
     /// pages in memory until its next flush, beyond its cache bound; a sync that writes a whole
     /// large org between two of its timed flushes grew the process by hundreds of MB.
     fn page_done(&self) -> Result<(), StoreError> {
-        self.ix.store.db().flush()?;
+        self.db.flush()?;
         Ok(())
     }
 
@@ -1022,10 +1040,11 @@ impl IndexWriter {
     fn write_views(&self) -> Result<(), StoreError> {
         let prefix = gen_prefix(self.g);
         let mut out = ViewBatch::new(&self.trees.views);
-        let mut r = Reader::new(&self.ix, self.g)?;
+        let reader = || Reader::on(&self.ix, self.g, self.trees.clone(), None);
+        let mut r = reader();
         for (i, item) in self.trees.nodes.scan_prefix(&prefix).values().enumerate() {
             if i % VIEW_CHUNK == 0 {
-                r = Reader::new(&self.ix, self.g)?;
+                r = reader();
             }
             let node: IndexedNode = dec("node", &item?)?;
             let mut perms = BTreeSet::new();
@@ -1061,7 +1080,7 @@ impl IndexWriter {
         out.flush()?;
         for (i, item) in self.trees.perms.scan_prefix(&prefix).values().enumerate() {
             if i % VIEW_CHUNK == 0 {
-                r = Reader::new(&self.ix, self.g)?;
+                r = reader();
             }
             let perm: IndexedPermission = dec("permission", &item?)?;
             let mut users = Vec::new();
@@ -1146,7 +1165,13 @@ impl IndexWriter {
                 .count(),
             calls,
         };
-        self.ix.make_current(stats, actor).await
+        // On disk before the pointer names it; then closed, so what sled kept resident from
+        // the write is freed (readers reopen it fresh).
+        let IndexWriter { ix, trees, db, .. } = self;
+        db.flush_async().await?;
+        drop(trees);
+        drop(db);
+        ix.make_current(stats, actor).await
     }
 }
 
@@ -1298,7 +1323,7 @@ mod tests {
         w.users(&half.users).unwrap();
         w.hosts(&half.hosts).unwrap();
         drop(w);
-        assert!(ix.stray_keys().unwrap() > 0);
+        assert!(ix.stray_generations().unwrap() > 0);
         assert_eq!(ix.stats().unwrap().unwrap().generation, 1);
         assert!(ix.user_by_username("bob").unwrap().is_some());
         let mut next = snap();
@@ -1306,7 +1331,104 @@ mod tests {
         let s = ix.replace(&next, now, 1, Actor::System).await.unwrap();
         assert_eq!(s.generation, g + 1);
         assert!(ix.user_by_username("alice").unwrap().is_none());
-        assert_eq!(ix.stray_keys().unwrap(), 0);
+        assert_eq!(ix.stray_generations().unwrap(), 0);
+    }
+
+    /// Generations are databases of their own on disk: the writer's is closed at commit and
+    /// read back after a restart, superseded ones are deleted, and a generation of the layout
+    /// before (rows in the main database) is still answered until two syncs have replaced it.
+    #[tokio::test]
+    async fn generations_are_databases_of_their_own_and_the_old_layout_is_read_then_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = t("2026-06-01T00:00:00Z");
+        {
+            // An index written by an older version: generation 7 in the main database.
+            let store = Store::open(dir.path()).unwrap();
+            let users = store.tree(USERS).unwrap();
+            let alice = &snap().users[0];
+            users
+                .insert(key(7, &[&alice.id]), enc(alice).unwrap())
+                .unwrap();
+            let by_name = store.tree(USERS_BY_NAME).unwrap();
+            by_name
+                .insert(key(7, &[&alice.username]), alice.id.as_bytes())
+                .unwrap();
+            let old = Meta {
+                stats: IndexStats {
+                    generation: 7,
+                    synced_at: now,
+                    duration_ms: 0,
+                    users: 1,
+                    hosts: 0,
+                    nodes: 0,
+                    permissions: 0,
+                    valid_permissions: 0,
+                    relations: 0,
+                    calls: 0,
+                },
+                previous: None,
+                views: false,
+                own_db: false,
+                legacy_kept: false,
+            };
+            store
+                .tree(META)
+                .unwrap()
+                .insert(CURRENT, enc(&old).unwrap())
+                .unwrap();
+            store.flush().await.unwrap();
+        }
+        let gen_dir = |g: u64| dir.path().join("index").join(format!("{g:020}"));
+        let store = Store::open(dir.path()).unwrap();
+        let ix = Index::new(&store).unwrap();
+        assert!(
+            ix.user_by_username("alice").unwrap().is_some(),
+            "old layout read"
+        );
+        assert_eq!(ix.stray_generations().unwrap(), 0);
+
+        // First sync: its own database; the old rows stay for a reader still on them.
+        let mut only_bob = snap();
+        only_bob.users.retain(|u| u.username == "bob");
+        let s8 = ix.replace(&only_bob, now, 1, Actor::System).await.unwrap();
+        assert_eq!(s8.generation, 8);
+        assert!(gen_dir(8).is_dir());
+        assert!(store
+            .db()
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == USERS.as_bytes()));
+        assert!(ix.user_by_username("alice").unwrap().is_none());
+        assert!(ix.user_by_username("bob").unwrap().is_some());
+        assert_eq!(ix.stray_generations().unwrap(), 0);
+
+        // Second sync: the old layout's trees are dropped; a crashed writer's database (9)
+        // and the generation before the previous one are deleted by the one after.
+        let mut w = ix.begin(now).unwrap();
+        w.users(&snap().users).unwrap();
+        drop(w);
+        assert!(gen_dir(9).is_dir());
+        assert_eq!(ix.stray_generations().unwrap(), 1);
+        let s10 = ix.replace(&snap(), now, 1, Actor::System).await.unwrap();
+        assert_eq!(s10.generation, 10);
+        assert!(!store
+            .db()
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == USERS.as_bytes()));
+        assert!(!gen_dir(9).exists());
+        assert!(gen_dir(8).is_dir(), "the previous generation is kept");
+        ix.replace(&snap(), now, 1, Actor::System).await.unwrap();
+        assert!(!gen_dir(8).exists() && gen_dir(10).is_dir() && gen_dir(11).is_dir());
+        assert_eq!(ix.stray_generations().unwrap(), 0);
+
+        // After a restart the current generation is opened from disk.
+        drop(ix);
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let ix = Index::new(&store).unwrap();
+        assert_eq!(ix.stats().unwrap().unwrap().generation, 11);
+        assert!(ix.user_by_username("alice").unwrap().is_some());
     }
 
     /// Answers with the views and, for the same generation, by expanding the relation rows as

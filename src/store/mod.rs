@@ -16,11 +16,10 @@
 //! - `dialogs`: per-user multi-turn dialog state with last activity (dialogs.rs)
 //! - `meta`: facts about the store itself; `installation_id` is made once, when the store is
 //!   created, and names this installation in everything it writes to JumpServer
-//! - `index_meta`, `index_users`, `index_users_by_name`, `index_hosts`, `index_hosts_by_address`,
-//!   `index_hosts_by_name`, `index_nodes`, `index_nodes_by_key`, `index_perms`,
-//!   `index_relations`, `index_views`: the JumpServer index `/sync` builds, one generation at a
-//!   time (index.rs; `index_perms_by_address`, `index_perms_by_user` of older versions are
-//!   swept)
+//! - `index_meta`: which generation of the JumpServer index `/sync` builds is current. The
+//!   generations themselves are databases of their own under `<path>/index/<generation>/`
+//!   (index.rs); the `index_*` data trees older versions kept here are dropped by the second
+//!   sync after an upgrade
 //! - `console_sessions`: logins to the access console, by the SHA-256 of their id (sessions.rs)
 pub mod audit;
 pub mod dedupe;
@@ -31,7 +30,9 @@ pub mod outbox;
 pub mod sessions;
 
 use crate::domain::ownership::InstallationId;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -65,6 +66,38 @@ pub(crate) fn tx_error(e: sled::transaction::TransactionError<StoreError>) -> St
 pub struct Store {
     db: sled::Db,
     installation: InstallationId,
+    side: Arc<SideDbs>,
+}
+
+/// The index's generation databases (`<path>/index/<generation>/`, see `store::index`), shared
+/// by every clone of the store so two handles never open one directory twice (sled locks it).
+///
+/// Why a database per generation: sled never shrinks a live `Db`. A `/sync` writes a whole
+/// generation (a million keys at 50k hosts) and sled kept ~130 MB of it resident for the life of
+/// the process; closing the database the writer used and reopening it for reads hands all of
+/// that back, and a superseded generation is deleted as a directory instead of key by key.
+#[derive(Debug)]
+struct SideDbs {
+    /// `None` for a temporary store: its generations are temporary databases that vanish when
+    /// closed, so they are kept open (`kept`) until removed.
+    root: Option<PathBuf>,
+    cache_bytes: u64,
+    open: Mutex<OpenGenerations>,
+}
+
+#[derive(Debug, Default)]
+struct OpenGenerations {
+    /// Every generation database open now, so a second reader shares the first one's handle.
+    live: HashMap<u64, Weak<sled::Db>>,
+    /// The newest generation read: kept open between queries (reopening costs a log scan).
+    pinned: Option<(u64, Arc<sled::Db>)>,
+    /// Temporary stores only: every generation, until removed.
+    kept: HashMap<u64, Arc<sled::Db>>,
+}
+
+/// The directory name of a generation's database.
+fn generation_dir(generation: u64) -> String {
+    format!("{generation:020}")
 }
 
 const META_TREE: &str = "meta";
@@ -181,6 +214,11 @@ impl Store {
                 Ok(Self {
                     installation: installation_of(&db)?,
                     db,
+                    side: Arc::new(SideDbs {
+                        root: Some(path.join("index")),
+                        cache_bytes,
+                        open: Mutex::default(),
+                    }),
                 })
             }
             Err(sled::Error::Io(e))
@@ -206,6 +244,11 @@ impl Store {
         Ok(Self {
             installation: installation_of(&db)?,
             db,
+            side: Arc::new(SideDbs {
+                root: None,
+                cache_bytes: DEFAULT_CACHE_BYTES,
+                open: Mutex::default(),
+            }),
         })
     }
 
@@ -225,5 +268,140 @@ impl Store {
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+
+    /// A fresh, empty database for index generation `g`, for its writer (whatever a crashed
+    /// writer left under that number is removed first). Not pinned: when the writer drops it,
+    /// everything sled held for the write is freed.
+    pub(crate) fn create_generation_db(&self, g: u64) -> Result<Arc<sled::Db>, StoreError> {
+        let side = &self.side;
+        let mut open = side.open.lock().unwrap_or_else(|e| e.into_inner());
+        let db = match &side.root {
+            None => {
+                let db = Arc::new(
+                    sled::Config::new()
+                        .temporary(true)
+                        .cache_capacity(side.cache_bytes)
+                        .open()?,
+                );
+                open.kept.insert(g, db.clone());
+                db
+            }
+            Some(root) => {
+                let dir = root.join(generation_dir(g));
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir).map_err(|e| StoreError::Sled(e.into()))?;
+                }
+                Arc::new(open_side_db(&dir, side.cache_bytes)?)
+            }
+        };
+        open.live.insert(g, Arc::downgrade(&db));
+        Ok(db)
+    }
+
+    /// The database of an existing index generation, for reading: the open one if any, else
+    /// opened (and kept open while it is the newest generation read). `Ok(None)` if it does not
+    /// exist (removed, or never written).
+    pub(crate) fn generation_db(&self, g: u64) -> Result<Option<Arc<sled::Db>>, StoreError> {
+        let side = &self.side;
+        let mut open = side.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((pg, db)) = &open.pinned {
+            if *pg == g {
+                return Ok(Some(db.clone()));
+            }
+        }
+        let db = match open.live.get(&g).and_then(Weak::upgrade) {
+            Some(db) => db,
+            None => {
+                let Some(root) = &side.root else {
+                    return Ok(open.kept.get(&g).cloned());
+                };
+                let dir = root.join(generation_dir(g));
+                if !dir.join("conf").exists() {
+                    return Ok(None);
+                }
+                let db = Arc::new(open_side_db(&dir, side.cache_bytes)?);
+                open.live.insert(g, Arc::downgrade(&db));
+                db
+            }
+        };
+        if open.pinned.as_ref().is_none_or(|(pg, _)| *pg < g) {
+            open.pinned = Some((g, db.clone()));
+        }
+        Ok(Some(db))
+    }
+
+    /// Deletes every index generation but `keep`. A reader still on a deleted one finishes on
+    /// its open handle (the files go when it closes).
+    pub(crate) fn remove_generations_except(&self, keep: &[u64]) -> Result<(), StoreError> {
+        let side = &self.side;
+        let mut open = side.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.kept.retain(|g, _| keep.contains(g));
+        open.live
+            .retain(|g, w| keep.contains(g) && w.strong_count() > 0);
+        if open.pinned.as_ref().is_some_and(|(g, _)| !keep.contains(g)) {
+            open.pinned = None;
+        }
+        let Some(root) = &side.root else {
+            return Ok(());
+        };
+        for g in self.generation_dirs()? {
+            if !keep.contains(&g) {
+                std::fs::remove_dir_all(root.join(generation_dir(g)))
+                    .map_err(|e| StoreError::Sled(e.into()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The generations with a database on disk (temporary stores: the ones kept open).
+    pub(crate) fn generation_dirs(&self) -> Result<Vec<u64>, StoreError> {
+        let side = &self.side;
+        let Some(root) = &side.root else {
+            let open = side.open.lock().unwrap_or_else(|e| e.into_inner());
+            return Ok(open.kept.keys().copied().collect());
+        };
+        let entries = match std::fs::read_dir(root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::Sled(e.into())),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            if let Some(g) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(g);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Opens a generation database, retrying briefly while a handle this process just dropped
+/// still holds sled's directory lock (its flusher lets go within milliseconds).
+fn open_side_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let mut tries = 0;
+    loop {
+        clear_torn_snapshots(dir);
+        match sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if tries < 50
+                    && (e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("lock")) =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(source) => {
+                return Err(StoreError::Open {
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
     }
 }

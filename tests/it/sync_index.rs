@@ -353,7 +353,7 @@ async fn a_sync_that_fails_or_crashes_mid_walk_keeps_the_previous_index() {
     let r = env.ask(ADMIN, "/who-has 10.10.1.12").await;
     assert!(r.contains("p-new-bob") && r.contains("fx-bob"), "{r}");
     assert_eq!(count(&env.texts_to(ADMIN), "同步完成"), 2);
-    assert_eq!(env.bot().index().unwrap().stray_keys().unwrap(), 0);
+    assert_eq!(env.bot().index().unwrap().stray_generations().unwrap(), 0);
 }
 
 #[tokio::test]
