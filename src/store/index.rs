@@ -18,8 +18,11 @@
 //! system of 1000 hosts is one row, not 1000, so a generation grows with JumpServer's tables
 //! and is written page by page as the walk reads them (`IndexWriter`), never held whole.
 //!
-//! Trees of a generation (keys are `<generation:020>/` + the key below; values JSON unless noted):
-//! - `index_meta`: `current` → `Meta` (generation, synced at, counts); `next_gen` → u64 BE
+//! In the main database, `index_meta`: `current` → `Meta` (generation, synced at, counts, where
+//! its rows are); `next_gen` → u64 BE.
+//!
+//! Trees of a generation (keys are `<generation:020>/` + the key below, in its own database as in
+//! the legacy layout, so one reader serves both; values JSON unless noted):
 //! - `index_users` (`<user id>`), `index_users_by_name` (`<username>` → user id, raw)
 //! - `index_hosts` (`<host id>`), `index_hosts_by_address` / `index_hosts_by_name`
 //!   (`<address or name>/<host id>` → empty)

@@ -185,54 +185,19 @@ impl Store {
     /// `open` with sled's page cache bounded to `cache_bytes` (`storage.cache_capacity_mb`).
     pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Self, StoreError> {
         let path = path.as_ref();
-        // Reopening a directory this process just closed can briefly fail with the lock still
-        // held while sled's background flusher lets go; a short, bounded retry covers that
-        // (a second process keeps holding it and still gets `Locked`).
-        let mut tries = 0;
-        loop {
-            match Self::open_once(path, cache_bytes) {
-                Err(StoreError::Locked { .. }) if tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn open_once(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
-        clear_torn_snapshots(path);
-        match sled::Config::new()
-            .path(path)
-            .cache_capacity(cache_bytes)
-            .open()
-        {
-            Ok(db) => {
-                // Wall-clock time on purpose: it dates the one-off migration record, the moment
-                // this process chained the older records (no injected clock reaches an open).
-                audit::migrate(&db, jiff::Timestamp::now())?;
-                Ok(Self {
-                    installation: installation_of(&db)?,
-                    db,
-                    side: Arc::new(SideDbs {
-                        root: Some(path.join("index")),
-                        cache_bytes,
-                        open: Mutex::default(),
-                    }),
-                })
-            }
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
-            {
-                Err(StoreError::Locked {
-                    path: path.to_owned(),
-                })
-            }
-            Err(source) => Err(StoreError::Open {
-                path: path.to_owned(),
-                source,
+        let db = open_sled(path, cache_bytes)?;
+        // Wall-clock time on purpose: it dates the one-off migration record, the moment this
+        // process chained the older records (no injected clock reaches an open).
+        audit::migrate(&db, jiff::Timestamp::now())?;
+        Ok(Self {
+            installation: installation_of(&db)?,
+            db,
+            side: Arc::new(SideDbs {
+                root: Some(path.join("index")),
+                cache_bytes,
+                open: Mutex::default(),
             }),
-        }
+        })
     }
 
     /// A throwaway in-memory-like database in a temp dir, for tests and the demo.
@@ -292,7 +257,7 @@ impl Store {
                 if dir.exists() {
                     std::fs::remove_dir_all(&dir).map_err(|e| StoreError::Sled(e.into()))?;
                 }
-                Arc::new(open_side_db(&dir, side.cache_bytes)?)
+                Arc::new(open_sled(&dir, side.cache_bytes)?)
             }
         };
         open.live.insert(g, Arc::downgrade(&db));
@@ -320,7 +285,7 @@ impl Store {
                 if !dir.join("conf").exists() {
                     return Ok(None);
                 }
-                let db = Arc::new(open_side_db(&dir, side.cache_bytes)?);
+                let db = Arc::new(open_sled(&dir, side.cache_bytes)?);
                 open.live.insert(g, Arc::downgrade(&db));
                 db
             }
@@ -339,13 +304,16 @@ impl Store {
         open.kept.retain(|g, _| keep.contains(g));
         open.live
             .retain(|g, w| keep.contains(g) && w.strong_count() > 0);
-        if open.pinned.as_ref().is_some_and(|(g, _)| !keep.contains(g)) {
+        // Only the newest kept generation stays open between queries; a reader still on the
+        // previous one reopens it, and the handle closes when that reader is done.
+        let newest = keep.iter().max();
+        if open.pinned.as_ref().is_some_and(|(g, _)| Some(g) != newest) {
             open.pinned = None;
         }
         let Some(root) = &side.root else {
             return Ok(());
         };
-        for g in self.generation_dirs()? {
+        for g in generations_on_disk(root)? {
             if !keep.contains(&g) {
                 std::fs::remove_dir_all(root.join(generation_dir(g)))
                     .map_err(|e| StoreError::Sled(e.into()))?;
@@ -357,48 +325,58 @@ impl Store {
     /// The generations with a database on disk (temporary stores: the ones kept open).
     pub(crate) fn generation_dirs(&self) -> Result<Vec<u64>, StoreError> {
         let side = &self.side;
-        let Some(root) = &side.root else {
-            let open = side.open.lock().unwrap_or_else(|e| e.into_inner());
-            return Ok(open.kept.keys().copied().collect());
-        };
-        let entries = match std::fs::read_dir(root) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(StoreError::Sled(e.into())),
-        };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            if let Some(g) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
-                out.push(g);
+        match &side.root {
+            Some(root) => generations_on_disk(root),
+            None => {
+                let open = side.open.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(open.kept.keys().copied().collect())
             }
         }
-        Ok(out)
     }
 }
 
-/// Opens a generation database, retrying briefly while a handle this process just dropped
-/// still holds sled's directory lock (its flusher lets go within milliseconds).
-fn open_side_db(dir: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+/// The generation numbers with a directory under `root` (`<path>/index`).
+fn generations_on_disk(root: &Path) -> Result<Vec<u64>, StoreError> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::Sled(e.into())),
+    };
+    Ok(entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect())
+}
+
+/// Opens (or creates) a sled database at `path`, the main one or a generation's: torn snapshots
+/// cleared first, sled's lock error turned into `StoreError::Locked`. Reopening a directory this
+/// process just closed can briefly fail with the lock still held while sled's background flusher
+/// lets go; a short, bounded retry covers that (a second process keeps holding it and still
+/// gets `Locked`).
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     let mut tries = 0;
     loop {
-        clear_torn_snapshots(dir);
+        clear_torn_snapshots(path);
         match sled::Config::new()
-            .path(dir)
+            .path(path)
             .cache_capacity(cache_bytes)
             .open()
         {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
-                if tries < 50
-                    && (e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.to_string().contains("lock")) =>
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("lock") =>
             {
+                if tries == 50 {
+                    return Err(StoreError::Locked {
+                        path: path.to_owned(),
+                    });
+                }
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             Err(source) => {
                 return Err(StoreError::Open {
-                    path: dir.to_owned(),
+                    path: path.to_owned(),
                     source,
                 })
             }
