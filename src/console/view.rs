@@ -459,12 +459,12 @@ pub fn reach_row(
         lang,
         tz,
         names,
-        ours.get(&r.permission_name).copied(),
+        ours.get(&r.permission.name).copied(),
         r.user.display(),
         format!("{} ({})", r.host.name, r.host.address),
-        &r.accounts,
-        r.date_expired,
-        &r.permission_name,
+        &r.permission.accounts,
+        r.permission.date_expired,
+        &r.permission.name,
     )
 }
 

@@ -3,6 +3,7 @@
 //! bastion adapter fills a [`Snapshot`], the store keeps generations of it (`store::index`).
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexedUser {
@@ -128,16 +129,36 @@ pub struct IndexStats {
     pub calls: u64,
 }
 
-/// One user reaching one host through one valid permission.
+/// One user reaching one host through one valid permission. The parts are shared between
+/// rows: a host's answer has a row per user and permission, and copying the host and the
+/// permission into each was a fifth of a `/who-has <host>` query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reach {
-    pub user: IndexedUser,
-    pub host: IndexedHost,
-    pub permission_id: String,
-    pub permission_name: String,
+    pub user: Arc<IndexedUser>,
+    pub host: Arc<IndexedHost>,
+    pub permission: Arc<ReachPermission>,
+}
+
+/// What a `Reach` row says of its permission.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReachPermission {
+    pub id: String,
+    pub name: String,
     pub accounts: Vec<String>,
     pub actions: Vec<String>,
     pub date_expired: Option<Timestamp>,
+}
+
+impl From<&IndexedPermission> for ReachPermission {
+    fn from(p: &IndexedPermission) -> Self {
+        Self {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            accounts: p.accounts.clone(),
+            actions: p.actions.clone(),
+            date_expired: p.date_expired,
+        }
+    }
 }
 
 /// Hosts a grant names in a bounded answer (`/who-has <user>`): the first ones in address

@@ -143,9 +143,9 @@ pub(in crate::workflow) fn indexed(
         .zip(&whos)
         .map(|(r, who)| text::LiveAccess {
             who,
-            what: &r.permission_name,
-            accounts: wf.text().logins(&r.accounts),
-            until: r.date_expired,
+            what: &r.permission.name,
+            accounts: wf.text().logins(&r.permission.accounts),
+            until: r.permission.date_expired,
         })
         .collect();
     let mut answer = text::who_has_indexed(lang, subject, &rows, stats.synced_at, tz, &paging);
