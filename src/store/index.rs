@@ -22,7 +22,9 @@
 //! its rows are); `next_gen` → u64 BE.
 //!
 //! Trees of a generation (keys are `<generation:020>/` + the key below, in its own database as in
-//! the legacy layout, so one reader serves both; values JSON unless noted):
+//! the legacy layout, so one reader serves both; values in postcard unless noted, in JSON in
+//! generations written before it (`Meta::compact`, `Codec`); a version older than postcard cannot
+//! read a newer generation, so going back a version means running `/sync` again):
 //! - `index_users` (`<user id>`), `index_users_by_name` (`<username>` → user id, raw)
 //! - `index_hosts` (`<host id>`), `index_hosts_by_address` / `index_hosts_by_name`
 //!   (`<address or name>/<host id>` → empty)
