@@ -89,8 +89,21 @@ fn opt_millis(o: &Obj, keys: &[&str], field: &'static str) -> Result<Option<i64>
 
 /// Extracts `encrypt` from an event-push body `{"encrypt":"..."}` (reference §2.2).
 pub fn parse_push_body(body: &[u8]) -> Result<String, ParseError> {
-    let o = object_from_slice(body)?;
-    req_str(&o, &["encrypt"], "encrypt")
+    /// Every event push goes through here: the well-formed body is read straight into its one
+    /// field, without building a map (a JSON map per push showed in the event path's profile).
+    #[derive(serde::Deserialize)]
+    struct PushBody<'a> {
+        #[serde(borrow)]
+        encrypt: std::borrow::Cow<'a, str>,
+    }
+    match serde_json::from_slice::<PushBody>(body) {
+        Ok(b) => Ok(b.encrypt.into_owned()),
+        // Anything else is read the general way, which says precisely what is wrong.
+        Err(_) => {
+            let o = object_from_slice(body)?;
+            req_str(&o, &["encrypt"], "encrypt")
+        }
+    }
 }
 
 /// Parses the plaintext of a decrypted HTTP event push.
