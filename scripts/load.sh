@@ -16,7 +16,11 @@
 #   max req/s, mostly repeated   wrk, 9 in 10 requests redeliver an event already handled
 #   open loop at 50 % of max     fixed rate, latency from each request's scheduled time (no
 #                                coordinated omission), new events, the bot only: wrk2 -R if
-#                                wrk2 is installed, else `accessbot loadgen open` (same report)
+#                                wrk2 is installed, else `accessbot loadgen open` (same report);
+#                                then the ceiling at the same rate with the same driver, to show
+#                                the tail the machine itself gives (client and server share it)
+# Each closed-loop row also gives the server's CPU time per request (cpu_us/req, from /proc):
+# steadier than req/s between runs, since it does not depend on how the two cores were shared.
 # Payloads are written by `accessbot loadgen payloads` right before the runs (pushes are fresh
 # for an hour). Client and server share this machine's cores (no pinning): the figures are for
 # the pair, and other jobs on the machine show in the `uptime` printed with them.
@@ -27,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
 esac
 ROOT=$PWD
 T="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -116,10 +120,28 @@ payloads() { # kind count out
   "$BIN" loadgen payloads --config "$WORK/bot.toml" --kind "$1" --count "$2" --out "$3" >/dev/null
 }
 
-max_run() { # name url payload-file
+# CPU time (user + system, clock ticks) of a process and its children (gunicorn's workers).
+cpu_ticks() { # pid
+  local total=0 p
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+
+# One closed-loop run. Besides wrk's figures, the server's CPU time per request (µs): steadier
+# than req/s on a shared machine, since it does not depend on how the cores were shared.
+max_run() { # name url payload-file server-pid
+  local before after
+  before=$(cpu_ticks "$4")
   PAYLOADS="$3" THREADS=$THREADS wrk -t$THREADS -c"$CONNS" -d"${DURATION}s" --latency \
     -s "$LUA" "$2" >"$WORK/$1.out" 2>&1
-  echo "$1 $(parse "$WORK/$1.out")" >>"$WORK/results"
+  after=$(cpu_ticks "$4")
+  local line
+  line=$(parse "$WORK/$1.out")
+  echo "$1 $line $(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v d="$DURATION" \
+    -v r="${line%% *}" 'BEGIN { printf "%.1f", (r > 0 ? t * 1e6 / hz / (r * d) : 0) }')" \
+    >>"$WORK/results"
 }
 
 open_run() { # name url payload-file rate
@@ -130,7 +152,7 @@ open_run() { # name url payload-file rate
     "$BIN" loadgen open --url "$2" --payloads "$3" --rate "$4" --duration "$OPEN_DURATION" \
       --connections "$CONNS" >"$WORK/$1.out" 2>&1
   fi
-  echo "$1 $(parse "$WORK/$1.out")" >>"$WORK/results"
+  echo "$1 $(parse "$WORK/$1.out") -" >>"$WORK/results"
   # The open-loop line: the tail percentiles and, from loadgen open, the responses over 10 ms.
   awk -v name="$1" -v driver="$OPEN_DRIVER" -v load="$(uptime | sed 's/.*load average: //')" '
     function ms(v) {
@@ -168,8 +190,8 @@ if [[ $ONLY == *ceiling* ]]; then
   "$BIN" loadgen ceiling --listen "127.0.0.1:$CEIL_PORT" >/dev/null 2>&1 &
   CP=$!; PIDS+=($CP)
   wait_http "http://127.0.0.1:$CEIL_PORT/"
-  max_run ceiling-new "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/events.tsv"
-  max_run ceiling-repeat "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/repeat.tsv"
+  max_run ceiling-new "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/events.tsv" "$CP"
+  max_run ceiling-repeat "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/repeat.tsv" "$CP"
   RSS+=("ceiling $(peak_rss $CP)")
   kill $CP
 fi
@@ -185,8 +207,8 @@ PY
     --log-level warning receiver:app >"$WORK/python.log" 2>&1 &
   PP=$!; PIDS+=($PP)
   wait_http "http://127.0.0.1:$PY_PORT/"
-  max_run python-new "http://127.0.0.1:$PY_PORT/dingtalk/events" "$WORK/events.tsv"
-  max_run python-repeat "http://127.0.0.1:$PY_PORT/dingtalk/events" "$WORK/repeat.tsv"
+  max_run python-new "http://127.0.0.1:$PY_PORT/dingtalk/events" "$WORK/events.tsv" "$PP"
+  max_run python-repeat "http://127.0.0.1:$PY_PORT/dingtalk/events" "$WORK/repeat.tsv" "$PP"
   RSS+=("python $(peak_rss $PP)")
   kill $PP
 fi
@@ -197,9 +219,9 @@ if [[ $ONLY == *bot* ]]; then
   wait_http "http://127.0.0.1:$BOT_PORT/healthz"
   # Fresh stamps for the bot (the files above were used against the others meanwhile).
   payloads events "$N" "$WORK/events.tsv"
-  max_run bot-new "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/events.tsv"
+  max_run bot-new "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/events.tsv" "$BP"
   payloads repeat "$N" "$WORK/repeat.tsv"
-  max_run bot-repeat "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/repeat.tsv"
+  max_run bot-repeat "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/repeat.tsv" "$BP"
   MAX=$(awk '$1 == "bot-new" {print $2}' "$WORK/results")
   # OPEN_RATE=n fixes the rate instead (to compare builds at one rate).
   RATE=${OPEN_RATE:-$((MAX / 2))}
@@ -208,16 +230,25 @@ if [[ $ONLY == *bot* ]]; then
   RSS+=("bot $(peak_rss $BP)")
   echo "bot log: $(wc -l <"$WORK/bot.log") lines, $(du -h "$WORK/bot.log" | cut -f1)"
   kill $BP
+  # The ceiling at the bot's open-loop rate, same driver: what tail this machine gives a server
+  # that does nothing, with the load generator on the same two cores.
+  if [[ $ONLY == *ceiling* ]]; then
+    "$BIN" loadgen ceiling --listen "127.0.0.1:$CEIL_PORT" >/dev/null 2>&1 &
+    CP=$!; PIDS+=($CP)
+    wait_http "http://127.0.0.1:$CEIL_PORT/"
+    open_run "ceiling-open@${RATE}" "http://127.0.0.1:$CEIL_PORT/dingtalk/events" "$WORK/open.tsv" "$RATE"
+    kill $CP
+  fi
 fi
 
 echo "load after:  $(uptime)"
 [ -s "$WORK/open" ] && { echo; cat "$WORK/open"; }
 echo
-printf '%-22s %10s %9s %9s %9s %8s %8s %9s\n' run req/s p50_ms p99_ms max_ms non2xx restarts peakRSS_MB
-while read -r name rps p50 p99 max bad wraps; do
+printf '%-22s %10s %9s %9s %9s %8s %8s %9s %10s\n' run req/s p50_ms p99_ms max_ms non2xx restarts peakRSS_MB cpu_us/req
+while read -r name rps p50 p99 max bad wraps cpu; do
   server=${name%%-*}
   rss=$(printf '%s\n' "${RSS[@]}" | awk -v s="$server" '$1 == s {print $2}')
-  printf '%-22s %10s %9s %9s %9s %8s %8s %9s\n' "$name" "$rps" "$p50" "$p99" "$max" "$bad" "$wraps" "$rss"
+  printf '%-22s %10s %9s %9s %9s %8s %8s %9s %10s\n' "$name" "$rps" "$p50" "$p99" "$max" "$bad" "$wraps" "$rss" "$cpu"
 done <"$WORK/results"
 echo
 awk '

@@ -932,16 +932,20 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Inserts into a tree in batches of `VIEW_CHUNK` keys.
+/// Inserts into a tree in batches of `VIEW_CHUNK` keys, each written out to disk once applied
+/// (as the row pages are, `IndexWriter::page_done`): sled holds written pages in memory until
+/// its next flush, whatever its cache bound.
 struct ViewBatch<'a> {
+    db: &'a sled::Db,
     tree: &'a sled::Tree,
     batch: sled::Batch,
     n: usize,
 }
 
 impl<'a> ViewBatch<'a> {
-    fn new(tree: &'a sled::Tree) -> Self {
+    fn new(db: &'a sled::Db, tree: &'a sled::Tree) -> Self {
         Self {
+            db,
             tree,
             batch: sled::Batch::default(),
             n: 0,
@@ -961,6 +965,7 @@ impl<'a> ViewBatch<'a> {
         if self.n > 0 {
             self.tree.apply_batch(std::mem::take(&mut self.batch))?;
             self.n = 0;
+            self.db.flush()?;
         }
         Ok(())
     }
@@ -1087,7 +1092,7 @@ impl IndexWriter {
     /// caches, and one permission's host ids.
     fn write_views(&self) -> Result<(), StoreError> {
         let prefix = gen_prefix(self.g);
-        let mut out = ViewBatch::new(&self.trees.views);
+        let mut out = ViewBatch::new(&self.db, &self.trees.views);
         let gen = Gen {
             g: self.g,
             own_db: true,
