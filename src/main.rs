@@ -28,10 +28,17 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// (`runtime`): sled's seven `sled-io` threads never exit, free much of what a `/sync` wrote,
 /// and an idle thread's cache is never trimmed, so with caches on everywhere ~45 MB stayed
 /// resident after a large sync; the event path, on the runtime's threads, keeps its cache.
+///
+/// One arena instead of four per core: a sync's pages (a JSON response, its tree, the rows, sled's
+/// batches) are allocated on whichever thread runs that step and freed on another, and with
+/// several arenas each kept its own share of that churn: the peak of the 50k-host `/sync` went
+/// 126–174 MB (median ~138) → 111–140 MB (median ~117) over six runs each, sync time unchanged.
+/// The event path's allocations mostly stay in the thread caches, so the one arena's lock is
+/// rarely taken (no change in its CPU per request, docs/benchmarks.md).
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 73] =
-    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache:false\0";
+pub static malloc_conf: &[u8; 83] =
+    b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache:false,narenas:1\0";
 
 /// Turns jemalloc's cache on for the calling thread (off by default, `malloc_conf`).
 fn thread_cache_on() {
