@@ -32,7 +32,8 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// One arena instead of four per core: a sync's pages (a JSON response, its tree, the rows, sled's
 /// batches) are allocated on whichever thread runs that step and freed on another, and with
 /// several arenas each kept its own share of that churn: the peak of the 50k-host `/sync` went
-/// 126–174 MB (median ~138) → 111–140 MB (median ~117) over six runs each, sync time unchanged.
+/// from 126–153 MB (median ~137, nine runs) to 110–140 MB (median ~117, seven runs), sync time
+/// unchanged.
 /// The event path's allocations mostly stay in the thread caches, so the one arena's lock is
 /// rarely taken (no change in its CPU per request, docs/benchmarks.md).
 #[allow(non_upper_case_globals)]
