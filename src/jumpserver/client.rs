@@ -156,7 +156,8 @@ pub fn fmt_jms_time(t: Timestamp) -> String {
 struct Sent {
     status: StatusCode,
     retry_after: Option<Duration>,
-    body: Vec<u8>,
+    /// As reqwest gathered it, not copied: a sync's list pages run to megabytes.
+    body: bytes::Bytes,
 }
 
 impl JmsClient {
@@ -312,8 +313,7 @@ impl JmsClient {
         let body = resp
             .bytes()
             .await
-            .map_err(|e| (JmsError::Transport(transport_text(&e)), true))?
-            .to_vec();
+            .map_err(|e| (JmsError::Transport(transport_text(&e)), true))?;
         Ok(Sent {
             status,
             retry_after,
