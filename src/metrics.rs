@@ -156,6 +156,13 @@ fn call_latency_histogram() -> Histogram {
     ])
 }
 
+/// A delivery is handled in a millisecond or two; DingTalk gives up after a few seconds.
+fn delivery_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+}
+
 /// Request → decision and approval → grant are human-scale: seconds to a day.
 fn human_histogram() -> Histogram {
     Histogram::new([
@@ -178,6 +185,7 @@ pub struct StoreView {
 struct Inner {
     registry: Registry,
     deliveries: Family<DeliveryLabels, Counter>,
+    delivery_seconds: Histogram,
     orders: Family<StateLabels, Gauge>,
     decision_seconds: Histogram,
     grant_seconds: Histogram,
@@ -216,6 +224,13 @@ impl Metrics {
             "inbound_deliveries",
             "DingTalk deliveries by channel and outcome (refused: by reason)",
             deliveries.clone(),
+        );
+        let delivery_seconds = delivery_histogram();
+        registry.register(
+            "inbound_delivery_seconds",
+            "Time from a DingTalk HTTP delivery reaching the bot's routes to its answer (the \
+             time in the kernel and in the connection's queue before is not in it)",
+            delivery_seconds.clone(),
         );
         let orders = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -282,6 +297,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 deliveries,
+                delivery_seconds,
                 orders,
                 decision_seconds,
                 grant_seconds,
@@ -419,7 +435,11 @@ pub async fn count_deliveries(
     let Some(channel) = Channel::of_path(req.uri().path()) else {
         return next.run(req).await;
     };
+    let started = Instant::now();
     let (resp, duplicate) = track_duplicate(next.run(req)).await;
+    m.inner
+        .delivery_seconds
+        .observe(started.elapsed().as_secs_f64());
     m.delivery(channel, Outcome::of(resp.status().as_u16(), duplicate));
     resp
 }

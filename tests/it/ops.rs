@@ -127,6 +127,13 @@ async fn metrics_after_request_approve_grant() {
         sample(&m, &delivery("robot", "refused", "unauthenticated")),
         1.0
     );
+    // Every HTTP delivery above, whatever its outcome, is timed once; the largest bucket holds
+    // them all.
+    assert_eq!(sample(&m, "accessbot_inbound_delivery_seconds_count"), 4.0);
+    assert_eq!(
+        sample(&m, "accessbot_inbound_delivery_seconds_bucket{le=\"2.5\"}"),
+        4.0
+    );
     assert_eq!(sample(&m, "accessbot_orders{state=\"active\"}"), 1.0);
     assert_eq!(
         sample(&m, "accessbot_orders{state=\"pending_approval\"}"),
