@@ -18,7 +18,9 @@
 #                                coordinated omission), new events, the bot only: wrk2 -R if
 #                                wrk2 is installed, else `accessbot loadgen open` (same report);
 #                                then the ceiling at the same rate with the same driver, to show
-#                                the tail the machine itself gives (client and server share it)
+#                                the tail the machine itself gives (client and server share it);
+#                                and the bot's own histogram for the same requests (how many it
+#                                answered within 2 ms once they reached its routes)
 # Each closed-loop row also gives the server's CPU time per request (cpu_us/req, from /proc):
 # steadier than req/s between runs, since it does not depend on how the two cores were shared.
 # Payloads are written by `accessbot loadgen payloads` right before the runs (pushes are fresh
@@ -31,7 +33,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
 esac
 ROOT=$PWD
 T="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -114,6 +116,16 @@ parse() { # file
     /^replay: slice restarts/ { wraps = $NF }
     END { printf "%.0f %.2f %.2f %.2f %d %d\n", rps, p50, p99, max, bad, wraps }
   ' "$1"
+}
+
+# From the bot's /metrics: deliveries answered within 2 ms, within 10 ms, and all of them
+# (`accessbot_inbound_delivery_seconds`, cumulative since the bot started).
+handled_within() { # base-url
+  curl -s "$1/metrics" | awk '
+    /^accessbot_inbound_delivery_seconds_bucket\{le="0.002"\}/ { a = $2 }
+    /^accessbot_inbound_delivery_seconds_bucket\{le="0.01"\}/ { b = $2 }
+    /^accessbot_inbound_delivery_seconds_count/ { c = $2 }
+    END { printf "%d %d %d\n", a, b, c }'
 }
 
 payloads() { # kind count out
@@ -226,7 +238,12 @@ if [[ $ONLY == *bot* ]]; then
   # OPEN_RATE=n fixes the rate instead (to compare builds at one rate).
   RATE=${OPEN_RATE:-$((MAX / 2))}
   payloads events $((RATE * OPEN_DURATION * 12 / 10 + 1000)) "$WORK/open.tsv"
+  before=$(handled_within "http://127.0.0.1:$BOT_PORT")
   open_run "bot-open@${RATE}" "http://127.0.0.1:$BOT_PORT/dingtalk/events" "$WORK/open.tsv" "$RATE"
+  after=$(handled_within "http://127.0.0.1:$BOT_PORT")
+  # The same requests timed inside the bot (its routes only): what of the client's tail is the
+  # bot's handling, and what is waiting before it.
+  echo "$before $after" | awk '{ n = $6 - $3; if (n > 0) printf "open loop bot, inside the bot: %d deliveries, %.3f %% answered within 2 ms, %d over 10 ms\n", n, 100 * ($4 - $1) / n, n - ($5 - $2) }' >>"$WORK/open"
   RSS+=("bot $(peak_rss $BP)")
   echo "bot log: $(wc -l <"$WORK/bot.log") lines, $(du -h "$WORK/bot.log" | cut -f1)"
   kill $BP
