@@ -60,8 +60,10 @@ fn thread_cache_on() {
     }
 }
 
-/// The multi-threaded runtime the bot serves on, its threads with jemalloc's cache on.
+/// The multi-threaded runtime the bot serves on, its threads with jemalloc's cache on — and the
+/// calling thread's, which runs what `block_on` is given (the accept loop, for `serve`).
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    thread_cache_on();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(thread_cache_on)
@@ -504,8 +506,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "accessbot starting"
             );
             let rt = runtime().context("while starting the runtime")?;
-            // `block_on` runs the accept loop on this thread.
-            thread_cache_on();
             rt.block_on(accessbot::app::serve(config))
                 .context("while serving")?;
             Ok(ExitCode::SUCCESS)

@@ -127,11 +127,11 @@ async fn metrics_after_request_approve_grant() {
         sample(&m, &delivery("robot", "refused", "unauthenticated")),
         1.0
     );
-    // Every HTTP delivery above, whatever its outcome, is timed once; the largest bucket holds
-    // them all.
+    // Every HTTP delivery above, whatever its outcome, is timed once (the buckets' bounds are
+    // not asserted: how long a delivery takes is for benchmarks, not tests).
     assert_eq!(sample(&m, "accessbot_inbound_delivery_seconds_count"), 4.0);
     assert_eq!(
-        sample(&m, "accessbot_inbound_delivery_seconds_bucket{le=\"2.5\"}"),
+        sample(&m, "accessbot_inbound_delivery_seconds_bucket{le=\"+Inf\"}"),
         4.0
     );
     assert_eq!(sample(&m, "accessbot_orders{state=\"active\"}"), 1.0);
