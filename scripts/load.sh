@@ -2,11 +2,13 @@
 # Load script (issue 11): drives the HTTP edge with distinct, validly signed DingTalk event
 # pushes and prints req/s, p50/p99/max latency and peak RSS for the bot, the bare axum ceiling
 # (scripts: `accessbot loadgen ceiling`) and the seed-style Python receiver
-# (scripts/load/receiver.py, Flask + pycryptodome under gunicorn, 2 workers).
+# (scripts/load/receiver.py, Flask + pycryptodome under gunicorn, 2 workers), and the protocol
+# floor (`accessbot loadgen floor`: the ceiling plus the bot's own signature check, decryption,
+# parsing and encrypted reply, without dedupe, dispatch or storage — where the gap goes).
 #
 #   scripts/load.sh                    the full comparison (about 3 minutes)
 #   DURATION=20 CONNS=128 scripts/load.sh
-#   ONLY=bot scripts/load.sh           only the bot's runs (ceiling, python, bot)
+#   ONLY=bot scripts/load.sh           only the bot's runs (ceiling, floor, python, bot)
 #   BIN=/path/to/accessbot scripts/load.sh   a given build instead of building release
 #   OPEN_RATE=6000 scripts/load.sh    the open-loop run at a fixed rate, not half the max
 #   OPEN_WITH=loadgen scripts/load.sh  the open loop with `accessbot loadgen open`, not wrk2
@@ -33,7 +35,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
 esac
 ROOT=$PWD
 T="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -42,10 +44,11 @@ OPEN_DURATION="${OPEN_DURATION:-20}"
 CONNS="${CONNS:-64}"
 THREADS=2
 COUNT="${COUNT:-}"
-ONLY="${ONLY:-ceiling,python,bot}"
+ONLY="${ONLY:-ceiling,floor,python,bot}"
 BOT_PORT="${BOT_PORT:-18180}"
 CEIL_PORT="${CEIL_PORT:-18181}"
 PY_PORT="${PY_PORT:-18182}"
+FLOOR_PORT="${FLOOR_PORT:-18183}"
 LUA="$ROOT/scripts/load/replay.lua"
 
 # --- tools -------------------------------------------------------------------------------
@@ -208,6 +211,18 @@ if [[ $ONLY == *ceiling* ]]; then
   kill $CP
 fi
 
+# The protocol floor: the ceiling plus the bot's own verify, decrypt, parse and encrypted reply,
+# and nothing else (no dedupe, dispatch, storage or middleware). Every request is answered as
+# if new, so one run.
+if [[ $ONLY == *floor* ]]; then
+  "$BIN" loadgen floor --listen "127.0.0.1:$FLOOR_PORT" --config "$WORK/bot.toml" >/dev/null 2>&1 &
+  FP=$!; PIDS+=($FP)
+  wait_http "http://127.0.0.1:$FLOOR_PORT/"
+  max_run floor-new "http://127.0.0.1:$FLOOR_PORT/dingtalk/events" "$WORK/events.tsv" "$FP"
+  RSS+=("floor $(peak_rss $FP)")
+  kill $FP
+fi
+
 if [[ $ONLY == *python* ]]; then
   eval "$(python3 - "$WORK/bot.toml" <<'PY'
 import sys, tomllib
@@ -273,6 +288,7 @@ awk '
   END {
     if (r["bot-new"] && r["python-new"]) printf "bot/python, new events:  %.1fx\n", r["bot-new"] / r["python-new"]
     if (r["bot-new"] && r["ceiling-new"]) printf "bot/ceiling, new events: %.0f %%\n", 100 * r["bot-new"] / r["ceiling-new"]
+    if (r["floor-new"] && r["ceiling-new"]) printf "floor/ceiling:           %.0f %%  (the protocol work alone, no state)\n", 100 * r["floor-new"] / r["ceiling-new"]
     if (r["bot-repeat"] && r["python-repeat"]) printf "bot/python, repeated:    %.1fx\n", r["bot-repeat"] / r["python-repeat"]
     if (r["bot-repeat"] && r["ceiling-repeat"]) printf "bot/ceiling, repeated:   %.0f %%\n", 100 * r["bot-repeat"] / r["ceiling-repeat"]
   }' "$WORK/results"

@@ -97,48 +97,17 @@ impl Ingress {
         query: &str,
         body: &[u8],
     ) -> Result<SuccessReply, Refusal> {
-        let q = PushQuery::parse(query).ok_or_else(|| {
-            Refusal::bad_request(
-                "missing query parameter: signature, timestamp and nonce are required",
-            )
-        })?;
-        let encrypt = parse::parse_push_body(body)
-            .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
         let crypto = self.crypto.as_ref().ok_or_else(|| {
             Refusal(
                 StatusCode::NOT_FOUND,
                 "HTTP event push is not configured (dingtalk.mode = \"stream\")".into(),
             )
         })?;
-        crypto
-            .verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt)
-            .map_err(|e| Refusal::unauthorized(e.to_string()))?;
-        check_fresh(&q.timestamp, self.clock.now_ms(), EVENT_FRESHNESS_MS)?;
-        let plaintext = crypto.decrypt(&encrypt).map_err(|e| match e {
-            CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
-            other => Refusal::bad_request(other.to_string()),
-        })?;
-        match parse::parse_event(&plaintext) {
-            Ok(DecryptedEvent::CheckUrl) => tracing::info!("answered check_url"),
-            Ok(DecryptedEvent::Event(ev)) => {
-                accept_within(self, window, ev).await?;
-            }
-            // Authentic (signed and encrypted with our key) but not a shape we understand:
-            // refusing would make DingTalk redeliver it forever, so acknowledge, record nothing,
-            // and log.
-            Err(e) => tracing::warn!(error = %e, "authentic event we cannot parse; acknowledged"),
+        let now = self.clock.now_ms();
+        if let Some(ev) = open_event_push(crypto, now, query, body)? {
+            accept_within(self, window, ev).await?;
         }
-        Ok(self.success(crypto))
-    }
-
-    /// The encrypted `success` DingTalk requires (reference §2.4), with a fresh timestamp and
-    /// nonce.
-    fn success(&self, crypto: &CallbackCrypto) -> SuccessReply {
-        let nonce: String = {
-            use rand::distr::{Alphanumeric, SampleString};
-            Alphanumeric.sample_string(&mut rand::rng(), 16)
-        };
-        crypto.success_reply(&self.clock.now_ms().to_string(), &nonce)
+        Ok(success_reply(crypto, self.clock.now_ms()))
     }
 
     /// A robot message in HTTP mode (`/dingtalk/robot`, reference §4): `ts` and `sig` are the
@@ -293,6 +262,53 @@ fn check_fresh(ts: &str, now_ms: i64, window_ms: i64) -> Result<(), Refusal> {
         ));
     }
     Ok(())
+}
+
+/// Steps 1–2 of an event push (module header): the query's signature checked over the body's
+/// `encrypt`, the timestamp's freshness, then decryption and parsing. `None` for what is
+/// acknowledged without being handled (DingTalk's `check_url`, and an authentic event of a shape
+/// we cannot parse: refusing it would make DingTalk redeliver it forever). No state is read or
+/// written here, so `loadgen floor` can time this step alone.
+pub fn open_event_push(
+    crypto: &CallbackCrypto,
+    now_ms: i64,
+    query: &str,
+    body: &[u8],
+) -> Result<Option<Inbound>, Refusal> {
+    let q = PushQuery::parse(query).ok_or_else(|| {
+        Refusal::bad_request("missing query parameter: signature, timestamp and nonce are required")
+    })?;
+    let encrypt = parse::parse_push_body(body)
+        .map_err(|_| Refusal::bad_request("body must be JSON {\"encrypt\": \"...\"}"))?;
+    crypto
+        .verify_signature(&q.signature, &q.timestamp, &q.nonce, &encrypt)
+        .map_err(|e| Refusal::unauthorized(e.to_string()))?;
+    check_fresh(&q.timestamp, now_ms, EVENT_FRESHNESS_MS)?;
+    let plaintext = crypto.decrypt(&encrypt).map_err(|e| match e {
+        CryptoError::OwnerKeyMismatch => Refusal::unauthorized(e.to_string()),
+        other => Refusal::bad_request(other.to_string()),
+    })?;
+    Ok(match parse::parse_event(&plaintext) {
+        Ok(DecryptedEvent::CheckUrl) => {
+            tracing::info!("answered check_url");
+            None
+        }
+        Ok(DecryptedEvent::Event(ev)) => Some(ev),
+        Err(e) => {
+            tracing::warn!(error = %e, "authentic event we cannot parse; acknowledged");
+            None
+        }
+    })
+}
+
+/// The encrypted `success` DingTalk requires in answer to a push (reference §2.4), with a fresh
+/// timestamp and nonce.
+pub fn success_reply(crypto: &CallbackCrypto, now_ms: i64) -> SuccessReply {
+    let nonce: String = {
+        use rand::distr::{Alphanumeric, SampleString};
+        Alphanumeric.sample_string(&mut rand::rng(), 16)
+    };
+    crypto.success_reply(&now_ms.to_string(), &nonce)
 }
 
 /// Refuses verified signature headers that already authenticated a different body.

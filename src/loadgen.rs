@@ -466,6 +466,37 @@ pub async fn serve_ceiling(
     crate::listen::server::serve(listener, router, limits, Default::default(), shutdown).await;
 }
 
+/// The protocol floor: the ceiling plus the protocol work of an event push — the bot's own
+/// signature check, decryption, parsing and encrypted `success` reply
+/// ([`crate::ingress::open_event_push`], [`crate::ingress::success_reply`]) — and nothing
+/// after it: no dedupe, no dispatch, no storage, none of the router's middleware. Between the
+/// ceiling and the bot, it says how much of the bot's cost per request the protocol itself
+/// takes on this machine, and how much is the bot's own state.
+pub async fn serve_floor(
+    listener: tokio::net::TcpListener,
+    limits: crate::listen::server::ConnLimits,
+    crypto: CallbackCrypto,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use axum::body::Bytes;
+    use axum::extract::{RawQuery, State};
+    use axum::routing::post;
+    use std::sync::Arc;
+    async fn push(
+        State(crypto): State<Arc<CallbackCrypto>>,
+        RawQuery(query): RawQuery,
+        body: Bytes,
+    ) -> Result<axum::Json<crate::dingtalk::crypto::SuccessReply>, crate::ingress::Refusal> {
+        let now = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+        crate::ingress::open_event_push(&crypto, now, query.as_deref().unwrap_or(""), &body)?;
+        Ok(axum::Json(crate::ingress::success_reply(&crypto, now)))
+    }
+    let router = axum::Router::new()
+        .route("/dingtalk/events", post(push))
+        .with_state(Arc::new(crypto));
+    crate::listen::server::serve(listener, router, limits, Default::default(), shutdown).await;
+}
+
 /// The simulators a bot under load talks to (DingTalk with the demo directory and no QPS limit,
 /// JumpServer with its demo seed), and the bot's config for `port` and `data` written to
 /// `config`. Returns them so the caller keeps them running.

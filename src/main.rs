@@ -193,6 +193,14 @@ enum LoadgenCommand {
         #[arg(long, default_value = "127.0.0.1:8099")]
         listen: String,
     },
+    /// The protocol floor: the ceiling plus an event push's signature check, decryption,
+    /// parsing and encrypted reply with the keys of CONFIG — no dedupe, dispatch or storage.
+    Floor {
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        listen: String,
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Open-loop load: sends the PAYLOADS file's requests to URL's host at RATE per second for
     /// DURATION seconds, each at its scheduled time whether or not earlier ones were answered,
     /// latency counted from the scheduled time (as wrk2 -R). Prints wrk2's --latency report.
@@ -767,6 +775,33 @@ fn loadgen(what: LoadgenCommand) -> anyhow::Result<ExitCode> {
             .await;
             Ok(ExitCode::SUCCESS)
         }),
+        LoadgenCommand::Floor {
+            listen,
+            config: path,
+        } => {
+            let (config, _) = config::load(&Sources::from_process(Some(&path))).map_err(|p| {
+                anyhow::anyhow!("{}: {} configuration problem(s)", path.display(), p.len())
+            })?;
+            let d = &config.dingtalk;
+            let crypto = accessbot::dingtalk::crypto::CallbackCrypto::new(
+                d.callback_token.expose(),
+                d.callback_aes_key.expose(),
+                d.owner_key(),
+            )
+            .map_err(|e| anyhow::anyhow!("dingtalk callback keys: {e}"))?;
+            rt.block_on(async {
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("while binding {listen}"))?;
+                println!("ready");
+                let limits = accessbot::listen::server::ConnLimits::from_config(&config.server);
+                loadgen::serve_floor(listener, limits, crypto, async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         LoadgenCommand::Open {
             url,
             payloads,
