@@ -27,6 +27,9 @@ pub enum Channel {
     Stream,
 }
 
+/// How many `Channel`s there are.
+const CHANNELS: usize = 4;
+
 impl Channel {
     fn label(self) -> &'static str {
         match self {
@@ -185,6 +188,8 @@ pub struct StoreView {
 struct Inner {
     registry: Registry,
     deliveries: Family<DeliveryLabels, Counter>,
+    /// Handles on `deliveries`' accepted and duplicate series, per channel (`Metrics::delivery`).
+    common_deliveries: [OnceLock<Counter>; CHANNELS * 2],
     delivery_seconds: Histogram,
     orders: Family<StateLabels, Gauge>,
     decision_seconds: Histogram,
@@ -297,6 +302,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 deliveries,
+                common_deliveries: Default::default(),
                 delivery_seconds,
                 orders,
                 decision_seconds,
@@ -314,6 +320,25 @@ impl Metrics {
 
     /// One delivery and what became of it.
     pub fn delivery(&self, channel: Channel, outcome: Outcome) {
+        // The two outcomes of every normal delivery keep a handle on their series: the family's
+        // lookup (a lock and a hash of three labels) came on every request.
+        let fast = match outcome {
+            Outcome::Accepted => Some(0),
+            Outcome::Duplicate => Some(1),
+            Outcome::Refused(_) => None,
+        };
+        if let Some(slot) =
+            fast.and_then(|o| self.inner.common_deliveries.get(channel as usize * 2 + o))
+        {
+            slot.get_or_init(|| self.delivery_counter(channel, outcome))
+                .inc();
+            return;
+        }
+        self.delivery_counter(channel, outcome).inc();
+    }
+
+    /// The series of `channel` and `outcome` (created at its first use, as a family does).
+    fn delivery_counter(&self, channel: Channel, outcome: Outcome) -> Counter {
         let (outcome, reason) = match outcome {
             Outcome::Accepted => ("accepted", ""),
             Outcome::Duplicate => ("duplicate", ""),
@@ -326,7 +351,7 @@ impl Metrics {
                 outcome,
                 reason,
             })
-            .inc();
+            .clone()
     }
 
     /// One HTTP call to an external service: `status` is `None` when no answer came.
@@ -425,23 +450,22 @@ impl Outcome {
     }
 }
 
-/// Axum middleware counting the deliveries on the DingTalk routes (outermost layer, so the
-/// body-limit and deadline refusals are counted too).
-pub async fn count_deliveries(
-    axum::extract::State(m): axum::extract::State<Metrics>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let Some(channel) = Channel::of_path(req.uri().path()) else {
-        return next.run(req).await;
-    };
-    let started = Instant::now();
-    let (resp, duplicate) = track_duplicate(next.run(req)).await;
-    m.inner
-        .delivery_seconds
-        .observe(started.elapsed().as_secs_f64());
-    m.delivery(channel, Outcome::of(resp.status().as_u16(), duplicate));
-    resp
+impl Metrics {
+    /// Runs one HTTP delivery on `channel` (`fut`: everything the route does, body-limit and
+    /// deadline refusals included), then times and counts it.
+    pub async fn count_delivery(
+        &self,
+        channel: Channel,
+        fut: impl Future<Output = axum::response::Response>,
+    ) -> axum::response::Response {
+        let started = Instant::now();
+        let (resp, duplicate) = track_duplicate(fut).await;
+        self.inner
+            .delivery_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.delivery(channel, Outcome::of(resp.status().as_u16(), duplicate));
+        resp
+    }
 }
 
 /// Holds `stream_connected` at 1; back to 0 when dropped (the session ended, however).

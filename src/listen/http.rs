@@ -15,33 +15,49 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub fn router(ingress: Arc<Ingress>, max_body_bytes: usize, timeout: Duration) -> Router {
+    let edge = Arc::new(Edge {
+        window: InFlightWindow::after_timeout(timeout),
+        max_body_bytes,
+        timeout,
+        ingress,
+    });
     Router::new()
         .route("/dingtalk/events", post(events))
         .route("/dingtalk/robot", post(robot))
         .route("/dingtalk/cards", post(cards))
         .route("/healthz", get(healthz))
-        .layer(Extension(InFlightWindow::after_timeout(timeout)))
         // The body is read (and an over-size one drained) by `bounded` before any handler
         // runs; this limit only guards a future route that would read its own.
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| async move {
-                bounded(req, next, max_body_bytes, timeout).await
-            },
-        ))
-        // Outermost, so the body-limit and deadline refusals are counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            ingress.metrics.clone(),
-            crate::metrics::count_deliveries,
-        ))
-        .with_state(ingress)
+        // One layer for all that wraps a delivery (each layer is a boxed future and a service
+        // clone per request): count it, bound it.
+        .layer(axum::middleware::from_fn_with_state(edge.clone(), wrap))
+        .with_state(edge)
+}
+
+/// What the routes share: the ingress, and the limits this listener applies.
+struct Edge {
+    ingress: Arc<Ingress>,
+    window: InFlightWindow,
+    max_body_bytes: usize,
+    timeout: Duration,
+}
+
+/// Every request: the body limit and deadline (`bounded`); deliveries on the DingTalk routes are
+/// also timed and counted, refusals by those limits included.
+async fn wrap(State(edge): State<Arc<Edge>>, req: Request, next: Next) -> Response {
+    let channel = crate::metrics::Channel::of_path(req.uri().path());
+    let run = bounded(req, next, edge.max_body_bytes, edge.timeout);
+    match channel {
+        Some(channel) => edge.ingress.metrics.count_delivery(channel, run).await,
+        None => run.await,
+    }
 }
 
 /// How much of an over-size body is read and thrown away so the client sees its 413: four
@@ -82,6 +98,9 @@ async fn read_body(
         return Err(BodyError::TooLarge { drained: false });
     }
     let mut stream = body.into_data_stream();
+    // Copied out even when the body is one chunk: a chunk is a slice of hyper's read buffer, and
+    // while a request holds it hyper cannot reuse that buffer for the next request on the
+    // connection. Keeping the chunk was tried: no gain the load script could resolve.
     let mut buf: Vec<u8> = Vec::new();
     let mut total: usize = 0;
     let mut over = announced.is_some_and(|n| n > max as u64);
@@ -165,21 +184,20 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn events(
-    State(ingress): State<Arc<Ingress>>,
-    Extension(window): Extension<InFlightWindow>,
+    State(edge): State<Arc<Edge>>,
     RawQuery(query): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
     let body = body_or_refusal(body)?;
-    let reply = ingress
-        .event_push(window, query.as_deref().unwrap_or(""), &body)
+    let reply = edge
+        .ingress
+        .event_push(edge.window, query.as_deref().unwrap_or(""), &body)
         .await?;
     Ok(Json(reply).into_response())
 }
 
 async fn robot(
-    State(ingress): State<Arc<Ingress>>,
-    Extension(window): Extension<InFlightWindow>,
+    State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
@@ -188,13 +206,15 @@ async fn robot(
         header(&headers, sign::ROBOT_TIMESTAMP_HEADER),
         header(&headers, sign::ROBOT_SIGN_HEADER),
     );
-    let reply = ingress.robot_message(window, ts, sig, &body).await?;
+    let reply = edge
+        .ingress
+        .robot_message(edge.window, ts, sig, &body)
+        .await?;
     Ok(Json(reply).into_response())
 }
 
 async fn cards(
-    State(ingress): State<Arc<Ingress>>,
-    Extension(window): Extension<InFlightWindow>,
+    State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Refusal> {
@@ -203,7 +223,10 @@ async fn cards(
         header(&headers, sign::CARD_TIMESTAMP_HEADER),
         header(&headers, sign::CARD_SIGN_HEADER),
     );
-    let reply = ingress.card_callback(window, ts, sig, &body).await?;
+    let reply = edge
+        .ingress
+        .card_callback(edge.window, ts, sig, &body)
+        .await?;
     Ok(Json(reply).into_response())
 }
 
