@@ -12,6 +12,8 @@
 #   BIN=/path/to/accessbot scripts/load.sh   a given build instead of building release
 #   OPEN_RATE=6000 scripts/load.sh    the open-loop run at a fixed rate, not half the max
 #   OPEN_WITH=loadgen scripts/load.sh  the open loop with `accessbot loadgen open`, not wrk2
+#   RUNS=5 scripts/load.sh             five whole comparisons, then per row the median and range
+#                                      of req/s and CPU per request, and of each run's ratios
 #
 # Runs, each against a server started fresh:
 #   max req/s, new events        wrk (closed loop), every request a new user_leave_org push
@@ -35,8 +37,40 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
-  -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
 esac
+# RUNS=n: the same req/s moves by a third between runs minutes apart on this shared machine, and
+# the ceiling with it; a ratio is only worth its spread over several whole runs.
+if [ "${RUNS:-1}" -gt 1 ]; then
+  ALL=$(mktemp)
+  trap 'rm -f "$ALL"' EXIT
+  for i in $(seq 1 "$RUNS"); do
+    echo "== run $i of $RUNS"
+    RUNS=1 "$0" "$@" | tee -a "$ALL"
+  done
+  echo
+  echo "== $RUNS runs: median (min-max)"
+  awk '
+    function med(list,   a, n, i, j, t) {
+      n = split(list, a, " ")
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return sprintf("%s (%s-%s)", (n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2), a[1], a[n])
+    }
+    /^== run / { run++ }
+    $1 ~ /^(ceiling|floor|python|bot)-(new|repeat)$/ && NF == 9 {
+      rps[$1] = rps[$1] " " $2; cpu[$1] = cpu[$1] " " $9; r[run, $1] = $2; names[$1] = 1
+    }
+    END {
+      for (n in names) printf "%-16s req/s %s   cpu_us/req %s\n", n, med(rps[n]), med(cpu[n])
+      split("bot-new/python-new bot-new/ceiling-new floor-new/ceiling-new bot-repeat/python-repeat bot-repeat/ceiling-repeat", pairs, " ")
+      for (p in pairs) {
+        split(pairs[p], ab, "/"); list = ""
+        for (i = 1; i <= run; i++) if (r[i, ab[1]] && r[i, ab[2]]) list = list " " sprintf("%.2f", r[i, ab[1]] / r[i, ab[2]])
+        if (list != "") printf "%-26s %s\n", pairs[p], med(list)
+      }
+    }' "$ALL" | sort
+  exit 0
+fi
 ROOT=$PWD
 T="${CARGO_TARGET_DIR:-$ROOT/target}"
 DURATION="${DURATION:-10}"
