@@ -45,7 +45,7 @@ if [ "${RUNS:-1}" -gt 1 ]; then
   ALL=$(mktemp)
   trap 'rm -f "$ALL"' EXIT
   for i in $(seq 1 "$RUNS"); do
-    echo "== run $i of $RUNS"
+    echo "== run $i of $RUNS" | tee -a "$ALL"
     RUNS=1 "$0" "$@" | tee -a "$ALL"
   done
   echo
