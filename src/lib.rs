@@ -20,7 +20,7 @@ pub mod ingress; //    the one front door of both listeners: verify â†’ parse â†
 pub mod jumpserver; // JumpServer adapter: HTTP Signatures, auth modes, typed client, grant plan
 pub mod listen; //     the listeners side by side: HTTP (routes, limits, connections) and DingTalk Stream
 #[cfg(feature = "sandbox")]
-pub mod loadgen; //    `accessbot loadgen` (hidden, feature sandbox): signed payloads, simulators and the bare ceiling server for scripts/load.sh
+pub mod loadgen; //    `accessbot loadgen` (hidden, feature sandbox): signed payloads, simulators, the bare ceiling and the protocol floor servers for scripts/load.sh
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
 pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-line hooks; store gauges read at scrape
 pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
