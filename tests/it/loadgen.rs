@@ -1,8 +1,9 @@
 //! `accessbot loadgen payloads`: what scripts/load.sh replays must pass the real ingress —
 //! every event push verified, decrypted and answered with the encrypted `success`; the
 //! "mostly repeated" set acknowledged as duplicates; every robot message accepted once, its
-//! copy a duplicate (not a replayed signature); and the open-loop driver (`loadgen open`) sends
-//! every scheduled request through it.
+//! copy a duplicate (not a replayed signature); the open-loop driver (`loadgen open`) sends
+//! every scheduled request through it; and the protocol floor (`loadgen floor`) answers and
+//! refuses like the bot.
 use crate::support::{example_user, BotEnv};
 use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::loadgen::{generate, open_loop, Kind, LoadRequest, OpenOptions, REPEAT_EVERY};
@@ -172,4 +173,82 @@ async fn open_loop_driver_sends_every_scheduled_request_through_the_ingress() {
             "{line:?} missing from:\n{text}"
         );
     }
+}
+
+/// `accessbot loadgen floor`: the bot's own protocol work and nothing else. A push is answered
+/// with the encrypted, signed `success`, and what the bot refuses the floor refuses too (same
+/// functions): a floor that skipped the signature check would time less than the bot does.
+#[tokio::test]
+async fn the_floor_answers_and_refuses_like_the_bot() {
+    use accessbot::dingtalk::config::DingTalkConfig;
+    use accessbot::secret::Secret;
+    let d = DingTalkConfig {
+        app_key: "dingfloorapp".into(),
+        callback_token: Secret::new("floorToken1"),
+        callback_aes_key: Secret::new("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA"),
+        ..DingTalkConfig::default()
+    };
+    let crypto = CallbackCrypto::new(
+        d.callback_token.expose(),
+        d.callback_aes_key.expose(),
+        d.owner_key(),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let limits = accessbot::listen::server::ConnLimits::from_config(
+        &accessbot::config::Config::default().server,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(accessbot::loadgen::serve_floor(
+        listener,
+        limits,
+        crypto.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let post = |r: &LoadRequest, path: String| {
+        reqwest::Client::new()
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/json")
+            .body(r.body.clone())
+            .send()
+    };
+
+    let now = jiff::Timestamp::now().as_millisecond();
+    let pushes = generate(&d, Kind::Events, 3, now, "floor").unwrap();
+    for r in &pushes {
+        let res = post(r, r.path.clone()).await.unwrap();
+        assert_eq!(res.status().as_u16(), 200);
+        let reply: serde_json::Value = res.json().await.unwrap();
+        let (ts, nonce, enc) = (
+            reply["timeStamp"].as_str().unwrap(),
+            reply["nonce"].as_str().unwrap(),
+            reply["encrypt"].as_str().unwrap(),
+        );
+        crypto
+            .verify_signature(reply["msg_signature"].as_str().unwrap(), ts, nonce, enc)
+            .unwrap();
+        assert_eq!(crypto.decrypt(enc).unwrap(), "success");
+    }
+
+    // A forged signature: 401, as from the bot.
+    let forged = pushes[0].path.replacen("signature=", "signature=0", 1);
+    let res = post(&pushes[0], forged).await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    // A push signed two hours ago: stale, 401.
+    let stale = generate(&d, Kind::Events, 1, now - 2 * 3_600_000, "floor-old").unwrap();
+    let res = post(&stale[0], stale[0].path.clone()).await.unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    // Broken JSON: 400.
+    let broken = LoadRequest {
+        body: "{\"encrypt\":".into(),
+        ..pushes[1].clone()
+    };
+    let res = post(&broken, broken.path.clone()).await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+
+    let _ = stop.send(());
+    server.await.unwrap();
 }
