@@ -22,6 +22,19 @@ async fn send(env: &BotEnv, r: &LoadRequest) -> (u16, serde_json::Value) {
     (status, res.json().await.unwrap_or_default())
 }
 
+/// The answer to a push is the encrypted `success`, signed over what is sent (reference §2.4).
+fn assert_signed_success(crypto: &CallbackCrypto, reply: &serde_json::Value) {
+    let (ts, nonce, enc) = (
+        reply["timeStamp"].as_str().unwrap(),
+        reply["nonce"].as_str().unwrap(),
+        reply["encrypt"].as_str().unwrap(),
+    );
+    crypto
+        .verify_signature(reply["msg_signature"].as_str().unwrap(), ts, nonce, enc)
+        .unwrap();
+    assert_eq!(crypto.decrypt(enc).unwrap(), "success");
+}
+
 #[tokio::test]
 async fn generated_payloads_pass_the_real_ingress() {
     let env = BotEnv::new(
@@ -49,15 +62,7 @@ async fn generated_payloads_pass_the_real_ingress() {
     for r in &events {
         let (status, reply) = send(&env, r).await;
         assert_eq!(status, 200, "{reply}");
-        let (ts, nonce, enc) = (
-            reply["timeStamp"].as_str().unwrap(),
-            reply["nonce"].as_str().unwrap(),
-            reply["encrypt"].as_str().unwrap(),
-        );
-        crypto
-            .verify_signature(reply["msg_signature"].as_str().unwrap(), ts, nonce, enc)
-            .unwrap();
-        assert_eq!(crypto.decrypt(enc).unwrap(), "success");
+        assert_signed_success(&crypto, &reply);
     }
     assert_eq!(stats().duplicates.load(Ordering::Relaxed), 0, "all new");
 
@@ -221,16 +226,7 @@ async fn the_floor_answers_and_refuses_like_the_bot() {
     for r in &pushes {
         let res = post(r, r.path.clone()).await.unwrap();
         assert_eq!(res.status().as_u16(), 200);
-        let reply: serde_json::Value = res.json().await.unwrap();
-        let (ts, nonce, enc) = (
-            reply["timeStamp"].as_str().unwrap(),
-            reply["nonce"].as_str().unwrap(),
-            reply["encrypt"].as_str().unwrap(),
-        );
-        crypto
-            .verify_signature(reply["msg_signature"].as_str().unwrap(), ts, nonce, enc)
-            .unwrap();
-        assert_eq!(crypto.decrypt(enc).unwrap(), "success");
+        assert_signed_success(&crypto, &res.json().await.unwrap());
     }
 
     // A forged signature: 401, as from the bot.
