@@ -15,7 +15,7 @@ pub use help_only::HelpOnly;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::dingtalk::client::DingTalkClient;
-use crate::dingtalk::crypto::{CallbackCrypto, CryptoError};
+use crate::dingtalk::crypto::CryptoError;
 use crate::dingtalk::ListenerMode;
 use crate::dispatch::Dispatch;
 use crate::domain::order::DeadlinePolicy;
@@ -229,11 +229,7 @@ impl Bot {
         let crypto = if d.mode == ListenerMode::Http
             || !(d.callback_token.is_empty() || d.callback_aes_key.is_empty())
         {
-            Some(CallbackCrypto::new(
-                d.callback_token.expose(),
-                d.callback_aes_key.expose(),
-                d.owner_key(),
-            )?)
+            Some(d.callback_crypto()?)
         } else {
             None
         };

@@ -90,7 +90,8 @@ impl Refusal {
 
 impl Ingress {
     /// An encrypted event push (`/dingtalk/events`, reference §2): `query` carries signature,
-    /// timestamp and nonce; the answer is the encrypted `success` DingTalk requires.
+    /// timestamp and nonce; the answer is the encrypted `success` DingTalk requires. A bot
+    /// without HTTP push configured answers 404 before reading the request.
     pub async fn event_push(
         &self,
         window: InFlightWindow,

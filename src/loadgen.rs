@@ -56,11 +56,7 @@ pub fn generate(
 ) -> Result<Vec<LoadRequest>, CryptoError> {
     match kind {
         Kind::Events | Kind::Repeat => {
-            let crypto = CallbackCrypto::new(
-                d.callback_token.expose(),
-                d.callback_aes_key.expose(),
-                d.owner_key(),
-            )?;
+            let crypto = d.callback_crypto()?;
             let ts = now_ms.to_string();
             Ok((0..count)
                 .map(|i| {

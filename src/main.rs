@@ -782,13 +782,10 @@ fn loadgen(what: LoadgenCommand) -> anyhow::Result<ExitCode> {
             let (config, _) = config::load(&Sources::from_process(Some(&path))).map_err(|p| {
                 anyhow::anyhow!("{}: {} configuration problem(s)", path.display(), p.len())
             })?;
-            let d = &config.dingtalk;
-            let crypto = accessbot::dingtalk::crypto::CallbackCrypto::new(
-                d.callback_token.expose(),
-                d.callback_aes_key.expose(),
-                d.owner_key(),
-            )
-            .map_err(|e| anyhow::anyhow!("dingtalk callback keys: {e}"))?;
+            let crypto = config
+                .dingtalk
+                .callback_crypto()
+                .map_err(|e| anyhow::anyhow!("dingtalk callback keys: {e}"))?;
             rt.block_on(async {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await

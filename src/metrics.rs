@@ -27,8 +27,9 @@ pub enum Channel {
     Stream,
 }
 
-/// How many `Channel`s there are.
+/// How many `Channel`s there are (`Metrics::delivery` indexes by `channel as usize`).
 const CHANNELS: usize = 4;
+const _: () = assert!(Channel::Stream as usize + 1 == CHANNELS);
 
 impl Channel {
     fn label(self) -> &'static str {
@@ -337,6 +338,22 @@ impl Metrics {
         self.delivery_counter(channel, outcome).inc();
     }
 
+    /// Runs one HTTP delivery on `channel` (`fut`: everything the route does, body-limit and
+    /// deadline refusals included), then times and counts it.
+    pub async fn count_delivery(
+        &self,
+        channel: Channel,
+        fut: impl Future<Output = axum::response::Response>,
+    ) -> axum::response::Response {
+        let started = Instant::now();
+        let (resp, duplicate) = track_duplicate(fut).await;
+        self.inner
+            .delivery_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.delivery(channel, Outcome::of(resp.status().as_u16(), duplicate));
+        resp
+    }
+
     /// The series of `channel` and `outcome` (created at its first use, as a family does).
     fn delivery_counter(&self, channel: Channel, outcome: Outcome) -> Counter {
         let (outcome, reason) = match outcome {
@@ -447,24 +464,6 @@ impl Outcome {
             200..=299 => Outcome::Accepted,
             s => Outcome::Refused(Refused::from_status(s)),
         }
-    }
-}
-
-impl Metrics {
-    /// Runs one HTTP delivery on `channel` (`fut`: everything the route does, body-limit and
-    /// deadline refusals included), then times and counts it.
-    pub async fn count_delivery(
-        &self,
-        channel: Channel,
-        fut: impl Future<Output = axum::response::Response>,
-    ) -> axum::response::Response {
-        let started = Instant::now();
-        let (resp, duplicate) = track_duplicate(fut).await;
-        self.inner
-            .delivery_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.delivery(channel, Outcome::of(resp.status().as_u16(), duplicate));
-        resp
     }
 }
 

@@ -66,6 +66,17 @@ impl Default for DingTalkConfig {
 }
 
 impl DingTalkConfig {
+    /// The event-push crypto of this subscription: its token, AES key and owner key.
+    pub fn callback_crypto(
+        &self,
+    ) -> Result<super::crypto::CallbackCrypto, super::crypto::CryptoError> {
+        super::crypto::CallbackCrypto::new(
+            self.callback_token.expose(),
+            self.callback_aes_key.expose(),
+            self.owner_key(),
+        )
+    }
+
     pub fn robot_code(&self) -> &str {
         if self.robot_code.is_empty() {
             &self.app_key

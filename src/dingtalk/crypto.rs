@@ -96,8 +96,9 @@ impl PushQuery {
 pub struct CallbackCrypto {
     token: String,
     iv: [u8; 16],
-    /// The AES key schedule of the 32-byte key, expanded once: every push is decrypted and answered with
-    /// an encryption, and expanding the key each time was a visible share of that work.
+    /// The AES key schedule of the 32-byte key, expanded once: every push is decrypted and
+    /// answered with an encryption, and expanding the key each time was a visible share of that
+    /// work. (No key field is kept beside it; `Debug` is hand-written and prints neither.)
     cipher: Aes256,
     owner_key: String,
 }

@@ -47,12 +47,7 @@ async fn generated_payloads_pass_the_real_ingress() {
     )
     .await;
     let d = &env.cfg.dingtalk;
-    let crypto = CallbackCrypto::new(
-        d.callback_token.expose(),
-        d.callback_aes_key.expose(),
-        d.owner_key(),
-    )
-    .unwrap();
+    let crypto = d.callback_crypto().unwrap();
     let stats = || env.bot().ingress().dedupe.stats();
 
     let events = generate(d, Kind::Events, 20, env.now_ms(), "t1").unwrap();
@@ -193,12 +188,7 @@ async fn the_floor_answers_and_refuses_like_the_bot() {
         callback_aes_key: Secret::new("AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA"),
         ..DingTalkConfig::default()
     };
-    let crypto = CallbackCrypto::new(
-        d.callback_token.expose(),
-        d.callback_aes_key.expose(),
-        d.owner_key(),
-    )
-    .unwrap();
+    let crypto = d.callback_crypto().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let limits = accessbot::listen::server::ConnLimits::from_config(

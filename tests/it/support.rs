@@ -6,7 +6,6 @@ use accessbot::app::{Bot, BotOptions};
 use accessbot::clock::{Clock, ManualClock, SharedClock};
 use accessbot::config::Config;
 use accessbot::dingtalk::client::DingUser;
-use accessbot::dingtalk::crypto::CallbackCrypto;
 use accessbot::domain::ids::{DingUserId, OrderId};
 use accessbot::domain::order::Order;
 use accessbot::jumpserver::config::JumpServerConfig;
@@ -174,12 +173,7 @@ impl BotEnv {
     /// An encrypted, signed DingTalk event push to the bot; returns the HTTP status.
     pub async fn push_event(&self, event: Value) -> u16 {
         let d = &self.cfg.dingtalk;
-        let crypto = CallbackCrypto::new(
-            d.callback_token.expose(),
-            d.callback_aes_key.expose(),
-            d.owner_key(),
-        )
-        .unwrap();
+        let crypto = d.callback_crypto().unwrap();
         let ts = self.now_ms().to_string();
         let (query, body) = encrypted_event_request(&crypto, &event.to_string(), &ts, "nonce123");
         let res = reqwest::Client::new()
