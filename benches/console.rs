@@ -99,7 +99,7 @@ fn seed_one(orders: &Orders, n: usize, at: Timestamp) {
         Actor::User(who.clone()),
     );
     // One in twenty is still waiting, one in ten is rejected.
-    if n % 20 == 0 {
+    if n.is_multiple_of(20) {
         return;
     }
     if n % 10 == 1 {
@@ -170,7 +170,8 @@ fn console_pages(c: &mut Criterion) {
     let start = now - SignedDuration::from_hours(24 * 60);
     let t = std::time::Instant::now();
     for n in 0..n_orders {
-        let at = start + SignedDuration::from_secs((n as i64) * 60 * 24 * 60 * 60 / n_orders as i64);
+        let at =
+            start + SignedDuration::from_secs((n as i64) * 60 * 24 * 60 * 60 / n_orders as i64);
         seed_one(&orders, n, at);
     }
     let audit = Audit::new(&store).expect("audit");

@@ -19,7 +19,7 @@ use crate::store::index::{Index, IndexWriter};
 use crate::store::orders::Orders;
 use crate::workflow::ports::{
     AuditTrail, CasError, Committed, CreateError, DialogStore, IndexBuild, IndexStore,
-    InventorySink, OrderStore, OutboxJob, StoreError, StoredDialog,
+    InventorySink, OrderChanges, OrderStore, OutboxJob, StoreError, StoredDialog,
 };
 use futures::future::BoxFuture;
 use jiff::tz::TimeZone;
@@ -54,6 +54,14 @@ impl OrderStore for Orders {
 
     fn list_by_requester(&self, user: &DingUserId) -> Result<Vec<Order>, StoreError> {
         Orders::list_by_requester(self, user)
+    }
+
+    fn all(&self) -> Result<Vec<Order>, StoreError> {
+        Orders::all(self)
+    }
+
+    fn changes_since(&self, revision: u64) -> OrderChanges {
+        Orders::changes_since(self, revision)
     }
 
     fn list_by_state(&self, state: State) -> Result<Vec<Order>, StoreError> {

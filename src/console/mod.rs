@@ -73,6 +73,8 @@ pub struct Console {
     clock: SharedClock,
     login_limit: DefaultDirectRateLimiter,
     templates: minijinja::Environment<'static>,
+    /// Every order, kept decoded between pages (`data::OrderBook`).
+    book: data::OrderBook,
 }
 
 const CSS: &str = include_str!("static/console.css");
@@ -116,6 +118,7 @@ impl Console {
             clock,
             login_limit: RateLimiter::direct(Quota::per_minute(per_minute)),
             templates: templates(),
+            book: data::OrderBook::default(),
         }
     }
 }

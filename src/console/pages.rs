@@ -6,7 +6,7 @@
 //! the access check; each handler stays short.
 use super::access::{Role, Viewer};
 use super::auth::lang_switch;
-use super::data::{all_orders, ChainStatus};
+use super::data::{ChainStatus, OrderSnapshot};
 use super::session::Session;
 use super::view::{self, HistoryFilter, HistoryRow, NowRow, PendingRow};
 use super::web::{self, lang_key, lang_of, render, LANG_COOKIE};
@@ -34,7 +34,7 @@ struct Seen {
     lang: Lang,
     /// `?lang=` given: remember it in a cookie.
     set_lang: Option<Lang>,
-    orders: HashMap<OrderId, Order>,
+    orders: Arc<OrderSnapshot>,
     names: HashMap<DingUserId, String>,
 }
 
@@ -95,19 +95,19 @@ fn seen(
             .unwrap_or_else(|| uri.path().to_owned());
         return Err(web::to_login(&next));
     };
-    let orders = all_orders(c.ports.orders.as_ref()).map_err(|e| {
+    let orders = c.book.read(c.ports.orders.as_ref()).map_err(|e| {
         tracing::error!(error = %e, "console could not read orders");
         web::bad_request(c, lang, "bad_request")
     })?;
-    let is_approver = c.approvers.contains(&session.user)
-        || orders.values().any(|o| o.approvers.contains(&session.user));
+    let is_approver =
+        c.approvers.contains(&session.user) || orders.approvers.contains(&session.user);
     let viewer = Viewer::new(
         session.user.clone(),
         session.name.clone(),
         &c.overseers,
         is_approver,
     );
-    let mut names = view::names(&orders);
+    let mut names = orders.names.clone();
     if !session.name.is_empty() {
         names.insert(session.user.clone(), session.name.clone());
     }
@@ -167,7 +167,7 @@ fn own_username(s: &Seen) -> Option<String> {
 
 fn now_rows(c: &Console, s: &Seen, q: &NowQuery) -> (Option<String>, Vec<NowRow>, Vec<NowRow>) {
     let now = c.clock.now();
-    let ours = view::by_permission(&s.orders);
+    let ours = view::by_permission(s.orders.values());
     let as_of = match c.ports.index.stats() {
         Ok(Some(st)) => Some(view::local(st.synced_at, &c.tz)),
         Ok(None) => None,

@@ -5,7 +5,7 @@ use crate::chat::text::console::{audit_event_label, console_word};
 use crate::chat::text::{self, Lang};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
 use crate::domain::duration::AccessDuration;
-use crate::domain::ids::{DingUserId, OrderId};
+use crate::domain::ids::DingUserId;
 use crate::domain::inventory::{Grant, Reach};
 use crate::domain::order::Order;
 use crate::domain::target::Target;
@@ -32,15 +32,6 @@ pub fn age(lang: Lang, from: Timestamp, now: Timestamp) -> String {
             Lang::En => "under a minute".into(),
         },
     }
-}
-
-/// Display names known from orders (requesters), to show people by name where we can.
-pub fn names(orders: &HashMap<OrderId, Order>) -> HashMap<DingUserId, String> {
-    orders
-        .values()
-        .filter(|o| !o.requester_name.is_empty())
-        .map(|o| (o.requester.clone(), o.requester_name.clone()))
-        .collect()
 }
 
 /// `张三 (zhangsan)`, or the id alone when no name is known.
@@ -390,9 +381,9 @@ pub struct NowRow {
 }
 
 /// Our orders by the JumpServer permission name their grant uses.
-pub fn by_permission(orders: &HashMap<OrderId, Order>) -> HashMap<String, &Order> {
+pub fn by_permission<'a>(orders: impl Iterator<Item = &'a Order>) -> HashMap<String, &'a Order> {
     let mut m = HashMap::new();
-    for o in orders.values() {
+    for o in orders {
         let granted = o.grant.as_ref().and_then(|g| g.permission_name.clone());
         let planned = o.preview.as_ref().map(|p| p.permission_name.clone());
         for name in [granted, planned].into_iter().flatten() {

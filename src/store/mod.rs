@@ -67,6 +67,9 @@ pub struct Store {
     db: sled::Db,
     installation: InstallationId,
     side: Arc<SideDbs>,
+    /// Which orders this process changed lately, shared by every `Orders` handle on this store
+    /// (see `orders::OrderFeed`).
+    order_feed: Arc<orders::OrderFeed>,
 }
 
 /// The index's generation databases (`<path>/index/<generation>/`, see `store::index`), shared
@@ -197,6 +200,7 @@ impl Store {
                 cache_bytes,
                 open: Mutex::default(),
             }),
+            order_feed: Arc::default(),
         })
     }
 
@@ -214,12 +218,18 @@ impl Store {
                 cache_bytes: DEFAULT_CACHE_BYTES,
                 open: Mutex::default(),
             }),
+            order_feed: Arc::default(),
         })
     }
 
     /// This installation's id (see `domain::ownership`).
     pub fn installation_id(&self) -> &InstallationId {
         &self.installation
+    }
+
+    /// The feed of order changes every `Orders` handle on this store writes to.
+    pub(crate) fn order_feed(&self) -> Arc<orders::OrderFeed> {
+        self.order_feed.clone()
     }
 
     pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

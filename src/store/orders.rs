@@ -17,9 +17,9 @@ use crate::domain::order::{format_order_id, Order, State};
 use jiff::{tz::TimeZone, Timestamp};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use thiserror::Error;
 
 const ORDERS: &str = "orders";
@@ -90,6 +90,70 @@ pub trait OrderObserver: Send + Sync {
 
 type Observers = Arc<RwLock<Vec<Arc<dyn OrderObserver>>>>;
 
+/// How many changed order ids the feed keeps: a reader further behind reloads everything.
+const FEED_LEN: usize = 4096;
+
+/// Which orders changed, in commit order, for readers that keep a decoded copy of every order
+/// (the console): a revision number counts the commits of this process, and the ids of the
+/// last `FEED_LEN` are kept. Noted after the write, so an id read here is stored at least in
+/// the version that noted it. In memory: a reader's copy starts with a full load after a
+/// restart anyway.
+#[derive(Debug, Default)]
+pub struct OrderFeed {
+    inner: Mutex<FeedInner>,
+}
+
+#[derive(Debug, Default)]
+struct FeedInner {
+    revision: u64,
+    recent: VecDeque<(u64, OrderId)>,
+}
+
+/// The answer of [`OrderFeed::since`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderChanges {
+    /// The feed's revision when the ids were read: pass it to the next call.
+    pub revision: u64,
+    /// The orders changed after the revision asked about (repeats removed), or `None` when the
+    /// feed no longer reaches back that far (or was asked about a revision it never had): the
+    /// reader loads everything again.
+    pub changed: Option<Vec<OrderId>>,
+}
+
+impl OrderFeed {
+    fn note(&self, id: &OrderId) {
+        let mut f = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f.revision += 1;
+        let rev = f.revision;
+        if f.recent.len() == FEED_LEN {
+            f.recent.pop_front();
+        }
+        f.recent.push_back((rev, id.clone()));
+    }
+
+    /// The orders changed after `revision` (see [`OrderChanges`]).
+    pub fn since(&self, revision: u64) -> OrderChanges {
+        let f = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let oldest_kept = f.recent.front().map_or(f.revision + 1, |(r, _)| *r);
+        // Revisions after `revision` must all still be here: the first one missing is lost.
+        let changed = (revision <= f.revision && revision + 1 >= oldest_kept).then(|| {
+            let mut ids: Vec<OrderId> = f
+                .recent
+                .iter()
+                .filter(|(r, _)| *r > revision)
+                .map(|(_, id)| id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            ids
+        });
+        OrderChanges {
+            revision: f.revision,
+            changed,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Orders {
     orders: sled::Tree,
@@ -102,6 +166,7 @@ pub struct Orders {
     audit_head: sled::Tree,
     audit_index: sled::Tree,
     observers: Observers,
+    feed: Arc<OrderFeed>,
     /// fsync each commit before returning, so a decision acknowledged to DingTalk survives a
     /// power cut (sled otherwise flushes every 500 ms). Off only for benches.
     durable: bool,
@@ -252,6 +317,7 @@ impl Orders {
             audit_head: store.tree(audit::HEAD)?,
             audit_index: store.tree(audit::INDEX)?,
             observers: Arc::default(),
+            feed: store.order_feed(),
             durable: true,
         })
     }
@@ -465,6 +531,7 @@ impl Orders {
     }
 
     fn after_commit(&self, order: &Order, jobs: &[OutboxJob]) {
+        self.feed.note(&order.id);
         if !jobs.is_empty() {
             self.outbox.notify();
         }
@@ -476,6 +543,16 @@ impl Orders {
         for o in observers {
             o.order_changed(order);
         }
+    }
+
+    /// The orders changed after `revision` by this process (see [`OrderFeed`]).
+    pub fn changes_since(&self, revision: u64) -> OrderChanges {
+        self.feed.since(revision)
+    }
+
+    /// Every order, in id order: one walk of the orders tree (no index).
+    pub fn all(&self) -> Result<Vec<Order>, StoreError> {
+        self.orders.iter().values().map(|v| decode(&v?)).collect()
     }
 
     pub fn get(&self, id: &OrderId) -> Result<Option<Order>, StoreError> {
@@ -560,5 +637,47 @@ impl Orders {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::{OrderChanges, OrderFeed, FEED_LEN};
+    use crate::domain::ids::OrderId;
+
+    fn ids(v: &[&str]) -> Option<Vec<OrderId>> {
+        Some(v.iter().map(|s| OrderId::new(*s)).collect())
+    }
+
+    #[test]
+    fn a_reader_gets_what_changed_since_its_revision_and_reloads_when_the_feed_lost_it() {
+        let f = OrderFeed::default();
+        assert_eq!(
+            f.since(0),
+            OrderChanges {
+                revision: 0,
+                changed: ids(&[])
+            }
+        );
+        f.note(&OrderId::new("b"));
+        f.note(&OrderId::new("a"));
+        f.note(&OrderId::new("b"));
+        assert_eq!(f.since(0).changed, ids(&["a", "b"]), "repeats once");
+        assert_eq!(f.since(2).changed, ids(&["b"]));
+        assert_eq!(f.since(3).changed, ids(&[]));
+        // A revision the feed never had (another process's, a restarted store): reload.
+        assert_eq!(f.since(4).changed, None);
+        assert_eq!(f.since(u64::MAX).revision, 3);
+        for n in 0..FEED_LEN {
+            f.note(&OrderId::new(format!("o{n}")));
+        }
+        let last = f.since(u64::MAX).revision;
+        assert_eq!(
+            f.since(0).changed,
+            None,
+            "three commits fell out of the feed"
+        );
+        assert_eq!(f.since(3).changed.map(|v| v.len()), Some(FEED_LEN));
+        assert_eq!(f.since(last).changed, ids(&[]));
     }
 }

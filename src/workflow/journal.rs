@@ -13,7 +13,9 @@ use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::jobs::JobKind;
 use crate::domain::order::{Order, State};
 use crate::metrics::Metrics;
-use crate::workflow::ports::{CasError, Committed, CreateError, OrderStore, OutboxJob, StoreError};
+use crate::workflow::ports::{
+    CasError, Committed, CreateError, OrderChanges, OrderStore, OutboxJob, StoreError,
+};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use std::convert::Infallible;
@@ -209,6 +211,14 @@ impl OrderStore for Journaled {
 
     fn list_by_state(&self, state: State) -> Result<Vec<Order>, StoreError> {
         self.inner.list_by_state(state)
+    }
+
+    fn all(&self) -> Result<Vec<Order>, StoreError> {
+        self.inner.all()
+    }
+
+    fn changes_since(&self, revision: u64) -> OrderChanges {
+        self.inner.changes_since(revision)
     }
 
     fn find_by_card_track_id(&self, track_id: &str) -> Result<Option<Order>, StoreError> {

@@ -38,7 +38,7 @@ pub use crate::jumpserver::{
 };
 pub use crate::store::dialogs::UserPrefs;
 use crate::store::orders::update_with;
-pub use crate::store::orders::{CasError, Committed, CreateError};
+pub use crate::store::orders::{CasError, Committed, CreateError, OrderChanges};
 pub use crate::store::outbox::OutboxJob;
 pub use crate::store::StoreError;
 
@@ -276,6 +276,23 @@ pub trait OrderStore: Send + Sync {
     /// Queues work that no order change carries (a leaver's user, `/sync`); `false` when a job
     /// with the same id is queued already.
     fn enqueue(&self, job: &OutboxJob) -> Result<bool, StoreError>;
+    /// Every order (for readers that keep a copy of them all: the console).
+    fn all(&self) -> Result<Vec<Order>, StoreError> {
+        let mut all = Vec::new();
+        for s in State::ALL {
+            all.extend(self.list_by_state(s)?);
+        }
+        Ok(all)
+    }
+    /// The orders changed after `revision`, so a reader that keeps a copy re-reads only those.
+    /// A store that does not track changes answers "unknown" and the reader loads everything.
+    fn changes_since(&self, revision: u64) -> OrderChanges {
+        let _ = revision;
+        OrderChanges {
+            revision: 0,
+            changed: None,
+        }
+    }
 }
 
 /// Compare-and-swap against whatever is stored, for any order store.

@@ -531,3 +531,36 @@ async fn sessions_expire_with_the_configured_lifetime() {
     let r = alice.get(env.url("/console/pending")).send().await.unwrap();
     assert_eq!(r.url().path(), "/console/login");
 }
+
+/// The console keeps the orders it decoded between pages; what the bot changes afterwards (an
+/// approval, a new request, a revocation) shows on the next page, not after a restart.
+#[tokio::test]
+async fn pages_follow_changes_made_after_they_were_first_read() {
+    let env = Env::new(50, 60).await;
+    let o = env.seed().await;
+    let boss = env.login(BOSS).await;
+    let (_, body) = get(&boss, &env.url("/console/pending")).await;
+    assert!(body.contains(o.pending.as_str()), "{body}");
+
+    env.approve(&o.pending).await;
+    let (_, body) = get(&boss, &env.url("/console/pending")).await;
+    assert!(!body.contains(o.pending.as_str()), "approved: {body}");
+    let (_, body) = get(&boss, &env.url(&format!("/console/orders/{}", o.pending))).await;
+    assert!(body.contains("生效中"), "state after approval: {body}");
+
+    // A request made after the console's first read appears; its requester's name with it.
+    let newer = env
+        .request(
+            BOB,
+            "申请主机 10.10.1.13 只读 1h 原因：after the first read",
+        )
+        .await;
+    let (_, body) = get(&boss, &env.url("/console/pending")).await;
+    assert!(body.contains(newer.as_str()), "{body}");
+
+    env.say(ADMIN, &format!("/revoke {}", o.active)).await;
+    env.drain().await;
+    let admin = env.login(ADMIN).await;
+    let (_, body) = get(&admin, &env.url(&format!("/console/orders/{}", o.active))).await;
+    assert!(body.contains("已收回"), "state after revocation: {body}");
+}
