@@ -4,6 +4,7 @@
 //! holds every step (about 5 records per order). Criterion times whole requests through the
 //! console's router in process — session lookup, the store reads, filtering, the template — as an
 //! admin (sees everything) and as an employee (sees their own), with no HTTP socket in between.
+use accessbot::app::ConsoleAudit;
 use accessbot::clock::{ManualClock, SharedClock};
 use accessbot::console::config::ConsoleConfig;
 use accessbot::console::data::{DingLogin, LoginIdentity};
@@ -180,6 +181,18 @@ fn console_pages(c: &mut Criterion) {
         audit.verify().expect("verify").count,
         t.elapsed().as_secs_f64()
     );
+    // The two walks of the whole trail a History page made (chain check, records).
+    let t = std::time::Instant::now();
+    audit.verify().expect("verify");
+    let verify = t.elapsed();
+    let t = std::time::Instant::now();
+    let records = audit.list_since(Timestamp::MIN, 200_000).expect("records");
+    println!(
+        "whole trail: verify {:.1} ms, read {} records {:.1} ms",
+        verify.as_secs_f64() * 1e3,
+        records.len(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let clock: SharedClock = Arc::new(ManualClock::new(now));
     let sessions = Sessions::new(&store).expect("sessions");
     let login = |user: &str, token: String| -> String {
@@ -215,7 +228,7 @@ fn console_pages(c: &mut Criterion) {
         ConsolePorts {
             orders: Arc::new(orders),
             index: Arc::new(Index::new(&store).expect("index")),
-            audit: Arc::new(audit),
+            audit: Arc::new(ConsoleAudit::new(audit)),
             sessions: Arc::new(sessions),
             login: Arc::new(NoLogin),
         },

@@ -10,6 +10,7 @@ mod help_only;
 mod jumpserver_bastion;
 mod sled_store;
 
+pub use console_ports::ConsoleAudit;
 pub use help_only::HelpOnly;
 
 use crate::clock::{SharedClock, SystemClock};

@@ -8,7 +8,7 @@ use crate::console::{Console, ConsolePorts, ConsoleSettings};
 use crate::dingtalk::client::DingTalkClient;
 use crate::domain::audit::AuditRecord;
 use crate::domain::ids::{DingUserId, OrderId};
-use crate::store::audit::Audit;
+use crate::store::audit::{Audit, ChainWalk};
 use crate::store::index::Index;
 use crate::store::orders::Orders;
 use crate::store::outbox::Outbox;
@@ -17,17 +17,39 @@ use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-impl AuditTrail for Audit {
+/// The hash-chained trail as the console reads it. The chain is walked in full once, then only
+/// the records added since (`Audit::verify_from`): a History page re-hashed the whole trail each
+/// time, 118 ms at 44,000 records (benches/console.rs).
+pub struct ConsoleAudit {
+    audit: Audit,
+    walk: Mutex<ChainWalk>,
+}
+
+impl ConsoleAudit {
+    pub fn new(audit: Audit) -> Self {
+        Self {
+            audit,
+            walk: Mutex::default(),
+        }
+    }
+}
+
+impl AuditTrail for ConsoleAudit {
     fn for_order(&self, id: &OrderId) -> Result<Vec<AuditRecord>, StoreError> {
-        self.list_for_order(id)
+        self.audit.list_for_order(id)
     }
     fn since(&self, since: Timestamp, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
-        self.list_since(since, limit)
+        self.audit.list_since(since, limit)
     }
     fn chain(&self) -> ChainStatus {
-        match self.verify() {
+        let mut walk = self.walk.lock().unwrap_or_else(|e| e.into_inner());
+        let checked = self.audit.verify_from(walk.clone()).map(|(report, next)| {
+            *walk = next;
+            report
+        });
+        match checked {
             Ok(r) if r.is_intact() => ChainStatus::Verified { records: r.count },
             Ok(r) => ChainStatus::Broken {
                 breaks: r.breaks.len(),
@@ -104,7 +126,7 @@ pub(super) fn console(
         ConsolePorts {
             orders: Arc::new(Orders::new(store, &outbox)?),
             index: Arc::new(Index::new(store)?),
-            audit: Arc::new(Audit::new(store)?),
+            audit: Arc::new(ConsoleAudit::new(Audit::new(store)?)),
             sessions: Arc::new(Sessions::new(store)?),
             login: Arc::new(dingtalk.clone()),
         },

@@ -446,17 +446,32 @@ impl Audit {
     /// number than its own (reordered). The walk goes on after a break, so one edit is one
     /// finding, not every record after it.
     pub fn verify(&self) -> Result<ChainReport, StoreError> {
-        let mut report = ChainReport::default();
-        let mut expected = 1u64;
-        // The previous record's stored hash and what it said (None: unreadable or none yet).
-        let mut prev: Option<[u8; 32]> = Some(ZERO);
-        let mut last_seq = 0u64;
-        let mut last_hash = ZERO;
-        // The time of the last readable record, and the gap found just before this record:
-        // a deleted record was written between its neighbours.
-        let mut last_at: Option<Timestamp> = None;
-        let mut open_gap: Option<usize> = None;
-        for item in self.chain.iter() {
+        self.verify_from(ChainWalk::default())
+            .map(|(report, _)| report)
+    }
+
+    /// `verify`, going on from where an earlier walk stopped: only the records after its last
+    /// are read (the head is checked again). For a reader in the process that writes the trail:
+    /// sled's lock keeps every other process out, and this program only appends, so the records
+    /// an earlier walk read are still those bytes. Returns the report and the walk to go on from.
+    pub fn verify_from(&self, walk: ChainWalk) -> Result<(ChainReport, ChainWalk), StoreError> {
+        let ChainWalk {
+            mut report,
+            mut expected,
+            mut prev,
+            mut last_seq,
+            mut last_hash,
+            mut last_at,
+            mut open_gap,
+        } = walk;
+        // A first walk reads every key, odd ones included (they are findings); a later one
+        // starts at the record after the last it read.
+        let from = if last_seq == 0 {
+            Vec::new()
+        } else {
+            expected.to_be_bytes().to_vec()
+        };
+        for item in self.chain.range(from..) {
             let (k, v) = item?;
             let Ok(key) = <[u8; 8]>::try_from(&k[..]) else {
                 report.breaks.push(ChainBreak {
@@ -588,6 +603,15 @@ impl Audit {
             }
             prev = Some(env.hash);
         }
+        let walk = ChainWalk {
+            report: report.clone(),
+            expected,
+            prev,
+            last_seq,
+            last_hash,
+            last_at,
+            open_gap,
+        };
         let (head_seq, head_hash) = read_head(self.head.get(HEAD_KEY)?.as_deref())?;
         if head_seq > last_seq {
             let mut b = ChainBreak {
@@ -647,6 +671,37 @@ impl Audit {
             }));
         }
         report.breaks.sort_by_key(|b| b.seq);
-        Ok(report)
+        Ok((report, walk))
+    }
+}
+
+/// Where a walk of the chain stands after the last record it read (see `Audit::verify_from`).
+#[derive(Clone, Debug)]
+pub struct ChainWalk {
+    /// What the records read so far showed (the head not yet compared).
+    report: ChainReport,
+    /// The sequence number the next record should have.
+    expected: u64,
+    /// The previous record's stored hash (None: unreadable or missing).
+    prev: Option<[u8; 32]>,
+    last_seq: u64,
+    last_hash: [u8; 32],
+    /// The time of the last readable record, and the gap found just before the next record:
+    /// a deleted record was written between its neighbours.
+    last_at: Option<Timestamp>,
+    open_gap: Option<usize>,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        Self {
+            report: ChainReport::default(),
+            expected: 1,
+            prev: Some(ZERO),
+            last_seq: 0,
+            last_hash: ZERO,
+            last_at: None,
+            open_gap: None,
+        }
     }
 }

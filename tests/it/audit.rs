@@ -9,7 +9,7 @@ use accessbot::domain::audit::{
     Actor, AuditEvent, AuditQuery, AuditRecord, AuditSubject, BreakKind,
 };
 use accessbot::domain::ids::{DingUserId, OrderId};
-use accessbot::store::audit::{chain_hash, Audit};
+use accessbot::store::audit::{chain_hash, Audit, ChainWalk};
 use accessbot::store::Store;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
@@ -597,4 +597,49 @@ fn concurrent_writers_extend_one_chain_without_forking_it() {
         (1..=10).rev().collect::<Vec<_>>(),
         "the last page, newest first"
     );
+}
+
+/// The console walks the chain once, then only what was appended (`Audit::verify_from`): going
+/// on from a walk must say exactly what a whole walk says, intact or not.
+#[test]
+fn a_walk_resumed_after_appends_reports_what_a_whole_walk_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    trail(&db, 5);
+    // A trail with a finding in the part already walked (record 2 edited), then appended to.
+    tamper(&db, |chain| {
+        let v = chain.get(key(2)).unwrap().unwrap().to_vec();
+        let s = String::from_utf8_lossy(&v[72..]).replace("hotfix", "hotfiX");
+        let mut edited = v[..72].to_vec();
+        edited.extend_from_slice(s.as_bytes());
+        chain.insert(key(2), edited).unwrap();
+    });
+    let store = Store::open(&db).unwrap();
+    let audit = Audit::new(&store).unwrap();
+    let (first, walk) = audit.verify_from(ChainWalk::default()).unwrap();
+    assert_eq!(first, audit.verify().unwrap());
+    assert_eq!(first.count, 5);
+    for i in 6..=9 {
+        audit
+            .append(&rec(
+                i,
+                &format!("R261122-{i:03}"),
+                AuditEvent::Approved,
+                "web-01",
+                "later",
+            ))
+            .unwrap();
+    }
+    let (resumed, walk) = audit.verify_from(walk).unwrap();
+    let whole = audit.verify().unwrap();
+    assert_eq!(resumed, whole);
+    assert_eq!(resumed.count, 9);
+    assert_eq!(
+        resumed.breaks.len(),
+        1,
+        "the edit is still reported: {resumed:#?}"
+    );
+    assert_eq!(resumed.head_seq, Some(9));
+    // Nothing appended: the same report again, without reading a record.
+    assert_eq!(audit.verify_from(walk).unwrap().0, whole);
 }
