@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::console::data::{AuditTrail, ChainStatus, DingLogin, LoginIdentity};
 use crate::console::{Console, ConsolePorts, ConsoleSettings};
 use crate::dingtalk::client::DingTalkClient;
-use crate::domain::audit::AuditRecord;
+use crate::domain::audit::{Actor, AuditQuery, AuditRecord, ChainedRecord};
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::store::audit::{Audit, ChainWalk};
 use crate::store::index::Index;
@@ -42,6 +42,44 @@ impl AuditTrail for ConsoleAudit {
     }
     fn since(&self, since: Timestamp, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         self.audit.list_since(since, limit)
+    }
+    fn visible(
+        &self,
+        orders: &[OrderId],
+        actor: &DingUserId,
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let query = |q: AuditQuery| {
+            self.audit.query(&AuditQuery {
+                since: Some(since),
+                ..q
+            })
+        };
+        let mut found: Vec<ChainedRecord> = Vec::new();
+        for id in orders {
+            found.extend(
+                query(AuditQuery {
+                    order: Some(id.clone()),
+                    ..AuditQuery::default()
+                })?
+                .records,
+            );
+        }
+        let me = Actor::User(actor.clone());
+        found.extend(
+            query(AuditQuery {
+                user: Some(actor.to_string()),
+                ..AuditQuery::default()
+            })?
+            .records
+            .into_iter()
+            .filter(|c| c.record.order_id.is_none() && c.record.actor == me),
+        );
+        found.sort_by_key(|c| c.seq);
+        found.dedup_by_key(|c| c.seq);
+        found.truncate(limit);
+        Ok(found.into_iter().map(|c| c.record).collect())
     }
     fn chain(&self) -> ChainStatus {
         let mut walk = self.walk.lock().unwrap_or_else(|e| e.into_inner());
