@@ -81,6 +81,14 @@ impl AuditTrail for ConsoleAudit {
         found.truncate(limit);
         Ok(found.into_iter().map(|c| c.record).collect())
     }
+    fn page(
+        &self,
+        newest_first: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<AuditRecord>, usize), StoreError> {
+        self.audit.page_all(newest_first, offset, limit)
+    }
     fn chain(&self) -> ChainStatus {
         let mut walk = self.walk.lock().unwrap_or_else(|e| e.into_inner());
         let checked = self.audit.verify_from(walk.clone()).map(|(report, next)| {

@@ -39,6 +39,14 @@ pub trait AuditTrail: Send + Sync {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// One page of the whole trail, newest or oldest first, and how many records there are:
+    /// an unfiltered History without reading every record.
+    fn page(
+        &self,
+        newest_first: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<AuditRecord>, usize), StoreError>;
     /// The chain's state (see [`ChainStatus`]).
     fn chain(&self) -> ChainStatus;
 }

@@ -171,6 +171,22 @@ impl HistoryFilter {
         true
     }
 
+    /// No filter and no date range: every record, in time order (the view a History opens on).
+    pub fn is_whole_trail_by_time(&self) -> bool {
+        [
+            &self.person,
+            &self.host,
+            &self.system,
+            &self.state,
+            &self.event,
+            &self.from,
+            &self.to,
+        ]
+        .iter()
+        .all(|v| v.trim().is_empty())
+            && matches!(self.sort.as_str(), "" | "time")
+    }
+
     pub fn page(&self) -> usize {
         self.page.trim().parse().unwrap_or(1)
     }

@@ -418,6 +418,41 @@ impl Audit {
         Ok(page.records.into_iter().map(|c| c.record).collect())
     }
 
+    /// One page of the whole trail, newest or oldest first, and how many records it holds:
+    /// only the page's records are decoded (the count walks keys alone).
+    pub fn page_all(
+        &self,
+        newest_first: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<AuditRecord>, usize), StoreError> {
+        // Counted from the first and last sequence numbers, not by walking every key (sled's
+        // `len` does): records are numbered without gaps, unless deleted behind the program's
+        // back, which the chain status reports; such a trail shows fewer rows than counted.
+        let seq_of = |kv: Option<(sled::IVec, sled::IVec)>| {
+            kv.and_then(|(k, _)| <[u8; 8]>::try_from(&k[..]).ok())
+                .map(u64::from_be_bytes)
+        };
+        let total = match (seq_of(self.chain.first()?), seq_of(self.chain.last()?)) {
+            (Some(first), Some(last)) if last >= first => {
+                usize::try_from(last - first + 1).unwrap_or(usize::MAX)
+            }
+            _ => self.chain.len(),
+        };
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest_first
+        {
+            Box::new(self.chain.iter().rev())
+        } else {
+            Box::new(self.chain.iter())
+        };
+        let mut page = Vec::with_capacity(limit.min(total));
+        for item in iter.skip(offset).take(limit) {
+            let (_, v) = item?;
+            page.push(chained(&v)?.record);
+        }
+        Ok((page, total))
+    }
+
     pub fn len(&self) -> usize {
         self.chain.len()
     }
