@@ -242,6 +242,13 @@ fn console_pages(c: &mut Criterion) {
         ("history, one user", "/console/history?person=user007"),
         ("order", "/console/orders/R000507"),
     ];
+    let before = rss_kb();
+    rt.block_on(get(&router, &admin, "/console/orders/R000507"));
+    println!(
+        "first page (every order decoded and kept): RSS {} -> {} kB",
+        before,
+        rss_kb()
+    );
     for (who, token) in [("admin", &admin), ("employee", &employee)] {
         for (name, path) in pages {
             let bytes = rt.block_on(get(&router, token, path));
@@ -260,6 +267,19 @@ fn console_pages(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// This process's resident set, in kB (0 where /proc is not there).
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 /// One page as `token`'s session sees it; its size in bytes (the status must be 200).

@@ -10,7 +10,8 @@ use crate::workflow::ports::OrderStore;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// Whether the audit trail can prove it was not altered.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,14 +68,25 @@ pub trait DingLogin: Send + Sync {
 }
 
 /// Every order, decoded once and kept: the pages filter them in memory, and decoding every
-/// order on every page cost 120 ms at 10,000 orders (benches/console.rs), on a runtime thread the
-/// DingTalk routes share. Kept current through the store's change feed: a page re-reads only the
-/// orders changed since the page before (all of them when the feed no longer reaches back that
-/// far, or the store keeps no feed). Costs the decoded orders in memory (about 1.5 KB each)
-/// once the console has been opened.
-#[derive(Default)]
+/// order on every page cost 120 ms at 10,000 orders (benches/console.rs). Kept current through
+/// the store's change feed: a page re-reads only the orders changed since the page before (all
+/// of them when the feed no longer reaches back that far, or the store keeps no feed). The
+/// decoded orders cost memory (about 3 KB each, 34 MB at 10,000 in the bench), so a book no page
+/// has read for `IDLE_DROP` is dropped and the next page loads it again.
 pub struct OrderBook {
-    current: Mutex<Option<Arc<OrderSnapshot>>>,
+    state: Arc<Mutex<BookState>>,
+    /// Where the idle check runs; none outside a runtime (then the book is kept).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// How long a book nobody reads is kept.
+pub const IDLE_DROP: Duration = Duration::from_secs(10 * 60);
+
+struct BookState {
+    snapshot: Option<Arc<OrderSnapshot>>,
+    last_read: tokio::time::Instant,
+    /// An idle check is scheduled.
+    watched: bool,
 }
 
 /// The orders as of one revision of the store's change feed, with what every page derives from
@@ -108,10 +120,35 @@ impl OrderSnapshot {
     }
 }
 
+impl Default for OrderBook {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl OrderBook {
+    /// A book that drops its orders when idle if made inside a tokio runtime.
+    pub fn new() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(BookState {
+                snapshot: None,
+                last_read: tokio::time::Instant::now(),
+                watched: false,
+            })),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Whether the orders are in memory now.
+    pub fn is_loaded(&self) -> bool {
+        lock(&self.state).snapshot.is_some()
+    }
+
     /// The orders as stored now (as far as this process's commits go; see `OrderChanges`).
     pub fn read(&self, store: &dyn OrderStore) -> Result<Arc<OrderSnapshot>, StoreError> {
-        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
+        state.last_read = tokio::time::Instant::now();
+        let current = &mut state.snapshot;
         if let Some(snap) = current.as_mut() {
             let changes = store.changes_since(snap.revision);
             if let Some(ids) = changes.changed {
@@ -143,6 +180,95 @@ impl OrderBook {
         }
         let s = Arc::new(s);
         *current = Some(s.clone());
+        if let (false, Some(rt)) = (state.watched, &self.runtime) {
+            state.watched = true;
+            rt.spawn(drop_when_idle(Arc::downgrade(&self.state)));
+        }
         Ok(s)
+    }
+}
+
+fn lock(state: &Mutex<BookState>) -> std::sync::MutexGuard<'_, BookState> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Drops the book's orders once nobody has read them for `IDLE_DROP`; ends with the book.
+async fn drop_when_idle(state: Weak<Mutex<BookState>>) {
+    loop {
+        tokio::time::sleep(IDLE_DROP / 4).await;
+        let Some(state) = state.upgrade() else { return };
+        let mut st = lock(&state);
+        if st.last_read.elapsed() >= IDLE_DROP {
+            st.snapshot = None;
+            st.watched = false;
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{OrderBook, IDLE_DROP};
+    use crate::domain::ids::{DingUserId, OrderId};
+    use crate::domain::order::{ApprovalMode, NewOrder, Order};
+    use crate::domain::request::Request;
+    use crate::store::orders::Orders;
+    use crate::store::outbox::Outbox;
+    use crate::store::Store;
+    use std::time::Duration;
+
+    fn order(id: &str) -> Order {
+        Order::new(
+            NewOrder {
+                id: OrderId::new(id),
+                requester: DingUserId::new("alice01"),
+                requester_name: "张三".into(),
+                jms_username: "alice".into(),
+                request: Request::Account { reason: "x".into() },
+                approval_mode: ApprovalMode::Card,
+                approvers: vec![DingUserId::new("boss01")],
+            },
+            jiff::Timestamp::UNIX_EPOCH,
+        )
+    }
+
+    /// Let the idle check run after the clock moved.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_book_follows_new_orders_and_is_dropped_when_nobody_reads_it() {
+        let store = Store::temporary().unwrap();
+        let orders = Orders::new(&store, &Outbox::new(&store).unwrap()).unwrap();
+        orders.create(order("R1"), vec![], vec![]).unwrap();
+        let book = OrderBook::new();
+        assert!(!book.is_loaded());
+        let snap = book.read(&orders).unwrap();
+        assert_eq!(snap.values().count(), 1);
+        assert!(snap.approvers.contains(&DingUserId::new("boss01")));
+        assert_eq!(snap.names[&DingUserId::new("alice01")], "张三");
+
+        orders.create(order("R2"), vec![], vec![]).unwrap();
+        assert!(book
+            .read(&orders)
+            .unwrap()
+            .get(&OrderId::new("R2"))
+            .is_some());
+
+        // Read within the idle time: kept.
+        tokio::time::advance(IDLE_DROP - Duration::from_secs(60)).await;
+        book.read(&orders).unwrap();
+        tokio::time::advance(IDLE_DROP - Duration::from_secs(60)).await;
+        settle().await;
+        assert!(book.is_loaded(), "read less than IDLE_DROP ago");
+        // Not read for longer: dropped; the next page loads it again, complete.
+        tokio::time::advance(IDLE_DROP).await;
+        settle().await;
+        assert!(!book.is_loaded());
+        assert_eq!(book.read(&orders).unwrap().values().count(), 2);
+        assert!(book.is_loaded());
     }
 }

@@ -118,7 +118,7 @@ impl Console {
             clock,
             login_limit: RateLimiter::direct(Quota::per_minute(per_minute)),
             templates: templates(),
-            book: data::OrderBook::default(),
+            book: data::OrderBook::new(),
         }
     }
 }
