@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::console::data::{AuditTrail, ChainStatus, DingLogin, LoginIdentity};
 use crate::console::{Console, ConsolePorts, ConsoleSettings};
 use crate::dingtalk::client::DingTalkClient;
-use crate::domain::audit::{Actor, AuditQuery, AuditRecord, ChainedRecord};
+use crate::domain::audit::{Actor, AuditRecord};
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::store::audit::{Audit, ChainWalk};
 use crate::store::index::Index;
@@ -16,6 +16,7 @@ use crate::store::sessions::Sessions;
 use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -50,36 +51,29 @@ impl AuditTrail for ConsoleAudit {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
-        let query = |q: AuditQuery| {
-            self.audit.query(&AuditQuery {
-                since: Some(since),
-                ..q
-            })
-        };
-        let mut found: Vec<ChainedRecord> = Vec::new();
-        for id in orders {
-            found.extend(
-                query(AuditQuery {
-                    order: Some(id.clone()),
-                    ..AuditQuery::default()
-                })?
-                .records,
-            );
-        }
+        let theirs: HashSet<&OrderId> = orders.iter().collect();
         let me = Actor::User(actor.clone());
-        found.extend(
-            query(AuditQuery {
-                user: Some(actor.to_string()),
-                ..AuditQuery::default()
-            })?
-            .records
-            .into_iter()
-            .filter(|c| c.record.order_id.is_none() && c.record.actor == me),
-        );
-        found.sort_by_key(|c| c.seq);
-        found.dedup_by_key(|c| c.seq);
-        found.truncate(limit);
-        Ok(found.into_iter().map(|c| c.record).collect())
+        let mut records =
+            self.audit
+                .records_of(orders, &[actor.as_str().to_lowercase()], since, usize::MAX)?;
+        records.retain(|r| match &r.order_id {
+            Some(id) => theirs.contains(id),
+            None => r.actor == me,
+        });
+        records.truncate(limit);
+        Ok(records)
+    }
+    fn records_of(
+        &self,
+        orders: &[OrderId],
+        users: &[String],
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.audit.records_of(orders, users, since, limit)
+    }
+    fn users(&self) -> Result<Vec<String>, StoreError> {
+        self.audit.indexed_users()
     }
     fn page(
         &self,

@@ -40,6 +40,17 @@ pub trait AuditTrail: Send + Sync {
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// The records of any of `orders` or about any of `users` (actor, requester; ids as
+    /// `users` returns them), at or after `since`, oldest first, at most `limit`.
+    fn records_of(
+        &self,
+        orders: &[OrderId],
+        users: &[String],
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Everyone the trail has records about (lowercase ids).
+    fn users(&self) -> Result<Vec<String>, StoreError>;
     /// One page of the whole trail, newest or oldest first, and how many records there are:
     /// an unfiltered History without reading every record.
     fn page(

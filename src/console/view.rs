@@ -147,16 +147,31 @@ impl HistoryFilter {
         }
         if !self.person.is_empty() {
             let actor = match &r.actor {
-                Actor::User(u) => format!("{u} {}", names.get(u).cloned().unwrap_or_default()),
-                Actor::System => String::new(),
+                Actor::User(u) => self.person_is(u.as_str(), names.get(u).map_or("", |n| n)),
+                Actor::System => false,
             };
-            let requester = o
-                .map(|o| format!("{} {} {}", o.requester, o.requester_name, o.jms_username))
-                .unwrap_or_default();
-            if !contains(&actor, &self.person) && !contains(&requester, &self.person) {
+            if !actor && !o.is_some_and(|o| self.person_requested(o)) {
                 return false;
             }
         }
+        self.order_matches(o)
+    }
+
+    /// The person filter against a user: their id or name contains it.
+    pub fn person_is(&self, id: &str, name: &str) -> bool {
+        contains(&format!("{id} {name}"), &self.person)
+    }
+
+    /// The person filter against an order's requester (id, name, JumpServer username).
+    pub fn person_requested(&self, o: &Order) -> bool {
+        contains(
+            &format!("{} {} {}", o.requester, o.requester_name, o.jms_username),
+            &self.person,
+        )
+    }
+
+    /// What an order alone decides: host, system, state (a record of no order passes none).
+    pub fn order_matches(&self, o: Option<&Order>) -> bool {
         if !self.host.is_empty() && !o.is_some_and(|o| contains(&targets_of(o), &self.host)) {
             return false;
         }
@@ -169,6 +184,14 @@ impl HistoryFilter {
             return false;
         }
         true
+    }
+
+    /// A person, host, system or state is asked for: every matching record belongs to a
+    /// matching order or has a matching person as actor, so the trail's indexes find them.
+    pub fn names_order_or_person(&self) -> bool {
+        [&self.person, &self.host, &self.system, &self.state]
+            .iter()
+            .any(|v| !v.is_empty())
     }
 
     /// No filter and no date range: every record, in time order (the view a History opens on).

@@ -418,6 +418,57 @@ impl Audit {
         Ok(page.records.into_iter().map(|c| c.record).collect())
     }
 
+    /// Every user the user index knows (actors, requesters, JumpServer usernames; lowercase),
+    /// read from the index's keys alone.
+    pub fn indexed_users(&self) -> Result<Vec<String>, StoreError> {
+        let mut users: Vec<String> = Vec::new();
+        for k in self.index.scan_prefix([b'u', 0]).keys() {
+            let k = k?;
+            // `u\0<user>\0<seq>`: the user is what lies between the two separators.
+            let Some(user) = k.len().checked_sub(9).and_then(|end| k.get(2..end)) else {
+                continue;
+            };
+            if users.last().map(String::as_bytes) != Some(user) {
+                users.push(String::from_utf8_lossy(user).into_owned());
+            }
+        }
+        users.dedup();
+        Ok(users)
+    }
+
+    /// The records of any of `orders` or about any of `users` (as the user index has them), at
+    /// or after `since`, in the trail's order, at most `limit`.
+    pub fn records_of(
+        &self,
+        orders: &[OrderId],
+        users: &[String],
+        since: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let mut seqs = Vec::new();
+        for o in orders {
+            seqs.extend(self.seqs(&index_prefix(b'o', o.as_str()))?);
+        }
+        for u in users {
+            seqs.extend(self.seqs(&index_prefix(b'u', u))?);
+        }
+        seqs.sort_unstable();
+        seqs.dedup();
+        let mut out = Vec::new();
+        for s in seqs {
+            if out.len() >= limit {
+                break;
+            }
+            // An index entry whose record is gone is what `verify` reports.
+            if let Some(c) = self.get(s)? {
+                if c.record.at >= since {
+                    out.push(c.record);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// One page of the whole trail, newest or oldest first, and how many records it holds:
     /// only the page's records are decoded (the count walks keys alone).
     pub fn page_all(

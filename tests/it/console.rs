@@ -612,3 +612,53 @@ async fn the_unfiltered_history_shows_what_the_filtered_path_shows_page_by_page(
     }
     assert_eq!(pages, 8);
 }
+
+/// An admin's History filtered by a person finds the records that person made on someone else's
+/// order (by their id, in any case) as well as the orders they requested (by id or name), and a host or state
+/// filter finds its orders' records: the filter goes through the trail's indexes, not a walk of
+/// the whole trail, and must miss nothing a walk would show.
+#[tokio::test]
+async fn an_admins_filtered_history_finds_actors_by_id_and_name_and_orders_by_host() {
+    let env = Env::new(50, 60).await;
+    let o = env.seed().await;
+    let admin = env.login(ADMIN).await;
+    // (An approver who never requested anything is known by id only: names come from orders.)
+    for person in ["boss01", "BOSS01", "oss0"] {
+        let (_, body) = get(
+            &admin,
+            &env.url(&format!("/console/history?person={}", urlencode(person))),
+        )
+        .await;
+        assert!(
+            body.contains(o.active.as_str()),
+            "the boss approved Alice's order ({person}): {body}"
+        );
+        assert!(
+            !body.contains(o.bobs.as_str()) && !body.contains(o.pending.as_str()),
+            "the boss did nothing on these yet ({person}): {body}"
+        );
+    }
+    // By the requester's name: all of Alice's orders.
+    let (_, body) = get(
+        &admin,
+        &env.url(&format!("/console/history?person={}", urlencode("张三"))),
+    )
+    .await;
+    assert!(body.contains(o.active.as_str()) && body.contains(o.pending.as_str()));
+    assert!(!body.contains(o.bobs.as_str()));
+    let (_, body) = get(&admin, &env.url("/console/history?host=10.10.1.12")).await;
+    assert!(body.contains(o.pending.as_str()) && body.contains(o.bobs.as_str()));
+    assert!(!body.contains(o.active.as_str()));
+    let (_, body) = get(
+        &admin,
+        &env.url("/console/history?state=pending_approval&person=bob"),
+    )
+    .await;
+    assert!(body.contains(o.bobs.as_str()) && !body.contains(o.pending.as_str()));
+    let (_, body) = get(&admin, &env.url("/console/history?person=nobody-at-all")).await;
+    assert!(!body.contains(o.active.as_str()) && !body.contains(o.bobs.as_str()));
+}
+
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("v", s)]).unwrap()[2..].to_owned()
+}
