@@ -214,12 +214,26 @@ impl IndexBuild for IndexWriter {
         calls: u64,
         actor: Actor,
     ) -> BoxFuture<'static, Result<IndexStats, StoreError>> {
-        Box::pin(IndexWriter::commit(
-            *self,
-            synced_at,
-            duration_ms,
-            calls,
-            actor,
-        ))
+        // The commit writes the views and counts the generation: 11 s of synchronous sled work
+        // at the issue-11 org. On a blocking thread, so it does not hold one of the runtime's
+        // workers (and whatever delivery waits on it) for that long.
+        Box::pin(async move {
+            let rt = tokio::runtime::Handle::current();
+            tokio::task::spawn_blocking(move || {
+                rt.block_on(IndexWriter::commit(
+                    *self,
+                    synced_at,
+                    duration_ms,
+                    calls,
+                    actor,
+                ))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Conflict(format!(
+                    "the index commit stopped: {e}"
+                )))
+            })
+        })
     }
 }
