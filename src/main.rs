@@ -629,6 +629,19 @@ fn scale(a: ScaleArgs) -> anyhow::Result<ExitCode> {
         r.peak_rss_kb as f64 / 1024.0,
         r.rss_after_kb as f64 / 1024.0
     );
+    let q = |x: f64| {
+        r.probe
+            .quantile(x)
+            .map_or("-".to_owned(), |v| format!("{v:.1}"))
+    };
+    println!(
+        "event acks during the sync: {} pushes, p50 {} ms, p99 {} ms, max {} ms, {} not acknowledged",
+        r.probe.ms.len() + r.probe.failed,
+        q(0.5),
+        q(0.99),
+        q(1.0),
+        r.probe.failed
+    );
     println!("admin was told: {}", r.done_message);
     println!("who-has host: {} chars", r.who_has_host.len());
     println!("who-has user: {} chars", r.who_has_user.len());

@@ -16,6 +16,7 @@ use crate::sandbox::jumpserver::{SimJmsOptions, SimJumpServer};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,83 @@ pub struct ScaleReport {
     pub done_message: String,
     pub who_has_host: String,
     pub who_has_user: String,
+    /// Event acknowledgements timed while the sync ran.
+    pub probe: AckProbe,
+}
+
+/// DingTalk event pushes sent to the bot while `/sync` runs (a `user_leave_org` for a user with
+/// no orders every 20 ms, each a new event), timed from request to the encrypted `success`: how
+/// long DingTalk waits for an acknowledgement while the bot writes a large index.
+#[derive(Clone, Debug, Default)]
+pub struct AckProbe {
+    /// Acknowledgement times, milliseconds, sorted.
+    pub ms: Vec<f64>,
+    /// Pushes not acknowledged with a valid `success`.
+    pub failed: usize,
+}
+
+impl AckProbe {
+    /// The `q`-quantile (0 < q ≤ 1) of the acknowledgement times, if any were measured.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.ms.len();
+        let i = ((q * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
+        self.ms.get(i).copied()
+    }
+}
+
+async fn probe_acks(dt: &SimDingTalk, stop: &AtomicBool) -> AckProbe {
+    let mut p = AckProbe::default();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let event = serde_json::json!({
+            "EventType": "user_leave_org",
+            "UserId": [format!("scale-probe-{n}")],
+            "eventId": format!("scale-probe-{n}"),
+        });
+        let t = Instant::now();
+        match dt.push_event(&event).await {
+            Ok(_) => p.ms.push(t.elapsed().as_secs_f64() * 1e3),
+            Err(_) => p.failed += 1,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.ms.sort_by(f64::total_cmp);
+    p
+}
+
+/// The admin's sync result message, once the bot sends it.
+async fn wait_for_sync(
+    dt: &SimDingTalk,
+    admin: &DingUserId,
+    started: Instant,
+    limit: Duration,
+    bot: &mut crate::fault::bot::BotProcess,
+    log: &std::path::Path,
+) -> Result<String, String> {
+    let done = "同步完成";
+    let failed = "同步失败";
+    loop {
+        let texts: Vec<String> = dt
+            .messages_to(admin)
+            .into_iter()
+            .map(|m| m.param.to_string())
+            .collect();
+        if let Some(t) = texts
+            .iter()
+            .find(|t| t.contains(done) || t.contains(failed))
+        {
+            return Ok(t.clone());
+        }
+        if started.elapsed() > limit || bot.exited().is_some() {
+            return Err(format!(
+                "no sync result after {:.0} s:\n{}",
+                started.elapsed().as_secs_f64(),
+                log_tail(log, 20)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// `VmHWM` (peak) and `VmRSS` (now) of a process, in kB.
@@ -105,29 +183,14 @@ pub async fn run(o: ScaleOptions) -> Result<ScaleReport, String> {
     if r.status != 200 {
         return Err(format!("/sync refused: HTTP {} {}", r.status, r.body));
     }
-    let done = "同步完成";
-    let failed = "同步失败";
-    let done_message = loop {
-        let texts: Vec<String> = dt
-            .messages_to(&admin)
-            .into_iter()
-            .map(|m| m.param.to_string())
-            .collect();
-        if let Some(t) = texts
-            .iter()
-            .find(|t| t.contains(done) || t.contains(failed))
-        {
-            break t.clone();
-        }
-        if started.elapsed() > o.limit || bot.exited().is_some() {
-            return Err(format!(
-                "no sync result after {:.0} s:\n{}",
-                started.elapsed().as_secs_f64(),
-                log_tail(&log, 20)
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let stop = AtomicBool::new(false);
+    let wait = async {
+        let r = wait_for_sync(&dt, &admin, started, o.limit, &mut bot, &log).await;
+        stop.store(true, Ordering::Relaxed);
+        r
     };
+    let (probe, done_message) = tokio::join!(probe_acks(&dt, &stop), wait);
+    let done_message = done_message?;
     let sync_secs = started.elapsed().as_secs_f64();
     let jms_calls = jms.total_calls();
     // Settle: sled's flusher and the allocator give memory back within a few seconds.
@@ -170,5 +233,6 @@ pub async fn run(o: ScaleOptions) -> Result<ScaleReport, String> {
         done_message,
         who_has_host,
         who_has_user,
+        probe,
     })
 }
