@@ -23,6 +23,7 @@ pub mod listen; //     the listeners side by side: HTTP (routes, limits, connect
 pub mod loadgen; //    `accessbot loadgen` (hidden, feature sandbox): signed payloads, simulators, the bare ceiling and the protocol floor servers for scripts/load.sh
 pub mod logging; //    the log filter: ACCESSBOT_LOG over quiet defaults for chatty (secret-logging) crates
 pub mod metrics; //    the Prometheus registry: typed, fixed label sets and one-line hooks; store gauges read at scrape
+pub mod offload; // long synchronous steps (a /sync page parsed or written) kept off the runtime's workers
 pub mod ops; //        operator endpoints: /readyz (what is not ready) and /metrics, on the main or their own listener
 pub mod readiness; //  readiness probes (store, DingTalk token, Stream, JumpServer auth), cached against hammering
 #[cfg(feature = "sandbox")]

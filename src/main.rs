@@ -642,6 +642,13 @@ fn scale(a: ScaleArgs) -> anyhow::Result<ExitCode> {
         q(1.0),
         r.probe.failed
     );
+    let worst: Vec<String> = r
+        .probe
+        .worst_per_5s
+        .iter()
+        .map(|v| format!("{v:.0}"))
+        .collect();
+    println!("slowest ack per 5 s of the sync (ms): {}", worst.join(" "));
     println!("admin was told: {}", r.done_message);
     println!("who-has host: {} chars", r.who_has_host.len());
     println!("who-has user: {} chars", r.who_has_user.len());

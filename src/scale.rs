@@ -59,6 +59,9 @@ pub struct AckProbe {
     pub ms: Vec<f64>,
     /// Pushes not acknowledged with a valid `success`.
     pub failed: usize,
+    /// The slowest acknowledgement of each 5 s of the sync, milliseconds (where in the sync the
+    /// tail is: the walk of JumpServer's lists, then the commit).
+    pub worst_per_5s: Vec<f64>,
 }
 
 impl AckProbe {
@@ -73,6 +76,7 @@ impl AckProbe {
 async fn probe_acks(dt: &SimDingTalk, stop: &AtomicBool) -> AckProbe {
     let mut p = AckProbe::default();
     let mut n = 0u64;
+    let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let event = serde_json::json!({
@@ -82,7 +86,15 @@ async fn probe_acks(dt: &SimDingTalk, stop: &AtomicBool) -> AckProbe {
         });
         let t = Instant::now();
         match dt.push_event(&event).await {
-            Ok(_) => p.ms.push(t.elapsed().as_secs_f64() * 1e3),
+            Ok(_) => {
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                p.ms.push(ms);
+                let slot = (t - start).as_secs() as usize / 5;
+                if p.worst_per_5s.len() <= slot {
+                    p.worst_per_5s.resize(slot + 1, 0.0);
+                }
+                p.worst_per_5s[slot] = p.worst_per_5s[slot].max(ms);
+            }
             Err(_) => p.failed += 1,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -157,96 +157,10 @@ impl Bastion for JmsClient {
 /// `is_valid`), group members come from both the user list and the group list.
 async fn walk(jms: &JmsClient, sink: &mut dyn InventorySink) -> Result<SyncProgress, BastionError> {
     let per_minute = jms.config().sync_requests_per_minute;
+    // Converting and writing a page (a thousand rows and their indexes into sled) takes tens of
+    // milliseconds: off the runtime's worker (`offload`).
     let mut on_page = |page: Page, n: WalkCount| -> Result<(), StoreError> {
-        match page {
-            Page::Users(rows) => {
-                let users: Vec<IndexedUser> = rows
-                    .iter()
-                    .map(|(u, _)| IndexedUser {
-                        id: u.id.as_str().to_string(),
-                        username: u.username.clone(),
-                        name: u.name.clone(),
-                        email: u.email.clone(),
-                        is_active: u.is_active && u.is_valid,
-                    })
-                    .collect();
-                sink.users(&users)?;
-                let members: Vec<(String, String)> = rows
-                    .iter()
-                    .flat_map(|(u, groups)| {
-                        groups
-                            .iter()
-                            .map(|g| (g.clone(), u.id.as_str().to_string()))
-                    })
-                    .collect();
-                sink.memberships(&members)?;
-            }
-            Page::Groups(rows) => {
-                let members: Vec<(String, String)> = rows
-                    .into_iter()
-                    .flat_map(|(g, users)| users.into_iter().map(move |u| (g.clone(), u)))
-                    .collect();
-                sink.memberships(&members)?;
-            }
-            Page::Nodes(rows) => sink.nodes(
-                &rows
-                    .into_iter()
-                    .map(|n| IndexedNode {
-                        id: n.id,
-                        key: n.key,
-                        full_value: n.full_value,
-                    })
-                    .collect::<Vec<_>>(),
-            )?,
-            Page::Hosts(rows) => sink.hosts(
-                &rows
-                    .into_iter()
-                    .map(|h| IndexedHost {
-                        id: h.id,
-                        name: h.name,
-                        address: h.address,
-                        node_ids: h.node_ids,
-                    })
-                    .collect::<Vec<_>>(),
-            )?,
-            Page::Permissions(rows) => sink.permissions(
-                &rows
-                    .into_iter()
-                    .map(|p| IndexedPermission {
-                        id: p.id,
-                        name: p.name,
-                        // Members come from the relation tables.
-                        user_ids: Vec::new(),
-                        asset_ids: Vec::new(),
-                        node_ids: Vec::new(),
-                        accounts: p.accounts,
-                        actions: p.actions,
-                        is_active: p.is_active,
-                        date_start: p.date_start,
-                        date_expired: p.date_expired,
-                    })
-                    .collect::<Vec<_>>(),
-            )?,
-            Page::Relations(table, rows) => {
-                let member = match table {
-                    RelationTable::Users => Member::User,
-                    RelationTable::UserGroups => Member::UserGroup,
-                    RelationTable::Assets => Member::Asset,
-                    RelationTable::Nodes => Member::Node,
-                };
-                let rows: Vec<Relation> = rows
-                    .into_iter()
-                    .map(|(permission, member)| Relation { permission, member })
-                    .collect();
-                sink.relations(member, &rows)?;
-            }
-        }
-        sink.progress(&SyncProgress {
-            calls: n.calls,
-            rows: n.rows,
-            rows_expected: n.rows_expected,
-        });
-        Ok(())
+        crate::offload::off_worker(|| write_page(&mut *sink, page, n))
     };
     match jms.walk_inventory(per_minute, &mut on_page).await {
         Ok(n) => Ok(SyncProgress {
@@ -263,4 +177,97 @@ async fn walk(jms: &JmsClient, sink: &mut dyn InventorySink) -> Result<SyncProgr
             zh: format!("索引写入失败：{e}"),
         }),
     }
+}
+
+/// One page of the walk into the sink, in the index's words.
+fn write_page(sink: &mut dyn InventorySink, page: Page, n: WalkCount) -> Result<(), StoreError> {
+    match page {
+        Page::Users(rows) => {
+            let users: Vec<IndexedUser> = rows
+                .iter()
+                .map(|(u, _)| IndexedUser {
+                    id: u.id.as_str().to_string(),
+                    username: u.username.clone(),
+                    name: u.name.clone(),
+                    email: u.email.clone(),
+                    is_active: u.is_active && u.is_valid,
+                })
+                .collect();
+            sink.users(&users)?;
+            let members: Vec<(String, String)> = rows
+                .iter()
+                .flat_map(|(u, groups)| {
+                    groups
+                        .iter()
+                        .map(|g| (g.clone(), u.id.as_str().to_string()))
+                })
+                .collect();
+            sink.memberships(&members)?;
+        }
+        Page::Groups(rows) => {
+            let members: Vec<(String, String)> = rows
+                .into_iter()
+                .flat_map(|(g, users)| users.into_iter().map(move |u| (g.clone(), u)))
+                .collect();
+            sink.memberships(&members)?;
+        }
+        Page::Nodes(rows) => sink.nodes(
+            &rows
+                .into_iter()
+                .map(|n| IndexedNode {
+                    id: n.id,
+                    key: n.key,
+                    full_value: n.full_value,
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Page::Hosts(rows) => sink.hosts(
+            &rows
+                .into_iter()
+                .map(|h| IndexedHost {
+                    id: h.id,
+                    name: h.name,
+                    address: h.address,
+                    node_ids: h.node_ids,
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Page::Permissions(rows) => sink.permissions(
+            &rows
+                .into_iter()
+                .map(|p| IndexedPermission {
+                    id: p.id,
+                    name: p.name,
+                    // Members come from the relation tables.
+                    user_ids: Vec::new(),
+                    asset_ids: Vec::new(),
+                    node_ids: Vec::new(),
+                    accounts: p.accounts,
+                    actions: p.actions,
+                    is_active: p.is_active,
+                    date_start: p.date_start,
+                    date_expired: p.date_expired,
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Page::Relations(table, rows) => {
+            let member = match table {
+                RelationTable::Users => Member::User,
+                RelationTable::UserGroups => Member::UserGroup,
+                RelationTable::Assets => Member::Asset,
+                RelationTable::Nodes => Member::Node,
+            };
+            let rows: Vec<Relation> = rows
+                .into_iter()
+                .map(|(permission, member)| Relation { permission, member })
+                .collect();
+            sink.relations(member, &rows)?;
+        }
+    }
+    sink.progress(&SyncProgress {
+        calls: n.calls,
+        rows: n.rows,
+        rows_expected: n.rows_expected,
+    });
+    Ok(())
 }

@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Response bodies past this size are parsed off the runtime's worker (`crate::offload`).
+const LARGE_BODY: usize = 64 * 1024;
+
 /// The JumpServer release line, which decides the API shape (§0).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ServerLine {
@@ -356,11 +359,17 @@ impl JmsClient {
             };
             let outcome = match self.send_once(&req, auth_header).await {
                 Ok(sent) if sent.status.is_success() => {
-                    return if sent.body.iter().all(u8::is_ascii_whitespace) {
-                        Ok(Value::Null)
-                    } else {
+                    let parse = || {
                         serde_json::from_slice(&sent.body)
                             .map_err(|e| JmsError::Decode(format!("{}: {e}", req.target)))
+                    };
+                    return if sent.body.iter().all(u8::is_ascii_whitespace) {
+                        Ok(Value::Null)
+                    } else if sent.body.len() > LARGE_BODY {
+                        // A page of a thousand rows parses in milliseconds: off the worker.
+                        crate::offload::off_worker(parse)
+                    } else {
+                        parse()
                     };
                 }
                 Ok(sent) if sent.status.is_redirection() => {

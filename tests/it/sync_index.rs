@@ -158,7 +158,9 @@ fn count(texts: &[String], needle: &str) -> usize {
     texts.iter().filter(|t| t.contains(needle)).count()
 }
 
-#[tokio::test]
+// On the multi-threaded runtime, as the bot serves: the walk's pages and the commit then leave
+// the runtime's workers (`offload`, the commit's blocking thread) — those paths run here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_builds_the_index_and_who_has_answers_valid_grants_from_it() {
     let env = Env::new().await;
     env.seed_permissions().await;

@@ -1,0 +1,13 @@
+//! Long synchronous steps (a /sync page parsed or written: tens of milliseconds) kept from
+//! holding a runtime worker. A worker busy for that long delays every task queued behind it,
+//! DingTalk's acknowledgements included; `scripts/scale.sh` times those during a /sync.
+//!
+//! On the multi-threaded runtime the step runs in place while the worker's other tasks move to
+//! another thread (`tokio::task::block_in_place`); on a current-thread runtime (tests), or
+//! outside a runtime, it just runs. Not nested: a step inside another one runs in place.
+pub fn off_worker<T>(step: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(step),
+        _ => step(),
+    }
+}
