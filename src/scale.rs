@@ -2,9 +2,10 @@
 //! (`sandbox::jumpserver::scale`, 10k users / 50k hosts / 10k permissions / 200k relation rows
 //! by default), runs this binary as the bot (`serve`, a real child process, as `fault` does),
 //! has the admin send `/sync` over the simulated DingTalk, and reports the wall time, the
-//! JumpServer requests the simulator counted, and the bot's peak and settled RSS from
-//! `/proc/<pid>/status` (`VmHWM`, `VmRSS`). Then it checks the index answers: `/who-has` for
-//! one host and one user. See scripts/scale.sh and docs/benchmarks.md.
+//! JumpServer requests the simulator counted, the bot's peak and settled RSS from
+//! `/proc/<pid>/status` (`VmHWM`, `VmRSS`), and how long DingTalk waited for acknowledgements of
+//! the event pushes it sent meanwhile (`AckProbe`). Then it checks the index answers: `/who-has`
+//! for one host and one user. See scripts/scale.sh and docs/benchmarks.md.
 use crate::clock::SystemClock;
 use crate::demo::ZHAOLIU;
 use crate::domain::ids::DingUserId;
