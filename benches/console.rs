@@ -240,6 +240,7 @@ fn console_pages(c: &mut Criterion) {
         ("pending", "/console/pending"),
         ("history", "/console/history"),
         ("history, one user", "/console/history?person=user007"),
+        ("history, last 7 days", "/console/history?from=2026-11-24"),
         ("order", "/console/orders/R000507"),
     ];
     let before = rss_kb();

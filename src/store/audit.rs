@@ -55,6 +55,9 @@ const LEGACY: &str = "audit";
 const LEGACY_BY_ORDER: &str = "audit_by_order";
 
 const HEAD_KEY: &[u8] = b"head";
+/// How much older than the record after it a record can be (`Audit::list_since`): commits that
+/// race are seconds apart; an hour leaves room for a slow retry.
+const OUT_OF_ORDER: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
 const DOMAIN: &[u8] = b"accessbot-audit-v1\0";
 const ZERO: [u8; 32] = [0; 32];
 /// seq + prev + hash in front of the body.
@@ -405,11 +408,33 @@ impl Audit {
     }
 
     /// Records at or after `since`, oldest first, at most `limit`.
+    ///
+    /// Walks back from the newest record and stops at one older than `since` by more than
+    /// `OUT_OF_ORDER`: records are appended as things happen, so their times rise with their
+    /// sequence numbers except where commits raced (seconds apart). A recent `since` then reads
+    /// only the recent records instead of the whole trail.
     pub fn list_since(
         &self,
         since: Timestamp,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, StoreError> {
+        let stop = since.checked_sub(OUT_OF_ORDER).unwrap_or(Timestamp::MIN);
+        if stop > Timestamp::MIN {
+            let mut out = Vec::new();
+            for item in self.chain.iter().rev() {
+                let (_, v) = item?;
+                let r = chained(&v)?.record;
+                if r.at < stop {
+                    break;
+                }
+                if r.at >= since {
+                    out.push(r);
+                }
+            }
+            out.reverse();
+            out.truncate(limit.max(1));
+            return Ok(out);
+        }
         let page = self.query(&AuditQuery {
             since: Some(since),
             limit: limit.max(1),

@@ -643,3 +643,47 @@ fn a_walk_resumed_after_appends_reports_what_a_whole_walk_reports() {
     // Nothing appended: the same report again, without reading a record.
     assert_eq!(audit.verify_from(walk).unwrap().0, whole);
 }
+
+/// `list_since` walks back from the newest record and stops an hour before `since`: it must
+/// return what filtering the whole trail returns, a record appended a little out of time order
+/// included, and only the oldest `limit` of them.
+#[test]
+fn records_since_a_time_are_those_a_whole_walk_finds() {
+    let store = Store::temporary().unwrap();
+    let audit = Audit::new(&store).unwrap();
+    // Minutes 0, 10, …, 590, then one stamped 25 minutes before the last (a commit that raced).
+    for i in 0..60 {
+        audit
+            .append(&rec(
+                i * 10,
+                &format!("R{i:03}"),
+                AuditEvent::Approved,
+                "web-01",
+                "x",
+            ))
+            .unwrap();
+    }
+    audit
+        .append(&rec(565, "R-late", AuditEvent::Approved, "web-01", "x"))
+        .unwrap();
+    let all = audit.list_since(Timestamp::MIN, usize::MAX).unwrap();
+    assert_eq!(all.len(), 61);
+    for since in [0, 1, 200, 560, 565, 566, 590, 591, 10_000] {
+        let want: Vec<_> = all.iter().filter(|r| r.at >= at(since)).cloned().collect();
+        assert_eq!(
+            audit.list_since(at(since), usize::MAX).unwrap(),
+            want,
+            "since minute {since}"
+        );
+    }
+    let first_two = audit.list_since(at(560), 2).unwrap();
+    let orders: Vec<_> = first_two
+        .iter()
+        .filter_map(|r| r.order_id.as_ref().map(|o| o.to_string()))
+        .collect();
+    assert_eq!(
+        orders,
+        ["R056", "R057"],
+        "the oldest two, in the trail's order"
+    );
+}
