@@ -110,6 +110,8 @@ pub struct OrderSnapshot {
     pub names: HashMap<DingUserId, String>,
     /// Everyone any order names as an approver.
     pub approvers: HashSet<DingUserId>,
+    /// The order behind each JumpServer permission name the bot planned or granted.
+    permissions: HashMap<String, OrderId>,
 }
 
 impl OrderSnapshot {
@@ -121,12 +123,25 @@ impl OrderSnapshot {
         self.orders.values().map(|o| &**o)
     }
 
+    /// The order whose JumpServer permission (planned or granted) has this name: a row of the
+    /// index that is the bot's own, with its provenance.
+    pub fn by_permission(&self, name: &str) -> Option<&Order> {
+        self.permissions.get(name).and_then(|id| self.get(id))
+    }
+
     fn add(&mut self, o: Order) {
         if !o.requester_name.is_empty() {
             self.names
                 .insert(o.requester.clone(), o.requester_name.clone());
         }
         self.approvers.extend(o.approvers.iter().cloned());
+        let granted = o.grant.as_ref().and_then(|g| g.permission_name.clone());
+        let planned = o.preview.as_ref().map(|p| p.permission_name.clone());
+        for name in [granted, planned].into_iter().flatten() {
+            if !name.is_empty() {
+                self.permissions.insert(name, o.id.clone());
+            }
+        }
         self.orders.insert(o.id.clone(), Arc::new(o));
     }
 }

@@ -182,7 +182,7 @@ fn own_username(s: &Seen) -> Option<String> {
 
 fn now_rows(c: &Console, s: &Seen, q: &NowQuery) -> (Option<String>, Vec<NowRow>, Vec<NowRow>) {
     let now = c.clock.now();
-    let ours = view::by_permission(s.orders.values());
+    let ours = &*s.orders;
     let as_of = match c.ports.index.stats() {
         Ok(Some(st)) => Some(view::local(st.synced_at, &c.tz)),
         Ok(None) => None,
@@ -213,7 +213,7 @@ fn now_rows(c: &Console, s: &Seen, q: &NowQuery) -> (Option<String>, Vec<NowRow>
             for r in c.ports.index.who_can_reach(&a, now).unwrap_or_default() {
                 // Employees and approvers see their own reach only.
                 if admin || own.as_deref() == Some(r.user.username.as_str()) {
-                    rows.push(view::reach_row(s.lang, &c.tz, &s.names, &ours, &r));
+                    rows.push(view::reach_row(s.lang, &c.tz, &s.names, ours, &r));
                 }
             }
         }
@@ -235,7 +235,7 @@ fn now_rows(c: &Console, s: &Seen, q: &NowQuery) -> (Option<String>, Vec<NowRow>
                     s.lang,
                     &c.tz,
                     &s.names,
-                    &ours,
+                    ours,
                     &ua.user.display(),
                     g,
                 ));

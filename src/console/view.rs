@@ -1,6 +1,7 @@
 //! What the pages show, computed without IO: the History filter and its rows, pending rows with
 //! their age, "now" rows with their provenance, time formatting in the configured zone, and CSV
 //! cells made safe for spreadsheets.
+use super::data::OrderSnapshot;
 use crate::chat::text::console::{audit_event_label, console_word};
 use crate::chat::text::{self, Lang};
 use crate::domain::audit::{Actor, AuditEvent, AuditRecord};
@@ -419,21 +420,6 @@ pub struct NowRow {
     pub reason: String,
 }
 
-/// Our orders by the JumpServer permission name their grant uses.
-pub fn by_permission<'a>(orders: impl Iterator<Item = &'a Order>) -> HashMap<String, &'a Order> {
-    let mut m = HashMap::new();
-    for o in orders {
-        let granted = o.grant.as_ref().and_then(|g| g.permission_name.clone());
-        let planned = o.preview.as_ref().map(|p| p.permission_name.clone());
-        for name in [granted, planned].into_iter().flatten() {
-            if !name.is_empty() {
-                m.insert(name, o);
-            }
-        }
-    }
-    m
-}
-
 fn approved_by(names: &HashMap<DingUserId, String>, o: &Order) -> String {
     let mut who: Vec<&DingUserId> = o.approvals.iter().collect();
     if let Some(d) = &o.decided_by {
@@ -482,14 +468,14 @@ pub fn reach_row(
     lang: Lang,
     tz: &TimeZone,
     names: &HashMap<DingUserId, String>,
-    ours: &HashMap<String, &Order>,
+    ours: &OrderSnapshot,
     r: &Reach,
 ) -> NowRow {
     now_row(
         lang,
         tz,
         names,
-        ours.get(&r.permission.name).copied(),
+        ours.by_permission(&r.permission.name),
         r.user.display(),
         format!("{} ({})", r.host.name, r.host.address),
         &r.permission.accounts,
@@ -502,7 +488,7 @@ pub fn grant_rows(
     lang: Lang,
     tz: &TimeZone,
     names: &HashMap<DingUserId, String>,
-    ours: &HashMap<String, &Order>,
+    ours: &OrderSnapshot,
     user: &str,
     g: &Grant,
 ) -> Vec<NowRow> {
@@ -513,7 +499,7 @@ pub fn grant_rows(
                 lang,
                 tz,
                 names,
-                ours.get(&g.permission_name).copied(),
+                ours.by_permission(&g.permission_name),
                 user.to_owned(),
                 format!("{} ({})", h.name, h.address),
                 &g.accounts,
