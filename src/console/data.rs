@@ -1,7 +1,8 @@
 //! What the console reads, as ports: the orders and the JumpServer index (the workflow's own
 //! store ports, shared), the audit trail behind [`AuditTrail`] — the console's own small trait,
 //! so a hash-chained trail with its reading API can replace today's `store::audit` by
-//! implementing it — and the DingTalk login behind [`DingLogin`].
+//! implementing it — and the DingTalk login behind [`DingLogin`]; and the [`OrderBook`], the
+//! decoded orders the pages share between requests.
 use crate::domain::audit::AuditRecord;
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::domain::order::Order;
