@@ -6,7 +6,7 @@ use crate::config::Config;
 use crate::console::data::{AuditTrail, ChainStatus, DingLogin, LoginIdentity};
 use crate::console::{Console, ConsolePorts, ConsoleSettings};
 use crate::dingtalk::client::DingTalkClient;
-use crate::domain::audit::{Actor, AuditRecord};
+use crate::domain::audit::AuditRecord;
 use crate::domain::ids::{DingUserId, OrderId};
 use crate::store::audit::{Audit, ChainWalk};
 use crate::store::index::Index;
@@ -16,7 +16,6 @@ use crate::store::sessions::Sessions;
 use crate::store::{Store, StoreError};
 use futures::future::BoxFuture;
 use jiff::Timestamp;
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -43,25 +42,6 @@ impl AuditTrail for ConsoleAudit {
     }
     fn since(&self, since: Timestamp, limit: usize) -> Result<Vec<AuditRecord>, StoreError> {
         self.audit.list_since(since, limit)
-    }
-    fn visible(
-        &self,
-        orders: &[OrderId],
-        actor: &DingUserId,
-        since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError> {
-        let theirs: HashSet<&OrderId> = orders.iter().collect();
-        let me = Actor::User(actor.clone());
-        let mut records =
-            self.audit
-                .records_of(orders, &[actor.as_str().to_lowercase()], since, usize::MAX)?;
-        records.retain(|r| match &r.order_id {
-            Some(id) => theirs.contains(id),
-            None => r.actor == me,
-        });
-        records.truncate(limit);
-        Ok(records)
     }
     fn records_of(
         &self,

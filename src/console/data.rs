@@ -31,16 +31,6 @@ pub trait AuditTrail: Send + Sync {
     fn for_order(&self, id: &OrderId) -> Result<Vec<AuditRecord>, StoreError>;
     /// Records at or after `since`, oldest first, at most `limit`.
     fn since(&self, since: Timestamp, limit: usize) -> Result<Vec<AuditRecord>, StoreError>;
-    /// Records at or after `since` of the orders `orders`, and those of no order that `actor`
-    /// made; oldest first (in the trail's order), at most `limit`. What a viewer who does not
-    /// see everything may see, read through the trail's indexes instead of a walk of all of it.
-    fn visible(
-        &self,
-        orders: &[OrderId],
-        actor: &DingUserId,
-        since: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, StoreError>;
     /// The records of any of `orders` or about any of `users` (actor, requester; ids as
     /// `users` returns them), at or after `since`, oldest first, at most `limit`.
     fn records_of(

@@ -421,8 +421,9 @@ fn history_rows(
             c.ports.audit.since(since, HISTORY_SCAN)
         }
     } else {
-        // Only the records of the orders this viewer can see (and their own records of no
-        // order): read through the trail's indexes, not a walk of the whole trail.
+        // The records of the orders this viewer can see and those about them (their own records
+        // of no order among them), read through the trail's indexes, not a walk of the whole
+        // trail; `can_see_record` below still decides each.
         let orders: Vec<OrderId> = s
             .orders
             .values()
@@ -431,7 +432,7 @@ fn history_rows(
             .collect();
         c.ports
             .audit
-            .visible(&orders, &s.viewer.user, since, HISTORY_SCAN)
+            .records_of(&orders, &[s.viewer.user.to_string()], since, HISTORY_SCAN)
     }
     .unwrap_or_else(|e| {
         tracing::error!(error = %e, "console could not read the audit trail");
