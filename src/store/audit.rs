@@ -453,11 +453,12 @@ impl Audit {
             let Some(user) = k.len().checked_sub(9).and_then(|end| k.get(2..end)) else {
                 continue;
             };
-            if users.last().map(String::as_bytes) != Some(user) {
-                users.push(String::from_utf8_lossy(user).into_owned());
+            // Keys are sorted by user, so a user's keys are neighbours.
+            let user = String::from_utf8_lossy(user);
+            if users.last().map(String::as_str) != Some(&*user) {
+                users.push(user.into_owned());
             }
         }
-        users.dedup();
         Ok(users)
     }
 
