@@ -229,10 +229,12 @@ impl IndexBuild for IndexWriter {
                 ))
             })
             .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Conflict(format!(
-                    "the index commit stopped: {e}"
-                )))
+            .unwrap_or_else(|e| match e.try_into_panic() {
+                // As if it had run here: a panic goes on up to the job runner.
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => Err(StoreError::Conflict(format!(
+                    "the index commit was cancelled: {e}"
+                ))),
             })
         })
     }

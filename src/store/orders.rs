@@ -97,7 +97,8 @@ const FEED_LEN: usize = 4096;
 /// (the console): a revision number counts the commits of this process, and the ids of the
 /// last `FEED_LEN` are kept. Noted after the write, so an id read here is stored at least in
 /// the version that noted it. In memory: a reader's copy starts with a full load after a
-/// restart anyway.
+/// restart anyway. Not an `OrderObserver`: observers belong to one `Orders` handle (the console
+/// has its own), and a reader pulling ids keeps its locks and decoding off the commit path.
 #[derive(Debug, Default)]
 pub struct OrderFeed {
     inner: Mutex<FeedInner>,
