@@ -631,12 +631,12 @@ fn scale(a: ScaleArgs) -> anyhow::Result<ExitCode> {
     );
     let q = |x: f64| {
         r.probe
-            .quantile(x)
+            .quantile_ms(x)
             .map_or("-".to_owned(), |v| format!("{v:.1}"))
     };
     println!(
         "event acks during the sync: {} pushes, p50 {} ms, p99 {} ms, max {} ms, {} not acknowledged",
-        r.probe.ms.len() + r.probe.failed,
+        r.probe.latency_us.len() as usize + r.probe.failed,
         q(0.5),
         q(0.99),
         q(1.0),

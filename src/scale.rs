@@ -54,10 +54,10 @@ pub struct ScaleReport {
 /// DingTalk event pushes sent to the bot while `/sync` runs (a `user_leave_org` for a user with
 /// no orders every 20 ms, each a new event), timed from request to the encrypted `success`: how
 /// long DingTalk waits for an acknowledgement while the bot writes a large index.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AckProbe {
-    /// Acknowledgement times, milliseconds, sorted.
-    pub ms: Vec<f64>,
+    /// Acknowledgement times, microseconds (as `loadgen` records its latencies).
+    pub latency_us: hdrhistogram::Histogram<u64>,
     /// Pushes not acknowledged with a valid `success`.
     pub failed: usize,
     /// The slowest acknowledgement of each 5 s of the sync, milliseconds (where in the sync the
@@ -66,16 +66,21 @@ pub struct AckProbe {
 }
 
 impl AckProbe {
-    /// The `q`-quantile (0 < q ≤ 1) of the acknowledgement times, if any were measured.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.ms.len();
-        let i = ((q * n as f64).ceil() as usize).clamp(1, n.max(1)) - 1;
-        self.ms.get(i).copied()
+    /// The `q`-quantile (0 ≤ q ≤ 1) of the acknowledgement times in milliseconds, if any were
+    /// measured.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        (!self.latency_us.is_empty()).then(|| self.latency_us.value_at_quantile(q) as f64 / 1e3)
     }
 }
 
 async fn probe_acks(dt: &SimDingTalk, stop: &AtomicBool) -> AckProbe {
-    let mut p = AckProbe::default();
+    let mut p = AckProbe {
+        // Up to an hour, three significant digits.
+        latency_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .expect("constant histogram bounds are valid"),
+        failed: 0,
+        worst_per_5s: Vec::new(),
+    };
     let mut n = 0u64;
     let start = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -88,19 +93,19 @@ async fn probe_acks(dt: &SimDingTalk, stop: &AtomicBool) -> AckProbe {
         let t = Instant::now();
         match dt.push_event(&event).await {
             Ok(_) => {
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                p.ms.push(ms);
+                let took = t.elapsed();
+                p.latency_us
+                    .saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
                 let slot = (t - start).as_secs() as usize / 5;
                 if p.worst_per_5s.len() <= slot {
                     p.worst_per_5s.resize(slot + 1, 0.0);
                 }
-                p.worst_per_5s[slot] = p.worst_per_5s[slot].max(ms);
+                p.worst_per_5s[slot] = p.worst_per_5s[slot].max(took.as_secs_f64() * 1e3);
             }
             Err(_) => p.failed += 1,
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    p.ms.sort_by(f64::total_cmp);
     p
 }
 
