@@ -409,7 +409,7 @@ async fn accept_within(
             if let Some(key) = guard.key.take() {
                 // The event is handled; failing to mark it only risks handling a redelivery
                 // again, which the workflow's own state tolerates better than a lost reply.
-                if let Err(e) = st.dedupe.finish(key) {
+                if let Err(e) = st.dedupe.finish(key).await {
                     tracing::error!(error = %e, key, "could not mark a delivery handled");
                 }
             }

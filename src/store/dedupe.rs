@@ -6,16 +6,29 @@
 //! acknowledging that copy as a duplicate would lose the event if the first attempt then fails,
 //! so the copy is told to come back later instead.
 //!
-//! In-flight keys live in memory only; the *done* mark is written to sled by `finish`, before
-//! the delivery is acknowledged. One sled write per handled delivery instead of two (in flight,
-//! then done): under load the first write cost as much as the second and protected nothing — an
-//! in-flight mark only matters while its process lives, and after a crash the redelivery must be
-//! handled anyway (it used to wait out the abandon window first).
+//! Where keys live, and why. Every delivery is judged from memory: a map per shard of the
+//! 128-bit fingerprints (SHA-256, truncated) of the done keys with their expiry, beside the
+//! in-flight attempts. Each done mark is also written to sled, in `dedupe_log`, before `finish`
+//! returns (so before the acknowledgement, as before): the log is read back into memory when
+//! the store is opened, so a restart forgets nothing that was marked.
 //!
-//! Value: the expiry as big-endian i64 milliseconds (done). Older versions also stored in-flight
-//! keys, followed by the big-endian i64 millisecond after which the attempt counts as abandoned;
-//! such values are still read. Expired keys are swept by value, at most once per
-//! `SWEEP_EVERY_MS`, off the request path.
+//! Group commit: the marks of deliveries finishing at about the same time go into sled as one
+//! record, written by one task while the deliveries wait for it (`Appender`). Until 2026-12 the
+//! marks were a sled tree keyed by the delivery key, read on every delivery and written on
+//! every first one; a sled insert costs several microseconds under load whatever the key (it
+//! walks, splits and copies tree nodes), about a fifth of the bot's CPU per event
+//! (docs/benchmarks.md). Now nothing on the delivery path reads sled, and one insert carries
+//! every mark that was waiting. The price is memory: ~30–60 bytes per key remembered (7 days
+//! of deliveries by default).
+//!
+//! The state is shared by every `Dedupe` opened on one `Store` (`Store::dedupe_keys`): two
+//! handles with their own maps would each let one copy of a delivery through.
+//!
+//! `dedupe_log` record: key = big-endian u64 sequence; value = one or more marks of 24 bytes,
+//! each the expiry (big-endian i64 ms) then the 16-byte fingerprint. The older `dedupe` tree (key = the delivery key; value = the expiry,
+//! or for an older version's in-flight mark the expiry and the moment it counts as abandoned)
+//! is moved into the log when the store is opened; its in-flight marks are honoured until
+//! abandoned. Expired keys are swept, at most once per `SWEEP_EVERY_MS`, off the request path.
 //!
 //! A second tree, `signatures`, remembers which body each robot / card signature (timestamp +
 //! sign headers) came with, until the timestamp leaves its freshness window: those signatures
@@ -24,41 +37,121 @@
 //! body; swept with the dedupe keys.
 use super::{Store, StoreError};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-const TREE: &str = "dedupe";
+/// The older layout: one sled key per delivery key (module header); read once, at open.
+const LEGACY_TREE: &str = "dedupe";
+const LOG: &str = "dedupe_log";
 const SIGNATURES: &str = "signatures";
 
-/// How often expired keys are removed: often enough to keep the tree at about one TTL of
-/// traffic, rarely enough that the walk costs nothing noticeable.
+/// How often expired keys are removed: often enough to keep memory and the log at about one
+/// TTL of traffic, rarely enough that the walk costs nothing noticeable.
 pub const SWEEP_EVERY_MS: i64 = 60 * 60 * 1000;
 
 #[derive(Clone, Debug)]
 pub struct Dedupe {
-    tree: sled::Tree,
+    keys: Arc<Keys>,
     signatures: sled::Tree,
     next_sweep_ms: Arc<AtomicI64>,
     stats: Arc<DedupeStats>,
-    /// Keys being handled right now (module header): a process's own attempts, shared by every
-    /// clone. Holds at most one entry per delivery in progress.
-    in_flight: Arc<Mutex<HashMap<String, Attempt>>>,
-    /// Per stripe of keys, how many keys have left `in_flight` (see `judge`): lets a first
-    /// delivery trust its one lock-free read of the tree instead of reading it again.
-    departures: Arc<[AtomicU64; STRIPES]>,
 }
 
-/// Stripes of `Dedupe::departures`: enough that a finish in another key's stripe between a
-/// read and the lock (about a microsecond) is rare at tens of thousands of deliveries a second.
-const STRIPES: usize = 64;
-
-fn stripe(key: &str) -> usize {
-    use std::hash::{BuildHasher, BuildHasherDefault};
-    // A fixed hasher (no random seed needed: this only spreads keys over counters).
-    let h =
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
-    usize::try_from(h % STRIPES as u64).unwrap_or(0)
+/// The remembered keys of one store (module header), loaded once per `Store`.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    log: sled::Tree,
+    legacy: sled::Tree,
+    /// The next `dedupe_log` sequence number.
+    next_seq: AtomicU64,
+    shards: [Mutex<Shard>; SHARDS],
+    pending: Mutex<Pending>,
 }
+
+/// Done marks waiting for the next `dedupe_log` record (module header: group commit).
+#[derive(Debug)]
+struct Pending {
+    marks: Vec<(Fingerprint, i64)>,
+    /// Told the outcome of the record these marks go out in.
+    outcome: tokio::sync::watch::Sender<Option<Result<(), sled::Error>>>,
+    /// A writer task is running; it takes whatever is pending until nothing is.
+    writing: bool,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            marks: Vec::new(),
+            outcome: tokio::sync::watch::channel(None).0,
+            writing: false,
+        }
+    }
+}
+
+/// Shards of the in-memory state: a first delivery and a finish each hold one shard's lock for
+/// a couple of map operations, so two runtime workers rarely meet on one; the hourly sweep
+/// holds one shard at a time.
+const SHARDS: usize = 16;
+
+#[derive(Debug, Default)]
+struct Shard {
+    /// Done keys → expiry (ms).
+    done: HashMap<Fingerprint, i64, BuildFingerprintHasher>,
+    /// Keys being handled right now by this process. Holds at most one entry per delivery in
+    /// progress (plus an older version's in-flight marks until they expire).
+    in_flight: HashMap<Fingerprint, Attempt, BuildFingerprintHasher>,
+}
+
+/// The first 16 bytes of the SHA-256 of a delivery key. 128 bits: among the few million keys
+/// a week can hold, the chance that two collide (and a new delivery is taken for a repeat) is
+/// below 10^-25.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    fn of(key: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(key.as_bytes());
+        let mut fp = [0u8; 16];
+        fp.copy_from_slice(&digest[..16]);
+        Fingerprint(fp)
+    }
+    fn shard(&self) -> usize {
+        // A byte the map's hash (the first eight) does not use.
+        usize::from(self.0[15]) % SHARDS
+    }
+}
+
+impl Hash for Fingerprint {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Already uniformly distributed: its first eight bytes are the hash.
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(first));
+    }
+}
+
+/// Passes a `Fingerprint`'s own bytes through as the hash (no SipHash over a SHA-256 digest).
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by `Fingerprint`; anything else still hashes to something.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+}
+
+type BuildFingerprintHasher = BuildHasherDefault<FingerprintHasher>;
 
 /// One attempt in progress: the expiry its done mark will carry, and when it counts as
 /// abandoned (a dispatch that never returns must not block the key until it expires).
@@ -92,7 +185,7 @@ pub enum SignatureUse {
     OtherBody,
 }
 
-/// What a delivery is, seen from the dedupe tree.
+/// What a delivery is, seen from the remembered keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Delivery {
     /// Not seen (or expired, or abandoned): handle it; it is now in flight.
@@ -103,45 +196,198 @@ pub enum Delivery {
     InFlight,
 }
 
+/// A value of the older `dedupe` tree.
 #[derive(Clone, Copy)]
-enum State {
+enum LegacyMark {
     Done { expires: i64 },
     InFlight { expires: i64, abandoned_at: i64 },
 }
 
-impl State {
-    fn decode(v: &[u8]) -> State {
+impl LegacyMark {
+    fn decode(v: &[u8]) -> LegacyMark {
         let at = |i: usize| {
             v.get(i..i + 8)
                 .and_then(|b| b.try_into().ok())
                 .map(i64::from_be_bytes)
         };
         match (at(0), at(8)) {
-            (Some(expires), Some(abandoned_at)) if v.len() == 16 => State::InFlight {
+            (Some(expires), Some(abandoned_at)) if v.len() == 16 => LegacyMark::InFlight {
                 expires,
                 abandoned_at,
             },
-            (Some(expires), None) if v.len() == 8 => State::Done { expires },
+            (Some(expires), None) if v.len() == 8 => LegacyMark::Done { expires },
             // Unreadable: treat as expired so the key can be recorded afresh.
-            _ => State::Done { expires: 0 },
+            _ => LegacyMark::Done { expires: 0 },
         }
     }
     fn expires(self) -> i64 {
         match self {
-            State::Done { expires } | State::InFlight { expires, .. } => expires,
+            LegacyMark::Done { expires } | LegacyMark::InFlight { expires, .. } => expires,
         }
     }
+}
+
+impl Keys {
+    /// Reads the log (and moves the older tree's done marks into it) into memory.
+    fn load(store: &Store) -> Result<Self, StoreError> {
+        let keys = Keys {
+            log: store.tree(LOG)?,
+            legacy: store.tree(LEGACY_TREE)?,
+            next_seq: AtomicU64::new(0),
+            shards: std::array::from_fn(|_| Mutex::default()),
+            pending: Mutex::default(),
+        };
+        let mut next = 0u64;
+        for item in keys.log.iter() {
+            let (k, v) = item?;
+            if let Some(seq) = seq_of(&k) {
+                next = next.max(seq.saturating_add(1));
+            }
+            for (expires, fp) in marks_of(&v) {
+                keys.remember_done(fp, expires);
+            }
+        }
+        keys.next_seq.store(next, Ordering::Relaxed);
+        for item in keys.legacy.iter() {
+            let (k, v) = item?;
+            let fp = Fingerprint::of(&String::from_utf8_lossy(&k));
+            match LegacyMark::decode(&v) {
+                LegacyMark::Done { expires } => {
+                    // Appended before it leaves the old tree: an interrupted move repeats
+                    // itself at the next open (a second record of one key is harmless).
+                    keys.append(&[(fp, expires)])?;
+                    keys.remember_done(fp, expires);
+                    keys.legacy.remove(&k)?;
+                }
+                LegacyMark::InFlight {
+                    expires,
+                    abandoned_at,
+                } => {
+                    // Left in the old tree, so it is honoured after another restart too,
+                    // until it expires and is swept.
+                    keys.shard(&fp).in_flight.insert(
+                        fp,
+                        Attempt {
+                            expires,
+                            abandoned_at,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    fn shard(&self, fp: &Fingerprint) -> MutexGuard<'_, Shard> {
+        // Entries are plain data: a panic elsewhere while the lock was held leaves them usable.
+        self.shards[fp.shard()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn remember_done(&self, fp: Fingerprint, expires: i64) {
+        let mut shard = self.shard(&fp);
+        let e = shard.done.entry(fp).or_insert(expires);
+        *e = (*e).max(expires);
+    }
+
+    /// Writes `marks` to `dedupe_log` as one record: in sled when this returns.
+    fn append(&self, marks: &[(Fingerprint, i64)]) -> Result<(), sled::Error> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let mut value = Vec::with_capacity(marks.len() * MARK_LEN);
+        for (fp, expires) in marks {
+            value.extend_from_slice(&expires.to_be_bytes());
+            value.extend_from_slice(&fp.0);
+        }
+        self.log.insert(seq.to_be_bytes(), value)?;
+        Ok(())
+    }
+
+    /// Writes `mark` to sled with whatever other marks are waiting (module header), and returns
+    /// once the record holding it is in sled. Outside a Tokio runtime it is written alone.
+    async fn commit(self: &Arc<Self>, mark: (Fingerprint, i64)) -> Result<(), StoreError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Ok(self.append(&[mark])?);
+        };
+        let mut outcome = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.marks.push(mark);
+            if !pending.writing {
+                pending.writing = true;
+                let keys = self.clone();
+                drop(runtime.spawn(async move { keys.write_pending().await }));
+            }
+            pending.outcome.subscribe()
+        };
+        let written = match outcome.wait_for(Option::is_some).await {
+            Ok(written) => written.clone(),
+            // The writer was dropped unfinished (the runtime is shutting down).
+            Err(_) => None,
+        };
+        match written {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(StoreError::Sled(e)),
+            None => Err(StoreError::Conflict(
+                "dedupe mark not written: shutting down".into(),
+            )),
+        }
+    }
+
+    /// The writer task: takes the waiting marks, writes them as one record, tells their
+    /// waiters, and goes on until none are left.
+    async fn write_pending(self: Arc<Self>) {
+        loop {
+            // Let the deliveries already running reach their `finish` and join this record:
+            // woken by the first of them, the task would otherwise run right after it, alone.
+            tokio::task::yield_now().await;
+            let (marks, outcome) = {
+                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if pending.marks.is_empty() {
+                    pending.writing = false;
+                    return;
+                }
+                let marks = std::mem::take(&mut pending.marks);
+                let outcome =
+                    std::mem::replace(&mut pending.outcome, tokio::sync::watch::channel(None).0);
+                (marks, outcome)
+            };
+            let written = self.append(&marks);
+            if let Err(e) = &written {
+                tracing::error!(error = %e, marks = marks.len(), "writing dedupe marks failed");
+            }
+            outcome.send_replace(Some(written));
+        }
+    }
+}
+
+/// Bytes of one mark in a `dedupe_log` record: expiry, fingerprint.
+const MARK_LEN: usize = 24;
+
+fn seq_of(k: &[u8]) -> Option<u64> {
+    k.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// The marks of a `dedupe_log` record; a torn trailing piece is skipped.
+fn marks_of(v: &[u8]) -> impl Iterator<Item = (i64, Fingerprint)> + '_ {
+    v.chunks_exact(MARK_LEN).filter_map(|m| {
+        let expires = i64::from_be_bytes(m.get(..8)?.try_into().ok()?);
+        let fp: [u8; 16] = m.get(8..)?.try_into().ok()?;
+        Some((expires, Fingerprint(fp)))
+    })
+}
+
+/// When a whole `dedupe_log` record is expired: when its last mark is.
+fn record_expiry(v: &[u8]) -> i64 {
+    marks_of(v).map(|(e, _)| e).max().unwrap_or(i64::MIN)
 }
 
 impl Dedupe {
     pub fn new(store: &Store) -> Result<Self, StoreError> {
         Ok(Self {
-            tree: store.tree(TREE)?,
+            keys: store.dedupe_keys(|| Keys::load(store))?,
             signatures: store.tree(SIGNATURES)?,
             next_sweep_ms: Arc::new(AtomicI64::new(i64::MIN)),
             stats: Arc::default(),
-            in_flight: Arc::default(),
-            departures: Arc::new(std::array::from_fn(|_| AtomicU64::new(0))),
         })
     }
 
@@ -159,14 +405,28 @@ impl Dedupe {
         expires_ms: i64,
         abandon_after_ms: i64,
     ) -> Result<Delivery, StoreError> {
-        let seen = self.judge(
-            key,
-            now_ms,
-            Attempt {
-                expires: expires_ms,
-                abandoned_at: now_ms.saturating_add(abandon_after_ms),
-            },
-        )?;
+        let fp = Fingerprint::of(key);
+        let seen = {
+            let mut shard = self.keys.shard(&fp);
+            if shard.done.get(&fp).is_some_and(|&e| e > now_ms) {
+                Delivery::Duplicate
+            } else if shard
+                .in_flight
+                .get(&fp)
+                .is_some_and(|a| a.expires > now_ms && a.abandoned_at > now_ms)
+            {
+                Delivery::InFlight
+            } else {
+                shard.in_flight.insert(
+                    fp,
+                    Attempt {
+                        expires: expires_ms,
+                        abandoned_at: now_ms.saturating_add(abandon_after_ms),
+                    },
+                );
+                Delivery::First
+            }
+        };
         match seen {
             Delivery::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
             Delivery::InFlight => self.stats.in_flight.fetch_add(1, Ordering::Relaxed),
@@ -177,88 +437,32 @@ impl Dedupe {
     }
 
     /// Marks an in-flight key handled; later copies are duplicates until it expires. The mark
-    /// is in sled when this returns (the acknowledgement follows it).
-    pub fn finish(&self, key: &str) -> Result<(), StoreError> {
-        let Some(attempt) = self.attempts().get(key).copied() else {
-            // Forgotten meanwhile: not resurrected.
-            return Ok(());
+    /// is in sled when this returns (the acknowledgement follows it), written together with the
+    /// marks of other deliveries finishing meanwhile.
+    pub async fn finish(&self, key: &str) -> Result<(), StoreError> {
+        let fp = Fingerprint::of(key);
+        let attempt = {
+            let mut shard = self.keys.shard(&fp);
+            let Some(attempt) = shard.in_flight.remove(&fp) else {
+                // Forgotten meanwhile: not resurrected.
+                return Ok(());
+            };
+            let e = shard.done.entry(fp).or_insert(attempt.expires);
+            *e = (*e).max(attempt.expires);
+            attempt
         };
-        // Written before the key leaves the map, so a copy never finds neither (see `judge`).
-        self.tree.insert(key, &attempt.expires.to_be_bytes())?;
-        self.depart(key);
-        Ok(())
+        // Done in memory before the mark is in sled: the delivery is handled (its dispatch
+        // returned) and will be acknowledged whether or not the write succeeds (ingress), so a
+        // copy arriving during the write is a duplicate, not an attempt to ask back later.
+        self.keys.commit((fp, attempt.expires)).await
     }
 
-    /// Forgets `key`, so a delivery whose handling failed before any state changed can be retried.
+    /// Forgets an unfinished `key`, so a delivery whose handling failed before any state
+    /// changed can be retried.
     pub fn forget(&self, key: &str) -> Result<(), StoreError> {
-        self.depart(key);
-        self.tree.remove(key)?;
+        let fp = Fingerprint::of(key);
+        self.keys.shard(&fp).in_flight.remove(&fp);
         Ok(())
-    }
-
-    /// Takes `key` out of the in-flight map and counts the departure in its stripe, under the
-    /// map's lock (see `judge`).
-    fn depart(&self, key: &str) {
-        let mut attempts = self.attempts();
-        if attempts.remove(key).is_some() {
-            if let Some(n) = self.departures.get(stripe(key)) {
-                n.fetch_add(1, Ordering::Release);
-            }
-        }
-    }
-
-    /// What a delivery of `key` is now; on `First`, `attempt` is recorded as in flight.
-    ///
-    /// One read of the tree, without the lock, answers repeats (a redelivery storm) and almost
-    /// every first delivery. The gap it leaves: an attempt at the same key may finish between
-    /// that read and the lock — mark written, key gone from the map — and the copy would find
-    /// neither. Every departure from the map is counted in its key's stripe under the lock, so
-    /// an unchanged count proves no attempt in this stripe left since the read, and the read
-    /// stands; otherwise the tree is read again under the lock. (A second read on every first
-    /// delivery cost as much as the sled insert that follows it: a read can pay for splitting
-    /// the leaf it visits.)
-    fn judge(&self, key: &str, now_ms: i64, attempt: Attempt) -> Result<Delivery, StoreError> {
-        let departures = self.departures.get(stripe(key));
-        let seen_departures = departures.map(|n| n.load(Ordering::Acquire));
-        let first_look = self.stored(key, now_ms)?;
-        if let Some(Delivery::Duplicate) = first_look {
-            return Ok(Delivery::Duplicate);
-        }
-        let mut attempts = self.attempts();
-        if attempts
-            .get(key)
-            .is_some_and(|a| a.expires > now_ms && a.abandoned_at > now_ms)
-        {
-            return Ok(Delivery::InFlight);
-        }
-        let look = if departures.map(|n| n.load(Ordering::Acquire)) == seen_departures {
-            first_look
-        } else {
-            self.stored(key, now_ms)?
-        };
-        if let Some(seen) = look {
-            return Ok(seen);
-        }
-        attempts.insert(key.to_owned(), attempt);
-        Ok(Delivery::First)
-    }
-
-    /// What the tree says of `key`: a live done mark, an older version's live in-flight mark,
-    /// or nothing (absent, expired, abandoned).
-    fn stored(&self, key: &str, now_ms: i64) -> Result<Option<Delivery>, StoreError> {
-        Ok(match self.tree.get(key)?.as_deref().map(State::decode) {
-            Some(State::Done { expires }) if expires > now_ms => Some(Delivery::Duplicate),
-            Some(State::InFlight {
-                expires,
-                abandoned_at,
-            }) if expires > now_ms && abandoned_at > now_ms => Some(Delivery::InFlight),
-            _ => None,
-        })
-    }
-
-    fn attempts(&self) -> MutexGuard<'_, HashMap<String, Attempt>> {
-        // Entries are plain data: a panic elsewhere while the lock was held leaves them usable.
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Binds a signature (`pair`, e.g. `robot:<timestamp>:<sign>`) to the body it came with,
@@ -334,19 +538,36 @@ impl Dedupe {
         }
     }
 
-    /// Removes expired keys and signatures; returns how many.
+    /// Removes expired keys (from memory and the log) and signatures; returns how many keys
+    /// and signatures were forgotten.
     pub fn sweep(&self, now_ms: i64) -> Result<usize, StoreError> {
-        let keys = sweep_tree(&self.tree, now_ms, |v| State::decode(v).expires())?;
+        let mut forgotten = 0;
+        for shard in &self.keys.shards {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            let before = shard.done.len();
+            shard.done.retain(|_, e| *e > now_ms);
+            shard.in_flight.retain(|_, a| a.expires > now_ms);
+            forgotten += before - shard.done.len();
+        }
+        sweep_tree(&self.keys.log, now_ms, record_expiry)?;
+        sweep_tree(&self.keys.legacy, now_ms, |v| {
+            LegacyMark::decode(v).expires()
+        })?;
         let signatures = sweep_tree(&self.signatures, now_ms, signature_expiry)?;
-        Ok(keys + signatures)
+        Ok(forgotten + signatures)
     }
 
+    /// How many done keys are remembered (expired ones until the next sweep).
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.keys
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).done.len())
+            .sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.len() == 0
     }
 }
 
@@ -379,11 +600,16 @@ fn sweep_tree(
 mod tests {
     use super::*;
 
+    /// `finish` outside a Tokio runtime: the mark is written alone, inline.
+    fn finish(d: &Dedupe, key: &str) {
+        futures::executor::block_on(d.finish(key)).unwrap();
+    }
+
     /// A delivery handled to the end: `begin` then `finish`; true when it was the first.
     fn handled(d: &Dedupe, key: &str, now_ms: i64, expires_ms: i64) -> bool {
         let first = d.begin(key, now_ms, expires_ms, 100).unwrap() == Delivery::First;
         if first {
-            d.finish(key).unwrap();
+            finish(d, key);
         }
         first
     }
@@ -397,6 +623,7 @@ mod tests {
         assert!(handled(&d, "msg:1", 2001, 3000));
         assert_eq!(d.sweep(3001).unwrap(), 1);
         assert!(d.is_empty());
+        assert!(d.keys.log.is_empty(), "both records of the key swept");
     }
 
     #[test]
@@ -406,7 +633,7 @@ mod tests {
         let ttl = 10_000;
         assert_eq!(d.begin("k", 0, ttl, 100).unwrap(), Delivery::First);
         assert_eq!(d.begin("k", 50, 50 + ttl, 100).unwrap(), Delivery::InFlight);
-        d.finish("k").unwrap();
+        finish(&d, "k");
         assert_eq!(
             d.begin("k", 60, 60 + ttl, 100).unwrap(),
             Delivery::Duplicate
@@ -430,36 +657,96 @@ mod tests {
         assert_eq!(d.begin("k", 101, 10_101, 100).unwrap(), Delivery::First);
         // finish on a forgotten key does not resurrect it.
         d.forget("k").unwrap();
-        d.finish("k").unwrap();
+        finish(&d, "k");
         assert!(d.is_empty());
     }
 
     #[test]
-    fn in_flight_keys_do_not_outlive_the_process_and_old_marks_are_honoured() {
-        let store = Store::temporary().unwrap();
-        let d = Dedupe::new(&store).unwrap();
-        assert_eq!(d.begin("k", 0, 10_000, 5_000).unwrap(), Delivery::First);
-        assert!(d.is_empty(), "nothing written before the attempt ends");
-        // A restart (a new Dedupe on the same store): the interrupted attempt is not waited for.
+    fn done_marks_outlive_the_process_and_in_flight_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let d = Dedupe::new(&store).unwrap();
+            assert!(handled(&d, "done", 0, 10_000));
+            assert_eq!(d.begin("k", 0, 10_000, 5_000).unwrap(), Delivery::First);
+            // A second handle on the same store shares the keys.
+            let other = Dedupe::new(&store).unwrap();
+            assert_eq!(
+                other.begin("k", 1, 10_001, 5_000).unwrap(),
+                Delivery::InFlight
+            );
+            assert_eq!(
+                other.begin("done", 1, 10_001, 5_000).unwrap(),
+                Delivery::Duplicate
+            );
+            assert_eq!(d.keys.log.len(), 1, "one record per finished delivery");
+        }
+        // A restart: the done mark is read back from the log; the interrupted attempt is not
+        // waited for.
+        let store = Store::open(dir.path()).unwrap();
         let after = Dedupe::new(&store).unwrap();
+        assert_eq!(
+            after.begin("done", 10, 10_010, 5_000).unwrap(),
+            Delivery::Duplicate
+        );
         assert_eq!(
             after.begin("k", 10, 10_010, 5_000).unwrap(),
             Delivery::First
         );
-        after.finish("k").unwrap();
+        finish(&after, "k");
         assert_eq!(
             after.begin("k", 20, 10_020, 5_000).unwrap(),
             Delivery::Duplicate
         );
-        // An in-flight mark an older version wrote is still honoured until it is abandoned.
-        let mut old = 10_000i64.to_be_bytes().to_vec();
-        old.extend_from_slice(&100i64.to_be_bytes());
-        d.tree.insert("old", old).unwrap();
+        // Appends go on after the records read back.
+        assert_eq!(after.keys.log.len(), 2);
+    }
+
+    #[test]
+    fn an_older_versions_marks_are_moved_into_the_log_and_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let old = store.tree(LEGACY_TREE).unwrap();
+            old.insert("evt:done", &10_000i64.to_be_bytes()).unwrap();
+            let mut in_flight = 10_000i64.to_be_bytes().to_vec();
+            in_flight.extend_from_slice(&100i64.to_be_bytes());
+            old.insert("evt:running", in_flight).unwrap();
+            old.insert("evt:garbled", &b"??"[..]).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let d = Dedupe::new(&store).unwrap();
         assert_eq!(
-            d.begin("old", 50, 10_050, 5_000).unwrap(),
+            d.begin("evt:done", 50, 10_050, 5_000).unwrap(),
+            Delivery::Duplicate
+        );
+        assert_eq!(
+            d.begin("evt:running", 50, 10_050, 5_000).unwrap(),
             Delivery::InFlight
         );
-        assert_eq!(d.begin("old", 100, 10_100, 5_000).unwrap(), Delivery::First);
+        // Abandoned: free again.
+        assert_eq!(
+            d.begin("evt:running", 100, 10_100, 5_000).unwrap(),
+            Delivery::First
+        );
+        // An unreadable value counts as expired.
+        assert_eq!(
+            d.begin("evt:garbled", 50, 10_050, 5_000).unwrap(),
+            Delivery::First
+        );
+        // The done mark now lives in the log; the in-flight mark stays until swept.
+        let old = store.tree(LEGACY_TREE).unwrap();
+        assert!(old.get("evt:done").unwrap().is_none());
+        assert!(old.get("evt:running").unwrap().is_some());
+        assert_eq!(d.keys.log.len(), 1);
+        d.sweep(10_001).unwrap();
+        assert!(store
+            .tree(LEGACY_TREE)
+            .unwrap()
+            .get("evt:running")
+            .unwrap()
+            .is_none());
+        assert!(d.keys.log.is_empty());
     }
 
     #[test]
@@ -483,8 +770,8 @@ mod tests {
             Delivery::First
         );
         assert_eq!(d.len(), 0);
-        d.finish("new:1").unwrap();
-        d.finish("new:2").unwrap();
+        finish(&d, "new:1");
+        finish(&d, "new:2");
         assert_eq!(d.len(), 2);
     }
 
@@ -542,7 +829,7 @@ mod tests {
                             match d.begin(k, 0, 1_000_000, 1_000_000).unwrap() {
                                 Delivery::First => {
                                     handled.fetch_add(1, Ordering::Relaxed);
-                                    d.finish(k).unwrap();
+                                    finish(&d, k);
                                     break;
                                 }
                                 Delivery::Duplicate => break,
@@ -554,6 +841,71 @@ mod tests {
             }
         });
         assert_eq!(handled.into_inner(), keys.len());
+    }
+
+    /// Under a runtime, deliveries finishing together share a `dedupe_log` record; each
+    /// `finish` returns only once its mark is in it, and a restart reads every mark back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn marks_finishing_together_are_written_together_and_all_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        const N: usize = 500;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let d = Dedupe::new(&store).unwrap();
+            let tasks: Vec<_> = (0..N)
+                .map(|i| {
+                    let d = d.clone();
+                    tokio::spawn(async move {
+                        let key = format!("evt:{i}");
+                        assert_eq!(d.begin(&key, 0, 10_000, 5_000).unwrap(), Delivery::First);
+                        d.finish(&key).await.unwrap();
+                        // Returned: the mark is in sled, and copies are duplicates.
+                        let fp = Fingerprint::of(&key);
+                        let in_log = d
+                            .keys
+                            .log
+                            .iter()
+                            .values()
+                            .any(|v| marks_of(&v.unwrap()).any(|(_, f)| f == fp));
+                        assert!(in_log, "{key} finished before its mark was in sled");
+                        assert_eq!(
+                            d.begin(&key, 1, 10_001, 5_000).unwrap(),
+                            Delivery::Duplicate
+                        );
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let records = d.keys.log.len();
+            let marks: usize = d
+                .keys
+                .log
+                .iter()
+                .values()
+                .map(|v| marks_of(&v.unwrap()).count())
+                .sum();
+            assert_eq!(marks, N);
+            assert!(
+                records < N,
+                "{records} records for {N} marks: nothing was grouped"
+            );
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        for i in 0..N {
+            let key = format!("evt:{i}");
+            assert_eq!(
+                d.begin(&key, 2, 10_002, 5_000).unwrap(),
+                Delivery::Duplicate,
+                "{key}"
+            );
+        }
+        // Records are swept whole once their last mark expires.
+        d.sweep(10_000).unwrap();
+        assert!(d.keys.log.is_empty());
+        assert!(d.is_empty());
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct Store {
     /// Which orders this process changed lately, shared by every `Orders` handle on this store
     /// (see `orders::OrderFeed`).
     order_feed: Arc<orders::OrderFeed>,
+    /// The remembered delivery keys, loaded by the first `Dedupe` opened on this store and
+    /// shared by every later one (see `dedupe`).
+    dedupe_keys: Arc<Mutex<Option<Arc<dedupe::Keys>>>>,
 }
 
 /// The index's generation databases (`<path>/index/<generation>/`, see `store::index`), shared
@@ -201,6 +204,7 @@ impl Store {
                 open: Mutex::default(),
             }),
             order_feed: Arc::default(),
+            dedupe_keys: Arc::default(),
         })
     }
 
@@ -219,6 +223,7 @@ impl Store {
                 open: Mutex::default(),
             }),
             order_feed: Arc::default(),
+            dedupe_keys: Arc::default(),
         })
     }
 
@@ -230,6 +235,20 @@ impl Store {
     /// The feed of order changes every `Orders` handle on this store writes to.
     pub(crate) fn order_feed(&self) -> Arc<orders::OrderFeed> {
         self.order_feed.clone()
+    }
+
+    /// The delivery keys every `Dedupe` on this store shares, loaded by `load` the first time.
+    pub(crate) fn dedupe_keys(
+        &self,
+        load: impl FnOnce() -> Result<dedupe::Keys, StoreError>,
+    ) -> Result<Arc<dedupe::Keys>, StoreError> {
+        let mut slot = self.dedupe_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = slot.as_ref() {
+            return Ok(keys.clone());
+        }
+        let keys = Arc::new(load()?);
+        *slot = Some(keys.clone());
+        Ok(keys)
     }
 
     pub fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {

@@ -243,7 +243,7 @@ impl Edge {
     }
 
     fn dedupe_len(&self) -> usize {
-        self.bot.store.db().open_tree("dedupe").unwrap().len()
+        self.bot.store.db().open_tree("dedupe_log").unwrap().len()
     }
 
     async fn post_event(&self, query: &str, body: String) -> (u16, Value) {

@@ -311,6 +311,28 @@ async fn with_one_action_id_for_both_buttons_a_refused_reject_does_not_swallow_a
     assert_eq!(env.order(&id).version, version);
 }
 
+/// The edge's done marks are read back after a crash: a tap DingTalk redelivers to the new
+/// process is acknowledged as a duplicate by the edge itself, before the workflow sees it.
+#[tokio::test]
+async fn a_delivery_redelivered_after_a_crash_is_a_duplicate_at_the_edge() {
+    let mut env = Env::new(Mode::Cards).await;
+    let id = env.alice_requests().await;
+    let t1 = env.order(&id).card_track_id(&DingUserId::new(BOSS1));
+    env.tap(&t1, BOSS1, approve_params(&id)).await;
+    assert_eq!(env.order(&id).state, State::Approved);
+    let version = env.order(&id).version;
+    env.crash_and_restart().await;
+    let (st, _) = env.tap(&t1, BOSS1, approve_params(&id)).await;
+    assert_eq!(st, 200);
+    let stats = env.bot().ingress().dedupe.stats();
+    assert_eq!(
+        stats.duplicates.load(Ordering::Relaxed),
+        1,
+        "the mark came back"
+    );
+    assert_eq!(env.order(&id).version, version);
+}
+
 #[tokio::test]
 async fn crash_after_approval_before_grant_loses_nothing() {
     let mut env = Env::new(Mode::Cards).await;
