@@ -363,9 +363,14 @@ fn claim_signature(
     }
 }
 
+/// How long a copy that finds its first delivery still being handled waits for it to end
+/// (`Dedupe::begin_or_wait`) before it is asked to come back: long enough for an event whose
+/// handling is only local work, far below DingTalk's patience for an answer.
+const COPY_SETTLE: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Dedupe, then dispatch. A duplicate is acknowledged without being handled again; a copy
-/// that arrives while the first is still being handled is asked to come back (409), because
-/// the first attempt may yet fail and its key be forgotten.
+/// that arrives while the first is still being handled waits for it briefly and is otherwise
+/// asked to come back (409), because the first attempt may yet fail and its key be forgotten.
 async fn accept_within(
     st: &Ingress,
     window: InFlightWindow,
@@ -376,7 +381,14 @@ async fn accept_within(
         let now = st.clock.now_ms();
         let seen = st
             .dedupe
-            .begin(key, now, now.saturating_add(st.dedupe_ttl_ms), window.0)
+            .begin_or_wait(
+                key,
+                now,
+                now.saturating_add(st.dedupe_ttl_ms),
+                window.0,
+                COPY_SETTLE,
+            )
+            .await
             .map_err(storage_failed)?;
         match seen {
             Delivery::First => {}

@@ -67,6 +67,9 @@ pub(crate) struct Keys {
     next_seq: AtomicU64,
     shards: [Mutex<Shard>; SHARDS],
     pending: Mutex<Pending>,
+    /// Woken whenever an attempt leaves the in-flight map (finished or forgotten), for the
+    /// copies waiting in `begin_or_wait`.
+    settled: tokio::sync::Notify,
 }
 
 /// Done marks waiting for the next `dedupe_log` record (module header: group commit).
@@ -236,6 +239,7 @@ impl Keys {
             next_seq: AtomicU64::new(0),
             shards: std::array::from_fn(|_| Mutex::default()),
             pending: Mutex::default(),
+            settled: tokio::sync::Notify::new(),
         };
         let mut next = 0u64;
         for item in keys.log.iter() {
@@ -405,35 +409,79 @@ impl Dedupe {
         expires_ms: i64,
         abandon_after_ms: i64,
     ) -> Result<Delivery, StoreError> {
+        let seen = self.judge(&Fingerprint::of(key), now_ms, expires_ms, abandon_after_ms);
+        self.count(seen);
+        self.maybe_sweep(now_ms)?;
+        Ok(seen)
+    }
+
+    /// `begin`, except that a copy finding its first delivery in flight waits up to `settle`
+    /// for that attempt to end and is then judged again: the first delivery is usually a few
+    /// microseconds from done, and a copy answered "duplicate" is settled for good where one
+    /// answered 409 comes back. (Under load, copies racing their first delivery on the other
+    /// runtime worker were asked back by the hundred: docs/benchmarks.md.)
+    pub async fn begin_or_wait(
+        &self,
+        key: &str,
+        now_ms: i64,
+        expires_ms: i64,
+        abandon_after_ms: i64,
+        settle: std::time::Duration,
+    ) -> Result<Delivery, StoreError> {
         let fp = Fingerprint::of(key);
-        let seen = {
-            let mut shard = self.keys.shard(&fp);
-            if shard.done.get(&fp).is_some_and(|&e| e > now_ms) {
-                Delivery::Duplicate
-            } else if shard
-                .in_flight
-                .get(&fp)
-                .is_some_and(|a| a.expires > now_ms && a.abandoned_at > now_ms)
+        let deadline = tokio::time::Instant::now() + settle;
+        let seen = loop {
+            // Registered before the look, so an attempt ending in between still wakes it.
+            let settled = self.keys.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let seen = self.judge(&fp, now_ms, expires_ms, abandon_after_ms);
+            if seen != Delivery::InFlight
+                || tokio::time::timeout_at(deadline, settled).await.is_err()
             {
-                Delivery::InFlight
-            } else {
-                shard.in_flight.insert(
-                    fp,
-                    Attempt {
-                        expires: expires_ms,
-                        abandoned_at: now_ms.saturating_add(abandon_after_ms),
-                    },
-                );
-                Delivery::First
+                break seen;
             }
         };
+        self.count(seen);
+        self.maybe_sweep(now_ms)?;
+        Ok(seen)
+    }
+
+    /// What a delivery of `fp` is now; on `First` the attempt is recorded as in flight.
+    fn judge(
+        &self,
+        fp: &Fingerprint,
+        now_ms: i64,
+        expires_ms: i64,
+        abandon_after_ms: i64,
+    ) -> Delivery {
+        let mut shard = self.keys.shard(fp);
+        if shard.done.get(fp).is_some_and(|&e| e > now_ms) {
+            Delivery::Duplicate
+        } else if shard
+            .in_flight
+            .get(fp)
+            .is_some_and(|a| a.expires > now_ms && a.abandoned_at > now_ms)
+        {
+            Delivery::InFlight
+        } else {
+            shard.in_flight.insert(
+                *fp,
+                Attempt {
+                    expires: expires_ms,
+                    abandoned_at: now_ms.saturating_add(abandon_after_ms),
+                },
+            );
+            Delivery::First
+        }
+    }
+
+    fn count(&self, seen: Delivery) {
         match seen {
             Delivery::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
             Delivery::InFlight => self.stats.in_flight.fetch_add(1, Ordering::Relaxed),
             Delivery::First => 0,
         };
-        self.maybe_sweep(now_ms)?;
-        Ok(seen)
     }
 
     /// Marks an in-flight key handled; later copies are duplicates until it expires. The mark
@@ -451,6 +499,7 @@ impl Dedupe {
             *e = (*e).max(attempt.expires);
             attempt
         };
+        self.keys.settled.notify_waiters();
         // Done in memory before the mark is in sled: the delivery is handled (its dispatch
         // returned) and will be acknowledged whether or not the write succeeds (ingress), so a
         // copy arriving during the write is a duplicate, not an attempt to ask back later.
@@ -461,7 +510,9 @@ impl Dedupe {
     /// changed can be retried.
     pub fn forget(&self, key: &str) -> Result<(), StoreError> {
         let fp = Fingerprint::of(key);
-        self.keys.shard(&fp).in_flight.remove(&fp);
+        if self.keys.shard(&fp).in_flight.remove(&fp).is_some() {
+            self.keys.settled.notify_waiters();
+        }
         Ok(())
     }
 
@@ -906,6 +957,47 @@ mod tests {
         d.sweep(10_000).unwrap();
         assert!(d.keys.log.is_empty());
         assert!(d.is_empty());
+    }
+
+    /// A copy that finds its first delivery in flight waits for it: "duplicate" if it finishes
+    /// meanwhile, "first" if it is forgotten (failed), and "in flight" if it outlasts the wait.
+    #[tokio::test]
+    async fn a_copy_waits_briefly_for_its_first_delivery_to_settle() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        let settle = std::time::Duration::from_millis(500);
+        let copy = |key: &'static str| {
+            let d = d.clone();
+            tokio::spawn(async move { d.begin_or_wait(key, 1, 10_001, 5_000, settle).await })
+        };
+        for (key, end) in [("done", true), ("failed", false)] {
+            assert_eq!(d.begin(key, 0, 10_000, 5_000).unwrap(), Delivery::First);
+            let waiting = copy(key);
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished(), "{key}: the copy waits");
+            if end {
+                d.finish(key).await.unwrap();
+            } else {
+                d.forget(key).unwrap();
+            }
+            let seen = waiting.await.unwrap().unwrap();
+            let want = if end {
+                Delivery::Duplicate
+            } else {
+                Delivery::First
+            };
+            assert_eq!(seen, want, "{key}");
+        }
+        assert_eq!(d.stats().in_flight.load(Ordering::Relaxed), 0);
+        // Still in flight when the wait is over: asked to come back, counted once.
+        assert_eq!(d.begin("slow", 0, 10_000, 5_000).unwrap(), Delivery::First);
+        let short = std::time::Duration::from_millis(5);
+        let seen = d
+            .begin_or_wait("slow", 1, 10_001, 5_000, short)
+            .await
+            .unwrap();
+        assert_eq!(seen, Delivery::InFlight);
+        assert_eq!(d.stats().in_flight.load(Ordering::Relaxed), 1);
     }
 
     #[test]
