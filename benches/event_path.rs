@@ -101,6 +101,22 @@ fn dedupe(c: &mut Criterion) {
             black_box(handle(&format!("evt:new-{n}")))
         })
     });
+    // As in the loaded server: deliveries finishing together share one record.
+    let mut m = 0u64;
+    c.bench_function("dedupe/64 new keys finishing together", |b| {
+        b.iter(|| {
+            m += 1;
+            let keys: Vec<String> = (0..64).map(|j| format!("evt:batch-{m}-{j}")).collect();
+            let d = &d;
+            let all = keys.iter().map(|key| async move {
+                match d.begin(key, now, now + ttl, window) {
+                    Ok(Delivery::First) => d.finish(key).await.map(|()| Delivery::First),
+                    other => other,
+                }
+            });
+            black_box(rt.block_on(futures::future::join_all(all)))
+        })
+    });
     let mut i = 0u64;
     c.bench_function("dedupe/repeat: begin", |b| {
         b.iter(|| {
