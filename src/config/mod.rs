@@ -158,7 +158,8 @@ pub struct ServerConfig {
     /// (reference §2.4), so the handlers only verify, store and enqueue.
     pub request_timeout_ms: u64,
     /// How long delivery keys are remembered for dedupe, in hours. DingTalk's redelivery
-    /// window is undocumented; failed pushes are kept about a week (reference §2.6).
+    /// window is undocumented; failed pushes are kept about a week (reference §2.6). Every key
+    /// remembered is also held in memory (~30–60 bytes each, see store/dedupe.rs).
     pub dedupe_ttl_hours: u64,
     /// A connection must deliver a complete request head within this long after it opens or
     /// after its previous response, in milliseconds; else it is closed. So it also bounds how
