@@ -252,16 +252,31 @@ impl Keys {
             }
         }
         keys.next_seq.store(next, Ordering::Relaxed);
+        // Done marks move in records of up to `MOVE_BATCH` (a week of an older version's
+        // traffic can be millions of keys), each appended before its keys leave the old tree:
+        // an interrupted move repeats itself at the next open (a second mark of one key is
+        // harmless).
+        let mut moving: Vec<(Fingerprint, i64)> = Vec::new();
+        let mut moved: Vec<sled::IVec> = Vec::new();
+        let flush = |moving: &mut Vec<(Fingerprint, i64)>, moved: &mut Vec<sled::IVec>| {
+            keys.append(moving)?;
+            for k in moved.drain(..) {
+                keys.legacy.remove(k)?;
+            }
+            moving.clear();
+            Ok::<(), StoreError>(())
+        };
         for item in keys.legacy.iter() {
             let (k, v) = item?;
             let fp = Fingerprint::of(&String::from_utf8_lossy(&k));
             match LegacyMark::decode(&v) {
                 LegacyMark::Done { expires } => {
-                    // Appended before it leaves the old tree: an interrupted move repeats
-                    // itself at the next open (a second record of one key is harmless).
-                    keys.append(&[(fp, expires)])?;
                     keys.remember_done(fp, expires);
-                    keys.legacy.remove(&k)?;
+                    moving.push((fp, expires));
+                    moved.push(k);
+                    if moving.len() >= MOVE_BATCH {
+                        flush(&mut moving, &mut moved)?;
+                    }
                 }
                 LegacyMark::InFlight {
                     expires,
@@ -278,6 +293,9 @@ impl Keys {
                     );
                 }
             }
+        }
+        if !moving.is_empty() {
+            flush(&mut moving, &mut moved)?;
         }
         Ok(keys)
     }
@@ -366,6 +384,9 @@ impl Keys {
 
 /// Bytes of one mark in a `dedupe_log` record: expiry, fingerprint.
 const MARK_LEN: usize = 24;
+
+/// Marks per record when the older tree is moved into the log (`Keys::load`).
+const MOVE_BATCH: usize = 4096;
 
 fn seq_of(k: &[u8]) -> Option<u64> {
     k.try_into().ok().map(u64::from_be_bytes)
@@ -598,6 +619,10 @@ impl Dedupe {
             let before = shard.done.len();
             shard.done.retain(|_, e| *e > now_ms);
             shard.in_flight.retain(|_, a| a.expires > now_ms);
+            // A burst (a redelivery storm, a load test) must not keep its memory for good.
+            if shard.done.capacity() > 4 * shard.done.len().max(1024) {
+                shard.done.shrink_to_fit();
+            }
             forgotten += before - shard.done.len();
         }
         sweep_tree(&self.keys.log, now_ms, record_expiry)?;
@@ -654,6 +679,11 @@ mod tests {
     /// `finish` outside a Tokio runtime: the mark is written alone, inline.
     fn finish(d: &Dedupe, key: &str) {
         futures::executor::block_on(d.finish(key)).unwrap();
+    }
+
+    /// `begin` at `now` of a key remembered for 10 s, abandoned after 5 s.
+    fn look(d: &Dedupe, key: &str, now: i64) -> Delivery {
+        d.begin(key, now, now + 10_000, 5_000).unwrap()
     }
 
     /// A delivery handled to the end: `begin` then `finish`; true when it was the first.
@@ -719,36 +749,21 @@ mod tests {
             let store = Store::open(dir.path()).unwrap();
             let d = Dedupe::new(&store).unwrap();
             assert!(handled(&d, "done", 0, 10_000));
-            assert_eq!(d.begin("k", 0, 10_000, 5_000).unwrap(), Delivery::First);
+            assert_eq!(look(&d, "k", 0), Delivery::First);
             // A second handle on the same store shares the keys.
             let other = Dedupe::new(&store).unwrap();
-            assert_eq!(
-                other.begin("k", 1, 10_001, 5_000).unwrap(),
-                Delivery::InFlight
-            );
-            assert_eq!(
-                other.begin("done", 1, 10_001, 5_000).unwrap(),
-                Delivery::Duplicate
-            );
+            assert_eq!(look(&other, "k", 1), Delivery::InFlight);
+            assert_eq!(look(&other, "done", 1), Delivery::Duplicate);
             assert_eq!(d.keys.log.len(), 1, "one record per finished delivery");
         }
         // A restart: the done mark is read back from the log; the interrupted attempt is not
         // waited for.
         let store = Store::open(dir.path()).unwrap();
         let after = Dedupe::new(&store).unwrap();
-        assert_eq!(
-            after.begin("done", 10, 10_010, 5_000).unwrap(),
-            Delivery::Duplicate
-        );
-        assert_eq!(
-            after.begin("k", 10, 10_010, 5_000).unwrap(),
-            Delivery::First
-        );
+        assert_eq!(look(&after, "done", 10), Delivery::Duplicate);
+        assert_eq!(look(&after, "k", 10), Delivery::First);
         finish(&after, "k");
-        assert_eq!(
-            after.begin("k", 20, 10_020, 5_000).unwrap(),
-            Delivery::Duplicate
-        );
+        assert_eq!(look(&after, "k", 20), Delivery::Duplicate);
         // Appends go on after the records read back.
         assert_eq!(after.keys.log.len(), 2);
     }
@@ -767,24 +782,12 @@ mod tests {
         }
         let store = Store::open(dir.path()).unwrap();
         let d = Dedupe::new(&store).unwrap();
-        assert_eq!(
-            d.begin("evt:done", 50, 10_050, 5_000).unwrap(),
-            Delivery::Duplicate
-        );
-        assert_eq!(
-            d.begin("evt:running", 50, 10_050, 5_000).unwrap(),
-            Delivery::InFlight
-        );
+        assert_eq!(look(&d, "evt:done", 50), Delivery::Duplicate);
+        assert_eq!(look(&d, "evt:running", 50), Delivery::InFlight);
         // Abandoned: free again.
-        assert_eq!(
-            d.begin("evt:running", 100, 10_100, 5_000).unwrap(),
-            Delivery::First
-        );
+        assert_eq!(look(&d, "evt:running", 100), Delivery::First);
         // An unreadable value counts as expired.
-        assert_eq!(
-            d.begin("evt:garbled", 50, 10_050, 5_000).unwrap(),
-            Delivery::First
-        );
+        assert_eq!(look(&d, "evt:garbled", 50), Delivery::First);
         // The done mark now lives in the log; the in-flight mark stays until swept.
         let old = store.tree(LEGACY_TREE).unwrap();
         assert!(old.get("evt:done").unwrap().is_none());
@@ -798,6 +801,26 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(d.keys.log.is_empty());
+    }
+
+    #[test]
+    fn a_large_older_tree_moves_in_records_of_many_marks() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = MOVE_BATCH + 10;
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let old = store.tree(LEGACY_TREE).unwrap();
+            for i in 0..n {
+                old.insert(format!("evt:{i}"), &10_000i64.to_be_bytes())
+                    .unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        assert_eq!(d.keys.log.len(), 2);
+        assert!(store.tree(LEGACY_TREE).unwrap().is_empty());
+        assert_eq!(d.len(), n);
+        assert_eq!(look(&d, &format!("evt:{}", n - 1), 1), Delivery::Duplicate);
     }
 
     #[test]
@@ -908,7 +931,7 @@ mod tests {
                     let d = d.clone();
                     tokio::spawn(async move {
                         let key = format!("evt:{i}");
-                        assert_eq!(d.begin(&key, 0, 10_000, 5_000).unwrap(), Delivery::First);
+                        assert_eq!(look(&d, &key, 0), Delivery::First);
                         d.finish(&key).await.unwrap();
                         // Returned: the mark is in sled, and copies are duplicates.
                         let fp = Fingerprint::of(&key);
@@ -919,10 +942,7 @@ mod tests {
                             .values()
                             .any(|v| marks_of(&v.unwrap()).any(|(_, f)| f == fp));
                         assert!(in_log, "{key} finished before its mark was in sled");
-                        assert_eq!(
-                            d.begin(&key, 1, 10_001, 5_000).unwrap(),
-                            Delivery::Duplicate
-                        );
+                        assert_eq!(look(&d, &key, 1), Delivery::Duplicate);
                     })
                 })
                 .collect();
@@ -947,11 +967,7 @@ mod tests {
         let d = Dedupe::new(&store).unwrap();
         for i in 0..N {
             let key = format!("evt:{i}");
-            assert_eq!(
-                d.begin(&key, 2, 10_002, 5_000).unwrap(),
-                Delivery::Duplicate,
-                "{key}"
-            );
+            assert_eq!(look(&d, &key, 2), Delivery::Duplicate, "{key}");
         }
         // Records are swept whole once their last mark expires.
         d.sweep(10_000).unwrap();
@@ -971,7 +987,7 @@ mod tests {
             tokio::spawn(async move { d.begin_or_wait(key, 1, 10_001, 5_000, settle).await })
         };
         for (key, end) in [("done", true), ("failed", false)] {
-            assert_eq!(d.begin(key, 0, 10_000, 5_000).unwrap(), Delivery::First);
+            assert_eq!(look(&d, key, 0), Delivery::First);
             let waiting = copy(key);
             tokio::task::yield_now().await;
             assert!(!waiting.is_finished(), "{key}: the copy waits");
@@ -990,7 +1006,7 @@ mod tests {
         }
         assert_eq!(d.stats().in_flight.load(Ordering::Relaxed), 0);
         // Still in flight when the wait is over: asked to come back, counted once.
-        assert_eq!(d.begin("slow", 0, 10_000, 5_000).unwrap(), Delivery::First);
+        assert_eq!(look(&d, "slow", 0), Delivery::First);
         let short = std::time::Duration::from_millis(5);
         let seen = d
             .begin_or_wait("slow", 1, 10_001, 5_000, short)
