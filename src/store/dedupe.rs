@@ -8,27 +8,31 @@
 //!
 //! Where keys live, and why. Every delivery is judged from memory: a map per shard of the
 //! 128-bit fingerprints (SHA-256, truncated) of the done keys with their expiry, beside the
-//! in-flight attempts. Each done mark is also written to sled, in `dedupe_log`, before `finish`
-//! returns (so before the acknowledgement, as before): the log is read back into memory when
-//! the store is opened, so a restart forgets nothing that was marked.
+//! in-flight attempts. `finish` marks the key done in memory, then waits until the mark is
+//! written to sled, in `dedupe_log`; the acknowledgement follows, as before. The log is read
+//! back into memory when the store is opened, so a restart forgets nothing that was marked.
 //!
 //! Group commit: the marks of deliveries finishing at about the same time go into sled as one
-//! record, written by one task while the deliveries wait for it (`Appender`). Until 2026-12 the
-//! marks were a sled tree keyed by the delivery key, read on every delivery and written on
+//! record, written by one task while the deliveries wait for it (`Keys::commit`). Until 2026-12
+//! the marks were a sled tree keyed by the delivery key, read on every delivery and written on
 //! every first one; a sled insert costs several microseconds under load whatever the key (it
 //! walks, splits and copies tree nodes), about a fifth of the bot's CPU per event
 //! (docs/benchmarks.md). Now nothing on the delivery path reads sled, and one insert carries
 //! every mark that was waiting. The price is memory: ~30–60 bytes per key remembered (7 days
 //! of deliveries by default).
 //!
+//! Judging this fast, copies racing their first delivery found it in flight by the hundred under
+//! load; a copy now waits briefly for its first delivery to end (`begin_or_wait`).
+//!
 //! The state is shared by every `Dedupe` opened on one `Store` (`Store::dedupe_keys`): two
 //! handles with their own maps would each let one copy of a delivery through.
 //!
 //! `dedupe_log` record: key = big-endian u64 sequence; value = one or more marks of 24 bytes,
-//! each the expiry (big-endian i64 ms) then the 16-byte fingerprint. The older `dedupe` tree (key = the delivery key; value = the expiry,
-//! or for an older version's in-flight mark the expiry and the moment it counts as abandoned)
-//! is moved into the log when the store is opened; its in-flight marks are honoured until
-//! abandoned. Expired keys are swept, at most once per `SWEEP_EVERY_MS`, off the request path.
+//! each the expiry (big-endian i64 ms) then the 16-byte fingerprint. The older `dedupe` tree
+//! (key = the delivery key; value = the expiry, or for an older version's in-flight mark the
+//! expiry and the moment it counts as abandoned) is moved into the log when the store is
+//! opened; its in-flight marks are honoured until abandoned. Expired keys are swept, at most
+//! once per `SWEEP_EVERY_MS`, off the request path.
 //!
 //! A second tree, `signatures`, remembers which body each robot / card signature (timestamp +
 //! sign headers) came with, until the timestamp leaves its freshness window: those signatures
@@ -337,7 +341,8 @@ impl Keys {
             if !pending.writing {
                 pending.writing = true;
                 let keys = self.clone();
-                drop(runtime.spawn(async move { keys.write_pending().await }));
+                let running = Running(Some(self.clone()));
+                drop(runtime.spawn(async move { keys.write_pending(running).await }));
             }
             pending.outcome.subscribe()
         };
@@ -357,7 +362,7 @@ impl Keys {
 
     /// The writer task: takes the waiting marks, writes them as one record, tells their
     /// waiters, and goes on until none are left.
-    async fn write_pending(self: Arc<Self>) {
+    async fn write_pending(self: Arc<Self>, mut running: Running) {
         loop {
             // Let the deliveries already running reach their `finish` and join this record:
             // woken by the first of them, the task would otherwise run right after it, alone.
@@ -366,6 +371,7 @@ impl Keys {
                 let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
                 if pending.marks.is_empty() {
                     pending.writing = false;
+                    running.0 = None;
                     return;
                 }
                 let marks = std::mem::take(&mut pending.marks);
@@ -378,6 +384,23 @@ impl Keys {
                 tracing::error!(error = %e, marks = marks.len(), "writing dedupe marks failed");
             }
             outcome.send_replace(Some(written));
+        }
+    }
+}
+
+/// Held by the writer task while it runs. Dropped with the task before it is done (its runtime
+/// shut down, even before its first poll), it clears `writing`: a store used again from another
+/// runtime would otherwise never get a writer, and its deliveries would wait for good. The marks
+/// still pending go out with the next writer.
+struct Running(Option<Arc<Keys>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(keys) = self.0.take() {
+            keys.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .writing = false;
         }
     }
 }
@@ -1014,6 +1037,44 @@ mod tests {
             .unwrap();
         assert_eq!(seen, Delivery::InFlight);
         assert_eq!(d.stats().in_flight.load(Ordering::Relaxed), 1);
+    }
+
+    /// A runtime shut down while its writer task waited to write: the store, used from another
+    /// runtime, still gets its marks written (the stranded one included).
+    #[test]
+    fn a_writer_dropped_with_its_runtime_does_not_strand_the_store() {
+        let store = Store::temporary().unwrap();
+        let d = Dedupe::new(&store).unwrap();
+        let first = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        assert_eq!(look(&d, "a", 0), Delivery::First);
+        let stranded = {
+            let d = d.clone();
+            first.spawn(async move { d.finish("a").await })
+        };
+        // One turn: `finish` spawns the writer and waits; the writer yields. Then shut down.
+        first.block_on(tokio::task::yield_now());
+        drop(stranded);
+        drop(first);
+        assert!(d.keys.log.is_empty(), "not written yet");
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        assert_eq!(look(&d, "b", 0), Delivery::First);
+        let result = second.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), d.finish("b")).await
+        });
+        assert!(matches!(result, Ok(Ok(()))), "{result:?}");
+        let marks: usize = d
+            .keys
+            .log
+            .iter()
+            .values()
+            .map(|v| marks_of(&v.unwrap()).count())
+            .sum();
+        assert_eq!(marks, 2, "the stranded mark went out with the next record");
     }
 
     #[test]
