@@ -340,9 +340,11 @@ impl Keys {
             pending.marks.push(mark);
             if !pending.writing {
                 pending.writing = true;
-                let keys = self.clone();
-                let running = Running(Some(self.clone()));
-                drop(runtime.spawn(async move { keys.write_pending(running).await }));
+                let running = Running {
+                    keys: self.clone(),
+                    armed: true,
+                };
+                drop(runtime.spawn(Keys::write_pending(running)));
             }
             pending.outcome.subscribe()
         };
@@ -362,16 +364,20 @@ impl Keys {
 
     /// The writer task: takes the waiting marks, writes them as one record, tells their
     /// waiters, and goes on until none are left.
-    async fn write_pending(self: Arc<Self>, mut running: Running) {
+    async fn write_pending(mut running: Running) {
         loop {
             // Let the deliveries already running reach their `finish` and join this record:
             // woken by the first of them, the task would otherwise run right after it, alone.
             tokio::task::yield_now().await;
             let (marks, outcome) = {
-                let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let mut pending = running
+                    .keys
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 if pending.marks.is_empty() {
                     pending.writing = false;
-                    running.0 = None;
+                    running.armed = false;
                     return;
                 }
                 let marks = std::mem::take(&mut pending.marks);
@@ -379,7 +385,7 @@ impl Keys {
                     std::mem::replace(&mut pending.outcome, tokio::sync::watch::channel(None).0);
                 (marks, outcome)
             };
-            let written = self.append(&marks);
+            let written = running.keys.append(&marks);
             if let Err(e) = &written {
                 tracing::error!(error = %e, marks = marks.len(), "writing dedupe marks failed");
             }
@@ -392,12 +398,17 @@ impl Keys {
 /// shut down, even before its first poll), it clears `writing`: a store used again from another
 /// runtime would otherwise never get a writer, and its deliveries would wait for good. The marks
 /// still pending go out with the next writer.
-struct Running(Option<Arc<Keys>>);
+struct Running {
+    keys: Arc<Keys>,
+    /// Until the task clears `writing` itself, under the lock, when nothing is left.
+    armed: bool,
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(keys) = self.0.take() {
-            keys.pending
+        if self.armed {
+            self.keys
+                .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .writing = false;
@@ -704,6 +715,16 @@ mod tests {
         futures::executor::block_on(d.finish(key)).unwrap();
     }
 
+    /// How many marks `dedupe_log` holds, over all its records.
+    fn logged_marks(d: &Dedupe) -> usize {
+        d.keys
+            .log
+            .iter()
+            .values()
+            .map(|v| marks_of(&v.unwrap()).count())
+            .sum()
+    }
+
     /// `begin` at `now` of a key remembered for 10 s, abandoned after 5 s.
     fn look(d: &Dedupe, key: &str, now: i64) -> Delivery {
         d.begin(key, now, now + 10_000, 5_000).unwrap()
@@ -973,14 +994,7 @@ mod tests {
                 t.await.unwrap();
             }
             let records = d.keys.log.len();
-            let marks: usize = d
-                .keys
-                .log
-                .iter()
-                .values()
-                .map(|v| marks_of(&v.unwrap()).count())
-                .sum();
-            assert_eq!(marks, N);
+            assert_eq!(logged_marks(&d), N);
             assert!(
                 records < N,
                 "{records} records for {N} marks: nothing was grouped"
@@ -1067,13 +1081,7 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_secs(5), d.finish("b")).await
         });
         assert!(matches!(result, Ok(Ok(()))), "{result:?}");
-        let marks: usize = d
-            .keys
-            .log
-            .iter()
-            .values()
-            .map(|v| marks_of(&v.unwrap()).count())
-            .sum();
+        let marks = logged_marks(&d);
         assert_eq!(marks, 2, "the stranded mark went out with the next record");
     }
 
